@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// app holds what every command shares: the settings viper resolved from
+// flags and UAMIRROR_* environment variables, and the logger built from
+// them.
+type app struct {
+	v      *viper.Viper
+	logger *zap.Logger
+}
+
+func newRootCmd() *cobra.Command {
+	a := &app{v: viper.New()}
+	a.v.SetEnvPrefix("UAMIRROR")
+	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	a.v.AutomaticEnv()
+
+	root := &cobra.Command{
+		Use:   "uamirror",
+		Short: "Mirror process data between OPC UA servers, redundantly",
+		Long: `uamirror subscribes to items on OPC UA servers and writes them to items on
+other OPC UA servers (read, write and bidirectional mappings), in batches,
+and keeps doing so through connection faults.
+
+Start with 'uamirror demo', then write a config (see examples/) and check it
+with 'uamirror validate FILE' before 'uamirror run --config FILE'.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := newLogger(a.v.GetString("log-format"), a.v.GetString("log-level"))
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			a.logger = l
+			return nil
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if a.logger != nil {
+				_ = a.logger.Sync()
+			}
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.String("log-format", "auto", "log format: auto (console on a terminal, JSON otherwise), console or json")
+	pf.String("log-level", "info", "log level: debug, info, warn or error")
+	_ = a.v.BindPFlags(pf)
+
+	root.AddCommand(
+		newVersionCmd(),
+	)
+	for _, c := range extraCommands {
+		root.AddCommand(c(a))
+	}
+	return root
+}
+
+// extraCommands are registered by the files that define them (one file
+// per command), in their init; keeping registration beside each command
+// lets files be added without touching this one.
+var extraCommands []func(*app) *cobra.Command
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the OPC UA stack in use",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			stack := "unknown"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, d := range bi.Deps {
+					if d.Path == "github.com/gopcua/opcua" {
+						stack = d.Version
+					}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "uamirror %s (gopcua %s)\n", version, stack)
+		},
+	}
+}
+
+// newLogger builds the process logger: console encoding on a terminal,
+// JSON otherwise, or as the format flag says.
+func newLogger(format, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	switch format {
+	case "auto":
+		format = "json"
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			format = "console"
+		}
+	case "console", "json":
+	default:
+		return nil, fmt.Errorf("--log-format %q: want auto, console or json", format)
+	}
+	var cfg zap.Config
+	if format == "console" {
+		cfg = zap.NewDevelopmentConfig()
+		cfg.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		cfg.DisableStacktrace = true
+	} else {
+		cfg = zap.NewProductionConfig()
+		cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+		cfg.Sampling = nil
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.OutputPaths = []string{"stderr"}
+	cfg.ErrorOutputPaths = []string{"stderr"}
+	l, err := cfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("building logger: %w", err)
+	}
+	return l, nil
+}

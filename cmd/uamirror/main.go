@@ -47,3 +47,8 @@ func main() {
 	fmt.Fprintln(os.Stderr, "uamirror:", err)
 	os.Exit(1)
 }
+
+var (
+	errNoConfig  = errors.New("no config: pass --config FILE (or set UAMIRROR_CONFIG)")
+	errBadConfig = errors.New("config is not valid; not started")
+)

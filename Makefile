@@ -1,0 +1,39 @@
+# uamirror — `make test` runs on a fresh machine with only Go, gcc, Node/npm
+# and apt: it installs what the tests need, then runs them with -race.
+
+GO       ?= go
+FUZZTIME ?= 10s
+
+.PHONY: test deps vet fmt-check fuzz bench build demo
+
+build:
+	$(GO) build -o bin/uamirror ./cmd/uamirror
+
+demo:
+	$(GO) run ./cmd/uamirror demo
+
+# Test dependencies: node-opcua (third-party OPC UA server) from npm, pinned.
+deps:
+	cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/nodeopcua/node_modules/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# Bounded fuzzing of every parser.
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeID$$' -fuzztime=$(FUZZTIME) ./mapping/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseYAML$$' -fuzztime=$(FUZZTIME) ./mapping/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./mapping/
+	$(GO) test -run='^$$' -fuzz='^FuzzConvert$$' -fuzztime=$(FUZZTIME) ./bridge/
+
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz
+
+# Benchmarks print their figures (not part of `make test`).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...

@@ -1,0 +1,750 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// ConnState is the state of a server connection.
+type ConnState int32
+
+// Connection states.
+const (
+	Disconnected ConnState = iota
+	Connecting
+	Connected
+)
+
+func (s ConnState) String() string {
+	switch s {
+	case Connecting:
+		return "connecting"
+	case Connected:
+		return "connected"
+	}
+	return "disconnected"
+}
+
+// errFault is wrapped by the errors that end a session.
+var errFault = errors.New("session fault")
+
+// conn supervises the connection to one server (or redundant server set):
+// it owns the client, rebuilds it from scratch on any fault (gopcua's
+// auto-reconnect is off: it loses subscriptions silently), keeps the
+// subscriptions of the flows that read from this server and the writer
+// of the flows that write to it.
+type conn struct {
+	e        *Engine
+	srv      *mapping.Server
+	name     string
+	log      *zap.Logger
+	timeouts mapping.Timeouts
+
+	readFlows  []*flow
+	writeFlows []*flow
+	w          *writer
+
+	sess     atomic.Pointer[session]
+	state    atomic.Int32
+	endpoint atomic.Pointer[string]
+	level    atomic.Int32 // ServiceLevel, -1 unknown
+
+	stats connStats
+}
+
+func newConn(e *Engine, s *mapping.Server) *conn {
+	c := &conn{e: e, srv: s, name: s.Name, log: e.log.With(zap.String("server", s.Name)),
+		timeouts: s.EffectiveTimeouts()}
+	c.level.Store(-1)
+	return c
+}
+
+// session is one live client of a conn. Its fault channel ends it.
+type session struct {
+	client     *opcua.Client
+	namespaces []string
+	batchWrite int
+	batchRead  int
+	batchMon   int
+	faultOnce  sync.Once
+	faultCh    chan error
+}
+
+// fault ends the session (first error wins).
+func (s *session) fault(err error) {
+	s.faultOnce.Do(func() { s.faultCh <- err })
+}
+
+func (c *conn) current() *session { return c.sess.Load() }
+
+func (c *conn) setState(s ConnState) {
+	if ConnState(c.state.Swap(int32(s))) != s {
+		c.log.Info("connection state", zap.Stringer("state", s))
+	}
+}
+
+// supervise connects, runs and rebuilds sessions until ctx is done.
+func (c *conn) supervise(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		ep := c.srv.Endpoints[attempt%len(c.srv.Endpoints)]
+		start := time.Now()
+		err := c.runSession(ctx, ep)
+		c.setState(Disconnected)
+		if ctx.Err() != nil {
+			return
+		}
+		c.stats.reconnects.Add(1)
+		if time.Since(start) > 30*time.Second {
+			attempt = 0
+		} else {
+			attempt++
+		}
+		wait := c.e.backoff(attempt - 1)
+		c.log.Warn("session ended; reconnecting", zap.String("endpoint", ep), zap.Error(err),
+			zap.Duration("retry_in", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// DefaultClientOptions returns security None with the config's identity:
+// anonymous, or username with the password read from password_env or
+// password_file at connect time.
+func DefaultClientOptions(ctx context.Context, srv *mapping.Server, endpoint string) ([]opcua.Option, error) {
+	var opts []opcua.Option
+	pol, mode := srv.SecurityPolicy, srv.SecurityMode
+	if pol == "" {
+		pol = "None"
+	}
+	if mode == "" {
+		mode = "None"
+	}
+	if pol != "None" || mode != "None" {
+		return nil, fmt.Errorf("server %s: security %s/%s needs certificates: not configured", srv.Name, pol, mode)
+	}
+	eps, err := opcua.GetEndpoints(ctx, endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("get endpoints: %w", err)
+	}
+	ep, err := opcua.SelectEndpoint(eps, "None", ua.MessageSecurityModeNone)
+	if err != nil {
+		return nil, fmt.Errorf("select endpoint: %w", err)
+	}
+	tokenType := ua.UserTokenTypeAnonymous
+	if srv.Auth.Type == "username" {
+		tokenType = ua.UserTokenTypeUserName
+		pw, err := readPassword(srv)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, opcua.AuthUsername(srv.Auth.Username, pw))
+	} else {
+		opts = append(opts, opcua.AuthAnonymous())
+	}
+	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
+	return opts, nil
+}
+
+// readPassword reads a server's password from its env var or file. The
+// error never contains the secret.
+func readPassword(srv *mapping.Server) (string, error) {
+	if srv.Auth.PasswordEnv != "" {
+		pw, ok := os.LookupEnv(srv.Auth.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("server %s: password env var %s is not set", srv.Name, srv.Auth.PasswordEnv)
+		}
+		return pw, nil
+	}
+	b, err := os.ReadFile(srv.Auth.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("server %s: password file: %w", srv.Name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// runSession builds a fresh client, subscribes everything, resyncs, and
+// runs until a fault. It always closes the client before returning.
+func (c *conn) runSession(ctx context.Context, ep string) error {
+	c.setState(Connecting)
+	c.endpoint.Store(&ep)
+	cctx, cancel := context.WithTimeout(ctx, c.timeouts.Connect)
+	defer cancel()
+	opts, err := c.e.optsFn(cctx, c.srv, ep)
+	if err != nil {
+		return fmt.Errorf("%w: client options: %w", errFault, err)
+	}
+	opts = append(opts,
+		opcua.AutoReconnect(false),
+		opcua.RequestTimeout(c.timeouts.Request),
+		opcua.DialTimeout(c.timeouts.Connect),
+		opcua.SessionTimeout(c.timeouts.Session),
+		opcua.ApplicationName("uamirror"),
+		opcua.ApplicationURI("urn:uamirror:client"),
+	)
+	cl, err := opcua.NewClient(ep, opts...)
+	if err != nil {
+		return fmt.Errorf("%w: new client: %w", errFault, err)
+	}
+	if err := cl.Connect(cctx); err != nil {
+		return fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
+	}
+	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
+		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch}
+	defer func() {
+		c.sess.Store(nil)
+		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_ = cl.Close(closeCtx)
+		cancel()
+	}()
+	if err := c.prepare(ctx, s); err != nil {
+		return err
+	}
+	// Notifications flow into one channel per session; the dispatcher is
+	// owned by this function and waited for on the way out.
+	notes := make(chan *opcua.PublishNotificationData, 64)
+	var wg sync.WaitGroup
+	dctx, stopDispatch := context.WithCancel(ctx)
+	defer func() { stopDispatch(); wg.Wait() }()
+	lastData := &atomic.Int64{}
+	lastData.Store(time.Now().UnixNano())
+	wg.Add(1)
+	go func() { defer wg.Done(); c.dispatch(dctx, s, notes, lastData) }()
+
+	subs, err := c.subscribe(ctx, s, notes)
+	if err != nil {
+		return err
+	}
+	c.sess.Store(s)
+	c.setState(Connected)
+	c.w.requeue()
+	c.stats.connects.Add(1)
+
+	// Resync: the sources of this server may have changed while we were
+	// away, and the targets on it may have been reset by a restart.
+	flows := append(append([]*flow(nil), c.readFlows...), c.writeFlows...)
+	if c.e.queueing.Load() {
+		n := c.e.reconcile(ctx, flows, true)
+		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
+			zap.Int("values_queued", n))
+	} else {
+		c.log.Info("session up (standby: not writing)", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)))
+	}
+
+	keep := time.NewTicker(c.timeouts.KeepAlive)
+	defer keep.Stop()
+	retry := time.NewTimer(c.e.backoff(0))
+	defer retry.Stop()
+	retries := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.faultCh:
+			return fmt.Errorf("%w: %w", errFault, err)
+		case <-keep.C:
+			if err := c.keepAlive(ctx, s); err != nil {
+				return fmt.Errorf("%w: keep-alive: %w", errFault, err)
+			}
+			if age := time.Since(time.Unix(0, lastData.Load())); age > c.timeouts.DataAge && len(subs) > 0 {
+				// No data for a while: prove the subscriptions still exist.
+				if err := c.probeSubscriptions(ctx, s, subs); err != nil {
+					return fmt.Errorf("%w: data age %s: %w", errFault, age.Round(time.Millisecond), err)
+				}
+				lastData.Store(time.Now().UnixNano())
+			}
+		case <-retry.C:
+			n := c.retryQuarantined(ctx, s, subs)
+			if n > 0 {
+				retries++
+			} else {
+				retries = 0
+			}
+			retry.Reset(c.e.backoff(retries))
+		}
+	}
+}
+
+// prepare reads what the session needs before subscribing: namespaces,
+// operation limits, and the types of this server's destination nodes.
+func (c *conn) prepare(ctx context.Context, s *session) error {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	defer cancel()
+	ns, err := s.client.NamespaceArray(rctx)
+	if err != nil {
+		return fmt.Errorf("%w: namespace array: %w", errFault, err)
+	}
+	s.namespaces = ns
+	limits := []uint32{id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+		id.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+		id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall}
+	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
+	for _, l := range limits {
+		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewNumericNodeID(0, l), AttributeID: ua.AttributeIDValue})
+	}
+	if res, err := s.client.Read(rctx, req); err == nil && len(res.Results) == len(limits) {
+		lim := func(i int, cur *int) {
+			if v, ok := res.Results[i].Value.Value().(uint32); ok && v > 0 && int(v) < *cur {
+				*cur = int(v)
+			}
+		}
+		lim(0, &s.batchRead)
+		lim(1, &s.batchWrite)
+		lim(2, &s.batchMon)
+	}
+	// Resolve every node this server holds, for both sides.
+	for _, f := range c.readFlows {
+		nid, err := f.srcNode.Resolve(ns)
+		f.ms.mu.Lock()
+		if err != nil {
+			f.srcID = nil
+			if f.state != StateDisabled {
+				f.setState(StateQuarantined, "source: "+err.Error())
+			}
+		} else {
+			f.srcID = nid
+		}
+		f.ms.mu.Unlock()
+	}
+	return c.resolveTargets(ctx, s, c.writeFlows)
+}
+
+// resolveTargets resolves destination node ids on this session and reads
+// their DataType and ValueRank once (cached across reconnects).
+func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) error {
+	var need []*flow
+	var ids []*ua.NodeID
+	for _, f := range flows {
+		nid, err := f.dstNode.Resolve(s.namespaces)
+		f.ms.mu.Lock()
+		if err != nil {
+			f.dstID = nil
+			if f.state != StateDisabled {
+				f.setState(StateQuarantined, "target: "+err.Error())
+			}
+		} else {
+			f.dstID = nid
+			if !f.typeKnown {
+				need = append(need, f)
+				ids = append(ids, nid)
+			}
+		}
+		f.ms.mu.Unlock()
+	}
+	for start := 0; start < len(need); start += s.batchRead / 2 {
+		end := min(start+s.batchRead/2, len(need))
+		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
+		for _, nid := range ids[start:end] {
+			req.NodesToRead = append(req.NodesToRead,
+				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType},
+				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValueRank})
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		res, err := s.client.Read(rctx, req)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: reading target types: %w", errFault, err)
+		}
+		if len(res.Results) != len(req.NodesToRead) {
+			return fmt.Errorf("%w: reading target types: %d results for %d nodes", errFault, len(res.Results), len(req.NodesToRead))
+		}
+		for i, f := range need[start:end] {
+			dt, vr := res.Results[2*i], res.Results[2*i+1]
+			f.ms.mu.Lock()
+			if dt.Status != ua.StatusOK {
+				f.setState(StateQuarantined, "target: "+statusName(dt.Status))
+				f.ms.mu.Unlock()
+				continue
+			}
+			vt := valueType{valueRank: -2}
+			if n, ok := dt.Value.Value().(*ua.NodeID); ok && n.Namespace() == 0 && n.IntID() <= 25 {
+				vt.id = ua.TypeID(n.IntID())
+			}
+			if vr.Status == ua.StatusOK {
+				if r, ok := vr.Value.Value().(int32); ok {
+					vt.valueRank = r
+				}
+			}
+			tr, err := newTransform(f.ms.m, f.reverse, vt)
+			if err != nil {
+				f.setState(StateBad, err.Error())
+			} else {
+				f.setTransform(tr, vt)
+				if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
+					f.setState(StatePending, "")
+				}
+			}
+			f.ms.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// subscription is one OPC UA subscription of a session: the flows of one
+// publishing interval.
+type subscription struct {
+	sub      *opcua.Subscription
+	interval time.Duration
+}
+
+// subscribe creates one subscription per publishing interval and the
+// monitored items of every enabled, resolved flow in batches.
+func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
+	byInterval := map[time.Duration][]*flow{}
+	for _, f := range c.readFlows {
+		f.ms.mu.Lock()
+		ok := f.srcID != nil && f.state != StateDisabled
+		f.ms.mu.Unlock()
+		if ok {
+			byInterval[f.publishing] = append(byInterval[f.publishing], f)
+		}
+	}
+	intervals := make([]time.Duration, 0, len(byInterval))
+	for iv := range byInterval {
+		intervals = append(intervals, iv)
+	}
+	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
+	subs := map[time.Duration]*subscription{}
+	for _, iv := range intervals {
+		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
+			MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
+		}
+		subs[iv] = &subscription{sub: sub, interval: iv}
+		if err := c.monitor(ctx, s, sub, byInterval[iv]); err != nil {
+			return nil, err
+		}
+	}
+	return subs, nil
+}
+
+// keepAliveCount keeps the server's keep-alive well inside the data-age
+// watchdog.
+func keepAliveCount(interval, dataAge time.Duration) uint32 {
+	n := uint32(dataAge / interval / 3)
+	if n < 3 {
+		n = 3
+	}
+	return n
+}
+
+// monitor creates the monitored items of flows in batches within the
+// server's limit. A rejected item quarantines its flow only.
+func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription, flows []*flow) error {
+	for start := 0; start < len(flows); start += s.batchMon {
+		end := min(start+s.batchMon, len(flows))
+		batch := flows[start:end]
+		reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
+		for i, f := range batch {
+			f.ms.mu.Lock()
+			reqs[i] = c.itemRequest(f, f.srcID, true)
+			f.ms.mu.Unlock()
+		}
+		res, err := c.createItems(ctx, sub, reqs)
+		if err != nil {
+			return err
+		}
+		var retry []int
+		for i, r := range res.Results {
+			if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
+				r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
+				retry = append(retry, i)
+				continue
+			}
+			c.settleItem(batch[i], r.StatusCode)
+		}
+		if len(retry) > 0 {
+			// The server refuses our deadband filter: monitor without it;
+			// the client-side deadband still applies.
+			reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
+			for k, i := range retry {
+				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
+			}
+			res2, err := c.createItems(ctx, sub, reqs2)
+			if err != nil {
+				return err
+			}
+			for k, r := range res2.Results {
+				c.settleItem(batch[retry[k]], r.StatusCode)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *conn) createItems(ctx context.Context, sub *opcua.Subscription, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	res, err := sub.Monitor(rctx, ua.TimestampsToReturnBoth, reqs...)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: create monitored items: %w", errFault, err)
+	}
+	if res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
+		return nil, fmt.Errorf("%w: create monitored items: %w", errFault, res.ResponseHeader.ServiceResult)
+	}
+	if len(res.Results) != len(reqs) {
+		return nil, fmt.Errorf("%w: create monitored items: %d results for %d items", errFault, len(res.Results), len(reqs))
+	}
+	return res, nil
+}
+
+// settleItem records the outcome of creating f's monitored item.
+func (c *conn) settleItem(f *flow, code ua.StatusCode) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if code != ua.StatusOK && !isGood(code) {
+		f.setState(StateQuarantined, "source: "+statusName(code))
+		c.stats.quarantined.Add(1)
+		return
+	}
+	if f.state == StateQuarantined && strings.HasPrefix(f.reason, "source") || f.state == StatePending {
+		f.setState(StatePending, "waiting for the first value")
+		if f.good != nil {
+			f.setState(StateOK, "")
+		}
+	}
+}
+
+// itemRequest builds the monitored item request of f.
+func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.MonitoredItemCreateRequest {
+	req := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, f.handle)
+	req.RequestedParameters.SamplingInterval = float64(f.sampling) / float64(time.Millisecond)
+	req.RequestedParameters.QueueSize = f.queueSize
+	req.RequestedParameters.DiscardOldest = true
+	if db := f.ms.m.Deadband; withFilter && db != nil && db.Value > 0 {
+		t := ua.DeadbandTypeAbsolute
+		if db.Type == mapping.DeadbandPercent {
+			t = ua.DeadbandTypePercent
+		}
+		req.RequestedParameters.Filter = ua.NewExtensionObject(&ua.DataChangeFilter{
+			Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: uint32(t), DeadbandValue: db.Value})
+	}
+	return req
+}
+
+// retryQuarantined tries again the flows of this server that a server
+// rejected; it returns how many are still quarantined.
+func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*subscription) int {
+	var src, dst []*flow
+	for _, f := range c.readFlows {
+		f.ms.mu.Lock()
+		if f.state == StateQuarantined && strings.HasPrefix(f.reason, "source") {
+			src = append(src, f)
+		}
+		f.ms.mu.Unlock()
+	}
+	for _, f := range c.writeFlows {
+		f.ms.mu.Lock()
+		if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
+			f.typeKnown = false
+			dst = append(dst, f)
+		}
+		f.ms.mu.Unlock()
+	}
+	if len(dst) > 0 {
+		if err := c.resolveTargets(ctx, s, dst); err != nil {
+			s.fault(err)
+			return len(src) + len(dst)
+		}
+		c.e.reconcile(ctx, dst, true)
+	}
+	if len(src) > 0 {
+		byInterval := map[time.Duration][]*flow{}
+		for _, f := range src {
+			nid, err := f.srcNode.Resolve(s.namespaces)
+			if err != nil {
+				continue
+			}
+			f.ms.mu.Lock()
+			f.srcID = nid
+			f.ms.mu.Unlock()
+			byInterval[f.publishing] = append(byInterval[f.publishing], f)
+		}
+		for iv, fs := range byInterval {
+			sub := subs[iv]
+			if sub == nil {
+				continue // a new interval needs a new session: next reconnect
+			}
+			if err := c.monitor(ctx, s, sub.sub, fs); err != nil {
+				s.fault(err)
+			}
+		}
+	}
+	n := 0
+	for _, f := range append(src, dst...) {
+		f.ms.mu.Lock()
+		if f.state == StateQuarantined {
+			n++
+		}
+		f.ms.mu.Unlock()
+	}
+	if n > 0 {
+		c.log.Debug("quarantined mappings remain", zap.Int("count", n))
+	}
+	return n
+}
+
+// keepAlive reads ServerStatus.State and ServiceLevel with a deadline.
+func (c *conn) keepAlive(ctx context.Context, s *session) error {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	defer cancel()
+	res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither,
+		NodesToRead: []*ua.ReadValueID{
+			{NodeID: ua.NewNumericNodeID(0, id.Server_ServerStatus_State), AttributeID: ua.AttributeIDValue},
+			{NodeID: ua.NewNumericNodeID(0, id.Server_ServiceLevel), AttributeID: ua.AttributeIDValue},
+		}})
+	if err != nil {
+		return err
+	}
+	if len(res.Results) != 2 {
+		return fmt.Errorf("status read: %d results", len(res.Results))
+	}
+	if st, ok := res.Results[0].Value.Value().(int32); ok && ua.ServerState(st) != ua.ServerStateRunning {
+		return fmt.Errorf("server state %d (not running)", st)
+	}
+	if lv, ok := res.Results[1].Value.Value().(uint8); ok {
+		c.level.Store(int32(lv))
+	}
+	c.stats.keepAlives.Add(1)
+	return nil
+}
+
+// probeSubscriptions proves the session's subscriptions still exist on
+// the server (SetPublishingMode on a live subscription is a no-op).
+func (c *conn) probeSubscriptions(ctx context.Context, s *session, subs map[time.Duration]*subscription) error {
+	ids := make([]uint32, 0, len(subs))
+	for _, sub := range subs {
+		ids = append(ids, sub.sub.SubscriptionID)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	defer cancel()
+	var res *ua.SetPublishingModeResponse
+	err := s.client.Send(rctx, &ua.SetPublishingModeRequest{PublishingEnabled: true, SubscriptionIDs: ids},
+		func(v ua.Response) error {
+			r, ok := v.(*ua.SetPublishingModeResponse)
+			if !ok {
+				return fmt.Errorf("unexpected response %T", v)
+			}
+			res = r
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	for i, code := range res.Results {
+		if code != ua.StatusOK {
+			return fmt.Errorf("subscription %d: %w", ids[i], code)
+		}
+	}
+	return nil
+}
+
+// dispatch handles the session's notifications until ctx is done. It is
+// the only goroutine that processes values read from this server.
+func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.PublishNotificationData, lastData *atomic.Int64) {
+	out := map[*writer][]queuedValue{}
+	for {
+		var n *opcua.PublishNotificationData
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-notes:
+		}
+		lastData.Store(time.Now().UnixNano())
+		if n.Error != nil {
+			s.fault(fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error))
+			continue
+		}
+		switch v := n.Value.(type) {
+		case *ua.DataChangeNotification:
+			now := time.Now()
+			c.stats.notifications.Add(uint64(len(v.MonitoredItems)))
+			for _, item := range v.MonitoredItems {
+				h := item.ClientHandle
+				if int(h) >= len(c.e.flows) || item.Value == nil {
+					continue
+				}
+				f := c.e.flows[h]
+				if f == nil || f.from != c {
+					continue
+				}
+				if dv := c.e.onValue(f, item.Value, now); dv != nil {
+					out[f.to.w] = append(out[f.to.w], queuedValue{f.wslot, dv})
+				}
+			}
+			for w, vals := range out {
+				w.enqueue(vals)
+				out[w] = vals[:0]
+			}
+		case *ua.StatusChangeNotification:
+			s.fault(fmt.Errorf("subscription %d status change: %w", n.SubscriptionID, v.Status))
+		}
+	}
+}
+
+// readValues reads the current value of each flow's source (dst=false)
+// or destination (dst=true) on this server's current session, in batches.
+// Entries for unresolved nodes are nil.
+func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.DataValue, error) {
+	s := c.current()
+	if s == nil {
+		return nil, errors.New("not connected")
+	}
+	out := make([]*ua.DataValue, len(flows))
+	idx := make([]int, 0, len(flows))
+	ids := make([]*ua.NodeID, 0, len(flows))
+	for i, f := range flows {
+		f.ms.mu.Lock()
+		nid := f.srcID
+		if dst {
+			nid = f.dstID
+		}
+		f.ms.mu.Unlock()
+		if nid != nil {
+			idx = append(idx, i)
+			ids = append(ids, nid)
+		}
+	}
+	for start := 0; start < len(ids); start += s.batchRead {
+		end := min(start+s.batchRead, len(ids))
+		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+		for _, nid := range ids[start:end] {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		res, err := s.client.Read(rctx, req)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Results) != end-start {
+			return nil, fmt.Errorf("read: %d results for %d nodes", len(res.Results), end-start)
+		}
+		for k, r := range res.Results {
+			out[idx[start+k]] = r
+		}
+	}
+	return out, nil
+}

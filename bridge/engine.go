@@ -1,0 +1,533 @@
+// Package bridge is the mirror engine: it keeps a supervised session to
+// every configured OPC UA server, subscribes to the mapped source items,
+// transforms their values and writes them to the target items in batches.
+//
+// The engine owns its goroutines: Run starts them and returns only after
+// all have exited. It writes only while its Gate is open, reconciling the
+// targets each time the gate opens under a new epoch. It never imports
+// the redundancy layer; that layer implements Gate and reads the engine's
+// state through Snapshot and Stats.
+//
+// Ordering rules (documented in README "Engine semantics"):
+//   - per target node only the newest pending value is kept and a node
+//     has at most one Write in flight, so an older value is never written
+//     after a newer one;
+//   - a value whose source timestamp is older than the newest one the
+//     mapping has accepted (in either direction) is dropped: for `both`
+//     mappings this resolves a true conflict newest-wins;
+//   - a value written to one side of a `both` mapping that comes back from
+//     that side is recognised as an echo (compared after conversion, so it
+//     holds with deadbands and conversions) and not written back;
+//   - Bad and Uncertain source values are never written as values: the
+//     target holds its last good value (on_bad: hold) or receives only the
+//     status code (on_bad: write_status).
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// ErrConfig is wrapped by errors New returns for a config the engine
+// cannot run.
+var ErrConfig = errors.New("engine config")
+
+// ClientOptionsFunc returns the gopcua client options for a server
+// (security policy, certificates, user identity). The engine adds its
+// own (auto-reconnect off, timeouts). It may be called again on every
+// reconnect, from the server's supervisor goroutine.
+type ClientOptionsFunc func(ctx context.Context, srv *mapping.Server, endpoint string) ([]opcua.Option, error)
+
+// Options are an engine's collaborators.
+type Options struct {
+	// Config is the validated mirror configuration. The engine does not
+	// modify it.
+	Config *mapping.Config
+	// Gate says when the engine may write. Nil means always open
+	// (epoch 0), as for a single node.
+	Gate Gate
+	// Logger receives the engine's logs (named "bridge").
+	Logger *zap.Logger
+	// ClientOptions builds session options per server. Nil means security
+	// None, anonymous or username from the config.
+	ClientOptions ClientOptionsFunc
+	// OnWritten, if set, is called after every value confirmed written
+	// (from writer goroutines, concurrently; it must be fast and must not
+	// call back into the engine). Redundancy streams it to the standby.
+	OnWritten func(mappingID string, reverse bool, v *ua.Variant, sourceTS time.Time)
+}
+
+// Engine mirrors values between servers. Create it with New, start it
+// with Run. Its exported methods are safe for concurrent use.
+type Engine struct {
+	cfg    *mapping.Config
+	tune   mapping.Engine
+	log    *zap.Logger
+	gate   Gate
+	optsFn ClientOptionsFunc
+	onWrit func(string, bool, *ua.Variant, time.Time)
+
+	maps  []*mstate
+	flows []*flow // indexed by handle; nil where a mapping has no such flow
+	conns []*conn
+	byID  map[string]*mstate
+
+	// queueing is true from the moment the gate opens: new values go to
+	// the writers' queues. writing is true once the targets have been
+	// reconciled under writeEpoch: the writers then send.
+	queueing   atomic.Bool
+	writing    atomic.Bool
+	writeEpoch atomic.Uint64
+	reconciles atomic.Uint64
+
+	stats engineStats
+}
+
+// New builds an engine for cfg. It validates what the engine needs
+// beyond mapping.Config.Validate (node ids parse, servers exist) and
+// returns errors wrapping ErrConfig.
+func New(o Options) (*Engine, error) {
+	if o.Config == nil {
+		return nil, fmt.Errorf("%w: no config", ErrConfig)
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	e := &Engine{
+		cfg:    o.Config,
+		tune:   o.Config.EngineSettings(),
+		log:    log.Named("bridge"),
+		gate:   o.Gate,
+		optsFn: o.ClientOptions,
+		onWrit: o.OnWritten,
+		byID:   make(map[string]*mstate, len(o.Config.Mappings)),
+	}
+	if e.gate == nil {
+		e.gate = NewManualGate(true, 0)
+	}
+	if e.optsFn == nil {
+		e.optsFn = DefaultClientOptions
+	}
+	byName := map[string]*conn{}
+	for i := range o.Config.Servers {
+		s := &o.Config.Servers[i]
+		c := newConn(e, s)
+		e.conns = append(e.conns, c)
+		byName[s.Name] = c
+	}
+	e.maps = make([]*mstate, len(o.Config.Mappings))
+	e.flows = make([]*flow, 2*len(o.Config.Mappings))
+	for i := range o.Config.Mappings {
+		m := &o.Config.Mappings[i]
+		ms := &mstate{index: i, m: m}
+		e.maps[i] = ms
+		e.byID[m.ID] = ms
+		src, dst := byName[m.Source.Server], byName[m.Target.Server]
+		if src == nil || dst == nil {
+			return nil, fmt.Errorf("%w: mapping %s: unknown server", ErrConfig, m.ID)
+		}
+		sn, err := mapping.ParseNodeID(m.Source.Node)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mapping %s source: %w", ErrConfig, m.ID, err)
+		}
+		tn, err := mapping.ParseNodeID(m.Target.Node)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
+		}
+		eff := o.Config.Effective(m)
+		mk := func(reverse bool) *flow {
+			f := &flow{handle: uint32(2*i) + b2u(reverse), ms: ms, reverse: reverse,
+				from: src, to: dst, srcNode: sn, dstNode: tn,
+				sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval}
+			if reverse {
+				f.from, f.to, f.srcNode, f.dstNode = dst, src, tn, sn
+			}
+			if !m.IsEnabled() {
+				f.state, f.reason = StateDisabled, "disabled in config"
+			}
+			e.flows[f.handle] = f
+			f.from.readFlows = append(f.from.readFlows, f)
+			f.wslot = len(f.to.writeFlows)
+			f.to.writeFlows = append(f.to.writeFlows, f)
+			return f
+		}
+		dir := m.Direction
+		if dir == "" {
+			dir = mapping.Read
+		}
+		if dir == mapping.Read || dir == mapping.Both {
+			ms.fwd = mk(false)
+		}
+		if dir == mapping.Write || dir == mapping.Both {
+			ms.rev = mk(true)
+		}
+	}
+	for _, c := range e.conns {
+		c.w = newWriter(c)
+	}
+	return e, nil
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Run runs the engine until ctx is cancelled. It returns only after every
+// goroutine it started has exited.
+func (e *Engine) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range e.conns {
+		wg.Add(2)
+		go func() { defer wg.Done(); c.supervise(ctx) }()
+		go func() { defer wg.Done(); c.w.run(ctx) }()
+	}
+	e.roleLoop(ctx)
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// roleLoop follows the gate: on open under a new epoch it reconciles the
+// targets, then lets values flow to the writers; on close it stops them
+// and drops what was pending (a later activation reconciles afresh, so
+// nothing stale from before is ever written).
+func (e *Engine) roleLoop(ctx context.Context) {
+	check := func() {
+		epoch, ok := e.gate.Permit()
+		if !ok {
+			e.queueing.Store(false)
+			if e.writing.Swap(false) {
+				e.log.Info("gate closed: standby, not writing", zap.Uint64("epoch", epoch))
+				for _, c := range e.conns {
+					c.w.clear()
+				}
+			}
+			return
+		}
+		if e.writing.Load() && e.writeEpoch.Load() == epoch {
+			return
+		}
+		e.writing.Store(false)
+		e.queueing.Store(false)
+		for _, c := range e.conns {
+			c.w.clear()
+		}
+		e.queueing.Store(true)
+		start := time.Now()
+		n := e.reconcileAll(ctx, false)
+		e.writeEpoch.Store(epoch)
+		e.writing.Store(true)
+		e.reconciles.Add(1)
+		for _, c := range e.conns {
+			c.w.wake()
+		}
+		e.log.Info("gate open: active, writing", zap.Uint64("epoch", epoch),
+			zap.Int("reconcile_writes", n), zap.Duration("reconcile", time.Since(start)))
+	}
+	check()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.gate.Changed():
+			check()
+		}
+	}
+}
+
+// mayWrite reports whether writers may send now. It is the fence: the
+// gate is asked before every request, and the epoch must be the one the
+// targets were reconciled under.
+func (e *Engine) mayWrite() bool {
+	if !e.writing.Load() {
+		return false
+	}
+	epoch, ok := e.gate.Permit()
+	return ok && epoch == e.writeEpoch.Load()
+}
+
+// onValue handles one value read from f's source (a notification or a
+// resync read). It updates the last-good-value cache and returns the
+// value to write (nil when there is nothing to write). It takes the
+// mapping's lock.
+func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if f.state == StateDisabled || f.state == StateQuarantined && f.tr == nil {
+		return nil
+	}
+	ts := dv.SourceTimestamp
+	if ts.IsZero() {
+		ts = dv.ServerTimestamp
+	}
+	if ts.IsZero() {
+		ts = now
+	}
+	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
+		// Bad or Uncertain: never written as a value.
+		e.stats.badSource.Add(1)
+		if f.state != StateBad && f.state != StateQuarantined {
+			f.setState(StateHeld, fmt.Sprintf("source status %s", statusName(dv.Status)))
+		}
+		if ms.m.OnBad == mapping.WriteStatus && ts.After(ms.lastTS) {
+			ms.lastTS = ts
+			return &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
+				Status: dv.Status, SourceTimestamp: ts}
+		}
+		return nil
+	}
+	if dv.Value == nil {
+		return nil
+	}
+	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value) {
+		// Our own write coming back from the other side.
+		f.lastSrc = dv.Value
+		e.stats.echoes.Add(1)
+		return nil
+	}
+	if ts.Before(ms.lastTS) {
+		// Older than what this mapping already holds: a conflict lost
+		// (both) or a stale value after a reconnect.
+		e.stats.stale.Add(1)
+		return nil
+	}
+	if f.tr == nil {
+		// Destination type not known yet: keep the raw value; when the
+		// destination connects, setTransform converts it and the resync
+		// writes it.
+		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		return nil
+	}
+	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
+		if f.state == StateHeld {
+			f.setState(StateOK, "")
+		}
+		return nil
+	}
+	out, err := f.tr.apply(dv.Value)
+	if err != nil {
+		f.setState(StateBad, err.Error())
+		e.stats.convErrors.Add(1)
+		return nil
+	}
+	f.lastSrc, f.lastSrcTS = dv.Value, ts
+	ms.lastTS = ts
+	f.good, f.goodTS = out, ts
+	if f.state != StateQuarantined {
+		f.setState(StateOK, "")
+	}
+	if !e.queueing.Load() {
+		return nil
+	}
+	f.addEcho(out)
+	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
+		Value: out, SourceTimestamp: ts}
+}
+
+// reconcileAll reconciles every flow: read each destination and queue the
+// last good value where the destination differs. With readSources it
+// first refreshes the cache from the sources. It returns the number of
+// values queued.
+func (e *Engine) reconcileAll(ctx context.Context, readSources bool) int {
+	n := 0
+	for _, c := range e.conns {
+		n += e.reconcile(ctx, c.writeFlows, readSources)
+	}
+	return n
+}
+
+// reconcile brings the destinations of flows in line with the cache. It
+// is used when the gate opens (standby → active) and after a server
+// (re)connects (resync). Only values that differ are queued; equal ones
+// are recorded as written. Flows whose servers are down are skipped:
+// their own reconnect resyncs them.
+func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool) int {
+	if readSources {
+		bySrc := map[*conn][]*flow{}
+		for _, f := range flows {
+			bySrc[f.from] = append(bySrc[f.from], f)
+		}
+		for c, fs := range bySrc {
+			vals, err := c.readValues(ctx, fs, false)
+			if err != nil {
+				c.log.Debug("resync: reading sources", zap.Error(err))
+				continue
+			}
+			now := time.Now()
+			for i, f := range fs {
+				if vals[i] != nil {
+					e.onValueNoQueue(f, vals[i], now)
+				}
+			}
+		}
+	}
+	byDst := map[*conn][]*flow{}
+	for _, f := range flows {
+		byDst[f.to] = append(byDst[f.to], f)
+	}
+	queued := 0
+	for c, fs := range byDst {
+		cur, err := c.readValues(ctx, fs, true)
+		if err != nil {
+			c.log.Debug("reconcile: reading targets", zap.Error(err))
+			continue
+		}
+		var batch []queuedValue
+		for i, f := range fs {
+			f.ms.mu.Lock()
+			good, ts := f.good, f.goodTS
+			if good == nil || f.state == StateDisabled {
+				f.ms.mu.Unlock()
+				continue
+			}
+			if cur[i] != nil && isGood(cur[i].Status) && cur[i].Value != nil && variantEqual(cur[i].Value, good) {
+				if ts.After(f.writtenTS) {
+					f.written, f.writtenTS = good, ts
+				}
+				f.ms.mu.Unlock()
+				continue
+			}
+			f.addEcho(good)
+			f.ms.mu.Unlock()
+			batch = append(batch, queuedValue{f.wslot, &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
+				Value: good, SourceTimestamp: ts}})
+		}
+		c.w.enqueue(batch)
+		queued += len(batch)
+	}
+	e.stats.reconcileWrites.Add(uint64(queued))
+	return queued
+}
+
+// onValueNoQueue updates the cache from a value read from the source,
+// without queueing a write (reconcile decides that from the target).
+func (e *Engine) onValueNoQueue(f *flow, dv *ua.DataValue, now time.Time) {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if f.tr == nil || dv.Value == nil || !isGood(dv.Status) || f.state == StateDisabled {
+		return
+	}
+	ts := dv.SourceTimestamp
+	if ts.IsZero() {
+		ts = now
+	}
+	if ts.Before(ms.lastTS) || (f.good != nil && !ts.After(f.goodTS)) {
+		return
+	}
+	out, err := f.tr.apply(dv.Value)
+	if err != nil {
+		f.setState(StateBad, err.Error())
+		return
+	}
+	f.lastSrc, f.lastSrcTS = dv.Value, ts
+	ms.lastTS = ts
+	f.good, f.goodTS = out, ts
+	if f.state != StateQuarantined {
+		f.setState(StateOK, "")
+	}
+}
+
+// Observe records that value v with source timestamp ts was written to
+// the destination of the mapping's flow by another node (the active of a
+// pair streams this to the standby). The cache then never goes back to an
+// older value, and a takeover does not write it again.
+func (e *Engine) Observe(mappingID string, reverse bool, v *ua.Variant, ts time.Time) {
+	ms := e.byID[mappingID]
+	if ms == nil {
+		return
+	}
+	f := ms.fwd
+	if reverse {
+		f = ms.rev
+	}
+	if f == nil {
+		return
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ts.After(ms.lastTS) {
+		ms.lastTS = ts
+	}
+	if ts.After(f.writtenTS) {
+		f.written, f.writtenTS = v, ts
+	}
+	if f.good == nil || ts.After(f.goodTS) {
+		f.good, f.goodTS = v, ts
+	}
+}
+
+// MappingStatus is the engine's view of one flow of a mapping.
+type MappingStatus struct {
+	ID        string
+	Index     int
+	Reverse   bool
+	From, To  string // server names
+	State     State
+	Reason    string
+	Value     *ua.Variant // last good value (nil if none yet)
+	SourceTS  time.Time
+	Written   *ua.Variant // last value confirmed written
+	WrittenTS time.Time
+}
+
+// Snapshot returns the state of every flow, in mapping order. It takes
+// each mapping's lock briefly.
+func (e *Engine) Snapshot() []MappingStatus {
+	out := make([]MappingStatus, 0, len(e.maps))
+	for _, ms := range e.maps {
+		ms.mu.Lock()
+		for _, f := range []*flow{ms.fwd, ms.rev} {
+			if f == nil {
+				continue
+			}
+			out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
+				From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
+				Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
+		}
+		ms.mu.Unlock()
+	}
+	return out
+}
+
+// Writing reports whether the engine is currently writing (gate open and
+// targets reconciled) and under which epoch.
+func (e *Engine) Writing() (epoch uint64, ok bool) {
+	return e.writeEpoch.Load(), e.writing.Load()
+}
+
+// backoff returns the wait before retry attempt n (0-based): exponential
+// from RetryMin to RetryMax with ±20 % jitter.
+func (e *Engine) backoff(n int) time.Duration {
+	d := e.tune.RetryMin
+	for i := 0; i < n && d < e.tune.RetryMax; i++ {
+		d *= 2
+	}
+	if d > e.tune.RetryMax {
+		d = e.tune.RetryMax
+	}
+	j := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * j)
+}
+
+func statusName(c ua.StatusCode) string {
+	return c.Error()
+}

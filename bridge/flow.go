@@ -1,0 +1,167 @@
+package bridge
+
+import (
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// State is the health of one mapping in the engine.
+type State int32
+
+// Mapping states.
+const (
+	// StatePending: not yet subscribed or not yet resolved.
+	StatePending State = iota
+	// StateOK: values flow.
+	StateOK
+	// StateHeld: the source reports Bad or Uncertain; the target holds
+	// its last good value.
+	StateHeld
+	// StateBad: a value could not be converted or a write was refused;
+	// the reason says why.
+	StateBad
+	// StateQuarantined: a server rejected the node (unknown node, type
+	// mismatch, unknown namespace…); retried with backoff.
+	StateQuarantined
+	// StateDisabled: the mapping is disabled in the config.
+	StateDisabled
+)
+
+var stateNames = [...]string{"pending", "ok", "held", "bad", "quarantined", "disabled"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// flow is one direction of one mapping: values read from node src on
+// server from, written to node dst on server to. A `both` mapping has two
+// flows. Its handle (the monitored item's ClientHandle) is
+// mappingIndex*2 + (1 if reverse). Immutable fields are set at build
+// time; mutable ones live in the mapping's mstate under its lock.
+type flow struct {
+	handle  uint32
+	ms      *mstate
+	reverse bool
+	from    *conn
+	to      *conn
+	srcNode mapping.NodeID
+	dstNode mapping.NodeID
+	// wslot is this flow's slot in the destination writer.
+	wslot int
+	// sampling and queue size of the monitored item, publishing interval
+	// of its subscription.
+	sampling   time.Duration
+	queueSize  uint32
+	publishing time.Duration
+
+	// Mutable, guarded by ms.mu:
+	srcID     *ua.NodeID // resolved on the source server's current session
+	dstID     *ua.NodeID // resolved on the destination's current session
+	dstType   valueType
+	typeKnown bool
+	tr        *transform
+	state     State
+	reason    string
+	// lastSrc is the last accepted source value (the deadband baseline).
+	lastSrc   *ua.Variant
+	lastSrcTS time.Time
+	// good is the last good transformed value and its source timestamp:
+	// the last-good-value cache.
+	good   *ua.Variant
+	goodTS time.Time
+	// written is the last value confirmed written to dst.
+	written   *ua.Variant
+	writtenTS time.Time
+	// echoes are values this flow wrote to dst that may come back through
+	// the opposite flow's subscription (both mappings only).
+	echoes [4]*ua.Variant
+	nEcho  int
+}
+
+// mstate is the engine's state of one mapping: its one or two flows and
+// the lock that guards their mutable fields. Different mappings never
+// share a lock, so the value path takes no global lock.
+type mstate struct {
+	mu    sync.Mutex
+	index int
+	m     *mapping.Mapping
+	fwd   *flow // source → target (read, both)
+	rev   *flow // target → source (write, both)
+	// lastTS is the newest source timestamp accepted in either
+	// direction: a value older than it lost a conflict (both) or is stale.
+	lastTS time.Time
+}
+
+// setTransform installs the transform for the destination type dst and
+// converts a raw value that arrived before the type was known. Caller
+// holds ms.mu.
+func (f *flow) setTransform(tr *transform, dst valueType) {
+	f.tr, f.dstType, f.typeKnown = tr, dst, true
+	if f.good == nil && f.lastSrc != nil {
+		out, err := tr.apply(f.lastSrc)
+		if err != nil {
+			f.setState(StateBad, err.Error())
+			return
+		}
+		f.good, f.goodTS = out, f.lastSrcTS
+		if f.lastSrcTS.After(f.ms.lastTS) {
+			f.ms.lastTS = f.lastSrcTS
+		}
+	}
+}
+
+// opposite returns the flow in the other direction of the same mapping
+// (nil unless the mapping is both).
+func (f *flow) opposite() *flow {
+	if f.reverse {
+		return f.ms.fwd
+	}
+	return f.ms.rev
+}
+
+// setState changes the flow's state and reason. Caller holds ms.mu.
+func (f *flow) setState(s State, reason string) {
+	f.state, f.reason = s, reason
+}
+
+// addEcho remembers a value written to dst, oldest first; at most four
+// are kept. Caller holds ms.mu.
+func (f *flow) addEcho(v *ua.Variant) {
+	if f.nEcho == len(f.echoes) {
+		copy(f.echoes[:], f.echoes[1:])
+		f.nEcho--
+	}
+	f.echoes[f.nEcho] = v
+	f.nEcho++
+}
+
+// takeEcho reports whether v, read back from dst, is the echo of a value
+// this flow wrote. A hit forgets that value and every older one; a miss
+// (a real change on that side) forgets them all. Caller holds ms.mu.
+func (f *flow) takeEcho(v *ua.Variant) bool {
+	for i := f.nEcho - 1; i >= 0; i-- {
+		if variantEqual(f.echoes[i], v) {
+			n := copy(f.echoes[:], f.echoes[i+1:f.nEcho])
+			for j := n; j < f.nEcho; j++ {
+				f.echoes[j] = nil
+			}
+			f.nEcho = n
+			return true
+		}
+	}
+	f.echoes = [4]*ua.Variant{}
+	f.nEcho = 0
+	return false
+}
+
+// statusSeverity classifies a status code (Part 4, 7.34.1: the top two
+// bits).
+func isGood(c ua.StatusCode) bool      { return uint32(c)>>30 == 0 }
+func isBadStatus(c ua.StatusCode) bool { return uint32(c)>>30 == 2 }

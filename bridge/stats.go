@@ -1,0 +1,160 @@
+package bridge
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// engineStats are the engine-wide counters. All fields are atomics:
+// updated on the value path without locks.
+type engineStats struct {
+	badSource       atomic.Uint64
+	echoes          atomic.Uint64
+	stale           atomic.Uint64
+	convErrors      atomic.Uint64
+	reconcileWrites atomic.Uint64
+	latency         histogram // source timestamp → write confirmed
+	writeLatency    histogram // Write request round trip
+}
+
+// connStats are one server's counters.
+type connStats struct {
+	connects      atomic.Uint64
+	reconnects    atomic.Uint64
+	keepAlives    atomic.Uint64
+	notifications atomic.Uint64
+	writes        atomic.Uint64
+	writeRequests atomic.Uint64
+	writeErrors   atomic.Uint64
+	quarantined   atomic.Uint64
+}
+
+// LatencyBounds are the upper bounds of the latency histogram buckets;
+// the last bucket (+Inf) catches the rest.
+var LatencyBounds = []time.Duration{
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second,
+}
+
+// histogram is a fixed-bucket latency histogram updated with atomics.
+type histogram struct {
+	buckets [13]atomic.Uint64
+	sum     atomic.Int64 // nanoseconds
+	count   atomic.Uint64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sum.Add(int64(d))
+	h.count.Add(1)
+}
+
+// Histogram is a copy of a latency histogram: Counts[i] counts values
+// ≤ LatencyBounds[i]; the last entry counts the rest.
+type Histogram struct {
+	Counts []uint64
+	Sum    time.Duration
+	Count  uint64
+}
+
+func (h *histogram) snapshot() Histogram {
+	out := Histogram{Counts: make([]uint64, len(h.buckets)), Sum: time.Duration(h.sum.Load()), Count: h.count.Load()}
+	for i := range h.buckets {
+		out.Counts[i] = h.buckets[i].Load()
+	}
+	return out
+}
+
+// Quantile estimates the q-quantile (0..1) from the buckets (upper bound
+// of the bucket it falls in).
+func (h Histogram) Quantile(q float64) time.Duration {
+	if h.Count == 0 {
+		return 0
+	}
+	rank := uint64(q * float64(h.Count))
+	var acc uint64
+	for i, c := range h.Counts {
+		acc += c
+		if acc > rank {
+			if i < len(LatencyBounds) {
+				return LatencyBounds[i]
+			}
+			return 10 * time.Second
+		}
+	}
+	return 10 * time.Second
+}
+
+// ServerStats is a copy of one server connection's state and counters.
+type ServerStats struct {
+	Name          string
+	State         ConnState
+	Endpoint      string
+	ServiceLevel  int // -1 unknown
+	Connects      uint64
+	Reconnects    uint64
+	KeepAlives    uint64
+	Notifications uint64
+	Writes        uint64
+	WriteRequests uint64
+	WriteErrors   uint64
+	Pending       int
+}
+
+// Stats is a copy of the engine's counters.
+type Stats struct {
+	Servers         []ServerStats
+	BadSource       uint64
+	Echoes          uint64
+	Stale           uint64
+	ConvErrors      uint64
+	ReconcileWrites uint64
+	Reconciles      uint64
+	Latency         Histogram
+	WriteLatency    Histogram
+	States          map[State]int
+}
+
+// Stats returns a copy of the engine's counters and mapping states. Safe
+// for concurrent use; it takes each mapping's lock briefly.
+func (e *Engine) Stats() Stats {
+	st := Stats{
+		BadSource:       e.stats.badSource.Load(),
+		Echoes:          e.stats.echoes.Load(),
+		Stale:           e.stats.stale.Load(),
+		ConvErrors:      e.stats.convErrors.Load(),
+		ReconcileWrites: e.stats.reconcileWrites.Load(),
+		Reconciles:      e.reconciles.Load(),
+		Latency:         e.stats.latency.snapshot(),
+		WriteLatency:    e.stats.writeLatency.snapshot(),
+		States:          map[State]int{},
+	}
+	for _, c := range e.conns {
+		ep := ""
+		if p := c.endpoint.Load(); p != nil {
+			ep = *p
+		}
+		st.Servers = append(st.Servers, ServerStats{
+			Name: c.name, State: ConnState(c.state.Load()), Endpoint: ep, ServiceLevel: int(c.level.Load()),
+			Connects: c.stats.connects.Load(), Reconnects: c.stats.reconnects.Load(),
+			KeepAlives: c.stats.keepAlives.Load(), Notifications: c.stats.notifications.Load(),
+			Writes: c.stats.writes.Load(), WriteRequests: c.stats.writeRequests.Load(),
+			WriteErrors: c.stats.writeErrors.Load(), Pending: c.w.pending(),
+		})
+	}
+	for _, ms := range e.maps {
+		ms.mu.Lock()
+		for _, f := range []*flow{ms.fwd, ms.rev} {
+			if f != nil {
+				st.States[f.state]++
+			}
+		}
+		ms.mu.Unlock()
+	}
+	return st
+}

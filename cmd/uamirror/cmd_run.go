@@ -1,0 +1,43 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/bridge"
+)
+
+func init() { extraCommands = append(extraCommands, newRunCmd) }
+
+func newRunCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the mirror engine on a config file (a single node)",
+		Long: `run loads and validates the config (a bad file never starts), connects to every
+server, subscribes to the mapped sources and writes the targets until
+interrupted (SIGINT/SIGTERM).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := a.v.GetString("config")
+			if path == "" {
+				return &exitError{code: 2, err: errNoConfig}
+			}
+			cfg, err := loadConfig(path)
+			if err != nil {
+				printConfigErrors(cmd, err)
+				return &exitError{code: 1, err: errBadConfig}
+			}
+			eng, err := bridge.New(bridge.Options{Config: cfg, Logger: a.logger,
+				Gate: bridge.NewManualGate(true, 0)})
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			a.logger.Info("starting", zap.String("config", path), zap.Int("servers", len(cfg.Servers)),
+				zap.Int("mappings", len(cfg.Mappings)), zap.String("hash", cfg.Hash()))
+			return eng.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringP("config", "c", "", "config file (YAML; see examples/mirror.yml)")
+	_ = a.v.BindPFlag("config", cmd.Flags().Lookup("config"))
+	return cmd
+}

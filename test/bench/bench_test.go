@@ -1,0 +1,303 @@
+// Package bench compares the mirror engine with a bare relay — a minimal
+// gopcua subscribe → batched Write program with no engine — on the same
+// workload, in one run, and prints the figures. Run it with
+//
+//	go test -run '^$' -bench Mirror -benchtime 1x ./test/bench/
+//
+// The simulation servers run as separate processes, so the figures of
+// this process (CPU, heap) belong to the relay or the engine alone.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+const ns = "urn:uamirror:simserver"
+
+type result struct {
+	kind          string
+	mappings      int
+	rate          float64
+	written       float64 // values/s at the target
+	p50, p99      time.Duration
+	cpu           float64 // fraction of one core
+	heapPerMap    float64 // bytes per mapping (heap in use above baseline)
+	rssPerMap     float64 // bytes per mapping (RSS above baseline)
+	liveAfter     time.Duration
+	changesPerSec float64
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%-6s %7d maps %7.0f chg/s │ %8.0f val/s │ p50 %7s p99 %7s │ cpu %5.1f%% │ heap %6.0f B/map rss %6.0f B/map │ live in %s",
+		r.kind, r.mappings, r.rate, r.written, r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond),
+		100*r.cpu, r.heapPerMap, r.rssPerMap, r.liveAfter.Round(time.Millisecond))
+}
+
+// BenchmarkMirror runs relay and engine side by side at 10k mappings
+// (10k and 50k changes/s) and at 100k mappings (50k changes/s).
+func BenchmarkMirror(b *testing.B) {
+	cases := []struct {
+		n    int
+		rate float64
+	}{{10000, 10000}, {10000, 50000}, {100000, 50000}}
+	if s := os.Getenv("BENCH_CASES"); s == "small" {
+		cases = cases[:2]
+	}
+	var rows []result
+	for _, c := range cases {
+		for _, kind := range []string{"relay", "engine"} {
+			r := runWorkload(b, kind, c.n, c.rate)
+			b.Log(r)
+			fmt.Println(r)
+			rows = append(rows, r)
+		}
+	}
+	fmt.Println("\nengine / relay throughput:")
+	for i := 0; i+1 < len(rows); i += 2 {
+		fmt.Printf("  %6d maps %6.0f chg/s: %.3f  (added p99 latency %s)\n", rows[i].mappings, rows[i].rate,
+			rows[i+1].written/rows[i].written, (rows[i+1].p99 - rows[i].p99).Round(100*time.Microsecond))
+	}
+}
+
+func runWorkload(b *testing.B, kind string, n int, rate float64) result {
+	dir := b.TempDir()
+	journal := filepath.Join(dir, "target.journal")
+	src := harness.Start(b, "simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--rate", fmt.Sprint(rate))
+	dst := harness.Start(b, "simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--journal", journal)
+	defer src.Kill()
+	defer dst.Kill()
+	runtime.GC()
+	heap0, rss0 := heapInUse(), rss()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start := time.Now()
+	var live func() bool
+	switch kind {
+	case "relay":
+		r := &relay{n: n}
+		wg.Add(1)
+		go func() { defer wg.Done(); r.run(ctx, b, src.Ready("endpoint"), dst.Ready("endpoint")) }()
+		live = r.live
+	default:
+		cfg := &mapping.Config{Servers: []mapping.Server{
+			{Name: "src", Endpoints: []string{src.Ready("endpoint")}},
+			{Name: "dst", Endpoints: []string{dst.Ready("endpoint")}},
+		}}
+		for i := 0; i < n; i++ {
+			id := fmt.Sprintf("nsu=%s;s=v%d", ns, i)
+			cfg.Mappings = append(cfg.Mappings, mapping.Mapping{ID: strconv.Itoa(i),
+				Source: mapping.NodeRef{Server: "src", Node: id}, Target: mapping.NodeRef{Server: "dst", Node: id}})
+		}
+		e, err := bridge.New(bridge.Options{Config: cfg, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = e.Run(ctx) }()
+		live = func() bool { return e.Stats().States[bridge.StateOK] == n }
+	}
+	if !harness.WaitFor(120*time.Second, live) {
+		b.Fatalf("%s: not all %d items live after 120 s", kind, n)
+	}
+	liveAfter := time.Since(start)
+	// Warm up, then measure a window.
+	warm := time.Now().Add(2 * time.Second)
+	harness.WaitFor(3*time.Second, func() bool { return time.Now().After(warm) })
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	window := 5 * time.Second
+	harness.WaitFor(window+time.Second, func() bool { return time.Since(t0) >= window })
+	t1 := time.Now()
+	cpu1 := cpuTime()
+	runtime.GC()
+	heap1, rss1 := heapInUse(), rss()
+	cancel()
+	wg.Wait()
+	dst.Stop(10 * time.Second)
+
+	written, lats := journalWindow(b, journal, t0, t1)
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	q := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[int(p*float64(len(lats)-1))]
+	}
+	return result{kind: kind, mappings: n, rate: rate, written: float64(written) / t1.Sub(t0).Seconds(),
+		p50: q(0.5), p99: q(0.99), cpu: (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds(),
+		heapPerMap: float64(int64(heap1)-int64(heap0)) / float64(n), rssPerMap: float64(int64(rss1)-int64(rss0)) / float64(n),
+		liveAfter: liveAfter}
+}
+
+// journalWindow counts the target's accepted writes in [t0, t1) and their
+// latency (accepted time − source timestamp).
+func journalWindow(b *testing.B, path string, t0, t1 time.Time) (int, []time.Duration) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var lats []time.Duration
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var j struct {
+		Time time.Time `json:"time"`
+		TS   time.Time `json:"source_timestamp"`
+	}
+	for sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
+			continue
+		}
+		if j.Time.Before(t0) || !j.Time.Before(t1) {
+			continue
+		}
+		lats = append(lats, j.Time.Sub(j.TS))
+	}
+	return len(lats), lats
+}
+
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res uint64
+	fmt.Sscan(string(b), &size, &res)
+	return res * uint64(os.Getpagesize())
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// relay is the physical baseline: subscribe to every source item, write
+// each notification batch to the target in Write requests of ≤ 1,000
+// values, up to 4 in flight. No transforms, no ordering guarantees, no
+// recovery.
+type relay struct {
+	n    int
+	mu   sync.Mutex
+	seen map[uint32]bool
+}
+
+func (r *relay) live() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen) == r.n
+}
+
+func (r *relay) run(ctx context.Context, b *testing.B, srcEP, dstEP string) {
+	r.seen = map[uint32]bool{}
+	src, err := opcua.NewClient(srcEP, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	dst, err := opcua.NewClient(dstEP, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	if err := src.Connect(ctx); err != nil {
+		b.Error(err)
+		return
+	}
+	defer src.Close(context.Background())
+	if err := dst.Connect(ctx); err != nil {
+		b.Error(err)
+		return
+	}
+	defer dst.Close(context.Background())
+	srcNS, _ := src.FindNamespace(ctx, ns)
+	dstNS, _ := dst.FindNamespace(ctx, ns)
+	dstIDs := make([]*ua.NodeID, r.n)
+	for i := range dstIDs {
+		dstIDs[i] = ua.NewStringNodeID(dstNS, "v"+strconv.Itoa(i))
+	}
+	notes := make(chan *opcua.PublishNotificationData, 64)
+	sub, err := src.Subscribe(ctx, &opcua.SubscriptionParameters{Interval: 100 * time.Millisecond}, notes)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	for start := 0; start < r.n; start += 1000 {
+		var reqs []*ua.MonitoredItemCreateRequest
+		for i := start; i < min(start+1000, r.n); i++ {
+			reqs = append(reqs, opcua.NewMonitoredItemCreateRequestWithDefaults(ua.NewStringNodeID(srcNS, "v"+strconv.Itoa(i)), ua.AttributeIDValue, uint32(i)))
+		}
+		if _, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, reqs...); err != nil {
+			b.Error(err)
+			return
+		}
+	}
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		var n *opcua.PublishNotificationData
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-notes:
+		}
+		dc, ok := n.Value.(*ua.DataChangeNotification)
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		if len(r.seen) < r.n {
+			for _, it := range dc.MonitoredItems {
+				r.seen[it.ClientHandle] = true
+			}
+		}
+		r.mu.Unlock()
+		items := dc.MonitoredItems
+		for start := 0; start < len(items); start += 1000 {
+			req := &ua.WriteRequest{}
+			for _, it := range items[start:min(start+1000, len(items))] {
+				dv := &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: it.Value.Value, SourceTimestamp: it.Value.SourceTimestamp}
+				req.NodesToWrite = append(req.NodesToWrite, &ua.WriteValue{NodeID: dstIDs[it.ClientHandle], AttributeID: ua.AttributeIDValue, Value: dv})
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				_, _ = dst.Write(ctx, req)
+			}()
+		}
+	}
+}

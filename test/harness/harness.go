@@ -1,0 +1,303 @@
+// Package harness starts the real things tests need — the uamirror
+// binary, simulation servers as separate processes — and waits on
+// conditions with deadlines instead of sleeping.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// RepoRoot returns the module root (found from this file's location).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binary builds ./cmd/uamirror once per test process (with -race when the
+// tests run with it) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "uamirror-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "uamirror")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/uamirror")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = RepoRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Eventually waits until cond returns true, checking every few
+// milliseconds, and fails the test with msg after timeout.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	if !WaitFor(timeout, cond) {
+		t.Fatalf("timed out after %s: %s", timeout, msg)
+	}
+}
+
+// WaitFor polls cond until it is true or timeout passes.
+func WaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// Proc is a child process started by a test. Stop/Kill are idempotent; a
+// cleanup registered by Start kills it at the end of the test.
+type Proc struct {
+	t      testing.TB
+	name   string
+	args   []string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	done   chan struct{}
+	mu     sync.Mutex
+	ready  map[string]string
+	Stderr *lockedBuffer
+}
+
+var readyRe = regexp.MustCompile(`(\w+)=(\S+)`)
+
+// Start runs the uamirror binary with args and waits (up to 30 s) for a
+// stdout line containing "ready"; its key=value pairs are kept (see Ready).
+func Start(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{t: t, name: Binary(t), args: args}
+	p.start()
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
+func (p *Proc) start() {
+	t := p.t
+	t.Helper()
+	cmd := exec.Command(p.name, p.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stdin, err = cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stderr = &lockedBuffer{}
+	cmd.Stderr = p.Stderr
+	cmd.Env = append(os.Environ(), "UAMIRROR_LOG_FORMAT=json")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", p.args, err)
+	}
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	readyCh := make(chan map[string]string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if !sent && strings.Contains(line, "ready") {
+				kv := map[string]string{}
+				for _, m := range readyRe.FindAllStringSubmatch(line, -1) {
+					kv[m[1]] = m[2]
+				}
+				readyCh <- kv
+				sent = true
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	select {
+	case kv := <-readyCh:
+		p.mu.Lock()
+		p.ready = kv
+		p.mu.Unlock()
+	case <-p.done:
+		t.Fatalf("%v exited before ready: %s", p.args, p.Stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%v not ready after 30s: %s", p.args, p.Stderr.String())
+	}
+}
+
+// Ready returns a key from the ready line (e.g. "endpoint").
+func (p *Proc) Ready(key string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready[key]
+}
+
+// Send writes a control line to the process's stdin.
+func (p *Proc) Send(line string) error {
+	_, err := io.WriteString(p.stdin, line+"\n")
+	return err
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (p *Proc) Kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Stop sends SIGTERM and waits up to timeout, then kills.
+func (p *Proc) Stop(timeout time.Duration) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.Kill()
+	}
+}
+
+// Restart starts the same command again (after Kill or Stop).
+func (p *Proc) Restart() {
+	p.t.Helper()
+	p.start()
+}
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockedBuffer is a goroutine-safe bytes buffer for a child's stderr.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Context returns a context cancelled at the end of the test.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago
+// (for a server that must come back on the same port after a restart).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ReadValues reads the Value attribute of nodes (NodeID strings in index
+// form, or nsu= form resolved through the server's namespace array) with
+// a short-lived gopcua client.
+func ReadValues(ctx context.Context, endpoint string, nodes []string) ([]*ua.DataValue, error) {
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Connect(ctx); err != nil {
+		return nil, err
+	}
+	defer c.Close(context.Background())
+	ns, err := c.NamespaceArray(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+	for _, n := range nodes {
+		if strings.HasPrefix(n, "nsu=") {
+			semi := strings.Index(n, ";")
+			uri, rest := n[4:semi], n[semi+1:]
+			idx := -1
+			for i, u := range ns {
+				if u == uri {
+					idx = i
+				}
+			}
+			if idx < 0 {
+				return nil, fmt.Errorf("namespace %s unknown on %s", uri, endpoint)
+			}
+			n = fmt.Sprintf("ns=%d;%s", idx, rest)
+		}
+		id, err := ua.ParseNodeID(n)
+		if err != nil {
+			return nil, err
+		}
+		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDValue})
+	}
+	res, err := c.Read(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Results, nil
+}

@@ -32,14 +32,15 @@ type connStats struct {
 // LatencyBounds are the upper bounds of the latency histogram buckets;
 // the last bucket (+Inf) catches the rest.
 var LatencyBounds = []time.Duration{
-	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
-	20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
-	500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second,
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 75 * time.Millisecond,
+	100 * time.Millisecond, 125 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond,
+	300 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second,
 }
 
 // histogram is a fixed-bucket latency histogram updated with atomics.
 type histogram struct {
-	buckets [13]atomic.Uint64
+	buckets [18]atomic.Uint64
 	sum     atomic.Int64 // nanoseconds
 	count   atomic.Uint64
 }
@@ -70,24 +71,34 @@ func (h *histogram) snapshot() Histogram {
 	return out
 }
 
-// Quantile estimates the q-quantile (0..1) from the buckets (upper bound
-// of the bucket it falls in).
+// Quantile estimates the q-quantile (0..1), interpolating linearly
+// inside the bucket it falls in.
 func (h Histogram) Quantile(q float64) time.Duration {
 	if h.Count == 0 {
 		return 0
 	}
-	rank := uint64(q * float64(h.Count))
-	var acc uint64
+	rank := q * float64(h.Count)
+	var acc float64
 	for i, c := range h.Counts {
-		acc += c
-		if acc > rank {
-			if i < len(LatencyBounds) {
-				return LatencyBounds[i]
-			}
-			return 10 * time.Second
+		if c == 0 {
+			continue
 		}
+		if acc+float64(c) >= rank {
+			var lo, hi time.Duration
+			if i > 0 {
+				lo = LatencyBounds[i-1]
+			}
+			if i < len(LatencyBounds) {
+				hi = LatencyBounds[i]
+			} else {
+				return lo
+			}
+			frac := (rank - acc) / float64(c)
+			return lo + time.Duration(frac*float64(hi-lo))
+		}
+		acc += float64(c)
 	}
-	return 10 * time.Second
+	return LatencyBounds[len(LatencyBounds)-1]
 }
 
 // ServerStats is a copy of one server connection's state and counters.

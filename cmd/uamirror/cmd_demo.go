@@ -35,13 +35,7 @@ states. It stops on Ctrl-C or after --duration and prints a final check: every
 target equal to its source.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			return runDemo(ctx, cmd.OutOrStdout(), a.logger, n, rate)
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), a.logger, n, rate, duration)
 		},
 	}
 	cmd.Flags().IntVar(&n, "mappings", 2000, "number of mapped items")
@@ -50,7 +44,7 @@ target equal to its source.`,
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate float64) error {
+func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate float64, duration time.Duration) error {
 	quiet := log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	plc, err := simserver.New(simserver.Config{Vars: n, Type: "Double", Rate: rate, Logger: quiet.Named("plc")})
 	if err != nil {
@@ -86,12 +80,17 @@ func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate fl
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	eng, err := bridge.New(bridge.Options{Config: cfg, Logger: log})
+	eng, err := bridge.New(bridge.Options{Config: cfg, Logger: quiet})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "uamirror demo: %d mappings plc %s → scada %s, %.0f changes/s (Ctrl-C to stop)\n",
 		n, plc.Endpoint(), scada.Endpoint(), rate)
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
 	done := make(chan error, 1)
 	ectx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()
@@ -118,7 +117,7 @@ loop:
 			lat := deltaHist(st.Latency, lastLat)
 			lastLat = st.Latency
 			fmt.Fprintf(out, "%5.0fs  %7d values/s  latency p50 %-6s p99 %-6s  %s  mappings %s\n",
-				time.Since(start).Seconds(), writes-lastWrites, lat.Quantile(0.5), lat.Quantile(0.99),
+				time.Since(start).Seconds(), writes-lastWrites, lat.Quantile(0.5).Round(time.Millisecond), lat.Quantile(0.99).Round(time.Millisecond),
 				strings.Join(conn, " "), statesLine(st.States))
 			lastWrites = writes
 		}

@@ -47,6 +47,11 @@ with 'uamirror validate FILE' before 'uamirror run --config FILE'.`,
 				return &exitError{code: 2, err: err}
 			}
 			a.logger = l
+			// gopcua's server package logs through the standard library
+			// logger; route it into zap, at debug level.
+			if _, err := zap.RedirectStdLogAt(l.Named("gopcua"), zapcore.DebugLevel); err != nil {
+				return err
+			}
 			return nil
 		},
 		PersistentPostRun: func(*cobra.Command, []string) {

@@ -301,3 +301,42 @@ func ReadValues(ctx context.Context, endpoint string, nodes []string) ([]*ua.Dat
 	}
 	return res.Results, nil
 }
+
+// WriteValue writes one value (with a source timestamp of now) to node on
+// endpoint with a short-lived client and returns the item's status as an
+// error when it is not Good.
+func WriteValue(ctx context.Context, endpoint, node string, v any) error {
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		return err
+	}
+	if err := c.Connect(ctx); err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	id, err := resolve(ctx, c, node)
+	if err != nil {
+		return err
+	}
+	res, err := c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{NodeID: id, AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: ua.MustVariant(v), SourceTimestamp: time.Now()}}}})
+	if err != nil {
+		return err
+	}
+	if res.Results[0] != ua.StatusOK {
+		return fmt.Errorf("write %s: %w", node, res.Results[0])
+	}
+	return nil
+}
+
+func resolve(ctx context.Context, c *opcua.Client, n string) (*ua.NodeID, error) {
+	if strings.HasPrefix(n, "nsu=") {
+		semi := strings.Index(n, ";")
+		idx, err := c.FindNamespace(ctx, n[4:semi])
+		if err != nil {
+			return nil, err
+		}
+		n = fmt.Sprintf("ns=%d;%s", idx, n[semi+1:])
+	}
+	return ua.ParseNodeID(n)
+}

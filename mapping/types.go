@@ -65,6 +65,10 @@ type Config struct {
 
 	// File is the name the config was read from (empty when built in code).
 	File string `yaml:"-" json:"-"`
+
+	// lines holds the line of every field ParseYAML saw, so that Validate
+	// can point at the offending field rather than at its list item.
+	lines fieldLines
 }
 
 // Server is one OPC UA server or one redundant server set.

@@ -1,0 +1,351 @@
+// CSV form of mappings (also described in CSV.md).
+//
+// A mapping CSV file is RFC 4180 CSV, UTF-8 (a leading byte-order mark is
+// ignored), with a header row naming the columns. Columns may come in any
+// order; each may appear once; unknown columns are errors. Every row is
+// one mapping. Cells are trimmed of surrounding spaces; an empty cell
+// means "not set" (the default). The columns:
+//
+//	id                  mapping UUID; empty: ReadCSV assigns a new random one
+//	source_server       required column: server name of the source
+//	source_node         required column: NodeID of the source
+//	target_server       required column: server name of the target
+//	target_node         required column: NodeID of the target
+//	direction           read (default), write or both
+//	group               group name
+//	deadband_type       absolute or percent; empty: no deadband
+//	deadband_value      number; required when deadband_type is set
+//	scale_raw_low       number; the four scale_* numbers are given
+//	scale_raw_high      together, or not at all (no scaling)
+//	scale_eng_low       number
+//	scale_eng_high      number
+//	scale_out_of_range  reject or clamp (default clamp); needs scaling
+//	convert_to          OPC UA built-in type name, e.g. Int16
+//	convert_rounding    reject (default), round or truncate
+//	convert_overflow    reject (default) or clamp
+//	sampling_interval   Go duration, e.g. 250ms
+//	queue_size          whole number
+//	enabled             true or false (default true)
+//	on_bad              hold (default) or write_status
+//
+// WriteCSV writes all columns in the order above; numbers use Go's
+// shortest round-tripping form (strconv 'g', -1), durations Go's
+// time.Duration.String. A file WriteCSV wrote reads back to the same
+// mappings, and CSV → YAML → CSV gives the same bytes.
+
+package mapping
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// csvColumns is the documented header, in the order WriteCSV writes it.
+var csvColumns = []string{
+	"id", "source_server", "source_node", "target_server", "target_node",
+	"direction", "group", "deadband_type", "deadband_value",
+	"scale_raw_low", "scale_raw_high", "scale_eng_low", "scale_eng_high", "scale_out_of_range",
+	"convert_to", "convert_rounding", "convert_overflow",
+	"sampling_interval", "queue_size", "enabled", "on_bad",
+}
+
+// csvIndex is the position of every column in csvColumns.
+var csvIndex = func() map[string]int {
+	idx := make(map[string]int, len(csvColumns))
+	for i, c := range csvColumns {
+		idx[c] = i
+	}
+	return idx
+}()
+
+// csvRequired are the columns a CSV file must have.
+var csvRequired = []string{"source_server", "source_node", "target_server", "target_node"}
+
+// CSVColumns returns the CSV header in the order WriteCSV writes it. See
+// the top of csv.go or CSV.md for what each column holds.
+func CSVColumns() []string {
+	return append([]string(nil), csvColumns...)
+}
+
+// ReadCSV reads mappings from CSV (format: CSVColumns, CSV.md); file names
+// the input in errors and in every mapping's Pos. It checks the file's
+// structure and each cell's type, not references or ranges (Validate does,
+// once the mappings are in a Config). It returns every problem found as
+// Errors, each naming file, line and column.
+//
+// Mappings without an id get a new random UUID (AssignIDs), so write the
+// result out to keep them stable.
+func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
+	cr := csv.NewReader(r)
+	var errs errorList
+
+	header, err := cr.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			errs.add(Pos{file, 1}, "", "", ErrMissing, "empty file: the first line must be the header (%s)", strings.Join(csvColumns, ","))
+			return nil, errs.errs
+		}
+		return nil, Errors{csvSyntaxError(file, err)}
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		if i == 0 {
+			h = strings.TrimPrefix(h, "\uFEFF")
+		}
+		h = strings.TrimSpace(h)
+		line, _ := cr.FieldPos(i)
+		switch {
+		case h == "":
+			errs.add(Pos{file, line}, fmt.Sprintf("column %d", i+1), "", ErrMissing, "empty column name in the header")
+		case !contains(csvColumns, h):
+			errs.add(Pos{file, line}, h, "", ErrUnknownKey, "unknown column %q%s", h, suggest(h, csvColumns))
+		default:
+			if first, dup := col[h]; dup {
+				errs.add(Pos{file, line}, h, "", ErrDuplicate, "column given twice (columns %d and %d)", first+1, i+1)
+				continue
+			}
+			col[h] = i
+		}
+	}
+	for _, req := range csvRequired {
+		if _, ok := col[req]; !ok {
+			errs.add(Pos{file, 1}, req, "", ErrMissing, "required column is missing")
+		}
+	}
+	if errs.errs != nil {
+		return nil, errs.errs
+	}
+
+	var ms []Mapping
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs.errs = append(errs.errs, csvSyntaxError(file, err))
+			var pe *csv.ParseError
+			if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
+				continue // the reader goes on with the next record
+			}
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		row := csvRow{file: file, line: line, rec: rec, col: col, errs: &errs}
+		ms = append(ms, row.mapping())
+	}
+	if errs.errs != nil {
+		return nil, errs.errs
+	}
+	AssignIDs(ms)
+	return ms, nil
+}
+
+// AssignIDs gives every mapping without an id a new random UUID (v4).
+// Use it when importing mappings that are then written out, so their ids
+// stay stable from then on.
+func AssignIDs(ms []Mapping) {
+	for i := range ms {
+		if ms[i].ID == "" {
+			ms[i].ID = uuid.New().String()
+		}
+	}
+}
+
+// csvSyntaxError turns an encoding/csv error into a FieldError.
+func csvSyntaxError(file string, err error) *FieldError {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		where := fmt.Sprintf("column %d", pe.Column)
+		if pe.Line != pe.StartLine {
+			where = fmt.Sprintf("line %d, column %d", pe.Line, pe.Column)
+		}
+		return &FieldError{
+			Pos: Pos{file, pe.StartLine},
+			Msg: fmt.Sprintf("%v (%s)", pe.Err, where),
+			Err: fmt.Errorf("%w: %w", ErrSyntax, err),
+		}
+	}
+	return &FieldError{Pos: Pos{file, 0}, Msg: err.Error(), Err: fmt.Errorf("%w: %w", ErrSyntax, err)}
+}
+
+// csvRow decodes one record.
+type csvRow struct {
+	file string
+	line int
+	rec  []string
+	col  map[string]int
+	errs *errorList
+}
+
+// get returns the trimmed cell of column name ("" when the column is
+// absent).
+func (r *csvRow) get(name string) string {
+	i, ok := r.col[name]
+	if !ok || i >= len(r.rec) {
+		return ""
+	}
+	return strings.TrimSpace(r.rec[i])
+}
+
+// fail records a problem with column name.
+func (r *csvRow) fail(name, value string, sentinel error, format string, args ...any) {
+	r.errs.add(Pos{r.file, r.line}, name, value, sentinel, format, args...)
+}
+
+// float parses a number cell.
+func (r *csvRow) float(name string) float64 {
+	s := r.get(name)
+	if s == "" {
+		r.fail(name, "", ErrMissing, "a number is required here")
+		return 0
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		r.fail(name, s, ErrInvalidValue, "must be a number")
+	}
+	if f == 0 {
+		f = 0 // -0 is 0: YAML cannot write the sign back
+	}
+	return f
+}
+
+// mapping decodes the row.
+func (r *csvRow) mapping() Mapping {
+	for _, name := range csvColumns {
+		if i, ok := r.col[name]; ok && i < len(r.rec) && !utf8.ValidString(r.rec[i]) {
+			r.fail(name, r.rec[i], ErrInvalidValue, "not valid UTF-8 (save the file as UTF-8)")
+		}
+	}
+	m := Mapping{
+		ID:        r.get("id"),
+		Source:    NodeRef{Server: r.get("source_server"), Node: r.get("source_node")},
+		Target:    NodeRef{Server: r.get("target_server"), Node: r.get("target_node")},
+		Direction: Direction(r.get("direction")),
+		Group:     r.get("group"),
+		OnBad:     OnBad(r.get("on_bad")),
+		Pos:       Pos{r.file, r.line},
+	}
+
+	if t := r.get("deadband_type"); t != "" {
+		m.Deadband = &Deadband{Type: DeadbandType(t), Value: r.float("deadband_value")}
+	} else if v := r.get("deadband_value"); v != "" {
+		r.fail("deadband_value", v, ErrMissing, "a deadband value needs a deadband_type (absolute or percent)")
+	}
+
+	scale := []string{"scale_raw_low", "scale_raw_high", "scale_eng_low", "scale_eng_high", "scale_out_of_range"}
+	scaled := false
+	for _, c := range scale {
+		scaled = scaled || r.get(c) != ""
+	}
+	if scaled {
+		m.Scaling = &Scaling{
+			RawLow:     r.float("scale_raw_low"),
+			RawHigh:    r.float("scale_raw_high"),
+			EngLow:     r.float("scale_eng_low"),
+			EngHigh:    r.float("scale_eng_high"),
+			OutOfRange: OutOfRange(r.get("scale_out_of_range")),
+		}
+	}
+
+	cv := Conversion{
+		To:       r.get("convert_to"),
+		Rounding: Rounding(r.get("convert_rounding")),
+		Overflow: OutOfRange(r.get("convert_overflow")),
+	}
+	if cv != (Conversion{}) {
+		m.Convert = &cv
+	}
+
+	if s := r.get("sampling_interval"); s != "" {
+		d, err := parseDuration(s)
+		if err != nil {
+			r.fail("sampling_interval", s, ErrInvalidValue, "%s", err.Error())
+		}
+		m.SamplingInterval = d
+	}
+	if s := r.get("queue_size"); s != "" {
+		q, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			r.fail("queue_size", s, ErrInvalidValue, "must be a whole number in 0..4294967295")
+		}
+		m.QueueSize = uint32(q)
+	}
+	if s := r.get("enabled"); s != "" {
+		switch strings.ToLower(s) {
+		case "true":
+			t := true
+			m.Enabled = &t
+		case "false":
+			f := false
+			m.Enabled = &f
+		default:
+			r.fail("enabled", s, ErrInvalidValue, "must be true or false")
+		}
+	}
+	return m
+}
+
+// WriteCSV writes mappings as CSV with the full header (CSVColumns). Pos
+// is not written. Values are written as they are (an explicit "read"
+// stays "read"), so ReadCSV gives the same mappings back.
+func WriteCSV(w io.Writer, ms []Mapping) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvColumns); err != nil {
+		return fmt.Errorf("mapping: write csv: %w", err)
+	}
+	rec := make([]string, len(csvColumns))
+	for i := range ms {
+		m := &ms[i]
+		clear(rec)
+		set := func(name, v string) { rec[csvIndex[name]] = v }
+		set("id", m.ID)
+		set("source_server", m.Source.Server)
+		set("source_node", m.Source.Node)
+		set("target_server", m.Target.Server)
+		set("target_node", m.Target.Node)
+		set("direction", string(m.Direction))
+		set("group", m.Group)
+		if db := m.Deadband; db != nil {
+			set("deadband_type", string(db.Type))
+			set("deadband_value", fmtFloat(db.Value))
+		}
+		if sc := m.Scaling; sc != nil {
+			set("scale_raw_low", fmtFloat(sc.RawLow))
+			set("scale_raw_high", fmtFloat(sc.RawHigh))
+			set("scale_eng_low", fmtFloat(sc.EngLow))
+			set("scale_eng_high", fmtFloat(sc.EngHigh))
+			set("scale_out_of_range", string(sc.OutOfRange))
+		}
+		if cv := m.Convert; cv != nil {
+			set("convert_to", cv.To)
+			set("convert_rounding", string(cv.Rounding))
+			set("convert_overflow", string(cv.Overflow))
+		}
+		if m.SamplingInterval != 0 {
+			set("sampling_interval", m.SamplingInterval.String())
+		}
+		if m.QueueSize != 0 {
+			set("queue_size", strconv.FormatUint(uint64(m.QueueSize), 10))
+		}
+		if m.Enabled != nil {
+			set("enabled", strconv.FormatBool(*m.Enabled))
+		}
+		set("on_bad", string(m.OnBad))
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("mapping: write csv: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("mapping: write csv: %w", err)
+	}
+	return nil
+}

@@ -248,6 +248,9 @@ func (e *Engine) roleLoop(ctx context.Context) {
 			return
 		case <-e.gate.Changed():
 			check()
+			for _, c := range e.conns {
+				c.w.wake() // a lease regained lets pending values go
+			}
 		}
 	}
 }
@@ -512,6 +515,29 @@ func (e *Engine) Snapshot() []MappingStatus {
 // targets reconciled) and under which epoch.
 func (e *Engine) Writing() (epoch uint64, ok bool) {
 	return e.writeEpoch.Load(), e.writing.Load()
+}
+
+// WaitIdle returns when no Write request is in flight on any server (a
+// closed gate lets no new one start), or with ctx's error.
+func (e *Engine) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		idle := true
+		for _, c := range e.conns {
+			if c.w.busy.Load() > 0 {
+				idle = false
+			}
+		}
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // backoff returns the wait before retry attempt n (0-based): exponential

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -38,6 +39,8 @@ type writer struct {
 	noTimestamps bool
 
 	wakeCh chan struct{}
+	// busy counts Write requests in flight.
+	busy atomic.Int32
 }
 
 func newWriter(c *conn) *writer {
@@ -121,9 +124,10 @@ func (w *writer) run(ctx context.Context) {
 				break
 			}
 			wg.Add(1)
+			w.busy.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-inflight; w.wake() }()
+				defer func() { w.busy.Add(-1); <-inflight; w.wake() }()
 				w.send(ctx, cl, batch, ids)
 			}()
 		}

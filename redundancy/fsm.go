@@ -1,0 +1,154 @@
+package redundancy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Event is one role change in the switchover journal.
+type Event struct {
+	Time   time.Time `json:"time"`
+	From   string    `json:"from,omitempty"`
+	To     string    `json:"to"`
+	Epoch  uint64    `json:"epoch"`
+	Reason string    `json:"reason"` // bootstrap, manual, server-monitor, peer-lost, arbiter, forced
+	Detail string    `json:"detail,omitempty"`
+	// GapMS is the measured gap (last write of the old active → first
+	// write of the new), when known.
+	GapMS *float64 `json:"gap_ms,omitempty"`
+}
+
+// Handover is a planned switchover announced by the active before it
+// transfers leadership.
+type Handover struct {
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Reason      string    `json:"reason"`
+	Detail      string    `json:"detail,omitempty"`
+	LastWriteAt time.Time `json:"last_write_at"`
+	At          time.Time `json:"at"`
+}
+
+// PairState is the replicated state of the pair.
+type PairState struct {
+	Config     []byte    `json:"config,omitempty"` // mirror config YAML
+	ConfigHash string    `json:"config_hash,omitempty"`
+	Active     string    `json:"active,omitempty"`
+	Epoch      uint64    `json:"epoch"`
+	Handover   *Handover `json:"handover,omitempty"`
+	Journal    []Event   `json:"journal,omitempty"`
+}
+
+const maxJournal = 1000
+
+// command is one raft log entry.
+type command struct {
+	Op       string    `json:"op"` // config, promote, handover, gap
+	Config   []byte    `json:"config,omitempty"`
+	Hash     string    `json:"hash,omitempty"`
+	Node     string    `json:"node,omitempty"`
+	Epoch    uint64    `json:"epoch,omitempty"`
+	Event    *Event    `json:"event,omitempty"`
+	Handover *Handover `json:"handover,omitempty"`
+	GapMS    float64   `json:"gap_ms,omitempty"`
+}
+
+// fsm applies commands to PairState. Apply, Snapshot and Restore are
+// called by raft from one goroutine; State may be called from any.
+type fsm struct {
+	mu      sync.Mutex
+	st      PairState
+	changed func() // called after every apply (must not block)
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	var c command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		return fmt.Errorf("decode command: %w", err)
+	}
+	f.mu.Lock()
+	var res any
+	switch c.Op {
+	case "config":
+		f.st.Config, f.st.ConfigHash = c.Config, c.Hash
+	case "promote":
+		if c.Epoch <= f.st.Epoch {
+			res = fmt.Errorf("stale promote: epoch %d ≤ %d", c.Epoch, f.st.Epoch)
+			break
+		}
+		f.st.Active, f.st.Epoch = c.Node, c.Epoch
+		f.st.Handover = nil
+		if c.Event != nil {
+			f.st.Journal = append(f.st.Journal, *c.Event)
+			if len(f.st.Journal) > maxJournal {
+				f.st.Journal = f.st.Journal[len(f.st.Journal)-maxJournal:]
+			}
+		}
+	case "handover":
+		f.st.Handover = c.Handover
+	case "gap":
+		for i := len(f.st.Journal) - 1; i >= 0; i-- {
+			if f.st.Journal[i].Epoch == c.Epoch {
+				g := c.GapMS
+				f.st.Journal[i].GapMS = &g
+				break
+			}
+		}
+	default:
+		res = fmt.Errorf("unknown op %q", c.Op)
+	}
+	f.mu.Unlock()
+	if f.changed != nil {
+		f.changed()
+	}
+	return res
+}
+
+// State returns a copy of the replicated state.
+func (f *fsm) State() PairState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.st
+	s.Journal = append([]Event(nil), f.st.Journal...)
+	return s
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := json.Marshal(f.State())
+	if err != nil {
+		return nil, err
+	}
+	return snapshot(b), nil
+}
+
+func (f *fsm) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	var st PairState
+	if err := json.NewDecoder(r).Decode(&st); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+	if f.changed != nil {
+		f.changed()
+	}
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}

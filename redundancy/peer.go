@@ -1,0 +1,315 @@
+package redundancy
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+)
+
+// maxSyncBody bounds a peer request body.
+const maxSyncBody = 64 << 20
+
+// wireState is one mapping flow's last written value on the peer link.
+type wireState struct {
+	ID  string    `json:"id"`
+	Rev bool      `json:"rev,omitempty"`
+	TS  time.Time `json:"ts"`
+	V   string    `json:"v"` // OPC UA binary Variant, base64
+	v   *ua.Variant
+}
+
+// syncRequest is what the active sends the standby every SyncInterval.
+type syncRequest struct {
+	From        string      `json:"from"`
+	Epoch       uint64      `json:"epoch"`
+	ConfigHash  string      `json:"config_hash"`
+	LastWriteAt time.Time   `json:"last_write_at"`
+	States      []wireState `json:"states,omitempty"`
+}
+
+// syncResponse is the standby's answer: its health and readiness.
+type syncResponse struct {
+	Node       string `json:"node"`
+	Health     Health `json:"health"`
+	Ready      bool   `json:"ready"`
+	ConfigHash string `json:"config_hash"`
+	Error      string `json:"error,omitempty"`
+}
+
+// servePeer starts the peer link's HTTP server on this member's peer
+// address. The caller closes it.
+func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
+	ln, err := net.Listen("tcp", n.self.Peer)
+	if err != nil {
+		return nil, fmt.Errorf("peer link on %s: %w", n.self.Peer, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { _ = srv.Serve(ln) }() // ends when the caller closes srv
+	return srv, nil
+}
+
+// handleSync applies the active's state stream (as standby) and answers
+// with this node's health.
+func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
+	var sr syncRequest
+	body := http.MaxBytesReader(w, req.Body, maxSyncBody)
+	if err := json.NewDecoder(body).Decode(&sr); err != nil {
+		writeJSON(w, http.StatusBadRequest, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
+		return
+	}
+	st := n.fsm.State()
+	if sr.Epoch < st.Epoch || n.active.Load() {
+		// A stale active (older epoch), or we are active ourselves: refuse.
+		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID,
+			Error: fmt.Sprintf("stale sync from %s epoch %d (pair epoch %d)", sr.From, sr.Epoch, st.Epoch)})
+		return
+	}
+	n.mirrorMu.Lock()
+	m := n.mirror
+	n.mirrorMu.Unlock()
+	if m != nil {
+		for _, s := range sr.States {
+			v, err := decodeVariant(s.V)
+			if err != nil {
+				continue
+			}
+			m.Observe(s.ID, s.Rev, v, s.TS)
+		}
+	}
+	n.peerMu.Lock()
+	n.peerSeen = time.Now()
+	n.peerLastWrite = sr.LastWriteAt
+	n.peerHash = sr.ConfigHash
+	n.peerMu.Unlock()
+	resp := syncResponse{Node: n.cfg.ID, ConfigHash: st.ConfigHash}
+	if m != nil {
+		resp.Health = m.Health()
+		cur := n.activeCfg.Load()
+		resp.Ready = resp.Health.Ready && cur != nil && *cur == sr.ConfigHash
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func encodeVariant(v *ua.Variant) (string, error) {
+	b, err := v.Encode()
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+func decodeVariant(s string) (*ua.Variant, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	v := new(ua.Variant)
+	if _, err := v.Decode(b); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// syncLoop streams coalesced written state to the other node while this
+// node is active, and on a standby keeps the peer's liveness fresh.
+func (n *Node) syncLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.active.Load() {
+			n.flush(ctx)
+		}
+	}
+}
+
+var peerClient = &http.Client{Timeout: 500 * time.Millisecond}
+
+// flush sends the pending states to the other node and records its
+// answer. States that could not be sent are kept (newer ones win).
+func (n *Node) flush(ctx context.Context) {
+	o := n.other()
+	if o == nil {
+		return
+	}
+	n.pendMu.Lock()
+	pend := n.pend
+	n.pend = make(map[stateKey]wireState, len(pend))
+	n.pendMu.Unlock()
+	states := make([]wireState, 0, len(pend))
+	for _, s := range pend {
+		enc, err := encodeVariant(s.v)
+		if err != nil {
+			continue
+		}
+		s.V = enc
+		states = append(states, s)
+	}
+	st := n.fsm.State()
+	sr := syncRequest{From: n.cfg.ID, Epoch: n.epoch.Load(), ConfigHash: st.ConfigHash, States: states}
+	if lw := n.lastWriteAt.Load(); lw != 0 {
+		sr.LastWriteAt = time.Unix(0, lw)
+	}
+	body, _ := json.Marshal(sr)
+	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+o.Peer+"/peer/v1/sync", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := peerClient.Do(req)
+	if err == nil {
+		defer res.Body.Close()
+		var resp syncResponse
+		err = json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&resp)
+		if err == nil && res.StatusCode != http.StatusOK {
+			err = errors.New(resp.Error)
+		}
+		if err == nil {
+			n.peerMu.Lock()
+			n.peerHealth, n.peerReady, n.peerSeen = resp.Health, resp.Ready, time.Now()
+			n.peerMu.Unlock()
+			return
+		}
+	}
+	// Not delivered: put the states back unless newer ones arrived.
+	n.pendMu.Lock()
+	for k, s := range pend {
+		if cur, ok := n.pend[k]; !ok || cur.TS.Before(s.TS) {
+			n.pend[k] = s
+		}
+	}
+	n.pendMu.Unlock()
+	n.log.Debug("peer sync failed", zap.String("peer", o.ID), zap.Error(err))
+}
+
+// MemberStatus is one member as seen from this node.
+type MemberStatus struct {
+	ID    string `json:"id"`
+	Role  Role   `json:"role"`
+	Raft  string `json:"raft"`
+	Admin string `json:"admin,omitempty"`
+	// Link: up when this node heard from it recently (peer link for the
+	// other bridge node, raft membership and leader contact otherwise).
+	Link string `json:"link"`
+}
+
+// Status is a node's view of the pair.
+type Status struct {
+	Node         string         `json:"node"`
+	Role         string         `json:"role"` // active, standby, arbiter
+	Epoch        uint64         `json:"epoch"`
+	Active       string         `json:"active"`
+	Leader       string         `json:"leader"`
+	RaftState    string         `json:"raft_state"`
+	Members      []MemberStatus `json:"members"`
+	Policy       Policy         `json:"policy"`
+	Ready        bool           `json:"ready"` // this node: active and writing, or standby and READY
+	StandbyReady bool           `json:"standby_ready"`
+	ConfigHash   string         `json:"config_hash"`
+	LocalDiff    string         `json:"local_config_diff,omitempty"`
+	Health       *Health        `json:"health,omitempty"`
+	PeerHealth   *Health        `json:"peer_health,omitempty"`
+}
+
+// Status returns this node's view of the pair.
+func (n *Node) Status() Status {
+	st := n.fsm.State()
+	s := Status{Node: n.cfg.ID, Epoch: st.Epoch, Active: st.Active, Policy: n.cfg.Policy, ConfigHash: st.ConfigHash}
+	r := n.raft()
+	if r != nil {
+		s.RaftState = r.State().String()
+		_, id := r.LeaderWithID()
+		s.Leader = string(id)
+	}
+	switch {
+	case n.self.Role == RoleArbiter:
+		s.Role = "arbiter"
+	case n.active.Load():
+		s.Role = "active"
+	default:
+		s.Role = "standby"
+	}
+	if d := n.localDiff.Load(); d != nil {
+		s.LocalDiff = *d
+	}
+	n.mirrorMu.Lock()
+	m := n.mirror
+	n.mirrorMu.Unlock()
+	if m != nil {
+		h := m.Health()
+		s.Health = &h
+	}
+	n.peerMu.Lock()
+	peerFresh := time.Since(n.peerSeen) < time.Second
+	if n.active.Load() && peerFresh {
+		ph := n.peerHealth
+		s.PeerHealth = &ph
+		s.StandbyReady = n.peerReady
+	}
+	activeHash := n.peerHash
+	n.peerMu.Unlock()
+	switch s.Role {
+	case "active":
+		_, ok := n.gate.Permit()
+		s.Ready = ok
+	case "standby":
+		cur := n.activeCfg.Load()
+		s.Ready = s.Health != nil && s.Health.Ready && peerFresh && cur != nil && *cur == activeHash
+		s.StandbyReady = s.Ready
+	case "arbiter":
+		s.Ready = r != nil && s.Leader != ""
+	}
+	var lastContact time.Time
+	if r != nil {
+		lastContact = r.LastContact()
+	}
+	for _, m := range n.cfg.Members {
+		ms := MemberStatus{ID: m.ID, Role: m.Role, Raft: m.Raft, Admin: m.Admin, Link: "down"}
+		switch {
+		case m.ID == n.cfg.ID:
+			ms.Link = "self"
+		case m.Role == RoleNode && peerFresh:
+			ms.Link = "up"
+		case r != nil && r.State() == raft.Leader:
+			// The leader hears from every voter that acknowledges it.
+			ms.Link = "unknown"
+		case m.ID == s.Leader && time.Since(lastContact) < 2*n.cfg.HeartbeatTimeout:
+			ms.Link = "up"
+		}
+		s.Members = append(s.Members, ms)
+	}
+	return s
+}
+
+// Events returns the switchover journal, oldest first.
+func (n *Node) Events() []Event { return n.fsm.State().Journal }
+
+// Mirror returns the running mirror (nil before the config arrived).
+func (n *Node) Mirror() Mirror {
+	n.mirrorMu.Lock()
+	defer n.mirrorMu.Unlock()
+	return n.mirror
+}

@@ -124,7 +124,9 @@ func (c Config) WithDefaults() Config {
 // Validate checks the fields against each other.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...)) }
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrInvalidConfig}, a...)...))
+	}
 	if c.ID == "" {
 		bad("id is empty")
 	}

@@ -389,6 +389,13 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 // promote makes this node the active: a promote entry with epoch+1 and a
 // journal event, committed by a quorum before the gate opens.
 func (n *Node) promote(r *raft.Raft, st PairState) {
+	// A new leader may not have applied every committed entry yet (the
+	// old active's handover among them): wait until it has.
+	if err := r.Barrier(2 * time.Second).Error(); err != nil {
+		n.log.Warn("barrier before promote failed; will retry", zap.Error(err))
+		return
+	}
+	st = n.fsm.State()
 	ev := Event{Time: time.Now(), From: st.Active, To: n.cfg.ID, Epoch: st.Epoch + 1}
 	var lastWrite time.Time
 	switch {

@@ -85,7 +85,28 @@ if the result validates (a bad import never replaces a good config).`,
 		},
 	}
 	exp.Flags().StringVarP(&exOut, "output", "o", "", "output file (default stdout)")
-	cmd.AddCommand(imp, exp)
+	apply := &cobra.Command{
+		Use:   "apply CONFIG",
+		Short: "Replace the pair's mirror config (on the active node; replicated)",
+		Long: `apply validates CONFIG locally and sends it to a node's admin API. The active
+node replicates it to the standby; a standby refuses it and names the active.
+A file that does not validate changes nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := loadConfig(args[0]); err != nil {
+				printConfigErrors(cmd, err)
+				return &exitError{code: 1, err: errBadConfig}
+			}
+			d, err := applyMappings(cmd.Context(), nodeURL(cmd), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied: %s\n", d)
+			return nil
+		},
+	}
+	nodeFlag(apply, a)
+	cmd.AddCommand(imp, exp, apply)
 	return cmd
 }
 

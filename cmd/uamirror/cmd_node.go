@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/redundancy"
+)
+
+func init() {
+	extraCommands = append(extraCommands,
+		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleNode) },
+		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleArbiter) })
+}
+
+// pairFlags are the flags shared by `node` and `arbiter`.
+type pairFlags struct {
+	id, data, admin, config string
+	members, overrides      []string
+	policy                  string
+	faultDelay, cooldown    time.Duration
+	heartbeat, lease        time.Duration
+}
+
+func newMemberCmd(a *app, role redundancy.Role) *cobra.Command {
+	var f pairFlags
+	cmd := &cobra.Command{
+		Use:   string(role),
+		Short: "Run a member of a redundant pair (" + string(role) + ")",
+		Long: `A redundant pair is two bridge nodes (one active, one hot standby) and an
+optional arbiter, each started with the same --member list:
+
+  --member id=a,role=node,raft=10.0.0.1:7001,peer=10.0.0.1:7101,admin=10.0.0.1:7201
+  --member id=b,role=node,raft=10.0.0.2:7001,peer=10.0.0.2:7101,admin=10.0.0.2:7201
+  --member id=arb,role=arbiter,raft=10.0.0.3:7001,admin=10.0.0.3:7201
+
+A node's --config seeds the pair's mirror config at first start; afterwards
+the replicated config is used and a differing local file is reported.
+The member prints one line "<role> ready id=… admin=http://…" once serving.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMember(cmd.Context(), cmd, a, role, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "", "this member's id (one of the --member ids)")
+	fl.StringVar(&f.data, "data", "", "data directory (raft log and snapshots)")
+	fl.StringVar(&f.admin, "admin", "", "admin API listen address (default: this member's admin=)")
+	fl.StringArrayVar(&f.members, "member", nil, "a member: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
+	if role == redundancy.RoleNode {
+		fl.StringVarP(&f.config, "config", "c", "", "mirror config (YAML) that seeds the pair at first start")
+		fl.StringArrayVar(&f.overrides, "server-endpoint", nil, "NAME=URL: this node reaches server NAME at URL (node-local; repeat)")
+	}
+	fl.StringVar(&f.policy, "policy", "any", "server monitor policy: any or all")
+	fl.DurationVar(&f.faultDelay, "fault-delay", 2*time.Second, "a server must be failed this long before the monitor acts")
+	fl.DurationVar(&f.cooldown, "cooldown", 30*time.Second, "no monitor-driven switchover within this long of the last one")
+	fl.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "raft heartbeat and election timeout")
+	fl.DurationVar(&f.lease, "lease", 0, "write lease (default 3/5 of --heartbeat; must be shorter)")
+	return cmd
+}
+
+// parseMember parses id=…,role=…,raft=…,peer=…,admin=….
+func parseMember(s string) (redundancy.Member, error) {
+	m := redundancy.Member{Role: redundancy.RoleNode}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return m, fmt.Errorf("--member %q: %q is not key=value", s, kv)
+		}
+		switch k {
+		case "id":
+			m.ID = v
+		case "role":
+			m.Role = redundancy.Role(v)
+		case "raft":
+			m.Raft = v
+		case "peer":
+			m.Peer = v
+		case "admin":
+			m.Admin = v
+		default:
+			return m, fmt.Errorf("--member %q: unknown key %q (want id, role, raft, peer, admin)", s, k)
+		}
+	}
+	return m, nil
+}
+
+func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.Role, f pairFlags) error {
+	cfg := redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
+		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease}
+	for _, s := range f.members {
+		m, err := parseMember(s)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		cfg.Members = append(cfg.Members, m)
+	}
+	var self *redundancy.Member
+	for i := range cfg.Members {
+		if cfg.Members[i].ID == f.id {
+			self = &cfg.Members[i]
+		}
+	}
+	if self == nil {
+		return &exitError{code: 2, err: fmt.Errorf("--id %q is not one of the --member ids", f.id)}
+	}
+	if self.Role != role {
+		return &exitError{code: 2, err: fmt.Errorf("member %s has role %s; start it with `uamirror %s`", f.id, self.Role, self.Role)}
+	}
+	log := a.logger.With(zap.String("node", f.id))
+	opts := redundancy.Options{Config: cfg, Logger: log}
+	if role == redundancy.RoleNode {
+		if f.config != "" {
+			b, err := os.ReadFile(f.config)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			c, err := mapping.ParseYAML(b, f.config)
+			if err == nil {
+				err = c.Validate()
+			}
+			if err != nil {
+				printConfigErrors(cmd, err)
+				return &exitError{code: 1, err: errBadConfig}
+			}
+			opts.InitialConfig = b
+		}
+		overrides := map[string]string{}
+		for _, o := range f.overrides {
+			k, v, ok := strings.Cut(o, "=")
+			if !ok {
+				return &exitError{code: 2, err: fmt.Errorf("--server-endpoint %q: want NAME=URL", o)}
+			}
+			overrides[k] = v
+		}
+		opts.NewMirror = func(mc *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
+			mc = withEndpointOverrides(mc, overrides)
+			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten})
+			if err != nil {
+				return nil, err
+			}
+			return &mirrorAdapter{e: e}, nil
+		}
+	}
+	node, err := redundancy.New(opts)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	adminAddr := f.admin
+	if adminAddr == "" {
+		adminAddr = self.Admin
+	}
+	if adminAddr == "" {
+		adminAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errCh := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errCh <- node.Run(ctx); cancel() }()
+	go func() { defer wg.Done(); errCh <- diagnostics.NewAdmin(node, log).Serve(ctx, ln); cancel() }()
+	fmt.Fprintf(cmd.OutOrStdout(), "%s ready id=%s admin=http://%s\n", role, f.id, ln.Addr())
+	wg.Wait()
+	close(errCh)
+	var errs []error
+	for e := range errCh {
+		if e != nil && !errors.Is(e, context.Canceled) {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withEndpointOverrides returns a copy of mc in which the named servers
+// use node-local endpoints.
+func withEndpointOverrides(mc *mapping.Config, o map[string]string) *mapping.Config {
+	if len(o) == 0 {
+		return mc
+	}
+	c := *mc
+	c.Servers = append([]mapping.Server(nil), mc.Servers...)
+	for i := range c.Servers {
+		if url, ok := o[c.Servers[i].Name]; ok {
+			c.Servers[i].Endpoints = []string{url}
+		}
+	}
+	return &c
+}
+
+// mirrorAdapter presents the engine as a redundancy.Mirror.
+type mirrorAdapter struct{ e *bridge.Engine }
+
+func (m *mirrorAdapter) Run(ctx context.Context) error { return m.e.Run(ctx) }
+func (m *mirrorAdapter) Observe(id string, rev bool, v *ua.Variant, ts time.Time) {
+	m.e.Observe(id, rev, v, ts)
+}
+func (m *mirrorAdapter) WaitIdle(ctx context.Context) error { return m.e.WaitIdle(ctx) }
+
+// Health: a server is up while its session is connected; the node is
+// ready when every session is up and no mapping is pending or quarantined.
+func (m *mirrorAdapter) Health() redundancy.Health {
+	st := m.e.Stats()
+	h := redundancy.Health{Ready: true}
+	var down []string
+	for _, s := range st.Servers {
+		up := s.State == bridge.Connected
+		h.Servers = append(h.Servers, redundancy.ServerHealth{Name: s.Name, Up: up, ServiceLevel: s.ServiceLevel, Endpoint: s.Endpoint})
+		if !up {
+			down = append(down, s.Name)
+		}
+	}
+	switch {
+	case len(down) > 0:
+		h.Ready, h.Reason = false, "sessions down: "+strings.Join(down, ",")
+	case st.States[bridge.StatePending] > 0:
+		h.Ready, h.Reason = false, fmt.Sprintf("%d mappings not yet resolved", st.States[bridge.StatePending])
+	case st.States[bridge.StateQuarantined] > 0:
+		h.Ready, h.Reason = false, fmt.Sprintf("%d mappings quarantined", st.States[bridge.StateQuarantined])
+	}
+	return h
+}

@@ -1,0 +1,262 @@
+package simserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
+	"go.uber.org/zap"
+)
+
+// Defaults applied by New to empty fields.
+const (
+	DefaultHost         = "127.0.0.1"
+	DefaultNamespaceURI = "urn:uamirror:simserver"
+)
+
+// Sentinel errors; returned errors wrap them.
+var (
+	// ErrInvalidConfig wraps every problem Validate finds.
+	ErrInvalidConfig = errors.New("simserver: invalid config")
+	// ErrClosed is returned by Start after Close.
+	ErrClosed = errors.New("simserver: closed")
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("simserver: already started")
+)
+
+// SecurityPolicy is one endpoint security configuration to offer besides
+// None (which is always offered).
+type SecurityPolicy struct {
+	// Policy is a security policy name ("Basic256Sha256") or its URI.
+	Policy string
+	// Mode is Sign or SignAndEncrypt for a secure policy, None for None.
+	Mode ua.MessageSecurityMode
+}
+
+// URI returns the full security policy URI of p.
+func (p SecurityPolicy) URI() string {
+	if strings.HasPrefix(p.Policy, ua.SecurityPolicyURIPrefix) {
+		return p.Policy
+	}
+	return ua.SecurityPolicyURIPrefix + p.Policy
+}
+
+// String returns "Policy:Mode", the form ParseSecurity reads.
+func (p SecurityPolicy) String() string {
+	return strings.TrimPrefix(p.URI(), ua.SecurityPolicyURIPrefix) + ":" +
+		strings.TrimPrefix(p.Mode.String(), "MessageSecurityMode")
+}
+
+// validate checks p against the policies gopcua implements.
+func (p SecurityPolicy) validate() error {
+	uri := p.URI()
+	known := false
+	for _, s := range uapolicy.SupportedPolicies() {
+		if s == uri {
+			known = true
+			break
+		}
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("policy %q: not supported by gopcua", p.Policy)
+	case uri == ua.SecurityPolicyURINone && p.Mode != ua.MessageSecurityModeNone:
+		return fmt.Errorf("policy None: mode must be None, not %s", p.Mode)
+	case uri != ua.SecurityPolicyURINone && p.Mode != ua.MessageSecurityModeSign &&
+		p.Mode != ua.MessageSecurityModeSignAndEncrypt:
+		return fmt.Errorf("policy %s: mode must be Sign or SignAndEncrypt, not %s", p.Policy, p.Mode)
+	}
+	return nil
+}
+
+// secure reports whether p needs a certificate.
+func (p SecurityPolicy) secure() bool { return p.URI() != ua.SecurityPolicyURINone }
+
+// ParseSecurity parses a comma-separated list such as
+// "None,Basic256Sha256:Sign,Basic256Sha256:SignAndEncrypt". A policy
+// without ":Mode" means None for None and both Sign and SignAndEncrypt
+// otherwise. Names are case-insensitive; duplicates are dropped.
+func ParseSecurity(s string) ([]SecurityPolicy, error) {
+	var out []SecurityPolicy
+	seen := map[SecurityPolicy]bool{}
+	add := func(p SecurityPolicy) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, mode, hasMode := strings.Cut(strings.TrimPrefix(item, ua.SecurityPolicyURIPrefix), ":")
+		policy, ok := canonicalPolicy(strings.TrimSpace(name))
+		if !ok {
+			return nil, fmt.Errorf("security %q: unknown policy %q", item, name)
+		}
+		if !hasMode {
+			if policy == "None" {
+				add(SecurityPolicy{Policy: policy, Mode: ua.MessageSecurityModeNone})
+				continue
+			}
+			add(SecurityPolicy{Policy: policy, Mode: ua.MessageSecurityModeSign})
+			add(SecurityPolicy{Policy: policy, Mode: ua.MessageSecurityModeSignAndEncrypt})
+			continue
+		}
+		m, ok := canonicalMode(strings.TrimSpace(mode))
+		if !ok {
+			return nil, fmt.Errorf("security %q: unknown mode %q (want None, Sign or SignAndEncrypt)", item, mode)
+		}
+		p := SecurityPolicy{Policy: policy, Mode: m}
+		if err := p.validate(); err != nil {
+			return nil, fmt.Errorf("security %q: %w", item, err)
+		}
+		add(p)
+	}
+	return out, nil
+}
+
+func canonicalPolicy(name string) (string, bool) {
+	for _, uri := range uapolicy.SupportedPolicies() {
+		short := strings.TrimPrefix(uri, ua.SecurityPolicyURIPrefix)
+		if strings.EqualFold(short, name) {
+			return short, true
+		}
+	}
+	return "", false
+}
+
+func canonicalMode(name string) (ua.MessageSecurityMode, bool) {
+	for _, m := range []ua.MessageSecurityMode{ua.MessageSecurityModeNone,
+		ua.MessageSecurityModeSign, ua.MessageSecurityModeSignAndEncrypt} {
+		if strings.EqualFold(strings.TrimPrefix(m.String(), "MessageSecurityMode"), name) {
+			return m, true
+		}
+	}
+	return 0, false
+}
+
+// Config configures a Server. The zero value is usable: New fills empty
+// Host and NamespaceURI with the defaults and serves no variables.
+type Config struct {
+	// Host is the address to listen on and to advertise in the endpoint
+	// URL (default 127.0.0.1).
+	Host string
+	// Port to listen on; 0 picks a free ephemeral port (see Endpoint).
+	Port int
+	// Vars is the number of simulated variables, v0 … v<Vars-1>.
+	Vars int
+	// Type is "" to cycle through Types() by index, or one type name for
+	// every variable.
+	Type string
+	// Rate is the total number of value changes per second, spread
+	// round-robin over the first Changing variables; 0 means static.
+	Rate float64
+	// Changing is how many of the first variables change; 0 means all.
+	Changing int
+	// NamespaceURI names the variables' namespace (default
+	// urn:uamirror:simserver).
+	NamespaceURI string
+	// ApplicationURI is the server's application URI and the URI SAN of a
+	// generated certificate (default urn:uamirror:simserver:<host>:<port>).
+	// A loaded certificate's own URI SAN takes precedence.
+	ApplicationURI string
+	// Security lists the secure endpoints to offer besides None.
+	Security []SecurityPolicy
+	// CertFile and KeyFile (PEM or DER; RSA) are the server's certificate
+	// and key. When both are empty and Security asks for a secure policy,
+	// a self-signed certificate is generated in memory.
+	CertFile, KeyFile string
+	// Journal, when set, receives every accepted Write as one JSON line.
+	Journal io.Writer
+	// JournalFile, when set, is a file the JSON lines are appended to.
+	JournalFile string
+	// JournalMemory keeps accepted Writes in memory for Server.Journal.
+	JournalMemory bool
+	// Logger receives the server's logs; nil discards them.
+	Logger *zap.Logger
+}
+
+// DefaultConfig returns the configuration of the simserver command's
+// defaults: 100 variables of cycling types on 127.0.0.1, ephemeral port,
+// static values.
+func DefaultConfig() Config {
+	return Config{Host: DefaultHost, Vars: 100, NamespaceURI: DefaultNamespaceURI}
+}
+
+// withDefaults fills empty fields.
+func (c Config) withDefaults() Config {
+	if c.Host == "" {
+		c.Host = DefaultHost
+	}
+	if c.NamespaceURI == "" {
+		c.NamespaceURI = DefaultNamespaceURI
+	}
+	if c.Changing == 0 {
+		c.Changing = c.Vars
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// maxVars bounds Vars; gopcua-based servers were measured up to 50k.
+const maxVars = 1_000_000
+
+// Validate reports every invalid field of c (after defaults), each error
+// wrapping ErrInvalidConfig and naming the field and value.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("Port %d: want 0..65535", c.Port)
+	}
+	if c.Vars < 0 || c.Vars > maxVars {
+		bad("Vars %d: want 0..%d", c.Vars, maxVars)
+	}
+	if c.Type != "" {
+		if _, ok := lookupType(c.Type); !ok {
+			bad("Type %q: want one of %s", c.Type, strings.Join(Types(), ", "))
+		}
+	}
+	if math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0 {
+		bad("Rate %v: want a finite number ≥ 0", c.Rate)
+	}
+	if c.Changing < 0 || c.Changing > c.Vars {
+		bad("Changing %d: want 0..Vars (%d)", c.Changing, c.Vars)
+	}
+	if c.Rate > 0 && c.Vars == 0 {
+		bad("Rate %v: no variables to change (Vars 0)", c.Rate)
+	}
+	for k, p := range c.Security {
+		if err := p.validate(); err != nil {
+			bad("Security[%d]: %v", k, err)
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		bad("CertFile %q, KeyFile %q: give both or neither", c.CertFile, c.KeyFile)
+	}
+	if c.Journal != nil && c.JournalFile != "" {
+		bad("Journal and JournalFile %q: give at most one", c.JournalFile)
+	}
+	return errors.Join(errs...)
+}
+
+// needsCert reports whether any configured endpoint is secure.
+func (c Config) needsCert() bool {
+	for _, p := range c.Security {
+		if p.secure() {
+			return true
+		}
+	}
+	return false
+}

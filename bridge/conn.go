@@ -62,6 +62,9 @@ type conn struct {
 	state    atomic.Int32
 	endpoint atomic.Pointer[string]
 	level    atomic.Int32 // ServiceLevel, -1 unknown
+	// noProbe is set once the server answered the subscription probe
+	// with BadServiceUnsupported.
+	noProbe atomic.Bool
 
 	stats connStats
 }
@@ -265,9 +268,14 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 			if err := c.keepAlive(ctx, s); err != nil {
 				return fmt.Errorf("%w: keep-alive: %w", errFault, err)
 			}
-			if age := time.Since(time.Unix(0, lastData.Load())); age > c.timeouts.DataAge && len(subs) > 0 {
+			if age := time.Since(time.Unix(0, lastData.Load())); age > c.timeouts.DataAge && len(subs) > 0 && !c.noProbe.Load() {
 				// No data for a while: prove the subscriptions still exist.
-				if err := c.probeSubscriptions(ctx, s, subs); err != nil {
+				if err := c.probeSubscriptions(ctx, s, subs); errors.Is(err, ua.StatusBadServiceUnsupported) {
+					// The server cannot prove its subscriptions; rely on the
+					// keep-alive and publish errors for it from now on.
+					c.noProbe.Store(true)
+					c.log.Info("server does not support SetPublishingMode: data-age probe off")
+				} else if err != nil {
 					return fmt.Errorf("%w: data age %s: %w", errFault, age.Round(time.Millisecond), err)
 				}
 				lastData.Store(time.Now().UnixNano())
@@ -692,6 +700,15 @@ func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.Pub
 				}
 				if dv := c.e.onValue(f, item.Value, now); dv != nil {
 					out[f.to.w] = append(out[f.to.w], queuedValue{f.wslot, dv})
+				}
+				if f.ms.fwd != nil && f.ms.rev != nil {
+					f.ms.mu.Lock()
+					r := f.repair
+					f.repair = nil
+					f.ms.mu.Unlock()
+					if opp := f.opposite(); r != nil && opp != nil {
+						out[opp.to.w] = append(out[opp.to.w], queuedValue{opp.wslot, r})
+					}
 				}
 			}
 			for w, vals := range out {

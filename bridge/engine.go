@@ -300,16 +300,32 @@ func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue
 	if dv.Value == nil {
 		return nil
 	}
-	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value) {
+	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value, ts) {
 		// Our own write coming back from the other side.
-		f.lastSrc = dv.Value
 		e.stats.echoes.Add(1)
+		if ts.Before(ms.lastTS) && f.lastSrc != nil && !f.lastSrcTS.Before(ms.lastTS) && e.queueing.Load() {
+			// A true conflict we lost the race on: our (older) write landed
+			// on this side after this side's own newer change. Put the
+			// newer value back, so both sides end on the newest.
+			e.stats.conflicts.Add(1)
+			opp.addEcho(f.lastSrc, f.lastSrcTS)
+			f.repair = &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
+				Value: f.lastSrc, SourceTimestamp: f.lastSrcTS}
+			return nil
+		}
+		f.lastSrc, f.lastSrcTS = dv.Value, ts
 		return nil
 	}
 	if ts.Before(ms.lastTS) {
 		// Older than what this mapping already holds: a conflict lost
 		// (both) or a stale value after a reconnect.
 		e.stats.stale.Add(1)
+		if ms.fwd != nil && ms.rev != nil {
+			e.stats.conflicts.Add(1)
+		}
+		if f.state == StatePending {
+			f.setState(StateOK, "") // resolved: its value is known, just not the newest
+		}
 		return nil
 	}
 	if f.tr == nil {
@@ -340,7 +356,7 @@ func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue
 	if !e.queueing.Load() {
 		return nil
 	}
-	f.addEcho(out)
+	f.addEcho(out, ts)
 	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 		Value: out, SourceTimestamp: ts}
 }
@@ -397,7 +413,17 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 		for i, f := range fs {
 			f.ms.mu.Lock()
 			good, ts := f.good, f.goodTS
-			if good == nil || f.state == StateDisabled {
+			if good == nil || f.state == StateDisabled || ts.Before(f.ms.lastTS) {
+				// Nothing yet, disabled, or (both) the other direction
+				// holds the newer value: that flow writes it.
+				f.ms.mu.Unlock()
+				continue
+			}
+			if both := f.ms.fwd != nil && f.ms.rev != nil; both && cur[i] != nil && isGood(cur[i].Status) &&
+				cur[i].SourceTimestamp.After(ts) {
+				// In a both mapping the destination is a source too, and it
+				// holds a newer value: that value wins and flows the other
+				// way; never overwrite it with an older one.
 				f.ms.mu.Unlock()
 				continue
 			}
@@ -408,7 +434,7 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 				f.ms.mu.Unlock()
 				continue
 			}
-			f.addEcho(good)
+			f.addEcho(good, ts)
 			f.ms.mu.Unlock()
 			batch = append(batch, queuedValue{f.wslot, &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 				Value: good, SourceTimestamp: ts}})

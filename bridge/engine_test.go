@@ -141,10 +141,37 @@ func TestWriteDirection(t *testing.T) {
 func TestBothDirectionsSuppressEchoes(t *testing.T) {
 	a, b := startSim(t, 4, "Double"), startSim(t, 4, "Double")
 	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), 4, func(i int, m *mapping.Mapping) { m.Direction = mapping.Both })
-	e := runEngine(t, cfg, nil)
-	waitConnected(t, e, 0)
+	gate := bridge.NewManualGate(false, 0)
+	e := runEngine(t, cfg, gate)
+	waitConnected(t, e, 8) // every flow has its initial value before writes start
+	gate.Set(true, 1)
+	// The initial sync: the newer side of each pair wins.
+	harness.Eventually(t, 10*time.Second, "initial sync", func() bool {
+		if _, ok := e.Writing(); !ok {
+			return false
+		}
+		for i := 0; i < 4; i++ {
+			if valueOf(a, i) != valueOf(b, i) {
+				return false
+			}
+		}
+		return true
+	})
 	a.SetValue(0, 10.0, time.Now())
-	harness.Eventually(t, 10*time.Second, "a→b", func() bool { return valueOf(b, 0) == 10.0 })
+	if !harness.WaitFor(10*time.Second, func() bool { return valueOf(b, 0) == 10.0 }) {
+		t.Logf("a.v0=%+v b.v0=%+v", a.Value(0), b.Value(0))
+		t.Logf("stats %+v", e.Stats())
+		for _, m := range e.Snapshot() {
+			t.Logf("%+v", m)
+		}
+		for _, j := range a.Journal() {
+			t.Logf("a journal %+v", j)
+		}
+		for _, j := range b.Journal() {
+			t.Logf("b journal %+v", j)
+		}
+		t.Fatal("a→b")
+	}
 	b.SetValue(1, 20.0, time.Now())
 	harness.Eventually(t, 10*time.Second, "b→a", func() bool { return valueOf(a, 1) == 20.0 })
 	// An echo loop would keep writing. Barrier: one more change through
@@ -154,12 +181,36 @@ func TestBothDirectionsSuppressEchoes(t *testing.T) {
 	a.SetValue(3, 33.0, time.Now())
 	harness.Eventually(t, 5*time.Second, "barrier value", func() bool { return valueOf(b, 3) == 33.0 })
 	if a.WriteCount() != writesA || b.WriteCount() != writesB+1 {
+		for _, j := range a.Journal() {
+			t.Logf("a journal %+v", j)
+		}
+		for _, j := range b.Journal() {
+			t.Logf("b journal %+v", j)
+		}
+		t.Logf("stats %+v", e.Stats())
 		t.Fatalf("echo loop: writes a %d→%d (want unchanged), b %d→%d (want +1)", writesA, a.WriteCount(), writesB, b.WriteCount())
 	}
-	// A true conflict: both sides change; the newer source timestamp wins.
+	// A true conflict: both sides change while the engine holds its writes
+	// (standby); the newer source timestamp wins on both sides.
+	gate.Set(false, 1)
+	harness.Eventually(t, 5*time.Second, "gate closed", func() bool { _, ok := e.Writing(); return !ok })
+	stale := e.Stats().Stale
 	now := time.Now()
-	b.SetValue(2, 2.0, now.Add(-time.Second))
 	a.SetValue(2, 1.0, now)
+	b.SetValue(2, 2.0, now.Add(-time.Second))
+	harness.Eventually(t, 5*time.Second, "both changes seen", func() bool {
+		var fwd, rev bool
+		for _, m := range e.Snapshot() {
+			if m.Index == 2 && !m.Reverse {
+				fwd = m.Value != nil && m.Value.Value() == 1.0
+			}
+			if m.Index == 2 && m.Reverse {
+				rev = m.Value != nil && m.Value.Value() == 2.0
+			}
+		}
+		return fwd && (rev || e.Stats().Stale > stale)
+	})
+	gate.Set(true, 2)
 	harness.Eventually(t, 10*time.Second, "newest (a=1.0) wins on both sides", func() bool {
 		return valueOf(a, 2) == 1.0 && valueOf(b, 2) == 1.0
 	})

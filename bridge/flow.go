@@ -81,8 +81,11 @@ type flow struct {
 	writtenTS time.Time
 	// echoes are values this flow wrote to dst that may come back through
 	// the opposite flow's subscription (both mappings only).
-	echoes [4]*ua.Variant
+	echoes [4]echo
 	nEcho  int
+	// repair is a value to write back to this flow's source (through the
+	// opposite flow's writer) after a lost conflict; taken by dispatch.
+	repair *ua.DataValue
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -131,34 +134,55 @@ func (f *flow) setState(s State, reason string) {
 	f.state, f.reason = s, reason
 }
 
+// echo is a value a flow wrote: what may come back from that side.
+type echo struct {
+	v  *ua.Variant
+	ts time.Time // the source timestamp written with it
+	at time.Time // when it was queued
+}
+
+// echoWindow bounds how long a value-only match counts as an echo, for
+// servers that replace the written SourceTimestamp with their own.
+const echoWindow = 2 * time.Second
+
 // addEcho remembers a value written to dst, oldest first; at most four
 // are kept. Caller holds ms.mu.
-func (f *flow) addEcho(v *ua.Variant) {
+func (f *flow) addEcho(v *ua.Variant, ts time.Time) {
 	if f.nEcho == len(f.echoes) {
 		copy(f.echoes[:], f.echoes[1:])
 		f.nEcho--
 	}
-	f.echoes[f.nEcho] = v
+	f.echoes[f.nEcho] = echo{v: v, ts: ts, at: time.Now()}
 	f.nEcho++
 }
 
-// takeEcho reports whether v, read back from dst, is the echo of a value
-// this flow wrote. A hit forgets that value and every older one; a miss
-// (a real change on that side) forgets them all. Caller holds ms.mu.
-func (f *flow) takeEcho(v *ua.Variant) bool {
-	for i := f.nEcho - 1; i >= 0; i-- {
-		if variantEqual(f.echoes[i], v) {
-			n := copy(f.echoes[:], f.echoes[i+1:f.nEcho])
-			for j := n; j < f.nEcho; j++ {
-				f.echoes[j] = nil
-			}
-			f.nEcho = n
-			return true
+// takeEcho reports whether v (with source timestamp ts), read back from
+// dst, is the echo of a value this flow wrote: the same value with the
+// same source timestamp (servers that keep the written timestamp), or the
+// same value within echoWindow of writing it (servers that stamp their
+// own). A hit forgets that value and every older one; a miss forgets
+// nothing, since our writes may still be on their way. Caller holds ms.mu.
+func (f *flow) takeEcho(v *ua.Variant, ts time.Time) bool {
+	hit := -1
+	for i := f.nEcho - 1; i >= 0 && hit < 0; i-- {
+		if f.echoes[i].ts.Equal(ts) && variantEqual(f.echoes[i].v, v) {
+			hit = i
 		}
 	}
-	f.echoes = [4]*ua.Variant{}
-	f.nEcho = 0
-	return false
+	for i := f.nEcho - 1; i >= 0 && hit < 0; i-- {
+		if time.Since(f.echoes[i].at) < echoWindow && variantEqual(f.echoes[i].v, v) {
+			hit = i
+		}
+	}
+	if hit < 0 {
+		return false
+	}
+	n := copy(f.echoes[:], f.echoes[hit+1:f.nEcho])
+	for j := n; j < f.nEcho; j++ {
+		f.echoes[j] = echo{}
+	}
+	f.nEcho = n
+	return true
 }
 
 // statusSeverity classifies a status code (Part 4, 7.34.1: the top two

@@ -11,6 +11,7 @@ type engineStats struct {
 	badSource       atomic.Uint64
 	echoes          atomic.Uint64
 	stale           atomic.Uint64
+	conflicts       atomic.Uint64
 	convErrors      atomic.Uint64
 	reconcileWrites atomic.Uint64
 	latency         histogram // source timestamp → write confirmed
@@ -123,6 +124,7 @@ type Stats struct {
 	BadSource       uint64
 	Echoes          uint64
 	Stale           uint64
+	Conflicts       uint64
 	ConvErrors      uint64
 	ReconcileWrites uint64
 	Reconciles      uint64
@@ -138,6 +140,7 @@ func (e *Engine) Stats() Stats {
 		BadSource:       e.stats.badSource.Load(),
 		Echoes:          e.stats.echoes.Load(),
 		Stale:           e.stats.stale.Load(),
+		Conflicts:       e.stats.conflicts.Load(),
 		ConvErrors:      e.stats.convErrors.Load(),
 		ReconcileWrites: e.stats.reconcileWrites.Load(),
 		Reconciles:      e.reconciles.Load(),

@@ -78,8 +78,7 @@ func (s *Server) registerHandlers(gs *server.Server) {
 		sub(func(ss *server.SubscriptionService) server.Handler { return ss.Publish }))
 	reg(id.ModifySubscriptionRequest_Encoding_DefaultBinary, "ModifySubscription",
 		sub(func(ss *server.SubscriptionService) server.Handler { return ss.ModifySubscription }))
-	reg(id.SetPublishingModeRequest_Encoding_DefaultBinary, "SetPublishingMode",
-		sub(func(ss *server.SubscriptionService) server.Handler { return ss.SetPublishingMode }))
+	reg(id.SetPublishingModeRequest_Encoding_DefaultBinary, "SetPublishingMode", plain(s.setPublishingMode))
 	reg(id.RepublishRequest_Encoding_DefaultBinary, "Republish",
 		sub(func(ss *server.SubscriptionService) server.Handler { return ss.Republish }))
 	reg(id.TransferSubscriptionsRequest_Encoding_DefaultBinary, "TransferSubscriptions",

@@ -293,3 +293,27 @@ func (s *Server) setMonitoringMode(gs *server.Server, r ua.Request) ua.Response 
 	return &ua.SetMonitoringModeResponse{ResponseHeader: respHeader(r, ua.StatusOK), Results: results,
 		DiagnosticInfos: []*ua.DiagnosticInfo{}}
 }
+
+// setPublishingMode serves SetPublishingMode (Part 4, 5.13.4) for the
+// request's own subscriptions: Good for a live one, BadSubscriptionIdInvalid
+// otherwise. gopcua answers Bad_ServiceUnsupported, which the mirror
+// engine's data-age probe relies on. Publishing stays enabled: a disable
+// request is acknowledged but not honoured (documented simulation limit).
+func (s *Server) setPublishingMode(gs *server.Server, r ua.Request) ua.Response {
+	req, ok := r.(*ua.SetPublishingModeRequest)
+	if !ok {
+		return fault(r, ua.StatusBadRequestTypeInvalid)
+	}
+	if gs.Session(req.RequestHeader) == nil {
+		return fault(r, ua.StatusBadSessionIDInvalid)
+	}
+	if len(req.SubscriptionIDs) == 0 {
+		return fault(r, ua.StatusBadNothingToDo)
+	}
+	results := make([]ua.StatusCode, len(req.SubscriptionIDs))
+	for k, subID := range req.SubscriptionIDs {
+		_, results[k] = sessionSub(gs, req.RequestHeader, subID)
+	}
+	return &ua.SetPublishingModeResponse{ResponseHeader: respHeader(r, ua.StatusOK), Results: results,
+		DiagnosticInfos: []*ua.DiagnosticInfo{}}
+}

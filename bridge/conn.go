@@ -392,7 +392,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 					vt.valueRank = r
 				}
 			}
-			tr, err := newTransform(f.ms.m, f.reverse, vt)
+			tr, err := c.e.transformFor(f.ms.m, f.reverse, vt)
 			if err != nil {
 				f.setState(StateBad, err.Error())
 			} else {

@@ -92,6 +92,12 @@ type Engine struct {
 	reconciles atomic.Uint64
 
 	stats engineStats
+
+	// plain caches the transforms of mappings without deadband, scaling
+	// or conversion rules, one per destination type: most mappings share
+	// one (transforms are immutable).
+	plainMu sync.Mutex
+	plain   map[valueType]*transform
 }
 
 // New builds an engine for cfg. It validates what the engine needs
@@ -356,7 +362,9 @@ func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue
 	if !e.queueing.Load() {
 		return nil
 	}
-	f.addEcho(out, ts)
+	if ms.fwd != nil && ms.rev != nil {
+		f.addEcho(out, ts)
+	}
 	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 		Value: out, SourceTimestamp: ts}
 }
@@ -564,6 +572,28 @@ func (e *Engine) WaitIdle(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// transformFor returns the transform of m's flow for destination type
+// vt, shared between mappings that have no rules of their own.
+func (e *Engine) transformFor(m *mapping.Mapping, reverse bool, vt valueType) (*transform, error) {
+	if m.Deadband != nil || m.Scaling != nil || m.Convert != nil {
+		return newTransform(m, reverse, vt)
+	}
+	e.plainMu.Lock()
+	defer e.plainMu.Unlock()
+	if tr, ok := e.plain[vt]; ok {
+		return tr, nil
+	}
+	tr, err := newTransform(m, reverse, vt)
+	if err != nil {
+		return nil, err
+	}
+	if e.plain == nil {
+		e.plain = map[valueType]*transform{}
+	}
+	e.plain[vt] = tr
+	return tr, nil
 }
 
 // backoff returns the wait before retry attempt n (0-based): exponential

@@ -81,7 +81,7 @@ type flow struct {
 	writtenTS time.Time
 	// echoes are values this flow wrote to dst that may come back through
 	// the opposite flow's subscription (both mappings only).
-	echoes [4]echo
+	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
 	// repair is a value to write back to this flow's source (through the
 	// opposite flow's writer) after a lost conflict; taken by dispatch.
@@ -148,6 +148,9 @@ const echoWindow = 2 * time.Second
 // addEcho remembers a value written to dst, oldest first; at most four
 // are kept. Caller holds ms.mu.
 func (f *flow) addEcho(v *ua.Variant, ts time.Time) {
+	if f.echoes == nil {
+		f.echoes = new([4]echo)
+	}
 	if f.nEcho == len(f.echoes) {
 		copy(f.echoes[:], f.echoes[1:])
 		f.nEcho--
@@ -163,6 +166,9 @@ func (f *flow) addEcho(v *ua.Variant, ts time.Time) {
 // own). A hit forgets that value and every older one; a miss forgets
 // nothing, since our writes may still be on their way. Caller holds ms.mu.
 func (f *flow) takeEcho(v *ua.Variant, ts time.Time) bool {
+	if f.nEcho == 0 {
+		return false
+	}
 	hit := -1
 	for i := f.nEcho - 1; i >= 0 && hit < 0; i-- {
 		if f.echoes[i].ts.Equal(ts) && variantEqual(f.echoes[i].v, v) {

@@ -20,26 +20,38 @@ func init() { extraCommands = append(extraCommands, newDemoCmd) }
 
 func newDemoCmd(a *app) *cobra.Command {
 	var (
-		n        int
-		rate     float64
-		duration time.Duration
+		n         int
+		rate      float64
+		duration  time.Duration
+		killAfter time.Duration
+		single    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Mirror between two embedded simulation servers and show a live summary",
-		Long: `demo starts two simulation OPC UA servers on 127.0.0.1 (ephemeral ports), a
-"plc" whose values change and a "scada" that receives them, and runs the
-mirror engine on a generated mapping set (plc.v_i → scada.v_i). Every second
-it prints values written per second, source→target latency and mapping
-states. It stops on Ctrl-C or after --duration and prints a final check: every
-target equal to its source.`,
+		Short: "Run a redundant pair between two simulation servers and kill its active node",
+		Long: `demo starts, as child processes on 127.0.0.1, two simulation OPC UA servers —
+a "plc" whose values change and a "scada" that receives them — an arbiter and
+two bridge nodes mirroring plc.v_i → scada.v_i. Every second it shows each
+member's role, the epoch, values written per second and bad writes (read from
+the scada server's write journal). After --kill-after it kills the active
+node with SIGKILL, shows the takeover and the measured gap, and restarts the
+killed node, which rejoins as standby. Ctrl-C (or --duration) stops every
+child process.
+
+With --single it runs the engine alone in this process instead and prints
+values/s, latency and mapping states.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), a.logger, n, rate, duration)
+			if single {
+				return runDemo(cmd.Context(), cmd.OutOrStdout(), a.logger, n, rate, duration)
+			}
+			return runPairDemo(cmd.Context(), cmd.OutOrStdout(), n, rate, duration, killAfter)
 		},
 	}
-	cmd.Flags().IntVar(&n, "mappings", 2000, "number of mapped items")
-	cmd.Flags().Float64Var(&rate, "rate", 5000, "total source changes per second")
+	cmd.Flags().IntVar(&n, "mappings", 1000, "number of mapped items")
+	cmd.Flags().Float64Var(&rate, "rate", 2000, "total source changes per second")
+	cmd.Flags().DurationVar(&killAfter, "kill-after", 8*time.Second, "kill -9 the active node after this long (pair mode)")
+	cmd.Flags().BoolVar(&single, "single", false, "run the engine alone in this process (no pair)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	return cmd
 }

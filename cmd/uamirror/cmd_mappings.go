@@ -2,11 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/mapping"
 )
 
@@ -106,8 +115,126 @@ A file that does not validate changes nothing.`,
 		},
 	}
 	nodeFlag(apply, a)
-	cmd.AddCommand(imp, exp, apply)
+	cmd.AddCommand(imp, exp, apply, newMappingsListCmd(a))
 	return cmd
+}
+
+func newMappingsListCmd(a *app) *cobra.Command {
+	var state, server, output string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the running mappings and their state (from a node's admin API)",
+		Long: `list asks a node's admin API (GET /api/v1/mappings) for the state of every
+mapping flow its engine runs: state and reason, last value and its type,
+source timestamp and the last value written. A "both" mapping has two flows
+(forward and reverse). Filter with --state (ok, held, bad, quarantined,
+pending, disabled; comma-separated for several) and --server (flows from or
+to that server).
+
+  uamirror mappings list --state bad,quarantined
+  uamirror mappings list --server scada -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--output %q: want table or json", output)}
+			}
+			items, err := fetchMappings(cmd.Context(), nodeURL(cmd), state, server)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(items)
+			}
+			return printMappings(cmd.OutOrStdout(), items)
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only flows in this state (ok, held, bad, quarantined, pending, disabled; comma-separated)")
+	cmd.Flags().StringVar(&server, "server", "", "only flows from or to this server")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	nodeFlag(cmd, a)
+	return cmd
+}
+
+// fetchMappings reads every page of GET /api/v1/mappings.
+func fetchMappings(ctx context.Context, node, state, server string) ([]diagnostics.MappingItem, error) {
+	items := []diagnostics.MappingItem{}
+	for page := 1; ; page++ {
+		q := url.Values{"page": {strconv.Itoa(page)}, "per_page": {"1000"}}
+		if state != "" {
+			q.Set("state", state)
+		}
+		if server != "" {
+			q.Set("server", server)
+		}
+		var res diagnostics.MappingPage
+		code, err := call(ctx, node, http.MethodGet, "/api/v1/mappings?"+q.Encode(), nil, &res)
+		if err != nil {
+			if _, ok := err.(*exitError); ok {
+				return nil, err
+			}
+			if code == http.StatusBadRequest {
+				return nil, &exitError{code: exitUsage, err: err}
+			}
+			return nil, &exitError{code: exitFailed, err: err}
+		}
+		items = append(items, res.Items...)
+		if page >= res.Pages || len(res.Items) == 0 {
+			return items, nil
+		}
+	}
+}
+
+// printMappings prints mapping flows as a table.
+func printMappings(w io.Writer, items []diagnostics.MappingItem) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tID\tFLOW\tSTATE\tVALUE\tTYPE\tSOURCE TIME\tWRITTEN\tREASON")
+	for _, it := range items {
+		flow := it.From + " → " + it.To
+		if it.Reverse {
+			flow += " (rev)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Index, it.ID, flow, it.State,
+			cell(it.Value), dash(it.Type), stamp(it.SourceTimestamp), cell(it.Written), dash(it.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d flows\n", len(items))
+	return err
+}
+
+// cell renders a JSON value on one short line.
+func cell(v any) string {
+	if v == nil {
+		return "-"
+	}
+	var s string
+	if str, ok := v.(string); ok {
+		s = strconv.Quote(str)
+	} else {
+		b, _ := json.Marshal(v)
+		s = string(b)
+	}
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func stamp(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05.000")
 }
 
 // writeOut writes data to path atomically (temp file + rename), or to

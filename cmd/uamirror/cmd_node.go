@@ -8,11 +8,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/diagnostics"
@@ -120,7 +122,21 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if self.Role != role {
 		return &exitError{code: 2, err: fmt.Errorf("member %s has role %s; start it with `uamirror %s`", f.id, self.Role, self.Role)}
 	}
-	log := a.logger.With(zap.String("node", f.id))
+	// Every line a member logs carries node, role and epoch; role and
+	// epoch are read when the line is written (see memberRole).
+	mr := &memberRole{}
+	mr.role.Store("standby") // a node starts as standby (gate closed)
+	if role == redundancy.RoleArbiter {
+		mr.role.Store("arbiter")
+	}
+	log := a.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return diagnostics.RoleFields(c, mr.get)
+	})).With(zap.String("node", f.id))
+	restoreStdLog, err := zap.RedirectStdLogAt(log.Named("gopcua"), zapcore.DebugLevel)
+	if err != nil {
+		return err
+	}
+	defer restoreStdLog()
 	opts := redundancy.Options{Config: cfg, Logger: log}
 	if role == redundancy.RoleNode {
 		if f.config != "" {
@@ -173,10 +189,24 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errCh := make(chan error, 2)
+	errCh := make(chan error, 2) // Run and Serve
+	mr.node.Store(node)
+	if _, ok := any(node).(roleReporter); !ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); mr.follow(ctx, node) }()
+	}
+	// The engine is asked for on every request: the node rebuilds it when
+	// the pair's config changes.
+	engine := func() diagnostics.Engine {
+		if m, ok := node.Mirror().(*mirrorAdapter); ok && m != nil {
+			return m.e
+		}
+		return nil
+	}
+	admin := diagnostics.NewAdmin(node, engine, log)
 	wg.Add(2)
 	go func() { defer wg.Done(); errCh <- node.Run(ctx); cancel() }()
-	go func() { defer wg.Done(); errCh <- diagnostics.NewAdmin(node, log).Serve(ctx, ln); cancel() }()
+	go func() { defer wg.Done(); errCh <- admin.Serve(ctx, ln); cancel() }()
 	fmt.Fprintf(cmd.OutOrStdout(), "%s ready id=%s admin=http://%s\n", role, f.id, ln.Addr())
 	wg.Wait()
 	close(errCh)
@@ -236,4 +266,49 @@ func (m *mirrorAdapter) Health() redundancy.Health {
 		h.Ready, h.Reason = false, fmt.Sprintf("%d mappings quarantined", st.States[bridge.StateQuarantined])
 	}
 	return h
+}
+
+// roleReporter is the optional capability of a pair member to report its
+// role and epoch cheaply (from atomics), for every log line.
+type roleReporter interface {
+	Role() (role string, epoch uint64)
+}
+
+// memberRole is the RoleFunc of a member's logger. The logger exists
+// before the node (the node logs through it), so the node arrives later.
+// When the node cannot report its role cheaply (no roleReporter), follow
+// refreshes a copy from Status every followInterval.
+type memberRole struct {
+	node  atomic.Pointer[redundancy.Node]
+	role  atomic.Value // string
+	epoch atomic.Uint64
+}
+
+// followInterval is how stale the logged role may be without a
+// roleReporter.
+const followInterval = 200 * time.Millisecond
+
+func (m *memberRole) get() (string, uint64) {
+	if n := m.node.Load(); n != nil {
+		if rr, ok := any(n).(roleReporter); ok {
+			return rr.Role()
+		}
+	}
+	r, _ := m.role.Load().(string)
+	return r, m.epoch.Load()
+}
+
+func (m *memberRole) follow(ctx context.Context, n *redundancy.Node) {
+	t := time.NewTicker(followInterval)
+	defer t.Stop()
+	for {
+		st := n.Status()
+		m.role.Store(st.Role)
+		m.epoch.Store(st.Epoch)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

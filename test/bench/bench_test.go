@@ -60,8 +60,11 @@ func BenchmarkMirror(b *testing.B) {
 		n    int
 		rate float64
 	}{{10000, 10000}, {10000, 50000}, {100000, 50000}}
-	if s := os.Getenv("BENCH_CASES"); s == "small" {
+	switch os.Getenv("BENCH_CASES") {
+	case "small":
 		cases = cases[:2]
+	case "one":
+		cases = cases[1:2]
 	}
 	var rows []result
 	for _, c := range cases {
@@ -93,6 +96,7 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	var wg sync.WaitGroup
 	start := time.Now()
 	var live func() bool
+	var eng *bridge.Engine
 	switch kind {
 	case "relay":
 		r := &relay{n: n}
@@ -115,6 +119,7 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = e.Run(ctx) }()
+		eng = e
 		live = func() bool { return e.Stats().States[bridge.StateOK] == n }
 	}
 	if !harness.WaitFor(120*time.Second, live) {
@@ -125,11 +130,24 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	warm := time.Now().Add(2 * time.Second)
 	harness.WaitFor(3*time.Second, func() bool { return time.Now().After(warm) })
 	cpu0 := cpuTime()
+	var st0 bridge.Stats
+	if eng != nil {
+		st0 = eng.Stats()
+	}
 	t0 := time.Now()
 	window := 5 * time.Second
 	harness.WaitFor(window+time.Second, func() bool { return time.Since(t0) >= window })
 	t1 := time.Now()
 	cpu1 := cpuTime()
+	if eng != nil {
+		st1 := eng.Stats()
+		d := t1.Sub(t0).Seconds()
+		b.Logf("engine: write round trip p50 %s p99 %s; notifications %.0f/s, writes %.0f/s, write requests %.0f/s, pending %d",
+			st1.WriteLatency.Quantile(0.5), st1.WriteLatency.Quantile(0.99),
+			float64(st1.Servers[0].Notifications-st0.Servers[0].Notifications)/d,
+			float64(st1.Servers[1].Writes-st0.Servers[1].Writes)/d,
+			float64(st1.Servers[1].WriteRequests-st0.Servers[1].WriteRequests)/d, st1.Servers[1].Pending)
+	}
 	runtime.GC()
 	heap1, rss1 := heapInUse(), rss()
 	cancel()

@@ -296,10 +296,12 @@ func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, fmt.Sprintf("source status %s", statusName(dv.Status)))
 		}
-		if ms.m.OnBad == mapping.WriteStatus && ts.After(ms.lastTS) {
+		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && ts.After(ms.lastTS) && e.queueing.Load() {
+			// The last good value, carrying the bad status: targets that
+			// show quality show it; the value itself stays the good one.
 			ms.lastTS = ts
-			return &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
-				Status: dv.Status, SourceTimestamp: ts}
+			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
+				Value: f.good, Status: dv.Status, SourceTimestamp: ts}
 		}
 		return nil
 	}

@@ -392,3 +392,49 @@ func TestNewestWinsUnderBurst(t *testing.T) {
 	}
 	t.Logf("2000 changes → %d writes", b.WriteCount())
 }
+
+func TestOnBadWriteStatus(t *testing.T) {
+	a, b := startSim(t, 2, "Double"), startSim(t, 2, "Double")
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), 2, func(i int, m *mapping.Mapping) { m.OnBad = mapping.WriteStatus })
+	runEngine(t, cfg, nil)
+	a.SetValue(0, 7.5, time.Now())
+	harness.Eventually(t, 10*time.Second, "first value", func() bool { return valueOf(b, 0) == 7.5 })
+	a.SetStatus(0, ua.StatusBadSensorFailure)
+	harness.Eventually(t, 10*time.Second, "bad status written with the last good value", func() bool {
+		dv := b.Value(0)
+		return dv != nil && dv.Status == ua.StatusBadSensorFailure && dv.Value != nil && dv.Value.Value() == 7.5
+	})
+	a.SetStatus(0, ua.StatusOK)
+	a.SetValue(0, 8.5, time.Now())
+	harness.Eventually(t, 10*time.Second, "good again", func() bool {
+		dv := b.Value(0)
+		return dv != nil && isGoodCode(uint32(dv.Status)) && valueOf(b, 0) == 8.5
+	})
+}
+
+func TestWriteNotSupportedFallsBackToValueOnly(t *testing.T) {
+	a := startSim(t, 3, "Double")
+	b, err := simserver.New(simserver.Config{Vars: 3, Type: "Double", Logger: zap.NewNop(), JournalMemory: true, RejectTimestamps: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(harness.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	runEngine(t, pairConfig(t, a.Endpoint(), b.Endpoint(), 3, nil), nil)
+	for i := 0; i < 3; i++ {
+		a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	harness.Eventually(t, 10*time.Second, "values written without timestamps", func() bool {
+		for i := 0; i < 3; i++ {
+			if valueOf(b, i) != float64(i)+0.5 {
+				return false
+			}
+		}
+		return true
+	})
+	// Remembered: later writes go value-only at once.
+	a.SetValue(1, 42.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "next value", func() bool { return valueOf(b, 1) == 42.0 })
+}

@@ -178,6 +178,9 @@ type Config struct {
 	JournalFile string
 	// JournalMemory keeps accepted Writes in memory for Server.Journal.
 	JournalMemory bool
+	// RejectTimestamps answers Bad_WriteNotSupported to a write that
+	// carries a source or server timestamp, as some PLC servers do.
+	RejectTimestamps bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *zap.Logger
 }

@@ -308,6 +308,8 @@ func (s *Server) writeOneLocked(wv *ua.WriteValue, b *writeBatch) ua.StatusCode 
 		return ua.StatusBadWriteNotSupported
 	case wv.Value == nil || !wv.Value.Has(ua.DataValueValue):
 		return ua.StatusBadTypeMismatch
+	case s.cfg.RejectTimestamps && (wv.Value.Has(ua.DataValueSourceTimestamp) || wv.Value.Has(ua.DataValueServerTimestamp)):
+		return ua.StatusBadWriteNotSupported
 	}
 	if code := checkVariant(t, wv.Value.Value); code != ua.StatusOK {
 		return code

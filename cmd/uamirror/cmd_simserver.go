@@ -102,6 +102,7 @@ one per line, and answers each with one line on stdout ("ok ..." or
 	f.StringVar(&cfg.CertFile, "cert", "", "server certificate (PEM or DER; default: self-signed, generated)")
 	f.StringVar(&cfg.KeyFile, "key", "", "server RSA key (PEM or DER)")
 	f.StringVar(&cfg.JournalFile, "journal", "", "append every accepted write to this file as a JSON line")
+	f.BoolVar(&cfg.RejectTimestamps, "reject-timestamps", false, "answer Bad_WriteNotSupported to writes that carry a timestamp (like some PLCs)")
 	f.IntVar(&serviceLevel, "service-level", 255, "initial ServiceLevel (0..255)")
 	f.BoolVar(&control, "control", false, "read control commands from stdin (see above)")
 	return cmd

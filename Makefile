@@ -12,9 +12,11 @@ build:
 demo:
 	$(GO) run ./cmd/uamirror demo
 
-# Test dependencies: node-opcua (third-party OPC UA server) from npm, pinned.
+# Test dependencies: node-opcua (third-party OPC UA server) from npm, pinned;
+# Chromium (Debian package) for the status page test.
 deps:
 	cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/nodeopcua/node_modules/*')); \

@@ -1,7 +1,13 @@
 // Package diagnostics serves a node's admin API: health and readiness,
-// the pair's status and journal, and the operator's commands (switchover,
+// the pair's status and journal, Prometheus metrics, the mapping list,
+// an operator's status page, and the operator's commands (switchover,
 // mapping changes). It reads the pair and the engine through small
 // interfaces and never changes them except through those commands.
+//
+// It must never keep state of its own about the pair (every answer is
+// read from Pair and Engine at request time), never use a global metrics
+// registry (two nodes may run in one process) and never write to an OPC
+// UA server.
 package diagnostics
 
 import (
@@ -13,11 +19,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 )
@@ -32,39 +42,88 @@ type Pair interface {
 	ApplyConfig(ctx context.Context, yaml []byte, file string) (mapping.Delta, error)
 }
 
+// Engine is what the admin API reads of the mirror engine
+// (*bridge.Engine satisfies it). Both methods must be safe for concurrent
+// use; they are called at request and scrape time.
+type Engine interface {
+	Snapshot() []bridge.MappingStatus
+	Stats() bridge.Stats
+}
+
+// EngineFunc returns the engine running now, or nil when none runs (an
+// arbiter, or a node whose config has not arrived). A node rebuilds its
+// engine when the config changes, so the admin API asks on every request.
+type EngineFunc func() Engine
+
 // maxBody bounds request bodies (a mapping file of ~100k mappings fits).
 const maxBody = 32 << 20
+
+// maxCommandBody bounds small command bodies (switchover).
+const maxCommandBody = 1 << 16
 
 // forwardedHeader marks a request forwarded by another node (no second hop).
 const forwardedHeader = "X-Uamirror-Forwarded"
 
 // Admin is a node's admin HTTP server.
 type Admin struct {
-	pair Pair
-	log  *zap.Logger
-	mux  *http.ServeMux
+	pair    Pair
+	engine  EngineFunc
+	log     *zap.Logger
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	client  *http.Client        // to other members (forwarding, pair view)
+	methods map[string][]string // path → methods served, for 405 answers
 }
 
-// NewAdmin builds the admin API of a pair member.
-func NewAdmin(pair Pair, log *zap.Logger) *Admin {
-	a := &Admin{pair: pair, log: log.Named("admin"), mux: http.NewServeMux()}
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+// NewAdmin builds the admin API of a pair member. engine may be nil (an
+// arbiter): the engine's endpoints then answer 503 and its metrics are
+// absent.
+func NewAdmin(pair Pair, engine EngineFunc, log *zap.Logger) *Admin {
+	if engine == nil {
+		engine = func() Engine { return nil }
+	}
+	a := &Admin{pair: pair, engine: engine, log: log.Named("admin"), mux: http.NewServeMux(),
+		client: &http.Client{Timeout: 10 * time.Second}, methods: map[string][]string{}}
+	a.reg = newRegistry(pair, engine)
+	a.handle("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	a.mux.HandleFunc("GET /readyz", a.readyz)
-	a.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	a.handle("GET", "/readyz", a.readyz)
+	a.handle("GET", "/metrics", a.metricsHandler())
+	a.handle("GET", "/api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, a.pair.Status())
 	})
-	a.mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
+	a.handle("GET", "/api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"events": a.pair.Events()})
 	})
-	a.mux.HandleFunc("POST /api/v1/switchover", a.switchover)
-	a.mux.HandleFunc("PUT /api/v1/mappings", a.putMappings)
+	a.handle("GET", "/api/v1/summary", a.summary)
+	a.handle("GET", "/api/v1/pair", a.pairView)
+	a.handle("GET", "/api/v1/mappings", a.listMappings)
+	a.handle("PUT", "/api/v1/mappings", a.putMappings)
+	a.handle("POST", "/api/v1/switchover", a.switchover)
+	a.handle("GET", "/{$}", servePage)
+	a.mux.HandleFunc("/", a.notFound)
 	return a
+}
+
+// handle registers h for method and path and remembers the pair for 405
+// answers. Commands (every method but GET) are refused when a browser
+// sends them from another origin.
+func (a *Admin) handle(method, path string, h http.HandlerFunc) {
+	if method != http.MethodGet {
+		h = sameOriginOnly(h)
+	}
+	a.mux.HandleFunc(method+" "+path, h)
+	p := strings.TrimSuffix(path, "{$}")
+	a.methods[p] = append(a.methods[p], method)
 }
 
 // Handler returns the HTTP handler (for tests and for embedding).
 func (a *Admin) Handler() http.Handler { return a.mux }
+
+// Registry returns the admin API's own metrics registry, so a caller can
+// add collectors of its own.
+func (a *Admin) Registry() *prometheus.Registry { return a.reg }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully.
 func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
@@ -78,6 +137,7 @@ func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		<-errCh
+		a.client.CloseIdleConnections()
 		return nil
 	case err := <-errCh:
 		return err
@@ -94,6 +154,7 @@ type apiError struct {
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -116,6 +177,76 @@ func (a *Admin) fail(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, body)
 }
 
+// notFound answers every request no route took: 405 (with Allow) for a
+// known path, 404 otherwise, both as JSON.
+func (a *Admin) notFound(w http.ResponseWriter, r *http.Request) {
+	if ms, ok := a.methods[r.URL.Path]; ok {
+		allow := slices.Clone(ms)
+		if slices.Contains(allow, http.MethodGet) {
+			allow = append(allow, http.MethodHead)
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		a.fail(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	a.fail(w, http.StatusNotFound, fmt.Errorf("%s %s: no such endpoint", r.Method, r.URL.Path))
+}
+
+// sameOriginOnly refuses a command a browser sends from a page of another
+// origin (a malicious page must not be able to switch the pair over from
+// an operator's browser). Clients that are not browsers send neither
+// header and pass.
+func sameOriginOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// Sec-Fetch-Site is the browser's own verdict (and survives a
+		// proxy that rewrites Host); browsers without it send Origin.
+		var cross bool
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+			cross = site != "same-origin" && site != "none"
+		} else if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			cross = err != nil || u.Host != r.Host
+		}
+		if cross {
+			writeJSON(w, http.StatusForbidden, apiError{Error: "cross-origin request refused: send commands from this node's own page or a non-browser client"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// readBody reads a request body of at most limit bytes. A larger body is
+// an error answered with 413, any other read error with 400.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
+	if r.ContentLength > limit {
+		// Declared too large: refuse before reading any of it.
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes: larger than %d bytes", r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", mbe.Limit)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("reading the request body: %w", err)
+	}
+	return body, 0, nil
+}
+
+// decodeStrict decodes one JSON value, refusing unknown fields and
+// trailing data.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
 func (a *Admin) readyz(w http.ResponseWriter, _ *http.Request) {
 	st := a.pair.Status()
 	code := http.StatusOK
@@ -133,12 +264,14 @@ type SwitchoverRequest struct {
 
 func (a *Admin) switchover(w http.ResponseWriter, r *http.Request) {
 	var req SwitchoverRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	body, code, err := readBody(w, r, maxCommandBody)
 	if err == nil && len(bytes.TrimSpace(body)) > 0 {
-		err = json.Unmarshal(body, &req)
+		if err = decodeStrict(body, &req); err != nil {
+			code, err = http.StatusBadRequest, fmt.Errorf("switchover request body: %w", err)
+		}
 	}
 	if err != nil {
-		a.fail(w, http.StatusBadRequest, fmt.Errorf("switchover request body: %w", err))
+		a.fail(w, code, err)
 		return
 	}
 	err = a.pair.Switchover(r.Context(), req.To, req.Force)
@@ -182,7 +315,7 @@ func (a *Admin) forward(w http.ResponseWriter, r *http.Request, admin string, bo
 	}
 	req.Header.Set(forwardedHeader, "1")
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
-	res, err := http.DefaultClient.Do(req)
+	res, err := a.client.Do(req)
 	if err != nil {
 		a.fail(w, http.StatusBadGateway, fmt.Errorf("forwarding to the active at %s: %w", admin, err))
 		return
@@ -194,9 +327,13 @@ func (a *Admin) forward(w http.ResponseWriter, r *http.Request, admin string, bo
 }
 
 func (a *Admin) putMappings(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, code, err := readBody(w, r, maxBody)
 	if err != nil {
-		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("mapping file: %w", err))
+		a.fail(w, code, fmt.Errorf("mapping file: %w", err))
+		return
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		a.fail(w, http.StatusBadRequest, errors.New("mapping file: empty request body (send the YAML config)"))
 		return
 	}
 	name := r.URL.Query().Get("file")
@@ -213,7 +350,8 @@ func (a *Admin) putMappings(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusConflict, fmt.Errorf("refused: mappings are edited on the active node only; %w", err))
 	default:
 		var es mapping.Errors
-		if errors.As(err, &es) {
+		var fe *mapping.FieldError
+		if errors.As(err, &es) || errors.As(err, &fe) {
 			a.fail(w, http.StatusBadRequest, err)
 			return
 		}

@@ -224,6 +224,17 @@ func (b *chrome) click(sel string) {
 	}
 }
 
+// screenshot saves a PNG of the page to path.
+func (b *chrome) screenshot(path string) error {
+	var res struct {
+		Data []byte `json:"data"` // base64 in JSON: decoded by encoding/json
+	}
+	if err := b.page.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true}, &res); err != nil {
+		return err
+	}
+	return os.WriteFile(path, res.Data, 0o644)
+}
+
 // lockedTail keeps the last lines of a child's output for error messages.
 type lockedTail struct {
 	mu    sync.Mutex

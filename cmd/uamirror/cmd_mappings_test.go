@@ -63,7 +63,7 @@ func TestMappingsList(t *testing.T) {
 	go func() { defer wg.Done(); _ = e.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 
-	harness.Eventually(t, 15*time.Second, "mappings settled", func() bool {
+	harness.Eventually(t, 45*time.Second, "mappings settled", func() bool {
 		st := e.Stats()
 		return st.States[bridge.StateOK] == 3 && st.States[bridge.StateQuarantined] == 1
 	})

@@ -129,12 +129,12 @@ func TestStatusPage(t *testing.T) {
 			t.Fatalf("page: timed out after %v waiting for %s; the page shows:\n%s", timeout, what, dump)
 		}
 	}
-	waitText("the active node", 20*time.Second, func() bool {
+	waitText("the active node", 30*time.Second, func() bool {
 		return b.text("#active") == active && b.text("#epoch") == fmt.Sprint(epoch)
 	})
 	// Both servers, up, as seen by both nodes (4 cells), with their
 	// ServiceLevel.
-	waitText("both servers up on both nodes", 20*time.Second, func() bool {
+	waitText("both servers up on both nodes", 30*time.Second, func() bool {
 		var cells []string
 		_ = b.eval(`[...document.querySelectorAll("#servers tbody td[data-node]")].map(td => td.closest("tr").dataset.server + "@" + td.dataset.node + ": " + td.innerText)`, &cells)
 		want := map[string]bool{"plc@a: up SL 255": true, "plc@b: up SL 255": true, "scada@a: up SL 255": true, "scada@b: up SL 255": true}
@@ -143,40 +143,46 @@ func TestStatusPage(t *testing.T) {
 		}
 		return len(want) == 0
 	})
-	waitText("members with their roles", 10*time.Second, func() bool {
+	waitText("members with their roles", 30*time.Second, func() bool {
 		return strings.Contains(b.text(`#members tr[data-member="`+active+`"]`), "ACTIVE") &&
 			strings.Contains(b.text(`#members tr[data-member="`+standby+`"]`), "STANDBY") &&
 			strings.Contains(b.text(`#members tr[data-member="arb"]`), "ARBITER")
 	})
-	waitText("the held mapping with its reason", 20*time.Second, func() bool {
+	waitText("the held mapping with its reason", 30*time.Second, func() bool {
 		row := b.text(`#problems tr[data-state="held"]`)
 		return strings.Contains(row, "held") && strings.Contains(row, "BadNoCommunication")
 	})
-	waitText("rates computed from successive polls", 10*time.Second, func() bool {
+	waitText("rates computed from successive polls", 30*time.Second, func() bool {
 		r := b.text("#rates")
 		return strings.Contains(r, "values/s") && !strings.Contains(r, "written – values/s")
 	})
-	waitText("the bootstrap in the journal", 10*time.Second, func() bool {
+	waitText("the bootstrap in the journal", 30*time.Second, func() bool {
 		return strings.Contains(b.text("#journal tbody"), "bootstrap")
 	})
 	t.Logf("page shows the pair after %v", time.Since(start).Round(time.Millisecond))
 
 	// Switch over with two real clicks.
 	b.click("#switchover")
-	waitText("the confirmation", 5*time.Second, func() bool { return strings.Contains(b.text("#confirmbox"), standby) })
+	waitText("the confirmation", 10*time.Second, func() bool { return strings.Contains(b.text("#confirmbox"), standby) })
 	clicked := time.Now()
 	b.click("#confirm")
 	waitText("the switchover's answer", 30*time.Second, func() bool {
 		return strings.Contains(b.text("#answer"), "switchover done")
 	})
-	waitText("the other node active", 20*time.Second, func() bool {
+	waitText("the other node active", 30*time.Second, func() bool {
 		return b.text("#active") == standby && b.text("#epoch") == fmt.Sprint(epoch+1)
 	})
-	waitText("the manual switchover in the journal", 10*time.Second, func() bool {
+	waitText("the manual switchover in the journal", 30*time.Second, func() bool {
 		return strings.Contains(b.text("#journal tbody tr"), "manual")
 	})
 	t.Logf("switchover clicked → page shows %s active in %v (test total %v)", standby,
 		time.Since(clicked).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if path := os.Getenv("UAMIRROR_PAGE_SCREENSHOT"); path != "" {
+		// For a look at the page: UAMIRROR_PAGE_SCREENSHOT=/tmp/page.png
+		if err := b.screenshot(path); err != nil {
+			t.Errorf("screenshot: %v", err)
+		}
+	}
 	if st := p.status(standby); st.Role != "active" || st.Epoch != epoch+1 {
 		t.Errorf("API: %s is %s in epoch %d", standby, st.Role, st.Epoch)
 	}

@@ -242,11 +242,13 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	c.w.requeue()
 	c.stats.connects.Add(1)
 
-	// Resync: the sources of this server may have changed while we were
-	// away, and the targets on it may have been reset by a restart.
-	flows := append(append([]*flow(nil), c.readFlows...), c.writeFlows...)
+	// Resync. The sources on this server need no read: the new monitored
+	// items deliver every current value, and the value path writes what
+	// changed. The targets on it may have been reset by a restart or
+	// missed writes during the outage: read them and write the last good
+	// value where they differ.
 	if c.e.queueing.Load() {
-		n := c.e.reconcile(ctx, flows, true)
+		n := c.e.reconcile(ctx, c.writeFlows, false)
 		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
 			zap.Int("values_queued", n))
 	} else {
@@ -744,24 +746,50 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 			ids = append(ids, nid)
 		}
 	}
+	// Batches within MaxNodesPerRead, a few in flight (servers that
+	// advertise small limits would otherwise make this slow).
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 4)
 	for start := 0; start < len(ids); start += s.batchRead {
 		end := min(start+s.batchRead, len(ids))
-		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
-		for _, nid := range ids[start:end] {
-			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil, ctx.Err()
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-		res, err := s.client.Read(rctx, req)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		if len(res.Results) != end-start {
-			return nil, fmt.Errorf("read: %d results for %d nodes", len(res.Results), end-start)
-		}
-		for k, r := range res.Results {
-			out[idx[start+k]] = r
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+			for _, nid := range ids[start:end] {
+				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+			}
+			rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+			res, err := s.client.Read(rctx, req)
+			cancel()
+			if err == nil && len(res.Results) != end-start {
+				err = fmt.Errorf("read: %d results for %d nodes", len(res.Results), end-start)
+			}
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				return
+			}
+			for k, r := range res.Results {
+				out[idx[start+k]] = r
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return out, nil
 }

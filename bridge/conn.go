@@ -360,51 +360,43 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 		}
 		f.ms.mu.Unlock()
 	}
-	for start := 0; start < len(need); start += s.batchRead / 2 {
-		end := min(start+s.batchRead/2, len(need))
-		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
-		for _, nid := range ids[start:end] {
-			req.NodesToRead = append(req.NodesToRead,
-				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType},
-				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValueRank})
-		}
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-		res, err := s.client.Read(rctx, req)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%w: reading target types: %w", errFault, err)
-		}
-		if len(res.Results) != len(req.NodesToRead) {
-			return fmt.Errorf("%w: reading target types: %d results for %d nodes", errFault, len(res.Results), len(req.NodesToRead))
-		}
-		for i, f := range need[start:end] {
-			dt, vr := res.Results[2*i], res.Results[2*i+1]
-			f.ms.mu.Lock()
-			if dt.Status != ua.StatusOK {
-				f.setState(StateQuarantined, "target: "+statusName(dt.Status))
-				f.ms.mu.Unlock()
-				continue
-			}
-			vt := valueType{valueRank: -2}
-			if n, ok := dt.Value.Value().(*ua.NodeID); ok && n.Namespace() == 0 && n.IntID() <= 25 {
-				vt.id = ua.TypeID(n.IntID())
-			}
-			if vr.Status == ua.StatusOK {
-				if r, ok := vr.Value.Value().(int32); ok {
-					vt.valueRank = r
-				}
-			}
-			tr, err := c.e.transformFor(f.ms.m, f.reverse, vt)
-			if err != nil {
-				f.setState(StateBad, err.Error())
-			} else {
-				f.setTransform(tr, vt)
-				if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
-					f.setState(StatePending, "")
-				}
-			}
+	nodes := make([]*ua.ReadValueID, 0, 2*len(ids))
+	for _, nid := range ids {
+		nodes = append(nodes,
+			&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType},
+			&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValueRank})
+	}
+	res, err := c.readAll(ctx, s, nodes, s.batchRead&^1)
+	if err != nil {
+		return fmt.Errorf("%w: reading target types: %w", errFault, err)
+	}
+	for i, f := range need {
+		dt, vr := res[2*i], res[2*i+1]
+		f.ms.mu.Lock()
+		if dt.Status != ua.StatusOK {
+			f.setState(StateQuarantined, "target: "+statusName(dt.Status))
 			f.ms.mu.Unlock()
+			continue
 		}
+		vt := valueType{valueRank: -2}
+		if n, ok := dt.Value.Value().(*ua.NodeID); ok && n.Namespace() == 0 && n.IntID() <= 25 {
+			vt.id = ua.TypeID(n.IntID())
+		}
+		if vr.Status == ua.StatusOK {
+			if r, ok := vr.Value.Value().(int32); ok {
+				vt.valueRank = r
+			}
+		}
+		tr, err := c.e.transformFor(f.ms.m, f.reverse, vt)
+		if err != nil {
+			f.setState(StateBad, err.Error())
+		} else {
+			f.setTransform(tr, vt)
+			if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
+				f.setState(StatePending, "")
+			}
+		}
+		f.ms.mu.Unlock()
 	}
 	return nil
 }
@@ -746,14 +738,33 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 			ids = append(ids, nid)
 		}
 	}
-	// Batches within MaxNodesPerRead, a few in flight (servers that
-	// advertise small limits would otherwise make this slow).
+	nodes := make([]*ua.ReadValueID, len(ids))
+	for i, nid := range ids {
+		nodes[i] = &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue}
+	}
+	res, err := c.readAll(ctx, s, nodes, s.batchRead)
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range res {
+		out[idx[k]] = r
+	}
+	return out, nil
+}
+
+// readAll reads nodes in requests of at most per (the server's
+// MaxNodesPerRead), up to 8 in flight, and returns the results in order.
+func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID, per int) ([]*ua.DataValue, error) {
+	if per < 1 {
+		per = 1
+	}
+	out := make([]*ua.DataValue, len(nodes))
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var firstErr error
-	sem := make(chan struct{}, 4)
-	for start := 0; start < len(ids); start += s.batchRead {
-		end := min(start+s.batchRead, len(ids))
+	sem := make(chan struct{}, 8)
+	for start := 0; start < len(nodes); start += per {
+		end := min(start+per, len(nodes))
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -764,12 +775,8 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
-			for _, nid := range ids[start:end] {
-				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
-			}
 			rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-			res, err := s.client.Read(rctx, req)
+			res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: nodes[start:end]})
 			cancel()
 			if err == nil && len(res.Results) != end-start {
 				err = fmt.Errorf("read: %d results for %d nodes", len(res.Results), end-start)
@@ -782,9 +789,7 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 				errMu.Unlock()
 				return
 			}
-			for k, r := range res.Results {
-				out[idx[start+k]] = r
-			}
+			copy(out[start:end], res.Results)
 		}()
 	}
 	wg.Wait()

@@ -65,6 +65,8 @@ func BenchmarkMirror(b *testing.B) {
 		cases = cases[:2]
 	case "one":
 		cases = cases[1:2]
+	case "big":
+		cases = cases[2:]
 	}
 	var rows []result
 	for _, c := range cases {

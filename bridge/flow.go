@@ -117,6 +117,9 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 		if f.lastSrcTS.After(f.ms.lastTS) {
 			f.ms.lastTS = f.lastSrcTS
 		}
+		if f.state == StatePending {
+			f.setState(StateOK, "") // resolved: a source that never changes must not keep it pending
+		}
 	}
 }
 

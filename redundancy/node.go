@@ -122,6 +122,10 @@ type Node struct {
 	peerHash      string
 
 	localDiff atomic.Pointer[string]
+
+	// forced is set by ForcePromote: the promotion that follows is
+	// journaled as "forced", not as an election by a quorum.
+	forced atomic.Bool
 }
 
 type stateKey struct {
@@ -413,10 +417,22 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 		lastWrite = n.peerLastWrite
 		n.peerMu.Unlock()
 	}
+	if n.forced.Load() {
+		ev.Reason, ev.Detail = "forced", "switchover --force: promoted alone, without a quorum (membership rewritten to this node)"
+	}
+	if lastWrite.IsZero() && ev.From != "" && ev.From != n.cfg.ID {
+		// The old active could not announce its last write (it died and
+		// the arbiter handed over): use the last one it streamed to us,
+		// so that the gap is measured on this path too.
+		n.peerMu.Lock()
+		lastWrite = n.peerLastWrite
+		n.peerMu.Unlock()
+	}
 	if err := n.applyCmd(command{Op: "promote", Node: n.cfg.ID, Epoch: ev.Epoch, Event: &ev}); err != nil {
 		n.log.Warn("promote failed; will retry", zap.Error(err))
 		return
 	}
+	n.forced.Store(false)
 	n.epoch.Store(ev.Epoch)
 	n.active.Store(true)
 	if !lastWrite.IsZero() {
@@ -509,7 +525,9 @@ func (n *Node) arbiterHandOff(r *raft.Raft, st PairState) {
 	if st.Active != "" {
 		// Prefer the old active if it is still a follower in good standing?
 		// It is not: it lost leadership. Hand over to the other node.
-		if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: n.cfg.ID, To: target.ID, Reason: "arbiter",
+		// From is the lost active (not the arbiter): the journal event
+		// names who the role was taken from.
+		if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: st.Active, To: target.ID, Reason: "arbiter",
 			Detail: "active " + st.Active + " lost; arbiter elected and handed over", At: time.Now()}}); err != nil {
 			n.log.Warn("arbiter handover entry", zap.Error(err))
 		}
@@ -557,7 +575,15 @@ func (n *Node) notActive() error {
 		}
 	}
 	if e.Active == "" {
-		if st := n.fsm.State(); st.Active != "" {
+		// No leader: name the replicated active only while it still
+		// streams to us. A dead one (or this node itself, after it lost
+		// the quorum) is no active to send the operator to, and naming it
+		// turned `switchover --force` on a lone survivor into a forward to
+		// a dead node (or to itself) instead of a forced promotion.
+		n.peerMu.Lock()
+		alive := time.Since(n.peerSeen) < time.Second
+		n.peerMu.Unlock()
+		if st := n.fsm.State(); st.Active != "" && st.Active != n.cfg.ID && alive {
 			if m := n.cfg.member(st.Active); m != nil {
 				e.Active, e.Admin = m.ID, m.Admin
 			}
@@ -661,7 +687,9 @@ func (n *Node) ForcePromote(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
+	n.forced.Store(true)
 	if err := n.openRaft(); err != nil {
+		n.forced.Store(false)
 		return err
 	}
 	n.wake()

@@ -152,3 +152,10 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s snapshot) Release() {}
+
+// epoch returns the replicated epoch without copying the state.
+func (f *fsm) epoch() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Epoch
+}

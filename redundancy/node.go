@@ -289,7 +289,7 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	n.log.Info("member started", zap.String("role", string(n.self.Role)), zap.String("raft", n.self.Raft))
+	n.log.Info("member started", zap.String("member_role", string(n.self.Role)), zap.String("raft", n.self.Raft))
 	n.controlLoop(ctx, &wg)
 	return nil
 }

@@ -313,3 +313,16 @@ func (n *Node) Mirror() Mirror {
 	defer n.mirrorMu.Unlock()
 	return n.mirror
 }
+
+// Role returns this member's role (active, standby or arbiter) and the
+// epoch it knows, from atomics: cheap enough for every log line.
+func (n *Node) Role() (string, uint64) {
+	switch {
+	case n.self.Role == RoleArbiter:
+		return "arbiter", n.fsm.epoch()
+	case n.active.Load():
+		return "active", n.epoch.Load()
+	default:
+		return "standby", n.fsm.epoch()
+	}
+}

@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,33 +40,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if raceBuild() {
-		// harness.Binary builds the members with -race when the tests run
-		// with it, and -race implies the compiler's checkptr
-		// instrumentation. github.com/boltdb/bolt 1.3.1 (under
-		// hashicorp/raft-boltdb, the nodes' raft store) fails it on every
-		// fresh store ("converted pointer straddles multiple
-		// allocations" in Bucket.write), so every node would die at
-		// start. Switch checkptr off for that one package only; the race
-		// detector itself stays on everywhere. (go build reads GOFLAGS
-		// from the environment it inherits from this process.)
-		os.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -gcflags=github.com/boltdb/bolt=-d=checkptr=0"))
-	}
 	goleak.VerifyTestMain(m)
-}
-
-// raceBuild reports whether this test binary was built with -race.
-func raceBuild() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 // ns is the simulation servers' namespace URI.

@@ -323,7 +323,7 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 	}
 	// Resolve every node this server holds, for both sides.
 	for _, f := range c.readFlows {
-		nid, err := f.srcNode.Resolve(ns)
+		nid, err := f.resolveSrc(ns)
 		f.ms.mu.Lock()
 		if err != nil {
 			f.srcID = nil
@@ -344,7 +344,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	var need []*flow
 	var ids []*ua.NodeID
 	for _, f := range flows {
-		nid, err := f.dstNode.Resolve(s.namespaces)
+		nid, err := f.resolveDst(s.namespaces)
 		f.ms.mu.Lock()
 		if err != nil {
 			f.dstID = nil
@@ -464,7 +464,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 			reqs[i] = c.itemRequest(f, f.srcID, true)
 			f.ms.mu.Unlock()
 		}
-		res, err := c.createItems(ctx, sub, reqs)
+		res, err := c.createItems(ctx, s, sub, reqs)
 		if err != nil {
 			return err
 		}
@@ -484,7 +484,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 			for k, i := range retry {
 				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
 			}
-			res2, err := c.createItems(ctx, sub, reqs2)
+			res2, err := c.createItems(ctx, s, sub, reqs2)
 			if err != nil {
 				return err
 			}
@@ -496,9 +496,22 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 	return nil
 }
 
-func (c *conn) createItems(ctx context.Context, sub *opcua.Subscription, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
+// createItems sends one CreateMonitoredItems request (Part 4, 5.12.2).
+// It goes straight to the session, not through Subscription.Monitor:
+// gopcua keeps every request and result for its own re-creation logic,
+// which we never use (we rebuild sessions ourselves) — ~300 B per item.
+func (c *conn) createItems(ctx context.Context, s *session, sub *opcua.Subscription, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-	res, err := sub.Monitor(rctx, ua.TimestampsToReturnBoth, reqs...)
+	var res *ua.CreateMonitoredItemsResponse
+	err := s.client.Send(rctx, &ua.CreateMonitoredItemsRequest{SubscriptionID: sub.SubscriptionID,
+		TimestampsToReturn: ua.TimestampsToReturnBoth, ItemsToCreate: reqs}, func(v ua.Response) error {
+		r, ok := v.(*ua.CreateMonitoredItemsResponse)
+		if !ok {
+			return fmt.Errorf("unexpected response %T", v)
+		}
+		res = r
+		return nil
+	})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: create monitored items: %w", errFault, err)
@@ -575,7 +588,7 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 	if len(src) > 0 {
 		byInterval := map[time.Duration][]*flow{}
 		for _, f := range src {
-			nid, err := f.srcNode.Resolve(s.namespaces)
+			nid, err := f.resolveSrc(s.namespaces)
 			if err != nil {
 				continue
 			}

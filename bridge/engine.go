@@ -144,21 +144,19 @@ func New(o Options) (*Engine, error) {
 		if src == nil || dst == nil {
 			return nil, fmt.Errorf("%w: mapping %s: unknown server", ErrConfig, m.ID)
 		}
-		sn, err := mapping.ParseNodeID(m.Source.Node)
-		if err != nil {
+		if _, err := mapping.ParseNodeID(m.Source.Node); err != nil {
 			return nil, fmt.Errorf("%w: mapping %s source: %w", ErrConfig, m.ID, err)
 		}
-		tn, err := mapping.ParseNodeID(m.Target.Node)
-		if err != nil {
+		if _, err := mapping.ParseNodeID(m.Target.Node); err != nil {
 			return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
 		}
 		eff := o.Config.Effective(m)
 		mk := func(reverse bool) *flow {
 			f := &flow{handle: uint32(2*i) + b2u(reverse), ms: ms, reverse: reverse,
-				from: src, to: dst, srcNode: sn, dstNode: tn,
+				from: src, to: dst,
 				sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval}
 			if reverse {
-				f.from, f.to, f.srcNode, f.dstNode = dst, src, tn, sn
+				f.from, f.to = dst, src
 			}
 			if !m.IsEnabled() {
 				f.state, f.reason = StateDisabled, "disabled in config"

@@ -51,8 +51,6 @@ type flow struct {
 	reverse bool
 	from    *conn
 	to      *conn
-	srcNode mapping.NodeID
-	dstNode mapping.NodeID
 	// wslot is this flow's slot in the destination writer.
 	wslot int
 	// sampling and queue size of the monitored item, publishing interval
@@ -121,6 +119,35 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 			f.setState(StateOK, "") // resolved: a source that never changes must not keep it pending
 		}
 	}
+}
+
+// resolveSrc and resolveDst turn the flow's node strings (from the
+// config; validated by New) into node ids of a session with the given
+// namespace array. Parsed ids are not kept between sessions: at 100k
+// mappings they would cost ~100 B each.
+func (f *flow) resolveSrc(ns []string) (*ua.NodeID, error) { return resolveNode(f.srcStr(), ns) }
+func (f *flow) resolveDst(ns []string) (*ua.NodeID, error) { return resolveNode(f.dstStr(), ns) }
+
+func (f *flow) srcStr() string {
+	if f.reverse {
+		return f.ms.m.Target.Node
+	}
+	return f.ms.m.Source.Node
+}
+
+func (f *flow) dstStr() string {
+	if f.reverse {
+		return f.ms.m.Source.Node
+	}
+	return f.ms.m.Target.Node
+}
+
+func resolveNode(s string, ns []string) (*ua.NodeID, error) {
+	n, err := mapping.ParseNodeID(s)
+	if err != nil {
+		return nil, err
+	}
+	return n.Resolve(ns)
 }
 
 // opposite returns the flow in the other direction of the same mapping

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -56,6 +57,11 @@ func (r result) String() string {
 // BenchmarkMirror runs relay and engine side by side at 10k mappings
 // (10k and 50k changes/s) and at 100k mappings (50k changes/s).
 func BenchmarkMirror(b *testing.B) {
+	// The uamirror binary runs with GOGC=50 unless GOGC is set (see
+	// cmd/uamirror/root.go); measure the same way.
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(50))
+	}
 	cases := []struct {
 		n    int
 		rate float64

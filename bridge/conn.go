@@ -391,10 +391,10 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 		if err != nil {
 			f.setState(StateBad, err.Error())
 		} else {
-			f.setTransform(tr, vt)
 			if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
 				f.setState(StatePending, "")
 			}
+			f.setTransform(tr, vt) // ok at once when a value is already cached
 		}
 		f.ms.mu.Unlock()
 	}

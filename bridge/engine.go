@@ -278,7 +278,7 @@ func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if f.state == StateDisabled || f.state == StateQuarantined && f.tr == nil {
+	if f.state == StateDisabled {
 		return nil
 	}
 	ts := dv.SourceTimestamp

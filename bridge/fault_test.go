@@ -240,3 +240,36 @@ func hostPort(endpoint string) string {
 	}
 	return endpoint
 }
+
+// TestQuarantinedTargetRecovers: a target node the server does not have
+// quarantines its mapping (the others flow); when the server comes back
+// with that node, the mapping resolves and its last good value is written.
+func TestQuarantinedTargetRecovers(t *testing.T) {
+	a := startSim(t, 6, "Double")
+	port := harness.FreePort(t)
+	b := harness.Start(t, "simserver", "--port", strconv.Itoa(port), "--vars", "5", "--type", "Double")
+	bEP := b.Ready("endpoint")
+	e := runEngine(t, pairConfig(t, a.Endpoint(), bEP, 6, nil), nil) // b has no v5
+	for i := 0; i < 6; i++ {
+		a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	ctx := harness.Context(t)
+	harness.Eventually(t, 15*time.Second, "v5 quarantined with a reason, the others flow", func() bool {
+		vals, err := harness.ReadValues(ctx, bEP, []string{node(0), node(4)})
+		if err != nil || vals[0].Value == nil || vals[0].Value.Value() != 0.5 || vals[1].Value == nil || vals[1].Value.Value() != 4.5 {
+			return false
+		}
+		for _, m := range e.Snapshot() {
+			if m.Index == 5 {
+				return m.State == bridge.StateQuarantined && m.Reason != ""
+			}
+		}
+		return false
+	})
+	b.Kill()
+	b = harness.Start(t, "simserver", "--port", strconv.Itoa(port), "--vars", "6", "--type", "Double")
+	harness.Eventually(t, 20*time.Second, "v5 resolved and written after the server has it", func() bool {
+		vals, err := harness.ReadValues(ctx, bEP, []string{node(5)})
+		return err == nil && vals[0].Value != nil && vals[0].Value.Value() == 5.5
+	})
+}

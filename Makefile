@@ -16,7 +16,8 @@ demo:
 # Chromium (Debian package) for the status page test.
 deps:
 	cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/nodeopcua/node_modules/*')); \

@@ -222,6 +222,20 @@ func TestMappingEditOnlyOnActive(t *testing.T) {
 		}
 		return st.ConfigHash == hash, fmt.Sprintf("standby config %.12s, want %.12s", st.ConfigHash, hash)
 	})
+	// The nodes' local files (the old config) now differ from the pair's:
+	// reported with both hashes and the diff, never applied.
+	waitFor(t, settle, "the local config difference reported", func() (bool, string) {
+		for _, m := range []*member{act, sby} {
+			st, err := p.status(m)
+			if err != nil {
+				return false, err.Error()
+			}
+			if !strings.Contains(st.LocalDiff, "differs") || !strings.Contains(st.LocalDiff, hash[:12]) || !strings.Contains(st.LocalDiff, "removed") {
+				return false, fmt.Sprintf("%s local_config_diff %q", m.id, st.LocalDiff)
+			}
+		}
+		return true, ""
+	})
 	p.cfgHash, p.o.mapped = hash, 20
 	if act2, _, epoch2 := p.waitStable(settle); act2 != act || epoch2 != epoch {
 		t.Errorf("the config change moved the active role: %s under epoch %d", act2.id, epoch2)

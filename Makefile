@@ -32,6 +32,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseYAML$$' -fuzztime=$(FUZZTIME) ./mapping/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./mapping/
 	$(GO) test -run='^$$' -fuzz='^FuzzConvert$$' -fuzztime=$(FUZZTIME) ./bridge/
+	$(GO) test -run='^$$' -fuzz='^FuzzPeerSync$$' -fuzztime=$(FUZZTIME) ./redundancy/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeVariant$$' -fuzztime=$(FUZZTIME) ./redundancy/
+	$(GO) test -run='^$$' -fuzz='^FuzzAdminRequests$$' -fuzztime=$(FUZZTIME) ./diagnostics/
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -66,8 +66,11 @@ func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
 // with this node's health.
 func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	var sr syncRequest
-	body := http.MaxBytesReader(w, req.Body, maxSyncBody)
-	if err := json.NewDecoder(body).Decode(&sr); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxSyncBody))
+	if err == nil {
+		err = json.Unmarshal(body, &sr) // the whole body: no trailing data
+	}
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
 		return
 	}
@@ -118,12 +121,21 @@ func encodeVariant(v *ua.Variant) (string, error) {
 	return base64.StdEncoding.EncodeToString(b), nil
 }
 
-func decodeVariant(s string) (*ua.Variant, error) {
+// decodeVariant decodes a value from the peer link. gopcua's decoder
+// panics on some malformed input (a negative array length, found by
+// FuzzDecodeVariant): a bad peer message must not take the node down, so
+// a panic becomes an error.
+func decodeVariant(s string) (v *ua.Variant, err error) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, err
 	}
-	v := new(ua.Variant)
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("malformed value: %v", p)
+		}
+	}()
+	v = new(ua.Variant)
 	if _, err := v.Decode(b); err != nil {
 		return nil, err
 	}

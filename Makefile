@@ -28,13 +28,13 @@ vet:
 
 # Bounded fuzzing of every parser.
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeID$$' -fuzztime=$(FUZZTIME) ./mapping/
-	$(GO) test -run='^$$' -fuzz='^FuzzParseYAML$$' -fuzztime=$(FUZZTIME) ./mapping/
-	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./mapping/
-	$(GO) test -run='^$$' -fuzz='^FuzzConvert$$' -fuzztime=$(FUZZTIME) ./bridge/
-	$(GO) test -run='^$$' -fuzz='^FuzzPeerSync$$' -fuzztime=$(FUZZTIME) ./redundancy/
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeVariant$$' -fuzztime=$(FUZZTIME) ./redundancy/
-	$(GO) test -run='^$$' -fuzz='^FuzzAdminRequests$$' -fuzztime=$(FUZZTIME) ./diagnostics/
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzParseNodeID
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzParseYAML
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzReadCSV
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./bridge/ FuzzConvert
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./redundancy/ FuzzPeerSync
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./redundancy/ FuzzDecodeVariant
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./diagnostics/ FuzzAdminRequests
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 15m ./...

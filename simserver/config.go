@@ -183,6 +183,9 @@ type Config struct {
 	RejectTimestamps bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *zap.Logger
+	// Extension, when set, adds computed read-only variables and a Call
+	// handler (see Extension).
+	Extension *Extension
 }
 
 // DefaultConfig returns the configuration of the simserver command's

@@ -30,6 +30,10 @@
 //     gopcua's listener on a loopback port, so Close (and DropConnections)
 //     closes every client socket at once.
 //
+// [Config.Extension] lets another server reuse this hardening (the pair's
+// own endpoint, diagnostics/uaserver.go): read-only variables computed at
+// read time, a Call handler, a ServiceLevel only the caller sets.
+//
 // The package must never read flags or environment, and never log through
 // a global logger; it takes a [Config] and a *zap.Logger.
 package simserver

@@ -21,7 +21,8 @@ import (
 // them (its handler table is unexported and its service structs hold the
 // server in an unexported field). They are the session services (built
 // on unexported state) and the ones it answers Bad_ServiceUnsupported:
-// node management, query, Call, history, BrowseNext,
+// node management, query, Call (unless Extension.Call is set: then ours,
+// guarded, in extension.go), history, BrowseNext,
 // TranslateBrowsePathsToNodeIds, RegisterNodes, Cancel.
 //
 // Where the Subscription services delegate to gopcua, they call the
@@ -52,6 +53,9 @@ func (s *Server) registerHandlers(gs *server.Server) {
 	reg(id.ReadRequest_Encoding_DefaultBinary, "Read", plain(s.read))
 	reg(id.WriteRequest_Encoding_DefaultBinary, "Write", plain(s.write))
 	reg(id.BrowseRequest_Encoding_DefaultBinary, "Browse", plain(s.browse))
+	if x := s.cfg.Extension; x != nil && x.Call != nil {
+		reg(id.CallRequest_Encoding_DefaultBinary, "Call", plain(s.call))
+	}
 
 	reg(id.CreateSubscriptionRequest_Encoding_DefaultBinary, "CreateSubscription",
 		func(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
@@ -140,8 +144,23 @@ func (s *Server) attribute(gs *server.Server, nid *ua.NodeID, attr ua.AttributeI
 	if nid == nil {
 		return attrStatus(ua.StatusBadNodeIDInvalid)
 	}
+	if name, dv, ok := s.extraVar(nid); ok {
+		return s.extraAttribute(nid, name, dv, attr, nil)
+	}
 	if nid.Namespace() == s.ns.idx {
 		return s.ns.Attribute(nid, attr)
+	}
+	if dv, ok := s.extraNS0(nid); ok {
+		var base func() *ua.DataValue
+		if nsp, err := gs.Namespace(0); err == nil && gs.Node(nid) != nil {
+			base = func() *ua.DataValue {
+				if dv := nsp.Attribute(nid, attr); dv != nil {
+					return dv
+				}
+				return attrStatus(ua.StatusBadAttributeIDInvalid)
+			}
+		}
+		return s.extraAttribute(nid, "", dv, attr, base)
 	}
 	if isServiceLevel(nid) {
 		switch attr {
@@ -152,6 +171,9 @@ func (s *Server) attribute(gs *server.Server, nid *ua.NodeID, attr ua.AttributeI
 		case ua.AttributeIDValueRank:
 			return attrValue(int32(-1))
 		case ua.AttributeIDAccessLevel, ua.AttributeIDUserAccessLevel:
+			if s.serviceLevelReadOnly() {
+				return attrValue(byte(ua.AccessLevelTypeCurrentRead))
+			}
 			return attrValue(accessReadWrite)
 		}
 	}
@@ -167,8 +189,14 @@ func (s *Server) attribute(gs *server.Server, nid *ua.NodeID, attr ua.AttributeI
 
 // nodeExists reports whether nid names a node of the address space.
 func (s *Server) nodeExists(gs *server.Server, nid *ua.NodeID) bool {
+	if _, _, ok := s.extraVar(nid); ok {
+		return true
+	}
 	if nid.Namespace() == s.ns.idx {
 		return s.ns.exists(nid)
+	}
+	if _, ok := s.extraNS0(nid); ok {
+		return true
 	}
 	return nid.Namespace() == 0 && gs.Node(nid) != nil
 }
@@ -293,6 +321,8 @@ func (s *Server) writeOneLocked(wv *ua.WriteValue, b *writeBatch) ua.StatusCode 
 		v := &s.vars[i]
 		t, key, node = v.typ, v.key, "nsu="+s.cfg.NamespaceURI+";s="+NodeName(i)
 		store = v.value.Store
+	} else if isServiceLevel(wv.NodeID) && s.serviceLevelReadOnly() {
+		return ua.StatusBadNotWritable
 	} else if isServiceLevel(wv.NodeID) {
 		t, key, node = serviceLevelType, serviceLevelKey, serviceLevelKey
 		store = s.serviceLevel.Store

@@ -53,6 +53,9 @@ type Server struct {
 	// deliveries select on it.
 	stop chan struct{}
 	wg   sync.WaitGroup // the ticker
+	// stopCtx is cancelled by Close; it bounds Extension.Call.
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
 
 	mu        sync.Mutex // lifecycle; guards the fields below
 	state     lifecycle
@@ -123,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		stalled: map[*server.Subscription]struct{}{},
 		libMute: new(atomic.Bool),
 	}
+	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	if cfg.CertFile != "" {
 		cert, key, uri, err := loadCertificate(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
@@ -334,6 +338,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	close(s.stop)
+	s.stopCancel()
 	if prev == stateNew {
 		return s.journal.close()
 	}

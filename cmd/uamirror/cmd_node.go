@@ -31,6 +31,7 @@ func init() {
 // pairFlags are the flags shared by `node` and `arbiter`.
 type pairFlags struct {
 	id, data, admin, config string
+	opcua                   string
 	members, overrides      []string
 	policy                  string
 	faultDelay, cooldown    time.Duration
@@ -51,7 +52,12 @@ optional arbiter, each started with the same --member list:
 
 A node's --config seeds the pair's mirror config at first start; afterwards
 the replicated config is used and a differing local file is reported.
-The member prints one line "<role> ready id=… admin=http://…" once serving.`,
+With --opcua HOST:PORT the member also serves the pair's state on an OPC UA
+endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
+diagnostics/uaserver.go).
+
+The member prints one line "<role> ready id=… admin=http://…" once serving
+(followed by " opcua=opc.tcp://…" when --opcua is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMember(cmd.Context(), cmd, a, role, f)
@@ -61,6 +67,7 @@ The member prints one line "<role> ready id=… admin=http://…" once serving.`
 	fl.StringVar(&f.id, "id", "", "this member's id (one of the --member ids)")
 	fl.StringVar(&f.data, "data", "", "data directory (raft log and snapshots)")
 	fl.StringVar(&f.admin, "admin", "", "admin API listen address (default: this member's admin=)")
+	fl.StringVar(&f.opcua, "opcua", "", "serve the pair's state on an OPC UA endpoint at HOST:PORT (empty: off)")
 	fl.StringArrayVar(&f.members, "member", nil, "a member: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
 	if role == redundancy.RoleNode {
 		fl.StringVarP(&f.config, "config", "c", "", "mirror config (YAML) that seeds the pair at first start")
@@ -189,7 +196,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errCh := make(chan error, 2) // Run and Serve
+	errCh := make(chan error, 3) // Run, Serve and the OPC UA endpoint
 	mr.node.Store(node)
 	if _, ok := any(node).(roleReporter); !ok {
 		wg.Add(1)
@@ -204,10 +211,25 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		return nil
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
+	var ready strings.Builder
+	fmt.Fprintf(&ready, "%s ready id=%s admin=http://%s", role, f.id, ln.Addr())
+	if f.opcua != "" {
+		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: node, Engine: engine, Logger: log})
+		if err == nil {
+			err = uas.Start(ctx)
+		}
+		if err != nil {
+			_ = ln.Close()
+			return &exitError{code: 1, err: fmt.Errorf("--opcua %s: %w", f.opcua, err)}
+		}
+		fmt.Fprintf(&ready, " opcua=%s", uas.Endpoint())
+		wg.Add(1)
+		go func() { defer wg.Done(); errCh <- uas.Run(ctx); cancel() }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); errCh <- node.Run(ctx); cancel() }()
 	go func() { defer wg.Done(); errCh <- admin.Serve(ctx, ln); cancel() }()
-	fmt.Fprintf(cmd.OutOrStdout(), "%s ready id=%s admin=http://%s\n", role, f.id, ln.Addr())
+	fmt.Fprintln(cmd.OutOrStdout(), ready.String())
 	wg.Wait()
 	close(errCh)
 	var errs []error

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+// startOPCUAPair starts a pair like startPair, its nodes serving their
+// OPC UA endpoints (--opcua on ephemeral ports), without an arbiter.
+func startOPCUAPair(t *testing.T, n int) *testPair {
+	t.Helper()
+	p := &testPair{nodes: map[string]*harness.Proc{}, admin: map[string]string{}}
+	p.plc = harness.Start(t, "simserver", "--vars", "16", "--type", "Double", "--rate", "40", "--changing", "8", "--control")
+	p.scada = harness.Start(t, "simserver", "--vars", "16", "--type", "Double")
+	dir := t.TempDir()
+	var yml strings.Builder
+	fmt.Fprintf(&yml, "servers:\n  - name: plc\n    endpoints: [%q]\n  - name: scada\n    endpoints: [%q]\n", p.plc.Ready("endpoint"), p.scada.Ready("endpoint"))
+	yml.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 1s\nmappings:\n")
+	for i := range n {
+		fmt.Fprintf(&yml, "  - source: {server: plc, node: \"nsu=urn:uamirror:simserver;s=v%d\"}\n    target: {server: scada, node: \"nsu=urn:uamirror:simserver;s=v%d\"}\n", i, i)
+	}
+	cfg := filepath.Join(dir, "mirror.yml")
+	if err := os.WriteFile(cfg, []byte(yml.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
+	var members []string
+	for _, id := range []string{"a", "b"} {
+		admin := addr()
+		p.admin[id] = "http://" + admin
+		members = append(members, fmt.Sprintf("id=%s,role=node,raft=%s,peer=%s,admin=%s", id, addr(), addr(), admin))
+	}
+	for _, id := range []string{"a", "b"} {
+		args := []string{"node", "--config", cfg, "--id", id, "--data", filepath.Join(dir, id), "--opcua", "127.0.0.1:0"}
+		for _, m := range members {
+			args = append(args, "--member", m)
+		}
+		p.nodes[id] = harness.Start(t, args...)
+	}
+	return p
+}
+
+// uaNode is a gopcua client of one node's OPC UA endpoint.
+type uaNode struct {
+	t  *testing.T
+	c  *opcua.Client
+	ns uint16 // index of urn:uamirror:pair
+}
+
+func dialNode(t *testing.T, ctx context.Context, endpoint string) *uaNode {
+	t.Helper()
+	if !strings.HasPrefix(endpoint, "opc.tcp://") {
+		t.Fatalf("ready line has no opcua endpoint (%q)", endpoint)
+	}
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s: %v", endpoint, err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	ns, err := c.FindNamespace(ctx, "urn:uamirror:pair")
+	if err != nil {
+		t.Fatalf("%s: %v", endpoint, err)
+	}
+	return &uaNode{t: t, c: c, ns: ns}
+}
+
+// pair returns the node id of a variable of the pair's namespace.
+func (n *uaNode) pair(name string) *ua.NodeID { return ua.NewStringNodeID(n.ns, name) }
+
+// read reads the values of nids (nil values when the read fails).
+func (n *uaNode) read(ctx context.Context, nids ...*ua.NodeID) []any {
+	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+	for _, nid := range nids {
+		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+	}
+	out := make([]any, len(nids))
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := n.c.Read(rctx, req)
+	if err != nil {
+		n.t.Logf("read: %v", err)
+		return out
+	}
+	for k, dv := range res.Results {
+		if dv != nil && dv.Status == ua.StatusOK && dv.Value != nil {
+			out[k] = dv.Value.Value()
+		}
+	}
+	return out
+}
+
+var (
+	serviceLevelID      = ua.NewNumericNodeID(0, id.Server_ServiceLevel)
+	redundancySupportID = ua.NewNumericNodeID(0, id.Server_ServerRedundancy_RedundancySupport)
+)
+
+func (n *uaNode) serviceLevel(ctx context.Context) byte {
+	b, _ := n.read(ctx, serviceLevelID)[0].(byte)
+	return b
+}
+
+func (n *uaNode) failover(ctx context.Context) (*ua.CallMethodResult, error) {
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return n.c.Call(cctx, &ua.CallMethodRequest{ObjectID: n.pair("Pair"), MethodID: n.pair("Pair/Failover")})
+}
+
+// TestOPCUAEndpoint watches a real pair through its nodes' OPC UA
+// endpoints with a gopcua client: ServiceLevel 255 on the active and 200
+// on the READY standby, RedundancySupport Hot, the partner's ServerUri,
+// the pair's role and health variables; then switches the pair over with
+// the Failover method, called first on the standby's endpoint (forwarded
+// to the active) and then on the new active's, and sees ServiceLevel
+// (read and subscribed) and roles swap each time.
+func TestOPCUAEndpoint(t *testing.T) {
+	start := time.Now()
+	const mappings = 4
+	p := startOPCUAPair(t, mappings)
+	active, epoch := p.waitReady(t, 90*time.Second)
+	standby := map[string]string{"a": "b", "b": "a"}[active]
+	t.Logf("pair up in %v: active %s epoch %d", time.Since(start).Round(time.Millisecond), active, epoch)
+
+	ctx := harness.Context(t)
+	eps := map[string]*uaNode{}
+	for _, id := range []string{"a", "b"} {
+		eps[id] = dialNode(t, ctx, p.nodes[id].Ready("opcua"))
+	}
+
+	// waitLevels waits until the active reads 255 and the standby 200.
+	waitLevels := func(active, standby string) {
+		t.Helper()
+		var la, ls byte
+		if !harness.WaitFor(30*time.Second, func() bool {
+			la, ls = eps[active].serviceLevel(ctx), eps[standby].serviceLevel(ctx)
+			return la == 255 && ls == 200
+		}) {
+			t.Fatalf("ServiceLevel: active %s %d, standby %s %d; want 255 and 200", active, la, standby, ls)
+		}
+	}
+	waitLevels(active, standby)
+
+	// The standard model and the pair's variables.
+	for _, id := range []string{"a", "b"} {
+		n := eps[id]
+		other := map[string]string{"a": "b", "b": "a"}[id]
+		role := map[bool]string{true: "active", false: "standby"}[id == active]
+		var got []any
+		if !harness.WaitFor(30*time.Second, func() bool {
+			got = n.read(ctx, redundancySupportID, n.pair("Role"), n.pair("Active"), n.pair("Epoch"),
+				n.pair("ServerUriArray"), n.pair("ServerUri"), n.pair("Servers/plc/Up"), n.pair("Servers/scada/Up"),
+				n.pair("Mappings/ok"), n.pair("LastSwitchover/To"), n.pair("Ready"))
+			uris, _ := got[4].([]string)
+			return got[0] == int32(3) && got[1] == role && got[2] == active && got[3] == epoch &&
+				slices.Equal(uris, []string{"urn:uamirror:pair:" + other}) && got[5] == "urn:uamirror:pair:"+id &&
+				got[6] == true && got[7] == true && got[8] == uint32(mappings) && got[9] == active && got[10] == true
+		}) {
+			t.Fatalf("node %s reads %#v; want RedundancySupport 3 (Hot), role %s, active %s, epoch %d, partner %s, servers up, %d mappings ok, last switchover to %s, ready",
+				id, got, role, active, epoch, other, mappings, active)
+		}
+	}
+
+	// A subscriber to the active's ServiceLevel sees it fall on failover.
+	notes := make(chan *opcua.PublishNotificationData, 16)
+	sub, err := eps[active].c.Subscribe(ctx, &opcua.SubscriptionParameters{Interval: 50 * time.Millisecond}, notes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Cancel(context.Background()) }()
+	if _, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, opcua.NewMonitoredItemCreateRequestWithDefaults(serviceLevelID, ua.AttributeIDValue, 1)); err != nil {
+		t.Fatal(err)
+	}
+	levels := make(chan byte, 16)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case n := <-notes:
+				if n == nil || n.Error != nil {
+					continue
+				}
+				if dc, ok := n.Value.(*ua.DataChangeNotification); ok {
+					for _, it := range dc.MonitoredItems {
+						if b, ok := it.Value.Value.Value().(byte); ok {
+							select {
+							case levels <- b:
+							default:
+							}
+						}
+					}
+				}
+			}
+		}
+	}()
+	waitLevel := func(want func(byte) bool, what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case b := <-levels:
+				if want(b) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("subscription: no ServiceLevel notification %s", what)
+			}
+		}
+	}
+	waitLevel(func(b byte) bool { return b == 255 }, "of 255 (initial value)")
+
+	// Failover through the standby's endpoint: forwarded to the active.
+	t0 := time.Now()
+	res, err := eps[standby].failover(ctx)
+	if err != nil || res.StatusCode != ua.StatusOK {
+		t.Fatalf("Failover on the standby %s: %v %+v", standby, err, res)
+	}
+	t.Logf("Failover (via standby %s) returned in %v", standby, time.Since(t0).Round(time.Millisecond))
+	waitLevel(func(b byte) bool { return b < 255 }, "below 255 on the old active")
+	waitLevels(standby, active)
+	roles := eps[standby].read(ctx, eps[standby].pair("Role"), eps[standby].pair("Epoch"), eps[standby].pair("LastSwitchover/From"), eps[standby].pair("LastSwitchover/Reason"))
+	if roles[0] != "active" || roles[1].(uint64) <= epoch || roles[2] != active || roles[3] != "manual" {
+		t.Fatalf("after Failover node %s reads role, epoch, last switchover from, reason = %v; want active, > %d, %s, manual", standby, roles, epoch, active)
+	}
+
+	// An unknown method is refused per call.
+	bad, err := eps[standby].c.Call(ctx, &ua.CallMethodRequest{ObjectID: eps[standby].pair("Pair"), MethodID: eps[standby].pair("Pair/Nothing")})
+	if err != nil || bad.StatusCode != ua.StatusBadMethodInvalid {
+		t.Fatalf("unknown method: %v %+v; want Bad_MethodInvalid", err, bad)
+	}
+
+	// And back, through the new active's own endpoint, once the old
+	// active is a READY standby.
+	p.waitReady(t, 60*time.Second)
+	t0 = time.Now()
+	res, err = eps[standby].failover(ctx)
+	if err != nil || res.StatusCode != ua.StatusOK {
+		t.Fatalf("Failover on the active %s: %v %+v", standby, err, res)
+	}
+	t.Logf("Failover (on active %s) returned in %v", standby, time.Since(t0).Round(time.Millisecond))
+	waitLevels(active, standby)
+	waitLevel(func(b byte) bool { return b == 255 }, "of 255 again on the first active")
+	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,448 @@
+package diagnostics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/redundancy"
+	"github.com/uamirror/uamirror/simserver"
+)
+
+// The pair's OPC UA endpoint: every node serves the pair's state in the
+// standard model, so that a standard OPC UA client can watch the pair and
+// switch it over.
+//
+// Namespace 0:
+//
+//	i=2267 Server.ServiceLevel (Byte; Part 4, 6.6.2.4.2 sub-ranges, see
+//	       ServiceLevelFor)
+//	i=3709 Server.ServerRedundancy.RedundancySupport (Int32 enum; Hot = 3)
+//
+// Namespace UANamespaceURI (string node ids):
+//
+//	Role, Active (String), Epoch (UInt64), Ready (Boolean)
+//	ServerUriArray (String[]): the partner's server URI. gopcua's nodeset
+//	  has no ServerUriArray under Server.ServerRedundancy (it is declared
+//	  by NonTransparentRedundancyType only), so it is served here.
+//	ServerUri (String): this node's own server URI (ApplicationUri)
+//	Servers/<name>/Up (Boolean), Servers/<name>/ServiceLevel (Int32)
+//	Mappings/<state> (UInt32): flows per state (pending, ok, held, bad,
+//	  quarantined, disabled); Mappings/Problems (String[]): "id: state:
+//	  reason" of each flow neither ok nor disabled
+//	LastSwitchover/Time (DateTime), /From, /To, /Reason (String),
+//	  /Epoch (UInt64)
+//	Method Pair/Failover on object Pair: performs a switchover (on the
+//	  standby, forwards it to the active's admin API). Output: one String,
+//	  empty on success, else the error text (with a Bad status).
+//
+// Values are read from the Pair and the engine at Read time; ServiceLevel
+// and Role, Active, Epoch, Ready are also pushed to monitored items when
+// they change (checked every UAServerConfig.Interval).
+
+// UANamespaceURI is the namespace of the pair's variables.
+const UANamespaceURI = "urn:uamirror:pair"
+
+// UAServerURIPrefix + member id is a node's server URI (ApplicationUri).
+const UAServerURIPrefix = "urn:uamirror:pair:"
+
+// ServiceLevel values (Part 4, 6.6.2.4.2: 0 Maintenance, 1 NoData,
+// 2–199 Degraded, 200–255 Healthy).
+const (
+	ServiceLevelMaintenance     byte = 0   // no role: arbiter, starting
+	ServiceLevelNoData          byte = 1   // role unknown
+	ServiceLevelStandbyDegraded byte = 100 // standby, not READY
+	ServiceLevelActiveDegraded  byte = 150 // active, not writing or a server down
+	ServiceLevelStandbyReady    byte = 200 // standby, READY to take over
+	ServiceLevelActive          byte = 255 // active and healthy
+)
+
+// ServiceLevelFor maps a node's status to its ServiceLevel.
+func ServiceLevelFor(st redundancy.Status) byte {
+	down := false
+	if st.Health != nil {
+		for _, s := range st.Health.Servers {
+			if !s.Up {
+				down = true
+			}
+		}
+	}
+	switch st.Role {
+	case "active":
+		if st.Ready && !down {
+			return ServiceLevelActive
+		}
+		return ServiceLevelActiveDegraded
+	case "standby":
+		if st.Ready {
+			return ServiceLevelStandbyReady
+		}
+		return ServiceLevelStandbyDegraded
+	case "arbiter", "":
+		return ServiceLevelMaintenance
+	}
+	return ServiceLevelNoData
+}
+
+// UAPair is what the OPC UA endpoint needs of a pair member. All methods
+// must be safe for concurrent use.
+type UAPair interface {
+	Status() redundancy.Status
+	Events() []redundancy.Event
+	Switchover(ctx context.Context, to string, force bool) error
+}
+
+// UAServerConfig configures a UAServer.
+type UAServerConfig struct {
+	// Addr is HOST:PORT to listen on (port 0: an ephemeral one).
+	Addr string
+	// Pair is the member served.
+	Pair UAPair
+	// Engine returns the running engine; nil or nil results serve no
+	// mapping counts.
+	Engine EngineFunc
+	// Interval is how often changes are checked for notification
+	// (default 200 ms).
+	Interval time.Duration
+	// Logger; nil discards.
+	Logger *zap.Logger
+}
+
+// UAServer is a node's OPC UA endpoint. Start it, then Run it until its
+// context ends (Run closes it).
+type UAServer struct {
+	cfg  UAServerConfig
+	log  *zap.Logger
+	srv  *simserver.Server
+	self string
+	http *http.Client
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewUAServer builds the endpoint of the member whose status pair reports.
+func NewUAServer(cfg UAServerConfig) (*UAServer, error) {
+	if cfg.Pair == nil {
+		return nil, errors.New("diagnostics: UAServerConfig.Pair is nil")
+	}
+	host, portS, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics: opcua address %q: %w", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portS)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("diagnostics: opcua address %q: bad port", cfg.Addr)
+	}
+	if cfg.Engine == nil {
+		cfg.Engine = func() Engine { return nil }
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	u := &UAServer{cfg: cfg, log: cfg.Logger.Named("opcua"), self: cfg.Pair.Status().Node,
+		http: &http.Client{Timeout: 10 * time.Second}}
+	srv, err := simserver.New(simserver.Config{
+		Host:           host,
+		Port:           port,
+		NamespaceURI:   UANamespaceURI,
+		ApplicationURI: UAServerURIPrefix + u.self,
+		Logger:         cfg.Logger,
+		Extension: &simserver.Extension{
+			Var:         u.variable,
+			NS0:         u.ns0,
+			Call:        u.call,
+			CallTimeout: 15 * time.Second,
+			// ServiceLevel is the pair's verdict, never a client's.
+			ServiceLevelReadOnly: true,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics: opcua endpoint: %w", err)
+	}
+	u.srv = srv
+	return u, nil
+}
+
+// Start listens; the endpoint serves from then on.
+func (u *UAServer) Start(ctx context.Context) error {
+	if err := u.srv.Start(ctx); err != nil {
+		return fmt.Errorf("diagnostics: opcua endpoint: %w", err)
+	}
+	u.srv.SetServiceLevel(ServiceLevelFor(u.cfg.Pair.Status()))
+	return nil
+}
+
+// Endpoint returns the endpoint URL (opc.tcp://host:port); valid after
+// Start.
+func (u *UAServer) Endpoint() string { return u.srv.Endpoint() }
+
+// Run pushes changes of ServiceLevel, Role, Active, Epoch and Ready to
+// monitored items until ctx ends, then closes the server.
+func (u *UAServer) Run(ctx context.Context) error {
+	t := time.NewTicker(u.cfg.Interval)
+	defer t.Stop()
+	var last struct {
+		level              byte
+		role, active       string
+		epoch              uint64
+		ready, initialised bool
+	}
+	for {
+		st := u.cfg.Pair.Status()
+		if lv := ServiceLevelFor(st); lv != u.srv.ServiceLevel() {
+			u.srv.SetServiceLevel(lv)
+		}
+		if last.initialised {
+			if st.Role != last.role {
+				u.srv.NotifyExtra("Role")
+			}
+			if st.Active != last.active {
+				u.srv.NotifyExtra("Active")
+			}
+			if st.Epoch != last.epoch {
+				u.srv.NotifyExtra("Epoch")
+			}
+			if st.Ready != last.ready {
+				u.srv.NotifyExtra("Ready")
+			}
+		}
+		last.role, last.active, last.epoch, last.ready, last.initialised = st.Role, st.Active, st.Epoch, st.Ready, true
+		select {
+		case <-ctx.Done():
+			return u.Close()
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the endpoint. It is safe to call more than once.
+func (u *UAServer) Close() error {
+	u.closeOnce.Do(func() {
+		u.closeErr = u.srv.Close()
+		u.http.CloseIdleConnections()
+	})
+	return u.closeErr
+}
+
+func value(v any) *ua.DataValue {
+	now := time.Now()
+	return &ua.DataValue{
+		EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+		Value:           ua.MustVariant(v),
+		SourceTimestamp: now,
+		ServerTimestamp: now,
+	}
+}
+
+// ns0 serves the namespace-0 variables gopcua's nodeset has without value.
+func (u *UAServer) ns0(i uint32) (*ua.DataValue, bool) {
+	if i == id.Server_ServerRedundancy_RedundancySupport {
+		return value(int32(ua.RedundancySupportHot)), true
+	}
+	return nil, false
+}
+
+// partners returns the server URIs of the other bridge nodes.
+func partners(st redundancy.Status) []string {
+	out := []string{}
+	for _, m := range st.Members {
+		if m.Role == redundancy.RoleNode && m.ID != st.Node {
+			out = append(out, UAServerURIPrefix+m.ID)
+		}
+	}
+	return out
+}
+
+// variable serves the variables of namespace UANamespaceURI.
+func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
+	switch name {
+	case "Role", "Active", "Epoch", "Ready", "ServerUriArray":
+		st := u.cfg.Pair.Status()
+		switch name {
+		case "Role":
+			return value(st.Role), true
+		case "Active":
+			return value(st.Active), true
+		case "Epoch":
+			return value(st.Epoch), true
+		case "Ready":
+			return value(st.Ready), true
+		default:
+			return value(partners(st)), true
+		}
+	case "ServerUri":
+		return value(UAServerURIPrefix + u.self), true
+	}
+	if rest, ok := strings.CutPrefix(name, "LastSwitchover/"); ok {
+		evs := u.cfg.Pair.Events()
+		var ev redundancy.Event
+		if len(evs) > 0 {
+			ev = evs[len(evs)-1]
+		}
+		switch rest {
+		case "Time":
+			return value(ev.Time), true
+		case "From":
+			return value(ev.From), true
+		case "To":
+			return value(ev.To), true
+		case "Reason":
+			return value(ev.Reason), true
+		case "Epoch":
+			return value(ev.Epoch), true
+		}
+		return nil, false
+	}
+	if rest, ok := strings.CutPrefix(name, "Servers/"); ok {
+		srv, field, ok := strings.Cut(rest, "/")
+		if !ok {
+			return nil, false
+		}
+		st := u.cfg.Pair.Status()
+		if st.Health == nil {
+			return nil, false
+		}
+		for _, s := range st.Health.Servers {
+			if s.Name != srv {
+				continue
+			}
+			switch field {
+			case "Up":
+				return value(s.Up), true
+			case "ServiceLevel":
+				return value(int32(s.ServiceLevel)), true
+			}
+		}
+		return nil, false
+	}
+	if rest, ok := strings.CutPrefix(name, "Mappings/"); ok {
+		return u.mappings(rest)
+	}
+	return nil, false
+}
+
+// uaMappingStates are the names of bridge.State, in order.
+var uaMappingStates = func() []string {
+	var out []string
+	for s := bridge.StatePending; s <= bridge.StateDisabled; s++ {
+		out = append(out, s.String())
+	}
+	return out
+}()
+
+// mappings serves Mappings/<state> and Mappings/Problems.
+func (u *UAServer) mappings(name string) (*ua.DataValue, bool) {
+	state := slices.Index(uaMappingStates, name)
+	if state < 0 && name != "Problems" {
+		return nil, false
+	}
+	e := u.cfg.Engine()
+	var snap []bridge.MappingStatus
+	if e != nil {
+		snap = e.Snapshot()
+	}
+	if state >= 0 {
+		var n uint32
+		for _, m := range snap {
+			if int(m.State) == state {
+				n++
+			}
+		}
+		return value(n), true
+	}
+	problems := []string{}
+	for _, m := range snap {
+		if m.State == bridge.StateOK || m.State == bridge.StateDisabled {
+			continue
+		}
+		id := m.ID
+		if m.Reverse {
+			id += " (reverse)"
+		}
+		problems = append(problems, id+": "+m.State.String()+": "+m.Reason)
+	}
+	return value(problems), true
+}
+
+// Node ids of the Failover method and its object.
+const (
+	uaPairObject     = "Pair"
+	uaFailoverMethod = "Pair/Failover"
+)
+
+// call serves the Failover method (Part 4, 5.11.2).
+func (u *UAServer) call(ctx context.Context, req *ua.CallMethodRequest) *ua.CallMethodResult {
+	if req.ObjectID.Type() != ua.NodeIDTypeString || req.ObjectID.StringID() != uaPairObject ||
+		req.ObjectID.Namespace() == 0 {
+		return &ua.CallMethodResult{StatusCode: ua.StatusBadNodeIDUnknown}
+	}
+	if req.MethodID.Type() != ua.NodeIDTypeString || req.MethodID.StringID() != uaFailoverMethod ||
+		req.MethodID.Namespace() != req.ObjectID.Namespace() {
+		return &ua.CallMethodResult{StatusCode: ua.StatusBadMethodInvalid}
+	}
+	if len(req.InputArguments) != 0 {
+		return &ua.CallMethodResult{StatusCode: ua.StatusBadTooManyArguments}
+	}
+	err := u.cfg.Pair.Switchover(ctx, "", false)
+	var na *redundancy.NotActiveError
+	if errors.As(err, &na) && na.Admin != "" {
+		err = u.forward(ctx, na.Admin)
+	}
+	if err == nil {
+		u.log.Warn("switchover done (OPC UA Failover)")
+		u.srv.SetServiceLevel(ServiceLevelFor(u.cfg.Pair.Status()))
+		return &ua.CallMethodResult{StatusCode: ua.StatusOK, OutputArguments: []*ua.Variant{ua.MustVariant("")}}
+	}
+	code := ua.StatusBadInternalError
+	switch {
+	case errors.As(err, &na), errors.Is(err, redundancy.ErrStandbyNotReady), errors.Is(err, redundancy.ErrNotActive):
+		code = ua.StatusBadInvalidState
+	case errors.Is(err, context.DeadlineExceeded):
+		code = ua.StatusBadTimeout
+	}
+	u.log.Warn("OPC UA Failover refused", zap.Error(err))
+	return &ua.CallMethodResult{StatusCode: code, OutputArguments: []*ua.Variant{ua.MustVariant(err.Error())}}
+}
+
+// forward asks the active's admin API for the switchover (as the admin
+// API's own switchover does when it reaches a standby).
+func (u *UAServer) forward(ctx context.Context, admin string) error {
+	url := "http://" + strings.TrimPrefix(admin, "http://") + "/api/v1/switchover"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(forwardedHeader, "1")
+	res, err := u.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("forwarding to the active at %s: %w", admin, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var body apiError
+		_ = json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&body)
+		if body.Error == "" {
+			body.Error = res.Status
+		}
+		return fmt.Errorf("the active at %s refused: %s", admin, body.Error)
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package diagnostics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/redundancy"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+func TestServiceLevelFor(t *testing.T) {
+	up := &redundancy.Health{Ready: true, Servers: []redundancy.ServerHealth{{Name: "plc", Up: true}}}
+	down := &redundancy.Health{Servers: []redundancy.ServerHealth{{Name: "plc", Up: true}, {Name: "scada"}}}
+	for _, tc := range []struct {
+		name string
+		st   redundancy.Status
+		want byte
+	}{
+		{"active healthy", redundancy.Status{Role: "active", Ready: true, Health: up}, 255},
+		{"active not writing", redundancy.Status{Role: "active", Health: up}, 150},
+		{"active with a server down", redundancy.Status{Role: "active", Ready: true, Health: down}, 150},
+		{"standby ready", redundancy.Status{Role: "standby", Ready: true, Health: up}, 200},
+		{"standby not ready", redundancy.Status{Role: "standby", Health: down}, 100},
+		{"arbiter", redundancy.Status{Role: "arbiter", Ready: true}, 0},
+		{"no role", redundancy.Status{}, 0},
+		{"unknown role", redundancy.Status{Role: "confused"}, 1},
+	} {
+		if got := diagnostics.ServiceLevelFor(tc.st); got != tc.want {
+			t.Errorf("%s: ServiceLevel %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestUAServer serves a fake pair member's endpoint in process and reads,
+// writes and calls it with a gopcua client.
+func TestUAServer(t *testing.T) {
+	ctx := harness.Context(t)
+	pair := activePair("a")
+	pair.switchErr = fmt.Errorf("switchover: %w", redundancy.ErrStandbyNotReady)
+	u, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: "127.0.0.1:0", Pair: pair,
+		Interval: 20 * time.Millisecond, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = u.Run(rctx) }()
+	defer func() { stop(); wg.Wait() }()
+
+	c, err := opcua.NewClient(u.Endpoint(), opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ns, err := c.FindNamespace(ctx, diagnostics.UANamespaceURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn := func(s string) *ua.NodeID { return ua.NewStringNodeID(ns, s) }
+	read := func(attr ua.AttributeID, nids ...*ua.NodeID) []*ua.DataValue {
+		t.Helper()
+		req := &ua.ReadRequest{}
+		for _, n := range nids {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: n, AttributeID: attr})
+		}
+		res, err := c.Read(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Results
+	}
+	sl := ua.NewNumericNodeID(0, id.Server_ServiceLevel)
+	vals := read(ua.AttributeIDValue, sl, ua.NewNumericNodeID(0, id.Server_ServerRedundancy_RedundancySupport),
+		pn("Role"), pn("Epoch"), pn("ServerUriArray"), pn("LastSwitchover/From"), pn("Mappings/ok"), pn("Nothing"))
+	want := []any{byte(255), int32(ua.RedundancySupportHot), "active", uint64(3), []string{"urn:uamirror:pair:b"}, "b", uint32(0)}
+	for k, w := range want {
+		if vals[k].Status != ua.StatusOK || fmt.Sprint(vals[k].Value.Value()) != fmt.Sprint(w) {
+			t.Errorf("value %d: %v %v, want %v", k, vals[k].Status, vals[k].Value, w)
+		}
+	}
+	if vals[7].Status != ua.StatusBadNodeIDUnknown {
+		t.Errorf("unknown variable: %v, want Bad_NodeIdUnknown", vals[7].Status)
+	}
+	if dt := read(ua.AttributeIDDataType, pn("Epoch"))[0]; dt.Value == nil || dt.Value.NodeID().IntID() != id.UInt64 {
+		t.Errorf("Epoch DataType %v, want UInt64", dt.Value)
+	}
+	wres, err := c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{
+		{NodeID: pn("Role"), AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant("standby")}},
+		{NodeID: sl, AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(byte(1))}},
+	}})
+	if err != nil || wres.Results[0] != ua.StatusBadNotWritable || wres.Results[1] != ua.StatusBadNotWritable {
+		t.Errorf("write Role and ServiceLevel: %v %v, want Bad_NotWritable twice", err, wres)
+	}
+
+	// Failover refused: a Bad status and the reason as output.
+	res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: pn("Pair"), MethodID: pn("Pair/Failover")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != ua.StatusBadInvalidState || len(res.OutputArguments) != 1 ||
+		!strings.Contains(res.OutputArguments[0].Value().(string), "standby not ready") {
+		t.Errorf("Failover: %v %v, want Bad_InvalidState and the reason", res.StatusCode, res.OutputArguments)
+	}
+	pair.mu.Lock()
+	pair.switchErr = nil
+	pair.mu.Unlock()
+	if res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: pn("Pair"), MethodID: pn("Pair/Failover")}); err != nil || res.StatusCode != ua.StatusOK {
+		t.Errorf("Failover: %v %v, want Good", err, res)
+	}
+	pair.mu.Lock()
+	calls := pair.switchover
+	pair.mu.Unlock()
+	if calls != 2 {
+		t.Errorf("Switchover called %d times, want 2", calls)
+	}
+
+	// The ServiceLevel follows the status.
+	pair.mu.Lock()
+	pair.st.Role, pair.st.Ready = "standby", false
+	pair.mu.Unlock()
+	var got byte
+	if !harness.WaitFor(5*time.Second, func() bool {
+		got, _ = read(ua.AttributeIDValue, sl)[0].Value.Value().(byte)
+		return got == 100
+	}) {
+		t.Errorf("ServiceLevel %d, want 100 (standby not ready)", got)
+	}
+	if err := u.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Close: %v", err)
+	}
+}

@@ -636,6 +636,11 @@ func (n *Node) handover(ctx context.Context, to string, force bool, reason, deta
 		return err
 	}
 	if err := r.LeadershipTransferToServer(raft.ServerID(o.ID), raft.ServerAddress(o.Raft)).Error(); err != nil {
+		// Withdraw the announcement, so that a later, unrelated election
+		// is not journaled with this handover's reason.
+		if cerr := n.applyCmd(command{Op: "handover"}); cerr != nil {
+			n.log.Warn("withdrawing the handover entry", zap.Error(cerr))
+		}
 		n.gate.setOpen(true, n.epoch.Load())
 		return fmt.Errorf("leadership transfer to %s: %w", o.ID, err)
 	}

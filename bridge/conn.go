@@ -401,16 +401,9 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	return nil
 }
 
-// subscription is one OPC UA subscription of a session: the flows of one
-// publishing interval.
-type subscription struct {
-	sub      *opcua.Subscription
-	interval time.Duration
-}
-
 // subscribe creates one subscription per publishing interval and the
 // monitored items of every enabled, resolved flow in batches.
-func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
+func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*opcua.Subscription, error) {
 	byInterval := map[time.Duration][]*flow{}
 	for _, f := range c.readFlows {
 		f.ms.mu.Lock()
@@ -425,7 +418,7 @@ func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.Publ
 		intervals = append(intervals, iv)
 	}
 	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
-	subs := map[time.Duration]*subscription{}
+	subs := map[time.Duration]*opcua.Subscription{}
 	for _, iv := range intervals {
 		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
 		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
@@ -434,7 +427,7 @@ func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.Publ
 		if err != nil {
 			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
 		}
-		subs[iv] = &subscription{sub: sub, interval: iv}
+		subs[iv] = sub
 		if err := c.monitor(ctx, s, sub, byInterval[iv]); err != nil {
 			return nil, err
 		}
@@ -531,7 +524,6 @@ func (c *conn) settleItem(f *flow, code ua.StatusCode) {
 	defer f.ms.mu.Unlock()
 	if code != ua.StatusOK && !isGood(code) {
 		f.setState(StateQuarantined, "source: "+statusName(code))
-		c.stats.quarantined.Add(1)
 		return
 	}
 	if f.state == StateQuarantined && strings.HasPrefix(f.reason, "source") || f.state == StatePending {
@@ -561,7 +553,7 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 
 // retryQuarantined tries again the flows of this server that a server
 // rejected; it returns how many are still quarantined.
-func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*subscription) int {
+func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) int {
 	var src, dst []*flow
 	for _, f := range c.readFlows {
 		f.ms.mu.Lock()
@@ -602,7 +594,7 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 			if sub == nil {
 				continue // a new interval needs a new session: next reconnect
 			}
-			if err := c.monitor(ctx, s, sub.sub, fs); err != nil {
+			if err := c.monitor(ctx, s, sub, fs); err != nil {
 				s.fault(err)
 			}
 		}
@@ -648,10 +640,10 @@ func (c *conn) keepAlive(ctx context.Context, s *session) error {
 
 // probeSubscriptions proves the session's subscriptions still exist on
 // the server (SetPublishingMode on a live subscription is a no-op).
-func (c *conn) probeSubscriptions(ctx context.Context, s *session, subs map[time.Duration]*subscription) error {
+func (c *conn) probeSubscriptions(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) error {
 	ids := make([]uint32, 0, len(subs))
 	for _, sub := range subs {
-		ids = append(ids, sub.sub.SubscriptionID)
+		ids = append(ids, sub.SubscriptionID)
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
 	defer cancel()

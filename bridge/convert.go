@@ -570,16 +570,6 @@ func (s *scalar) setBool(b bool) {
 	}
 }
 
-// setInt makes *s the value v of integer type to: v is taken as signed
-// for a signed type and as unsigned for an unsigned one.
-func (s *scalar) setInt(to ua.TypeID, v int64) {
-	if isSigned(to) {
-		*s = scalar{id: to, i: v}
-	} else {
-		*s = scalar{id: to, u: uint64(v)}
-	}
-}
-
 // toBool converts to Boolean: integers 0 and 1 (others overflow: clamp
 // gives false below 0, true above 1), floats exactly 0 or 1 (no rounding
 // or clamping), strings true/false/1/0.

@@ -267,7 +267,7 @@ func TestQuarantinedTargetRecovers(t *testing.T) {
 		return false
 	})
 	b.Kill()
-	b = harness.Start(t, "simserver", "--port", strconv.Itoa(port), "--vars", "6", "--type", "Double")
+	harness.Start(t, "simserver", "--port", strconv.Itoa(port), "--vars", "6", "--type", "Double")
 	harness.Eventually(t, 20*time.Second, "v5 resolved and written after the server has it", func() bool {
 		vals, err := harness.ReadValues(ctx, bEP, []string{node(5)})
 		return err == nil && vals[0].Value != nil && vals[0].Value.Value() == 5.5

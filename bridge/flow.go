@@ -221,7 +221,6 @@ func (f *flow) takeEcho(v *ua.Variant, ts time.Time) bool {
 	return true
 }
 
-// statusSeverity classifies a status code (Part 4, 7.34.1: the top two
-// bits).
-func isGood(c ua.StatusCode) bool      { return uint32(c)>>30 == 0 }
-func isBadStatus(c ua.StatusCode) bool { return uint32(c)>>30 == 2 }
+// isGood reports a Good status code (Part 4, 7.34.1: the top two bits
+// are 00).
+func isGood(c ua.StatusCode) bool { return uint32(c)>>30 == 0 }

@@ -27,7 +27,6 @@ type connStats struct {
 	writes        atomic.Uint64
 	writeRequests atomic.Uint64
 	writeErrors   atomic.Uint64
-	quarantined   atomic.Uint64
 }
 
 // LatencyBounds are the upper bounds of the latency histogram buckets;

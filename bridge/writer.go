@@ -227,10 +227,8 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 	for i, q := range batch {
 		s := &w.slots[q.slot]
 		s.inflight = false
-		code := ua.StatusOK
-		if reqErr != nil {
-			code = ua.StatusBadCommunicationError
-		} else {
+		code := ua.StatusBadCommunicationError
+		if reqErr == nil {
 			code = results[i]
 		}
 		switch {

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,41 +13,6 @@ import (
 
 	"github.com/uamirror/uamirror/test/harness"
 )
-
-// startOPCUAPair starts a pair like startPair, its nodes serving their
-// OPC UA endpoints (--opcua on ephemeral ports), without an arbiter.
-func startOPCUAPair(t *testing.T, n int) *testPair {
-	t.Helper()
-	p := &testPair{nodes: map[string]*harness.Proc{}, admin: map[string]string{}}
-	p.plc = harness.Start(t, "simserver", "--vars", "16", "--type", "Double", "--rate", "40", "--changing", "8", "--control")
-	p.scada = harness.Start(t, "simserver", "--vars", "16", "--type", "Double")
-	dir := t.TempDir()
-	var yml strings.Builder
-	fmt.Fprintf(&yml, "servers:\n  - name: plc\n    endpoints: [%q]\n  - name: scada\n    endpoints: [%q]\n", p.plc.Ready("endpoint"), p.scada.Ready("endpoint"))
-	yml.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 1s\nmappings:\n")
-	for i := range n {
-		fmt.Fprintf(&yml, "  - source: {server: plc, node: \"nsu=urn:uamirror:simserver;s=v%d\"}\n    target: {server: scada, node: \"nsu=urn:uamirror:simserver;s=v%d\"}\n", i, i)
-	}
-	cfg := filepath.Join(dir, "mirror.yml")
-	if err := os.WriteFile(cfg, []byte(yml.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
-	var members []string
-	for _, id := range []string{"a", "b"} {
-		admin := addr()
-		p.admin[id] = "http://" + admin
-		members = append(members, fmt.Sprintf("id=%s,role=node,raft=%s,peer=%s,admin=%s", id, addr(), addr(), admin))
-	}
-	for _, id := range []string{"a", "b"} {
-		args := []string{"node", "--config", cfg, "--id", id, "--data", filepath.Join(dir, id), "--opcua", "127.0.0.1:0"}
-		for _, m := range members {
-			args = append(args, "--member", m)
-		}
-		p.nodes[id] = harness.Start(t, args...)
-	}
-	return p
-}
 
 // uaNode is a gopcua client of one node's OPC UA endpoint.
 type uaNode struct {
@@ -130,7 +92,8 @@ func (n *uaNode) failover(ctx context.Context) (*ua.CallMethodResult, error) {
 func TestOPCUAEndpoint(t *testing.T) {
 	start := time.Now()
 	const mappings = 4
-	p := startOPCUAPair(t, mappings)
+	// Without an arbiter, the nodes serving their OPC UA endpoints.
+	p := startPair(t, mappings, pairOpts{noArbiter: true, nodeArgs: []string{"--opcua", "127.0.0.1:0"}})
 	active, epoch := p.waitReady(t, 90*time.Second)
 	standby := map[string]string{"a": "b", "b": "a"}[active]
 	t.Logf("pair up in %v: active %s epoch %d", time.Since(start).Round(time.Millisecond), active, epoch)

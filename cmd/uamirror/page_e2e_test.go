@@ -25,9 +25,15 @@ type testPair struct {
 	admin      map[string]string        // id → http://host:port
 }
 
+// pairOpts chooses the members of a test pair.
+type pairOpts struct {
+	noArbiter bool     // two bridge nodes only
+	nodeArgs  []string // extra flags for both bridge nodes
+}
+
 // startPair starts the pair on ephemeral ports with mappings plc.v_i →
 // scada.v_i for i < n.
-func startPair(t *testing.T, n int) *testPair {
+func startPair(t *testing.T, n int, o pairOpts) *testPair {
 	t.Helper()
 	p := &testPair{nodes: map[string]*harness.Proc{}, admin: map[string]string{}}
 	p.plc = harness.Start(t, "simserver", "--vars", "16", "--type", "Double", "--rate", "40", "--changing", "8", "--control")
@@ -43,9 +49,13 @@ func startPair(t *testing.T, n int) *testPair {
 	if err := os.WriteFile(cfg, []byte(yml.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ids := []string{"arb", "a", "b"}
+	if o.noArbiter {
+		ids = ids[1:]
+	}
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
 	var members []string
-	for _, id := range []string{"a", "b", "arb"} {
+	for _, id := range ids {
 		admin := addr()
 		p.admin[id] = "http://" + admin
 		if id == "arb" {
@@ -54,7 +64,7 @@ func startPair(t *testing.T, n int) *testPair {
 		}
 		members = append(members, fmt.Sprintf("id=%s,role=node,raft=%s,peer=%s,admin=%s", id, addr(), addr(), admin))
 	}
-	for _, id := range []string{"arb", "a", "b"} {
+	for _, id := range ids {
 		args := []string{"--id", id, "--data", filepath.Join(dir, id)}
 		for _, m := range members {
 			args = append(args, "--member", m)
@@ -63,7 +73,8 @@ func startPair(t *testing.T, n int) *testPair {
 			p.nodes[id] = harness.Start(t, append([]string{"arbiter"}, args...)...)
 			continue
 		}
-		p.nodes[id] = harness.Start(t, append([]string{"node", "--config", cfg}, args...)...)
+		args = append(append([]string{"node", "--config", cfg}, o.nodeArgs...), args...)
+		p.nodes[id] = harness.Start(t, args...)
 	}
 	return p
 }
@@ -108,7 +119,7 @@ func (p *testPair) waitReady(t *testing.T, timeout time.Duration) (string, uint6
 func TestStatusPage(t *testing.T) {
 	needChromium(t)
 	start := time.Now()
-	p := startPair(t, 6)
+	p := startPair(t, 6, pairOpts{})
 	active, epoch := p.waitReady(t, 90*time.Second)
 	standby := map[string]string{"a": "b", "b": "a"}[active]
 	t.Logf("pair up in %v: active %s epoch %d", time.Since(start).Round(time.Millisecond), active, epoch)

@@ -36,16 +36,15 @@ import (
 const ns = "urn:uamirror:simserver"
 
 type result struct {
-	kind          string
-	mappings      int
-	rate          float64
-	written       float64 // values/s at the target
-	p50, p99      time.Duration
-	cpu           float64 // fraction of one core
-	heapPerMap    float64 // bytes per mapping (heap in use above baseline)
-	rssPerMap     float64 // bytes per mapping (RSS above baseline)
-	liveAfter     time.Duration
-	changesPerSec float64
+	kind       string
+	mappings   int
+	rate       float64
+	written    float64 // values/s at the target
+	p50, p99   time.Duration
+	cpu        float64 // fraction of one core
+	heapPerMap float64 // bytes per mapping (heap in use above baseline)
+	rssPerMap  float64 // bytes per mapping (RSS above baseline)
+	liveAfter  time.Duration
 }
 
 func (r result) String() string {

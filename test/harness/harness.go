@@ -8,12 +8,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,17 +250,39 @@ func Context(t testing.TB) context.Context {
 	return ctx
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago
-// (for a server that must come back on the same port after a restart).
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// for a server that must be told its port in advance or come back on the
+// same port after a restart. Ports come from 20000–31999, below Linux's
+// ephemeral range (32768–60999): a port found free in the ephemeral range
+// can be taken by one of the many outgoing connections of a test before
+// the server binds it. Safe for concurrent use.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	if nextPort == 0 {
+		nextPort = 20000 + rand.IntN(10000)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 2000 {
+		p := nextPort
+		if nextPort++; nextPort >= 32000 {
+			nextPort = 20000
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
 }
+
+var (
+	portMu   sync.Mutex
+	nextPort int
+)
 
 // ReadValues reads the Value attribute of nodes (NodeID strings in index
 // form, or nsu= form resolved through the server's namespace array) with

@@ -19,15 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,39 +93,11 @@ func holds(t testing.TB, d time.Duration, msg string, cond func() (bool, string)
 	}
 }
 
-// Member addresses come from a range below Linux's ephemeral port range
-// (32768–60999): a port that harness.FreePort found free is itself an
-// ephemeral port, and on a busy machine an outgoing connection (these
-// tests open many) may take it before the member binds it, or while a
-// killed member is being restarted on it.
-var (
-	portMu   sync.Mutex
-	nextPort int
-)
-
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address that was free a moment ago (see
+// harness.FreePort for why not an ephemeral port).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	if nextPort == 0 {
-		nextPort = 20000 + rand.IntN(10000)
-	}
-	for range 2000 {
-		p := nextPort
-		if nextPort++; nextPort >= 32000 {
-			nextPort = 20000
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(p)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return addr
-	}
-	t.Fatal("no free port in 20000-31999")
-	return ""
+	return "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 }
 
 // sim is a simulation OPC UA server process (always with --control, so

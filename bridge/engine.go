@@ -531,16 +531,33 @@ type MappingStatus struct {
 func (e *Engine) Snapshot() []MappingStatus {
 	out := make([]MappingStatus, 0, len(e.maps))
 	for _, ms := range e.maps {
-		ms.mu.Lock()
-		for _, f := range []*flow{ms.fwd, ms.rev} {
-			if f == nil {
-				continue
-			}
-			out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
-				From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-				Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
+		out = ms.appendStatus(out)
+	}
+	return out
+}
+
+// Mapping returns the state of the flows of the mapping with the given
+// id (one, or two for a bidirectional mapping: forward first), or nil.
+// It is safe for concurrent use and costs one map lookup.
+func (e *Engine) Mapping(id string) []MappingStatus {
+	ms := e.byID[id]
+	if ms == nil {
+		return nil
+	}
+	return ms.appendStatus(nil)
+}
+
+// appendStatus appends the status of ms's flows to out under ms's lock.
+func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, f := range []*flow{ms.fwd, ms.rev} {
+		if f == nil {
+			continue
 		}
-		ms.mu.Unlock()
+		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
+			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
+			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
 	}
 	return out
 }

@@ -38,19 +38,24 @@ import (
 //	Role, Active (String), Epoch (UInt64), Ready (Boolean)
 //	ServerUriArray (String[]): the partner's server URI. gopcua's nodeset
 //	  has no ServerUriArray under Server.ServerRedundancy (it is declared
-//	  by NonTransparentRedundancyType only), so it is served here.
+//	  by NonTransparentRedundancyType only), so it is served here and
+//	  browsed as a Property of Server.ServerRedundancy (uatree.go).
 //	ServerUri (String): this node's own server URI (ApplicationUri)
 //	Servers/<name>/Up (Boolean), Servers/<name>/ServiceLevel (Int32)
 //	Mappings/<state> (UInt32): flows per state (pending, ok, held, bad,
 //	  quarantined, disabled); Mappings/Problems (String[]): "id: state:
 //	  reason" of each flow neither ok nor disabled
+//	Mappings/Items/<id>/State, /Reason, /From, /To (String), /Value (the
+//	  last good value), /SourceTimestamp (DateTime): one mapping's health;
+//	  Mappings/Items/<id>/Reverse/… for the reverse flow of a "both" one
 //	LastSwitchover/Time (DateTime), /From, /To, /Reason (String),
 //	  /Epoch (UInt64)
 //	Method Pair/Failover on object Pair: performs a switchover (on the
 //	  standby, forwards it to the active's admin API). Output: one String,
 //	  empty on success, else the error text (with a Bad status).
 //
-// Values are read from the Pair and the engine at Read time; ServiceLevel
+// Every node is browsable from Objects/Pair (uatree.go). Values are read
+// from the Pair and the engine at Read time; ServiceLevel
 // and Role, Active, Epoch, Ready are also pushed to monitored items when
 // they change (checked every UAServerConfig.Interval).
 
@@ -163,6 +168,7 @@ func NewUAServer(cfg UAServerConfig) (*UAServer, error) {
 		Host:           host,
 		Port:           port,
 		NamespaceURI:   UANamespaceURI,
+		Folder:         uaFolder,
 		ApplicationURI: UAServerURIPrefix + u.self,
 		Logger:         cfg.Logger,
 		Extension: &simserver.Extension{
@@ -170,6 +176,9 @@ func NewUAServer(cfg UAServerConfig) (*UAServer, error) {
 			NS0:         u.ns0,
 			Call:        u.call,
 			CallTimeout: 15 * time.Second,
+			Node:        u.uaNode,
+			Children:    u.uaChildren,
+			NS0Children: u.uaNS0Children,
 			// ServiceLevel is the pair's verdict, never a client's.
 			ServiceLevelReadOnly: true,
 		},
@@ -316,27 +325,35 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 		if !ok {
 			return nil, false
 		}
-		st := u.cfg.Pair.Status()
-		if st.Health == nil {
-			return nil, false
-		}
-		for _, s := range st.Health.Servers {
-			if s.Name != srv {
-				continue
-			}
-			switch field {
-			case "Up":
-				return value(s.Up), true
-			case "ServiceLevel":
-				return value(int32(s.ServiceLevel)), true
-			}
+		s, ok := u.serverHealth(srv)
+		switch {
+		case !ok:
+		case field == "Up":
+			return value(s.Up), true
+		case field == "ServiceLevel":
+			return value(int32(s.ServiceLevel)), true
 		}
 		return nil, false
+	}
+	if rest, ok := strings.CutPrefix(name, uaItemsPrefix); ok {
+		return u.itemVariable(rest)
 	}
 	if rest, ok := strings.CutPrefix(name, "Mappings/"); ok {
 		return u.mappings(rest)
 	}
 	return nil, false
+}
+
+// serverHealth returns the health the pair reports for server name.
+func (u *UAServer) serverHealth(name string) (redundancy.ServerHealth, bool) {
+	if h := u.cfg.Pair.Status().Health; h != nil {
+		for _, s := range h.Servers {
+			if s.Name == name {
+				return s, true
+			}
+		}
+	}
+	return redundancy.ServerHealth{}, false
 }
 
 // uaMappingStates are the names of bridge.State, in order.

@@ -149,3 +149,144 @@ func TestUAServer(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// TestUAServerBrowse walks the pair's endpoint from Objects with a gopcua
+// client, as a generic OPC UA client would, and reads the per-server and
+// per-mapping health it finds there; ServerUriArray is found under
+// Server.ServerRedundancy.
+func TestUAServerBrowse(t *testing.T) {
+	ctx := harness.Context(t)
+	e, _, _ := testEngine(t, 3)
+	pair := activePair("a")
+	pair.st.Health = &redundancy.Health{Ready: true, Servers: []redundancy.ServerHealth{
+		{Name: "plc", Up: true, ServiceLevel: 255}, {Name: "scada", Up: false}}}
+	u, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: "127.0.0.1:0", Pair: pair,
+		Engine: engineFunc(e), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	c, err := opcua.NewClient(u.Endpoint(), opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+
+	// browse returns BrowseName → reference of nid's references in dir.
+	browse := func(nid *ua.NodeID, dir ua.BrowseDirection) map[string]*ua.ReferenceDescription {
+		t.Helper()
+		res, err := c.Browse(ctx, &ua.BrowseRequest{NodesToBrowse: []*ua.BrowseDescription{{
+			NodeID: nid, BrowseDirection: dir, ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences),
+			IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)}}})
+		if err != nil {
+			t.Fatalf("browse %v: %v", nid, err)
+		}
+		if res.Results[0].StatusCode != ua.StatusOK {
+			t.Fatalf("browse %v: %v", nid, res.Results[0].StatusCode)
+		}
+		out := map[string]*ua.ReferenceDescription{}
+		for _, r := range res.Results[0].References {
+			out[r.BrowseName.Name] = r
+		}
+		return out
+	}
+	child := func(parent *ua.NodeID, name string, class ua.NodeClass) *ua.NodeID {
+		t.Helper()
+		kids := browse(parent, ua.BrowseDirectionForward)
+		r, ok := kids[name]
+		if !ok {
+			names := make([]string, 0, len(kids))
+			for n := range kids {
+				names = append(names, n)
+			}
+			t.Fatalf("%v has no child %q; children: %v", parent, name, names)
+		}
+		if r.NodeClass != class {
+			t.Errorf("%s: node class %v, want %v", name, r.NodeClass, class)
+		}
+		return r.NodeID.NodeID
+	}
+	readOne := func(nid *ua.NodeID, attr ua.AttributeID) *ua.DataValue {
+		t.Helper()
+		res, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: nid, AttributeID: attr}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Results[0]
+	}
+
+	pairObj := child(ua.NewNumericNodeID(0, id.ObjectsFolder), "Pair", ua.NodeClassObject)
+	top := browse(pairObj, ua.BrowseDirectionForward)
+	for _, n := range []string{"Role", "Active", "Epoch", "Ready", "ServerUri", "Servers", "Mappings", "LastSwitchover", "Failover"} {
+		if _, ok := top[n]; !ok {
+			t.Errorf("Pair has no child %q", n)
+		}
+	}
+	if r := top["Failover"]; r != nil {
+		if r.NodeClass != ua.NodeClassMethod {
+			t.Errorf("Failover: class %v, want Method", r.NodeClass)
+		}
+		if dv := readOne(r.NodeID.NodeID, ua.AttributeIDExecutable); dv.Value == nil || dv.Value.Value() != true {
+			t.Errorf("Failover Executable: %v", dv.Value)
+		}
+	}
+	if dv := readOne(child(pairObj, "Role", ua.NodeClassVariable), ua.AttributeIDValue); dv.Value.Value() != "active" {
+		t.Errorf("Role: %v", dv.Value)
+	}
+
+	// Per server.
+	scada := child(child(pairObj, "Servers", ua.NodeClassObject), "scada", ua.NodeClassObject)
+	if dv := readOne(child(scada, "Up", ua.NodeClassVariable), ua.AttributeIDValue); dv.Value.Value() != false {
+		t.Errorf("Servers/scada/Up: %v, want false", dv.Value)
+	}
+	// Per mapping: three ok, one quarantined, one disabled.
+	items := child(child(pairObj, "Mappings", ua.NodeClassObject), "Items", ua.NodeClassObject)
+	list := browse(items, ua.BrowseDirectionForward)
+	if len(list) != 5 {
+		t.Errorf("Mappings/Items: %d items, want 5", len(list))
+	}
+	states := map[string]int{}
+	for name, r := range list {
+		st := child(r.NodeID.NodeID, "State", ua.NodeClassVariable)
+		s, _ := readOne(st, ua.AttributeIDValue).Value.Value().(string)
+		states[s]++
+		if s == "ok" {
+			v := readOne(child(r.NodeID.NodeID, "Value", ua.NodeClassVariable), ua.AttributeIDValue)
+			if v.Status != ua.StatusOK || v.Value == nil {
+				t.Errorf("item %s Value: %v %v", name, v.Status, v.Value)
+			}
+			if from := readOne(child(r.NodeID.NodeID, "From", ua.NodeClassVariable), ua.AttributeIDValue); from.Value.Value() != "plc" {
+				t.Errorf("item %s From: %v", name, from.Value)
+			}
+		}
+		// The inverse reference leads back to Items.
+		if up := browse(st, ua.BrowseDirectionInverse); up[name] == nil {
+			t.Errorf("item %s State: no inverse reference to its item (got %v)", name, up)
+		}
+	}
+	if states["ok"] != 3 || states["quarantined"] != 1 || states["disabled"] != 1 {
+		t.Errorf("item states %v, want 3 ok, 1 quarantined, 1 disabled", states)
+	}
+
+	// ServerUriArray as a Property of Server.ServerRedundancy (Part 5, 6.3.9).
+	red := browse(ua.NewNumericNodeID(0, id.Server_ServerRedundancy), ua.BrowseDirectionForward)
+	r, ok := red["ServerUriArray"]
+	switch {
+	case !ok:
+		t.Fatalf("Server.ServerRedundancy has no ServerUriArray: %v", red)
+	case r.BrowseName.NamespaceIndex != 0 || r.ReferenceTypeID.IntID() != id.HasProperty:
+		t.Errorf("ServerUriArray: browse name %v, reference %v; want 0:ServerUriArray by HasProperty", r.BrowseName, r.ReferenceTypeID)
+	}
+	if dv := readOne(r.NodeID.NodeID, ua.AttributeIDValue); fmt.Sprint(dv.Value.Value()) != "[urn:uamirror:pair:b]" {
+		t.Errorf("ServerUriArray: %v", dv.Value)
+	}
+	if up := browse(r.NodeID.NodeID, ua.BrowseDirectionInverse); up["ServerRedundancy"] == nil {
+		t.Errorf("ServerUriArray: no inverse reference to ServerRedundancy: %v", up)
+	}
+}

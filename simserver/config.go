@@ -186,6 +186,9 @@ type Config struct {
 	// Extension, when set, adds computed read-only variables and a Call
 	// handler (see Extension).
 	Extension *Extension
+	// Folder is the string id and browse name of the folder under Objects
+	// that organizes the variables (default DefaultFolder, "Sim").
+	Folder string
 }
 
 // DefaultConfig returns the configuration of the simserver command's
@@ -199,6 +202,9 @@ func DefaultConfig() Config {
 func (c Config) withDefaults() Config {
 	if c.Host == "" {
 		c.Host = DefaultHost
+	}
+	if c.Folder == "" {
+		c.Folder = DefaultFolder
 	}
 	if c.NamespaceURI == "" {
 		c.NamespaceURI = DefaultNamespaceURI

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
@@ -17,8 +18,11 @@ import (
 // Extra variables are read-only (a Write answers Bad_NotWritable); they
 // can be read and monitored (a monitored item gets the value read when it
 // is created, and further values only when the caller reports a change
-// with [Server.NotifyExtra]). They are not browsable: a client addresses
-// them by node id.
+// with [Server.NotifyExtra]). They are browsable when the extension
+// describes its tree (Node and Children): objects, variables and methods
+// under the server's folder, and extra children of namespace-0 objects
+// (NS0Children). A variable that Var serves but Node does not describe
+// can still be read by its node id.
 //
 // Concurrency: the functions are called from gopcua's service goroutine
 // (one for all connections) and from NotifyExtra's caller, concurrently;
@@ -46,6 +50,41 @@ type Extension struct {
 	// (Bad_NotWritable) and reports it read-only: the caller owns it
 	// (SetServiceLevel).
 	ServiceLevelReadOnly bool
+
+	// Node describes the browsable extra node ns=<server's namespace>;
+	// s=name (an Object, a Variable served by Var, or a Method served by
+	// Call), or reports false. nil: no extra node is browsable.
+	Node func(name string) (ExtraNode, bool)
+	// Children lists the extra nodes whose Parent is parent ("" for the
+	// server's folder), in browse order.
+	Children func(parent string) []ExtraNode
+	// NS0Children lists extra nodes of the server's namespace that a
+	// Browse of the namespace-0 node i shows as its children, besides
+	// those of gopcua's nodeset (their Parent is ignored).
+	NS0Children func(i uint32) []ExtraNode
+}
+
+// ExtraNode describes a browsable node of an Extension.
+type ExtraNode struct {
+	// Name is the node's string id in the server's namespace.
+	Name string
+	// Parent is the Name of the Object the node belongs to; "" is the
+	// server's folder, unless ParentNS0 is set.
+	Parent string
+	// ParentNS0, when not 0, is the numeric id of the namespace-0 node
+	// the node belongs to (see Extension.NS0Children).
+	ParentNS0 uint32
+	// BrowseName is the node's browse and display name (default Name).
+	BrowseName string
+	// BrowseNS0 puts BrowseName in namespace 0, for nodes that stand for
+	// a standard child (ServerUriArray under ServerRedundancy).
+	BrowseNS0 bool
+	// Class is ua.NodeClassObject, ua.NodeClassVariable or
+	// ua.NodeClassMethod.
+	Class ua.NodeClass
+	// Property makes a variable a Property (HasProperty, PropertyType)
+	// rather than a component (HasComponent, BaseDataVariableType).
+	Property bool
 }
 
 // serviceLevelReadOnly reports whether clients may not write ServiceLevel.
@@ -83,6 +122,159 @@ func (s *Server) extraNS0(nid *ua.NodeID) (*ua.DataValue, bool) {
 	}
 	dv, ok := x.NS0(nid.IntID())
 	return dv, ok && dv != nil
+}
+
+// extraNode returns the browsable extra node nid names, if any.
+func (s *Server) extraNode(nid *ua.NodeID) (ExtraNode, bool) {
+	x := s.cfg.Extension
+	if x == nil || x.Node == nil || nid == nil || nid.Namespace() != s.ns.idx ||
+		nid.Type() != ua.NodeIDTypeString || s.ns.exists(nid) {
+		return ExtraNode{}, false
+	}
+	return x.Node(nid.StringID())
+}
+
+func (s *Server) browseName(n ExtraNode) *ua.QualifiedName {
+	name := n.BrowseName
+	if name == "" {
+		name = n.Name
+	}
+	if n.BrowseNS0 {
+		return &ua.QualifiedName{Name: name}
+	}
+	return &ua.QualifiedName{NamespaceIndex: s.ns.idx, Name: name}
+}
+
+// extraNodeAttribute answers the attributes of an extra Object or Method
+// (Part 3, 5.5 and 5.7); variables go through extraAttribute.
+func (s *Server) extraNodeAttribute(nid *ua.NodeID, n ExtraNode, attr ua.AttributeID) *ua.DataValue {
+	switch attr {
+	case ua.AttributeIDNodeID:
+		return attrValue(nid)
+	case ua.AttributeIDNodeClass:
+		return attrValue(int32(n.Class))
+	case ua.AttributeIDBrowseName:
+		return attrValue(s.browseName(n))
+	case ua.AttributeIDDisplayName:
+		return attrValue(attrs.DisplayName(s.browseName(n).Name, ""))
+	case ua.AttributeIDDescription:
+		return attrValue(attrs.DisplayName("", ""))
+	case ua.AttributeIDWriteMask, ua.AttributeIDUserWriteMask:
+		return attrValue(uint32(0))
+	}
+	switch {
+	case n.Class == ua.NodeClassObject && attr == ua.AttributeIDEventNotifier:
+		return attrValue(byte(0))
+	case n.Class == ua.NodeClassMethod && (attr == ua.AttributeIDExecutable || attr == ua.AttributeIDUserExecutable):
+		return attrValue(true)
+	}
+	return attrStatus(ua.StatusBadAttributeIDInvalid)
+}
+
+// typeDefinition returns the type definition of an extra node.
+func typeDefinition(n ExtraNode) (*ua.ExpandedNodeID, string, ua.NodeClass) {
+	switch {
+	case n.Class == ua.NodeClassObject:
+		return ua.NewNumericExpandedNodeID(0, id.BaseObjectType), "BaseObjectType", ua.NodeClassObjectType
+	case n.Class == ua.NodeClassVariable && n.Property:
+		return ua.NewNumericExpandedNodeID(0, id.PropertyType), "PropertyType", ua.NodeClassVariableType
+	case n.Class == ua.NodeClassVariable:
+		return ua.NewNumericExpandedNodeID(0, id.BaseDataVariableType), "BaseDataVariableType", ua.NodeClassVariableType
+	}
+	return ua.NewTwoByteExpandedNodeID(0), "", ua.NodeClassUnspecified
+}
+
+// extraRef is the forward reference from n's parent to the extra node n.
+func (s *Server) extraRef(n ExtraNode) *ua.ReferenceDescription {
+	ref := refHasComponent
+	if n.Property {
+		ref = refHasProperty
+	}
+	td, _, _ := typeDefinition(n)
+	bn := s.browseName(n)
+	return &ua.ReferenceDescription{
+		ReferenceTypeID: ref,
+		IsForward:       true,
+		NodeID:          ua.NewStringExpandedNodeID(s.ns.idx, n.Name),
+		BrowseName:      bn,
+		DisplayName:     attrs.DisplayName(bn.Name, ""),
+		NodeClass:       n.Class,
+		TypeDefinition:  td,
+	}
+}
+
+// browseExtra answers Browse of an extra node: its type definition, its
+// parent (inverse) and its children.
+func (s *Server) browseExtra(gs *server.Server, bd *ua.BrowseDescription, n ExtraNode) *ua.BrowseResult {
+	var all []*ua.ReferenceDescription
+	if td, tdName, tdClass := typeDefinition(n); tdName != "" {
+		all = append(all, &ua.ReferenceDescription{
+			ReferenceTypeID: refHasTypeDefinition, IsForward: true, NodeID: td,
+			BrowseName: &ua.QualifiedName{Name: tdName}, DisplayName: attrs.DisplayName(tdName, ""),
+			NodeClass: tdClass, TypeDefinition: ua.NewTwoByteExpandedNodeID(0),
+		})
+	}
+	up := &ua.ReferenceDescription{
+		ReferenceTypeID: refHasComponent,
+		NodeID:          ua.NewStringExpandedNodeID(s.ns.idx, s.ns.folder),
+		BrowseName:      &ua.QualifiedName{NamespaceIndex: s.ns.idx, Name: s.ns.folder},
+		DisplayName:     attrs.DisplayName(s.ns.folder, ""),
+		NodeClass:       ua.NodeClassObject,
+		TypeDefinition:  ua.NewNumericExpandedNodeID(0, id.FolderType),
+	}
+	if n.Property {
+		up.ReferenceTypeID = refHasProperty
+	}
+	switch {
+	case n.ParentNS0 != 0:
+		pid := ua.NewNumericNodeID(0, n.ParentNS0)
+		up.NodeID = ua.NewNumericExpandedNodeID(0, n.ParentNS0)
+		if pn := gs.Node(pid); pn != nil {
+			up.BrowseName, up.DisplayName, up.NodeClass = pn.BrowseName(), pn.DisplayName(), pn.NodeClass()
+			up.TypeDefinition = ua.NewTwoByteExpandedNodeID(0)
+		}
+	case n.Parent != "":
+		if p, ok := s.cfg.Extension.Node(n.Parent); ok {
+			pr := s.extraRef(p)
+			up.NodeID, up.BrowseName, up.DisplayName, up.TypeDefinition = pr.NodeID, pr.BrowseName, pr.DisplayName, pr.TypeDefinition
+		}
+	}
+	all = append(all, up)
+	if n.Class == ua.NodeClassObject && s.cfg.Extension.Children != nil {
+		for _, c := range s.cfg.Extension.Children(n.Name) {
+			all = append(all, s.extraRef(c))
+		}
+	}
+	return filterRefs(bd, all)
+}
+
+// extraChildren returns the forward references to the extension's
+// children of the folder ("") or of the namespace-0 node nid.
+func (s *Server) extraChildren(nid *ua.NodeID, folder bool) []*ua.ReferenceDescription {
+	x := s.cfg.Extension
+	if x == nil {
+		return nil
+	}
+	var kids []ExtraNode
+	switch {
+	case folder && x.Children != nil:
+		kids = x.Children("")
+	case !folder && x.NS0Children != nil && nid.Namespace() == 0 && isNumeric(nid):
+		kids = x.NS0Children(nid.IntID())
+	}
+	refs := make([]*ua.ReferenceDescription, 0, len(kids))
+	for _, c := range kids {
+		refs = append(refs, s.extraRef(c))
+	}
+	return refs
+}
+
+func isNumeric(nid *ua.NodeID) bool {
+	switch nid.Type() {
+	case ua.NodeIDTypeTwoByte, ua.NodeIDTypeFourByte, ua.NodeIDTypeNumeric:
+		return true
+	}
+	return false
 }
 
 // extraAttribute answers the attributes of an extra variable: Value from

@@ -145,7 +145,14 @@ func (s *Server) attribute(gs *server.Server, nid *ua.NodeID, attr ua.AttributeI
 		return attrStatus(ua.StatusBadNodeIDInvalid)
 	}
 	if name, dv, ok := s.extraVar(nid); ok {
-		return s.extraAttribute(nid, name, dv, attr, nil)
+		var base func() *ua.DataValue
+		if n, ok := s.extraNode(nid); ok && (attr == ua.AttributeIDBrowseName || attr == ua.AttributeIDDisplayName) {
+			base = func() *ua.DataValue { return s.extraNodeAttribute(nid, n, attr) }
+		}
+		return s.extraAttribute(nid, name, dv, attr, base)
+	}
+	if n, ok := s.extraNode(nid); ok && n.Class != ua.NodeClassVariable {
+		return s.extraNodeAttribute(nid, n, attr)
 	}
 	if nid.Namespace() == s.ns.idx {
 		return s.ns.Attribute(nid, attr)
@@ -190,6 +197,9 @@ func (s *Server) attribute(gs *server.Server, nid *ua.NodeID, attr ua.AttributeI
 // nodeExists reports whether nid names a node of the address space.
 func (s *Server) nodeExists(gs *server.Server, nid *ua.NodeID) bool {
 	if _, _, ok := s.extraVar(nid); ok {
+		return true
+	}
+	if _, ok := s.extraNode(nid); ok {
 		return true
 	}
 	if nid.Namespace() == s.ns.idx {
@@ -398,12 +408,19 @@ func (s *Server) browse(gs *server.Server, r ua.Request) ua.Response {
 			results[k] = &ua.BrowseResult{StatusCode: ua.StatusBadBrowseDirectionInvalid}
 			continue
 		}
+		if n, ok := s.extraNode(bd.NodeID); ok {
+			results[k] = s.browseExtra(gs, bd, n)
+			continue
+		}
 		nsp, err := gs.Namespace(int(bd.NodeID.Namespace()))
 		if err != nil {
 			results[k] = &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDUnknown}
 			continue
 		}
 		results[k] = nsp.Browse(bd)
+		if extra := s.extraChildren(bd.NodeID, false); len(extra) > 0 && results[k].StatusCode == ua.StatusGood {
+			results[k].References = append(results[k].References, filterRefs(bd, extra).References...)
+		}
 	}
 	return &ua.BrowseResponse{ResponseHeader: respHeader(r, ua.StatusOK), Results: results,
 		DiagnosticInfos: []*ua.DiagnosticInfo{}}

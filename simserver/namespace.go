@@ -9,9 +9,9 @@ import (
 	"github.com/gopcua/opcua/ua"
 )
 
-// simFolder is the string id of the folder under Objects that organizes
-// the variables.
-const simFolder = "Sim"
+// DefaultFolder is the string id (and browse name) of the folder under
+// Objects that organizes the variables, unless Config.Folder names another.
+const DefaultFolder = "Sim"
 
 // accessReadWrite is AccessLevel CurrentRead|CurrentWrite.
 const accessReadWrite = byte(ua.AccessLevelTypeCurrentRead | ua.AccessLevelTypeCurrentWrite)
@@ -24,6 +24,7 @@ const accessReadWrite = byte(ua.AccessLevelTypeCurrentRead | ua.AccessLevelTypeC
 type namespace struct {
 	srv      *Server
 	uri      string
+	folder   string // the folder's string id and browse name
 	idx      uint16 // set by gopcua's AddNamespace before Start
 	folderID *ua.NodeID
 	// folderRefs is the Browse result of the folder (one HasComponent
@@ -42,7 +43,7 @@ func (ns *namespace) ID() uint16 { return ns.idx }
 // SetID implements server.NameSpace; gopcua calls it from AddNamespace.
 func (ns *namespace) SetID(idx uint16) {
 	ns.idx = idx
-	ns.folderID = ua.NewStringNodeID(idx, simFolder)
+	ns.folderID = ua.NewStringNodeID(idx, ns.folder)
 }
 
 // AddNode implements server.NameSpace; the address space is fixed.
@@ -64,8 +65,8 @@ func (ns *namespace) Node(nid *ua.NodeID) *server.Node {
 func (ns *namespace) folderNode() *server.Node {
 	return server.NewNode(ns.folderID, server.Attributes{
 		ua.AttributeIDNodeClass:   server.DataValueFromValue(uint32(ua.NodeClassObject)),
-		ua.AttributeIDBrowseName:  server.DataValueFromValue(&ua.QualifiedName{NamespaceIndex: ns.idx, Name: simFolder}),
-		ua.AttributeIDDisplayName: server.DataValueFromValue(attrs.DisplayName(simFolder, "")),
+		ua.AttributeIDBrowseName:  server.DataValueFromValue(&ua.QualifiedName{NamespaceIndex: ns.idx, Name: ns.folder}),
+		ua.AttributeIDDisplayName: server.DataValueFromValue(attrs.DisplayName(ns.folder, "")),
 		ua.AttributeIDDataType:    server.DataValueFromValue(ua.NewNumericExpandedNodeID(0, id.FolderType)),
 	}, nil, nil)
 }
@@ -90,7 +91,7 @@ func (ns *namespace) varIndex(nid *ua.NodeID) (int, bool) {
 
 func (ns *namespace) isFolder(nid *ua.NodeID) bool {
 	return nid != nil && nid.Namespace() == ns.idx && nid.Type() == ua.NodeIDTypeString &&
-		nid.StringID() == simFolder
+		nid.StringID() == ns.folder
 }
 
 // exists reports whether nid names a node of this namespace.
@@ -125,9 +126,9 @@ func (ns *namespace) Attribute(nid *ua.NodeID, attr ua.AttributeID) *ua.DataValu
 		case ua.AttributeIDNodeClass:
 			return attrValue(int32(ua.NodeClassObject))
 		case ua.AttributeIDBrowseName:
-			return attrValue(&ua.QualifiedName{NamespaceIndex: ns.idx, Name: simFolder})
+			return attrValue(&ua.QualifiedName{NamespaceIndex: ns.idx, Name: ns.folder})
 		case ua.AttributeIDDisplayName:
-			return attrValue(attrs.DisplayName(simFolder, ""))
+			return attrValue(attrs.DisplayName(ns.folder, ""))
 		case ua.AttributeIDDescription:
 			return attrValue(attrs.DisplayName("", ""))
 		case ua.AttributeIDWriteMask, ua.AttributeIDUserWriteMask:
@@ -193,6 +194,7 @@ var (
 	refHasComponent      = ua.NewNumericNodeID(0, id.HasComponent)
 	refOrganizes         = ua.NewNumericNodeID(0, id.Organizes)
 	refHasTypeDefinition = ua.NewNumericNodeID(0, id.HasTypeDefinition)
+	refHasProperty       = ua.NewNumericNodeID(0, id.HasProperty)
 )
 
 // refSupertypes lists, for each reference type we return, the types it is
@@ -201,6 +203,7 @@ var refSupertypes = map[uint32][]uint32{
 	id.HasComponent:      {id.Aggregates, id.HierarchicalReferences, id.References},
 	id.Organizes:         {id.HierarchicalReferences, id.References},
 	id.HasTypeDefinition: {id.NonHierarchicalReferences, id.References},
+	id.HasProperty:       {id.Aggregates, id.HierarchicalReferences, id.References},
 }
 
 func refMatches(bd *ua.BrowseDescription, r *ua.ReferenceDescription) bool {
@@ -288,15 +291,24 @@ func (ns *namespace) Browse(bd *ua.BrowseDescription) *ua.BrowseResult {
 		}, {
 			ReferenceTypeID: refHasComponent,
 			IsForward:       false,
-			NodeID:          ua.NewStringExpandedNodeID(ns.idx, simFolder),
-			BrowseName:      &ua.QualifiedName{NamespaceIndex: ns.idx, Name: simFolder},
-			DisplayName:     attrs.DisplayName(simFolder, ""),
+			NodeID:          ua.NewStringExpandedNodeID(ns.idx, ns.folder),
+			BrowseName:      &ua.QualifiedName{NamespaceIndex: ns.idx, Name: ns.folder},
+			DisplayName:     attrs.DisplayName(ns.folder, ""),
 			NodeClass:       ua.NodeClassObject,
 			TypeDefinition:  ua.NewNumericExpandedNodeID(0, id.FolderType),
 		}}
 	default:
 		return &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDUnknown}
 	}
+	if ns.isFolder(bd.NodeID) {
+		all = append(all, ns.srv.extraChildren(bd.NodeID, true)...)
+	}
+	return filterRefs(bd, all)
+}
+
+// filterRefs returns the Browse result of the references in all that
+// match bd.
+func filterRefs(bd *ua.BrowseDescription, all []*ua.ReferenceDescription) *ua.BrowseResult {
 	out := make([]*ua.ReferenceDescription, 0, len(all))
 	for _, r := range all {
 		if refMatches(bd, r) {

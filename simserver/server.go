@@ -153,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 		})
 	}
 	s.serviceLevel.Store(scalarValue(byte(255), now))
-	s.ns = &namespace{srv: s, uri: cfg.NamespaceURI}
+	s.ns = &namespace{srv: s, uri: cfg.NamespaceURI, folder: cfg.Folder}
 	return s, nil
 }
 

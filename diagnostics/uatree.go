@@ -1,0 +1,229 @@
+package diagnostics
+
+import (
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/simserver"
+)
+
+// The browsable tree of the pair's endpoint (see uaserver.go for the
+// variables): Objects/Pair is the folder of namespace UANamespaceURI,
+//
+//	Pair
+//	  Role, Active, Epoch, Ready, ServerUri
+//	  Failover()                       (node id Pair/Failover)
+//	  Servers/<name>/{Up, ServiceLevel}
+//	  Mappings/{pending, ok, …, Problems}
+//	  Mappings/Items/<id>/{State, Reason, Value, SourceTimestamp, From, To}
+//	  Mappings/Items/<id>/Reverse/{…}  (the reverse flow of a "both" mapping)
+//	  LastSwitchover/{Time, From, To, Reason, Epoch}
+//
+// and ServerUriArray is a Property of Server.ServerRedundancy (i=2296) in
+// namespace 0, where Part 5, 6.3.9 (NonTransparentRedundancyType) puts it.
+//
+// The tree is computed at Browse time from the pair's status and the
+// engine; Mappings/Items lists every mapping in one Browse response
+// (gopcua has no BrowseNext).
+
+// uaFolder is the folder's string id: the Pair object.
+const uaFolder = uaPairObject
+
+var (
+	uaTopVars      = []string{"Role", "Active", "Epoch", "Ready", "ServerUri"}
+	uaTopObjects   = []string{"Servers", "Mappings", "LastSwitchover"}
+	uaServerFields = []string{"Up", "ServiceLevel"}
+	uaSwitchFields = []string{"Time", "From", "To", "Reason", "Epoch"}
+	uaItemFields   = []string{"State", "Reason", "Value", "SourceTimestamp", "From", "To"}
+)
+
+const (
+	uaItemsObject  = "Mappings/Items"
+	uaItemsPrefix  = uaItemsObject + "/"
+	uaReverse      = "Reverse"
+	uaServerURIArr = "ServerUriArray"
+)
+
+func uaVar(name, parent string) simserver.ExtraNode {
+	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
+}
+
+func uaObject(name, parent string) simserver.ExtraNode {
+	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassObject}
+}
+
+func lastSegment(name string) string {
+	return name[strings.LastIndexByte(name, '/')+1:]
+}
+
+// parentOf returns the parent object of a node of the tree.
+func parentOf(name string) string {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 || name == uaFailoverMethod {
+		return ""
+	}
+	return name[:i]
+}
+
+// uaNode describes the node name of the tree, if it exists now.
+func (u *UAServer) uaNode(name string) (simserver.ExtraNode, bool) {
+	switch {
+	case name == uaServerURIArr:
+		return simserver.ExtraNode{Name: name, BrowseName: name, BrowseNS0: true, Class: ua.NodeClassVariable,
+			Property: true, ParentNS0: id.Server_ServerRedundancy}, true
+	case name == uaFailoverMethod:
+		return simserver.ExtraNode{Name: name, BrowseName: "Failover", Class: ua.NodeClassMethod}, true
+	}
+	parent := parentOf(name)
+	for _, c := range u.uaChildren(parent) {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return simserver.ExtraNode{}, false
+}
+
+// uaChildren lists the children of the object parent ("" is the folder).
+func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
+	var out []simserver.ExtraNode
+	switch {
+	case parent == "":
+		for _, v := range uaTopVars {
+			out = append(out, uaVar(v, ""))
+		}
+		for _, o := range uaTopObjects {
+			out = append(out, uaObject(o, ""))
+		}
+		out = append(out, simserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod})
+	case parent == "Servers":
+		if h := u.cfg.Pair.Status().Health; h != nil {
+			for _, s := range h.Servers {
+				out = append(out, uaObject("Servers/"+s.Name, parent))
+			}
+		}
+	case parent == "LastSwitchover":
+		out = fields(out, parent, uaSwitchFields)
+	case parent == "Mappings":
+		for _, s := range uaMappingStates {
+			out = append(out, uaVar("Mappings/"+s, parent))
+		}
+		out = append(out, uaVar("Mappings/Problems", parent), uaObject(uaItemsObject, parent))
+	case parent == uaItemsObject:
+		if e := u.cfg.Engine(); e != nil {
+			for _, m := range e.Snapshot() {
+				if !m.Reverse {
+					out = append(out, uaObject(uaItemsPrefix+m.ID, parent))
+				}
+			}
+		}
+	case strings.HasPrefix(parent, "Servers/") && strings.Count(parent, "/") == 1:
+		if _, ok := u.serverHealth(strings.TrimPrefix(parent, "Servers/")); ok {
+			out = fields(out, parent, uaServerFields)
+		}
+	case strings.HasPrefix(parent, uaItemsPrefix):
+		id, rev := strings.CutSuffix(strings.TrimPrefix(parent, uaItemsPrefix), "/"+uaReverse)
+		flows := u.mappingFlows(id)
+		if len(flows) == 0 || (rev && len(flows) < 2) || strings.Contains(id, "/") {
+			return nil
+		}
+		out = fields(out, parent, uaItemFields)
+		if !rev && len(flows) == 2 {
+			out = append(out, uaObject(parent+"/"+uaReverse, parent))
+		}
+	}
+	return out
+}
+
+func fields(out []simserver.ExtraNode, parent string, names []string) []simserver.ExtraNode {
+	for _, f := range names {
+		out = append(out, uaVar(parent+"/"+f, parent))
+	}
+	return out
+}
+
+// uaNS0Children puts ServerUriArray under Server.ServerRedundancy.
+func (u *UAServer) uaNS0Children(i uint32) []simserver.ExtraNode {
+	if i != id.Server_ServerRedundancy {
+		return nil
+	}
+	n, _ := u.uaNode(uaServerURIArr)
+	return []simserver.ExtraNode{n}
+}
+
+// mappingLookup is the optional engine capability of finding one
+// mapping's flows without a snapshot of all (bridge.Engine has it).
+type mappingLookup interface {
+	Mapping(id string) []bridge.MappingStatus
+}
+
+// mappingFlows returns the flows of mapping id (forward first).
+func (u *UAServer) mappingFlows(id string) []bridge.MappingStatus {
+	e := u.cfg.Engine()
+	if e == nil {
+		return nil
+	}
+	if l, ok := e.(mappingLookup); ok {
+		return l.Mapping(id)
+	}
+	var out []bridge.MappingStatus
+	for _, m := range e.Snapshot() {
+		if m.ID == id {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// itemVariable serves Mappings/Items/<id>[/Reverse]/<field>.
+func (u *UAServer) itemVariable(rest string) (*ua.DataValue, bool) {
+	path, field, ok := cutLast(rest)
+	if !ok {
+		return nil, false
+	}
+	id, rev := strings.CutSuffix(path, "/"+uaReverse)
+	if strings.Contains(id, "/") {
+		return nil, false
+	}
+	flows := u.mappingFlows(id)
+	k := 0
+	if rev {
+		k = 1
+	}
+	if k >= len(flows) {
+		return nil, false
+	}
+	f := flows[k]
+	switch field {
+	case "State":
+		return value(f.State.String()), true
+	case "Reason":
+		return value(f.Reason), true
+	case "From":
+		return value(f.From), true
+	case "To":
+		return value(f.To), true
+	case "SourceTimestamp":
+		return value(f.SourceTS), true
+	case "Value":
+		if f.Value == nil {
+			now := time.Now()
+			return &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueServerTimestamp,
+				Status: ua.StatusBadWaitingForInitialData, ServerTimestamp: now}, true
+		}
+		return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+			Value: f.Value, SourceTimestamp: f.SourceTS, ServerTimestamp: time.Now()}, true
+	}
+	return nil, false
+}
+
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}

@@ -100,6 +100,7 @@ func NewAdmin(pair Pair, engine EngineFunc, log *zap.Logger) *Admin {
 	a.handle("GET", "/api/v1/pair", a.pairView)
 	a.handle("GET", "/api/v1/mappings", a.listMappings)
 	a.handle("PUT", "/api/v1/mappings", a.putMappings)
+	a.handle("GET", "/api/v1/config", a.getConfig)
 	a.handle("POST", "/api/v1/switchover", a.switchover)
 	a.handle("GET", "/{$}", servePage)
 	a.mux.HandleFunc("/", a.notFound)

@@ -319,6 +319,13 @@ func (n *Node) Status() Status {
 // Events returns the switchover journal, oldest first.
 func (n *Node) Events() []Event { return n.fsm.State().Journal }
 
+// Config returns the pair's replicated mirror config (YAML, as applied)
+// and its hash; empty before a config was applied.
+func (n *Node) Config() (yaml []byte, hash string) {
+	st := n.fsm.State()
+	return st.Config, st.ConfigHash
+}
+
 // Mirror returns the running mirror (nil before the config arrived).
 func (n *Node) Mirror() Mirror {
 	n.mirrorMu.Lock()

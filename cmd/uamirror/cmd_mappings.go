@@ -75,16 +75,52 @@ if the result validates (a bad import never replaces a good config).`,
 	imp.Flags().StringVar(&into, "into", "", "config file whose mappings are replaced (validated first)")
 	imp.Flags().StringVarP(&out, "output", "o", "", "output file (default stdout, or the --into file)")
 
-	var exOut string
+	var exOut, exFormat string
 	exp := &cobra.Command{
-		Use:   "export CONFIG",
-		Short: "Write the mappings of a config file as CSV",
-		Args:  cobra.ExactArgs(1),
+		Use:   "export [CONFIG]",
+		Short: "Write the mappings as CSV: of a config file, or of the pair's running config",
+		Long: `export writes the mappings of CONFIG as CSV. Without CONFIG it asks a node's
+admin API (--node) for the pair's replicated config, the one that runs;
+--format yaml writes that whole config instead of its mappings.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := mapping.Load(args[0])
-			if err != nil {
-				printConfigErrors(cmd, err)
-				return &exitError{code: 1}
+			if exFormat != "csv" && exFormat != "yaml" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--format %q: want csv or yaml", exFormat)}
+			}
+			var cfg *mapping.Config
+			if len(args) == 1 {
+				c, err := mapping.Load(args[0])
+				if err != nil {
+					printConfigErrors(cmd, err)
+					return &exitError{code: 1}
+				}
+				cfg = c
+			} else {
+				node := nodeURL(cmd)
+				var view struct {
+					YAML string `json:"yaml"`
+				}
+				if _, err := call(cmd.Context(), node, http.MethodGet, "/api/v1/config", nil, &view); err != nil {
+					if _, ok := err.(*exitError); ok {
+						return err
+					}
+					return &exitError{code: exitFailed, err: err}
+				}
+				if exFormat == "yaml" {
+					return writeOut(cmd, exOut, []byte(view.YAML))
+				}
+				c, err := mapping.ParseYAML([]byte(view.YAML), node+"/api/v1/config")
+				if err != nil {
+					return &exitError{code: exitFailed, err: fmt.Errorf("the node's config does not parse: %w", err)}
+				}
+				cfg = c
+			}
+			if exFormat == "yaml" {
+				data, err := mapping.MarshalYAML(cfg)
+				if err != nil {
+					return err
+				}
+				return writeOut(cmd, exOut, data)
 			}
 			var buf bytes.Buffer
 			if err := mapping.WriteCSV(&buf, cfg.Mappings); err != nil {
@@ -93,6 +129,8 @@ if the result validates (a bad import never replaces a good config).`,
 			return writeOut(cmd, exOut, buf.Bytes())
 		},
 	}
+	exp.Flags().StringVar(&exFormat, "format", "csv", "csv (the mappings) or yaml (the whole config)")
+	nodeFlag(exp, a)
 	exp.Flags().StringVarP(&exOut, "output", "o", "", "output file (default stdout)")
 	apply := &cobra.Command{
 		Use:   "apply CONFIG",

@@ -23,6 +23,7 @@ type testPair struct {
 	plc, scada *harness.Proc
 	nodes      map[string]*harness.Proc // a, b, arb
 	admin      map[string]string        // id → http://host:port
+	config     string                   // the mirror config the nodes started with
 }
 
 // pairOpts chooses the members of a test pair.
@@ -49,6 +50,7 @@ func startPair(t *testing.T, n int, o pairOpts) *testPair {
 	if err := os.WriteFile(cfg, []byte(yml.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p.config = cfg
 	ids := []string{"arb", "a", "b"}
 	if o.noArbiter {
 		ids = ids[1:]
@@ -202,6 +204,26 @@ func TestStatusPage(t *testing.T) {
 		out, err := exec.Command(harness.Binary(t), "mappings", "list", "--node", p.admin["a"], "--state", "held").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "held") || !strings.Contains(string(out), "1 flows") {
 			t.Errorf("mappings list --state held: %v\n%s", err, out)
+		}
+	})
+	t.Run("mappings export", func(t *testing.T) {
+		// The standby exports the replicated config: the same mappings as
+		// the file the pair started from.
+		fromNode, err := exec.Command(harness.Binary(t), "mappings", "export", "--node", p.admin[standby]).Output()
+		if err != nil {
+			t.Fatalf("mappings export --node: %v", err)
+		}
+		fromFile, err := exec.Command(harness.Binary(t), "mappings", "export", p.config).Output()
+		if err != nil {
+			t.Fatalf("mappings export FILE: %v", err)
+		}
+		if string(fromNode) != string(fromFile) || strings.Count(string(fromNode), "\n") != 7 {
+			t.Errorf("export from the node:\n%s\nfrom the file:\n%s", fromNode, fromFile)
+		}
+		// Every member holds the replicated state, the arbiter too.
+		yml, err := exec.Command(harness.Binary(t), "mappings", "export", "--format", "yaml", "--node", p.admin["arb"]).CombinedOutput()
+		if err != nil || strings.Count(string(yml), "source:") != 6 {
+			t.Errorf("export --format yaml from the arbiter: %v\n%s", err, yml)
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"github.com/uamirror/uamirror/mapping"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -217,5 +219,20 @@ func TestOPCUAEndpoint(t *testing.T) {
 	t.Logf("Failover (on active %s) returned in %v", standby, time.Since(t0).Round(time.Millisecond))
 	waitLevels(active, standby)
 	waitLevel(func(b byte) bool { return b == 255 }, "of 255 again on the first active")
+
+	// A generic client finds it all by browsing: `uamirror browse` walks
+	// Objects/Pair of a real node.
+	out, err := exec.Command(harness.Binary(t), "browse", "--endpoint", p.nodes[active].Ready("opcua"),
+		"nsu=urn:uamirror:pair;s=Pair", "--recursive", "--depth", "4").CombinedOutput()
+	if err != nil {
+		t.Fatalf("browse Pair: %v\n%s", err, out)
+	}
+	for _, want := range []string{"s=Role", "s=Pair/Failover", "s=Servers/plc/Up", "s=Mappings/ok", "s=LastSwitchover/Reason",
+		"s=Mappings/Items/" + mapping.DeriveID(mapping.NodeRef{Server: "plc", Node: "nsu=urn:uamirror:simserver;s=v0"},
+			mapping.NodeRef{Server: "scada", Node: "nsu=urn:uamirror:simserver;s=v0"}) + "/State"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("browse Pair: no %s in\n%s", want, out)
+		}
+	}
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }

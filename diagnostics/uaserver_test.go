@@ -62,14 +62,7 @@ func TestUAServer(t *testing.T) {
 	go func() { defer wg.Done(); _ = u.Run(rctx) }()
 	defer func() { stop(); wg.Wait() }()
 
-	c, err := opcua.NewClient(u.Endpoint(), opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := dialUA(t, ctx, u.Endpoint())
 	ns, err := c.FindNamespace(ctx, diagnostics.UANamespaceURI)
 	if err != nil {
 		t.Fatal(err)
@@ -169,14 +162,7 @@ func TestUAServerBrowse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	c, err := opcua.NewClient(u.Endpoint(), opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := dialUA(t, ctx, u.Endpoint())
 
 	// browse returns BrowseName → reference of nid's references in dir.
 	browse := func(nid *ua.NodeID, dir ua.BrowseDirection) map[string]*ua.ReferenceDescription {
@@ -289,4 +275,19 @@ func TestUAServerBrowse(t *testing.T) {
 	if up := browse(r.NodeID.NodeID, ua.BrowseDirectionInverse); up["ServerRedundancy"] == nil {
 		t.Errorf("ServerUriArray: no inverse reference to ServerRedundancy: %v", up)
 	}
+}
+
+// dialUA connects a gopcua client (security None) to endpoint; the test's
+// cleanup closes it.
+func dialUA(t *testing.T, ctx context.Context, endpoint string) *opcua.Client {
+	t.Helper()
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
 }

@@ -92,9 +92,9 @@ type pairListener struct {
 	cancel context.CancelFunc
 	conns  chan net.Conn
 	done   chan struct{}
-	sem   chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
+	sem    chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
 }
 
 func newPairListener(ln net.Listener, cfg *tls.Config, name string, refused func(string, net.Addr, error)) *pairListener {

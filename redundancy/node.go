@@ -158,7 +158,7 @@ func New(o Options) (*Node, error) {
 	n.refusals = newRefusalJournal(cfg.ID, n.log.Named("tls"))
 	n.peerClient = &http.Client{Timeout: 500 * time.Millisecond}
 	if o := n.other(); o != nil && cfg.TLS != nil && self.Role == RoleNode {
-		n.peerClient.Transport = &http.Transport{TLSClientConfig: cfg.TLS.clientConfig(o.ID), MaxIdleConnsPerHost: 2,
+		n.peerClient.Transport = &http.Transport{TLSClientConfig: cfg.TLS.ClientConfig(o.ID), MaxIdleConnsPerHost: 2,
 			TLSHandshakeTimeout: 2 * time.Second, ForceAttemptHTTP2: false}
 	}
 	return n, nil

@@ -56,7 +56,7 @@ func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
 		return nil, fmt.Errorf("peer link on %s: %w", n.self.Peer, err)
 	}
 	if n.cfg.TLS != nil {
-		ln = newPairListener(ln, n.cfg.TLS.serverConfig(), "peer link", n.refusals.add)
+		ln = newPairListener(ln, n.cfg.TLS.ServerConfig(), "peer link", n.refusals.add)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)

@@ -39,9 +39,9 @@ const handshakeTimeout = 5 * time.Second
 // beyond it are closed at once (and the refusal journaled).
 const maxHandshakes = 32
 
-// serverConfig is the TLS server side of a pair listener: a client
+// ServerConfig is the TLS server side of a pair listener: a client
 // certificate is required and must name a member.
-func (t *PairTLS) serverConfig() *tls.Config {
+func (t *PairTLS) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{t.Cert},
@@ -53,11 +53,11 @@ func (t *PairTLS) serverConfig() *tls.Config {
 	}
 }
 
-// clientConfig is the TLS client side towards member want: the server's
+// ClientConfig is the TLS client side towards member want: the server's
 // certificate must name exactly that member. Go's own verification
 // (hostnames, system roots) is replaced by the pair's: the pair CA or a
 // pin, and the member id.
-func (t *PairTLS) clientConfig(want string) *tls.Config {
+func (t *PairTLS) ClientConfig(want string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		Certificates:       []tls.Certificate{t.Cert},
@@ -208,7 +208,7 @@ func (s *pairStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration
 		return nil, fmt.Errorf("raft: %s is no member's raft address", address)
 	}
 	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(address), s.tls.clientConfig(want))
+	c, err := tls.DialWithDialer(d, "tcp", string(address), s.tls.ClientConfig(want))
 	if err != nil {
 		var ne net.Error
 		if !errors.As(err, &ne) { // a TLS refusal, not an unreachable peer
@@ -239,7 +239,7 @@ func (n *Node) newTransport() (*raft.NetworkTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	pl := newPairListener(ln, n.cfg.TLS.serverConfig(), "raft", n.refusals.add)
+	pl := newPairListener(ln, n.cfg.TLS.ServerConfig(), "raft", n.refusals.add)
 	if addr.IP != nil && !addr.IP.IsUnspecified() {
 		pl.addr = addr
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -78,6 +79,7 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.DurationVar(&f.cooldown, "cooldown", 30*time.Second, "no monitor-driven switchover within this long of the last one")
 	fl.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "raft heartbeat and election timeout")
 	fl.DurationVar(&f.lease, "lease", 0, "write lease (default 3/5 of --heartbeat; must be shorter)")
+	addSecurityFlags(fl) // cmd_node_tls.go
 	return cmd
 }
 
@@ -129,6 +131,11 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if self.Role != role {
 		return &exitError{code: 2, err: fmt.Errorf("member %s has role %s; start it with `uamirror %s`", f.id, self.Role, self.Role)}
 	}
+	sec, err := loadSecurity(a, cmd, cfg.Members)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg.TLS = sec.pair
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
 	mr := &memberRole{}
@@ -189,9 +196,16 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if adminAddr == "" {
 		adminAddr = "127.0.0.1:0"
 	}
+	if err := diagnostics.CheckAdminBind(adminAddr, sec.admin, sec.insecure); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
+	}
 	ln, err := net.Listen("tcp", adminAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
+	}
+	adminScheme := "http"
+	if sec.adminTLS != nil {
+		ln, adminScheme = tls.NewListener(ln, sec.adminTLS), "https"
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -211,8 +225,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		return nil
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
+	admin.SetAuth(sec.admin)
 	var ready strings.Builder
-	fmt.Fprintf(&ready, "%s ready id=%s admin=http://%s", role, f.id, ln.Addr())
+	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {
 		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: node, Engine: engine, Logger: log})
 		if err == nil {

@@ -25,6 +25,7 @@ const (
 	exitUsage    = 2
 	exitNoNode   = 3 // the node could not be reached
 	exitNotReady = 4 // standby not ready (switchover without --force)
+	// exitUnauthorized = 5 (cmd_pairctl_auth.go): the node refused the credentials
 )
 
 const defaultNode = "http://127.0.0.1:7201"
@@ -35,6 +36,7 @@ func init() {
 
 func nodeFlag(cmd *cobra.Command, a *app) {
 	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL; env UAMIRROR_NODE)")
+	addCredFlags(cmd) // cmd_pairctl_auth.go
 }
 
 // nodeURL is --node if given, else $UAMIRROR_NODE, else the local default.
@@ -62,7 +64,11 @@ func call(ctx context.Context, node, method, path string, body []byte, out any) 
 	if err != nil {
 		return 0, &exitError{code: exitUsage, err: err}
 	}
-	res, err := http.DefaultClient.Do(req)
+	creds := credsFrom(ctx)
+	if creds.token != "" {
+		req.Header.Set("Authorization", "Bearer "+creds.token)
+	}
+	res, err := creds.client.Do(req)
 	if err != nil {
 		return 0, &exitError{code: exitNoNode, err: fmt.Errorf("node %s: %w", node, err)}
 	}
@@ -80,6 +86,9 @@ func call(ctx context.Context, node, method, path string, body []byte, out any) 
 		}
 		for _, s := range e.Errors {
 			msg += "\n  " + s
+		}
+		if res.StatusCode == http.StatusUnauthorized || (res.StatusCode == http.StatusForbidden && strings.HasPrefix(msg, "Forbidden: ")) {
+			return res.StatusCode, &exitError{code: exitUnauthorized, err: fmt.Errorf("node %s: %s (see --token-file, --cert)", node, msg)}
 		}
 		return res.StatusCode, fmt.Errorf("%s", msg)
 	}

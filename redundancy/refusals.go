@@ -3,6 +3,7 @@ package redundancy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // standby, an arbiter, a member without quorum), and replicating it would
 // let whoever can reach a raft port write to every member's raft log —
 // the very flood the journal must resist. The list is bounded and
-// rate-limited per remote host.
+// rate-limited per remote host (and listener and kind of reason).
 
 // RefusalKind marks journal events that record a refused connection or
 // request (Event.Kind); role changes have no kind.
@@ -67,10 +68,16 @@ func (j *refusalJournal) add(listener string, remote net.Addr, reason error) {
 	if err != nil {
 		host = addr
 	}
+	// One entry per window for each host, listener and kind of reason
+	// (the reason's text up to its first colon: "certificate not trusted
+	// by the pair (…)", "tls", …), so that a host refused for two reasons
+	// shows both, and a host repeating one shows it once.
+	kind, _, _ := strings.Cut(reason.Error(), ":")
+	key := host + "|" + listener + "|" + kind
 	now := j.now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	h := j.hosts[host]
+	h := j.hosts[key]
 	if h == nil {
 		if len(j.hosts) >= maxRefusalHosts {
 			for k, o := range j.hosts {
@@ -84,7 +91,7 @@ func (j *refusalJournal) add(listener string, remote net.Addr, reason error) {
 			return
 		}
 		h = &refusalHost{}
-		j.hosts[host] = h
+		j.hosts[key] = h
 	} else if now.Sub(h.last) < refusalWindow {
 		h.missed++
 		return

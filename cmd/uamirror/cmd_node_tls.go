@@ -21,7 +21,7 @@ import (
 // flags; each is bound to viper (env UAMIRROR_TLS_CA, …) when the command
 // runs (binding at construction would let the arbiter's flags shadow the
 // node's: both commands share one viper).
-var securityFlagNames = []string{"tls-ca", "tls-cert", "tls-key", "tls-pin",
+var securityFlagNames = []string{"tls-ca", "tls-cert", "tls-key",
 	"admin-tls-cert", "admin-tls-key", "admin-token-file", "admin-insecure"}
 
 func addSecurityFlags(fl *pflag.FlagSet) {
@@ -68,7 +68,13 @@ func loadSecurity(a *app, cmd *cobra.Command, members []redundancy.Member) (memb
 		}
 	}
 	var pins [][sha256.Size]byte
-	for _, p := range a.v.GetStringSlice("tls-pin") {
+	// viper turns a repeated string flag into one comma-joined string;
+	// read the flag itself, or UAMIRROR_TLS_PIN (comma- or space-separated).
+	pinList, _ := cmd.Flags().GetStringArray("tls-pin")
+	if !cmd.Flags().Changed("tls-pin") {
+		pinList = strings.FieldsFunc(os.Getenv("UAMIRROR_TLS_PIN"), func(r rune) bool { return r == ',' || r == ' ' })
+	}
+	for _, p := range pinList {
 		pin, err := pki.ParsePairPin(p)
 		if err != nil {
 			return s, fmt.Errorf("--tls-pin: %w", err)

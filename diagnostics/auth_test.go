@@ -153,4 +153,3 @@ func TestCheckAdminBind(t *testing.T) {
 		}
 	}
 }
-

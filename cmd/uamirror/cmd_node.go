@@ -229,7 +229,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	var ready strings.Builder
 	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {
-		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: node, Engine: engine, Logger: log})
+		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: uaPairFor(node, sec), Engine: engine, Logger: log})
 		if err == nil {
 			err = uas.Start(ctx)
 		}

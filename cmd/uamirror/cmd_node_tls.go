@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -132,4 +133,24 @@ func loadSecurity(a *app, cmd *cobra.Command, members []redundancy.Member) (memb
 		}
 	}
 	return s, nil
+}
+
+// errUAFailoverOff: the OPC UA endpoint authenticates no user, so while
+// the admin API requires credentials for a switchover, its Failover
+// method would be an open side door: it is refused.
+var errUAFailoverOff = errors.New("the Failover method is off while the admin API requires authentication " +
+	"(the OPC UA endpoint authenticates no user): switch over through the admin API with the token or a client certificate")
+
+// guardedUAPair is the pair as the OPC UA endpoint sees it when the admin
+// API is authenticated: readable, not switchable.
+type guardedUAPair struct{ diagnostics.UAPair }
+
+func (guardedUAPair) Switchover(context.Context, string, bool) error { return errUAFailoverOff }
+
+// uaPairFor returns the pair for the OPC UA endpoint.
+func uaPairFor(p diagnostics.UAPair, s memberSecurity) diagnostics.UAPair {
+	if len(s.admin.Token) > 0 || s.admin.Verify != nil {
+		return guardedUAPair{p}
+	}
+	return p
 }

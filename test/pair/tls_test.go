@@ -47,7 +47,7 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
-func startSecuredPair(t *testing.T, o pairOpts) *securedPair {
+func startSecuredPair(t testing.TB, o pairOpts) *securedPair {
 	t.Helper()
 	dir := t.TempDir()
 	sp := &securedPair{pki: filepath.Join(dir, "pki"), tokenFile: filepath.Join(dir, "admin.token")}

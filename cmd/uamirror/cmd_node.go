@@ -57,6 +57,11 @@ With --opcua HOST:PORT the member also serves the pair's state on an OPC UA
 endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
 diagnostics/uaserver.go).
 
+With --tls-ca/--tls-cert/--tls-key (from 'uamirror pki init-pair') raft and
+the peer link use mutual TLS and only members of the pair can connect; with
+--admin-token-file (or TLS) the admin API wants credentials for commands
+(README: "Securing the pair").
+
 The member prints one line "<role> ready id=… admin=http://…" once serving
 (followed by " opcua=opc.tcp://…" when --opcua is given).`,
 		Args: cobra.NoArgs,

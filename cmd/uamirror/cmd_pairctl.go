@@ -55,8 +55,13 @@ func nodeURL(cmd *cobra.Command) string {
 // call does one admin API request and decodes the JSON answer into out.
 // A non-2xx answer becomes an error carrying the node's message.
 func call(ctx context.Context, node, method, path string, body []byte, out any) (int, error) {
+	creds := credsFrom(ctx)
 	if !strings.HasPrefix(node, "http://") && !strings.HasPrefix(node, "https://") {
-		node = "http://" + node
+		if creds.tls {
+			node = "https://" + node
+		} else {
+			node = "http://" + node
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -64,7 +69,6 @@ func call(ctx context.Context, node, method, path string, body []byte, out any) 
 	if err != nil {
 		return 0, &exitError{code: exitUsage, err: err}
 	}
-	creds := credsFrom(ctx)
 	if creds.token != "" {
 		req.Header.Set("Authorization", "Bearer "+creds.token)
 	}

@@ -22,6 +22,7 @@ const exitUnauthorized = 5
 type adminCreds struct {
 	client *http.Client
 	token  string
+	tls    bool // --cacert or --cert given: a --node without scheme is https
 }
 
 type adminCredsKey struct{}
@@ -94,6 +95,7 @@ func loadCreds(cmd *cobra.Command) (*adminCreds, error) {
 		custom = true
 	}
 	c.client = http.DefaultClient
+	c.tls = custom
 	if custom {
 		c.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, TLSHandshakeTimeout: 10 * time.Second}}
 	}

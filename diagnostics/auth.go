@@ -64,6 +64,9 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 		}
 		a.log.Warn("admin request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.String("remote", r.RemoteAddr), zap.Int("status", code), zap.String("reason", reason))
+		if rr, ok := a.pair.(refusalRecorder); ok {
+			rr.RecordRefusal("admin API", r.RemoteAddr, r.Method+" "+r.URL.Path+": "+reason)
+		}
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="uamirror"`)
 		}
@@ -131,6 +134,13 @@ func (a *Admin) forwardTarget(id, admin string) (string, *http.Client, func()) {
 	}
 	tr := &http.Transport{TLSClientConfig: a.auth.ForwardTLS(id)}
 	return "https://" + admin, &http.Client{Timeout: a.client.Timeout, Transport: tr}, tr.CloseIdleConnections
+}
+
+// refusalRecorder is the optional capability of a Pair to journal a
+// refused request beside its refused connections (redundancy.Node has
+// it; the journal is rate-limited there).
+type refusalRecorder interface {
+	RecordRefusal(source, remote, reason string)
 }
 
 // securityEvents is the optional capability of a Pair to report the

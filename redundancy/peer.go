@@ -363,6 +363,13 @@ func (n *Node) Events() []Event { return n.fsm.State().Journal }
 // to this node, not replicated.
 func (n *Node) SecurityEvents() []Event { return n.refusals.list() }
 
+// RecordRefusal journals a refusal by another part of this member (the
+// admin API) beside the pair's own, under the same rate limit. reason
+// must not contain secrets.
+func (n *Node) RecordRefusal(source, remote, reason string) {
+	n.refusals.add(source, stringAddr(remote), errors.New(reason))
+}
+
 // Mirror returns the running mirror (nil before the config arrived).
 func (n *Node) Mirror() Mirror {
 	n.mirrorMu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/redundancy"
 )
 
@@ -71,5 +73,19 @@ func TestPKIInitPair(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, "pki", "init-pair", "--out", t.TempDir(), "--member", "a", "--member", "b=h"); code != 2 {
 		t.Errorf("member without host: exit %d, want 2", code)
+	}
+}
+
+// TestUAFailoverOffWithAuth: the OPC UA endpoint, which authenticates no
+// user, cannot switch the pair over while the admin API wants credentials.
+func TestUAFailoverOffWithAuth(t *testing.T) {
+	var open memberSecurity
+	var p diagnostics.UAPair = (*redundancy.Node)(nil)
+	if uaPairFor(p, open) != p {
+		t.Error("without admin auth the OPC UA endpoint should get the pair itself")
+	}
+	withToken := memberSecurity{admin: diagnostics.AdminAuth{Token: []byte("0123456789abcdef")}}
+	if err := uaPairFor(p, withToken).Switchover(t.Context(), "", false); !errors.Is(err, errUAFailoverOff) {
+		t.Errorf("Failover with admin auth on: %v", err)
 	}
 }

@@ -192,7 +192,11 @@ func TestSecuredPair(t *testing.T) {
 			t.Fatalf("after the refused switchovers %s says active=%q epoch=%d (%v), want %s/%d", m.id, st.Active, st.Epoch, err, act.id, epoch)
 		}
 	}
-	// Logged, without the token.
+	// Journaled (uamirror events shows it), and logged, without the token.
+	out, code = cli(t, "events", "--node", "https://"+act.admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
+	if code != 0 || !strings.Contains(out, "refused") || !strings.Contains(out, "admin API: POST /api/v1/switchover") || !strings.Contains(out, "not trusted by the pair") {
+		t.Errorf("uamirror events on %s: exit %d, want the refused connections and the refused switchover:\n%s", act.id, code, out)
+	}
 	for _, m := range []*member{act, sby} {
 		log := m.proc.Stderr.String()
 		if !strings.Contains(log, "admin request refused") || !strings.Contains(log, "/api/v1/switchover") {

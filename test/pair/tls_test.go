@@ -98,6 +98,24 @@ func TestSecuredPair(t *testing.T) {
 	act, sby, epoch := p.waitStable(30 * time.Second)
 	t.Logf("secured pair stable: %s active under epoch %d", act.id, epoch)
 
+	// The pair view fans out to the other members' admin APIs over https
+	// with this member's certificate.
+	var view struct {
+		Members []struct {
+			ID     string             `json:"id"`
+			Status *redundancy.Status `json:"status"`
+			Error  string             `json:"error"`
+		} `json:"members"`
+	}
+	if err := p.get(sby, "/api/v1/pair", &view); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range view.Members {
+		if m.Status == nil {
+			t.Errorf("pair view on %s: member %s: %s", sby.id, m.ID, m.Error)
+		}
+	}
+
 	// ---- intruders ----
 	foreign := filepath.Join(t.TempDir(), "foreign")
 	if out, code := cli(t, "pki", "init-pair", "--out", foreign, "--member", "a=127.0.0.1", "--member", "b=127.0.0.1"); code != 0 {

@@ -83,9 +83,10 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusBadRequest, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
 		return
 	}
-	if sender != "" && sr.From != sender {
-		// A member's certificate used to speak for another member.
-		err := fmt.Errorf("sync sent as member %q with the certificate of member %q", sr.From, sender)
+	if o := n.other(); sender != "" && (sr.From != sender || o == nil || sender != o.ID) {
+		// A member's certificate used to speak for another member, or a
+		// member that is not the other bridge node (the arbiter).
+		err := fmt.Errorf("sync sent as member %q with the certificate of member %q (only the other node streams)", sr.From, sender)
 		n.refusals.add("peer link", remoteAddr(req.RemoteAddr), err)
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})
 		return

@@ -149,6 +149,10 @@ func TestSecuredPair(t *testing.T) {
 	if st != http.StatusForbidden {
 		t.Errorf("peer sync as %s with the arbiter's certificate: %d %s, want 403", act.id, st, body)
 	}
+	// ... nor as itself: only the other node streams state.
+	if st, body := postSync(t, sby.peer, arbCert, sp.caPool, "arb"); st != http.StatusForbidden {
+		t.Errorf("peer sync as arb with the arbiter's certificate: %d %s, want 403", st, body)
+	}
 	waitFor(t, 15*time.Second, "the impersonation refusal in the standby's events", func() (bool, string) {
 		return hasRefusal(p, sby, "with the certificate of member \"arb\"")
 	})

@@ -382,3 +382,25 @@ func signMember(t *testing.T, dir, id string) tls.Certificate {
 	}
 	return kp
 }
+
+// TestSecuredPairKillActive: on a secured pair, kill -9 of the active
+// hands over as on a plain one (raft and the peer link reconnect over
+// TLS), and the killed node, restarted, rejoins as a READY standby.
+func TestSecuredPairKillActive(t *testing.T) {
+	p := startSecuredPair(t, pairOpts{rate: streamR}).pair
+	act, sby, epoch := p.waitStable(settle)
+	p.waitLive(time.Now(), settle)
+	killAt := p.kill(act)
+	p.waitActive(sby, epoch+1, settle)
+	ev := p.waitEvent(epoch+1, true, settle)
+	if ev.From != act.id || ev.To != sby.id {
+		t.Errorf("event of epoch %d = %+v, want %s → %s", epoch+1, ev, act.id, sby.id)
+	}
+	p.waitLive(killAt, settle)
+	p.restart(act)
+	p.waitStandby(act, epoch+1, rejoin)
+	p.setStatic(t)
+	p.waitMirrored(p.static(), settle)
+	p.checkInvariants()
+	t.Logf("kill -9 of %s on a secured pair: %s took over, node's gap %.1f ms; %s rejoined", act.id, sby.id, *ev.GapMS, act.id)
+}

@@ -66,15 +66,14 @@ const forwardedHeader = "X-Uamirror-Forwarded"
 
 // Admin is a node's admin HTTP server.
 type Admin struct {
-	pair     Pair
-	engine   EngineFunc
-	log      *zap.Logger
-	mux      *http.ServeMux
-	reg      *prometheus.Registry
-	client   *http.Client        // to other members (forwarding, pair view)
-	methods  map[string][]string // path → methods served, for 405 answers
-	auth     AdminAuth           // see auth.go
-	tokenSum []byte              // SHA-256 of auth.Token
+	pair    Pair
+	engine  EngineFunc
+	log     *zap.Logger
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	client  *http.Client        // to other members (forwarding, pair view)
+	methods map[string][]string // path → methods served, for 405 answers
+	auth    authState           // who may call (auth.go)
 }
 
 // NewAdmin builds the admin API of a pair member. engine may be nil (an

@@ -41,12 +41,18 @@ type AdminAuth struct {
 
 func (au AdminAuth) enabled() bool { return len(au.Token) > 0 || au.Verify != nil }
 
+// authState is an Admin's AdminAuth with the token's hash.
+type authState struct {
+	AdminAuth
+	tokenSum []byte // SHA-256 of Token: compared in constant time at a fixed length
+}
+
 // SetAuth sets the admin API's authentication. Call it before Serve.
 func (a *Admin) SetAuth(au AdminAuth) {
-	a.auth = au
+	a.auth = authState{AdminAuth: au}
 	if len(au.Token) > 0 {
 		sum := sha256.Sum256(au.Token)
-		a.tokenSum = sum[:]
+		a.auth.tokenSum = sum[:]
 	}
 }
 
@@ -84,11 +90,11 @@ func (a *Admin) authorize(r *http.Request) (int, string) {
 		if !ok {
 			return http.StatusUnauthorized, "Authorization header is not a bearer token"
 		}
-		if len(a.tokenSum) == 0 {
+		if len(a.auth.tokenSum) == 0 {
 			return http.StatusForbidden, "this node accepts no token (use a client certificate)"
 		}
 		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if subtle.ConstantTimeCompare(sum[:], a.tokenSum) != 1 {
+		if subtle.ConstantTimeCompare(sum[:], a.auth.tokenSum) != 1 {
 			return http.StatusForbidden, "token not accepted"
 		}
 		return 0, ""

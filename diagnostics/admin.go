@@ -73,6 +73,7 @@ type Admin struct {
 	reg     *prometheus.Registry
 	client  *http.Client        // to other members (forwarding, pair view)
 	methods map[string][]string // path → methods served, for 405 answers
+	auth    authState           // who may call (auth.go)
 }
 
 // NewAdmin builds the admin API of a pair member. engine may be nil (an
@@ -94,7 +95,7 @@ func NewAdmin(pair Pair, engine EngineFunc, log *zap.Logger) *Admin {
 		writeJSON(w, http.StatusOK, a.pair.Status())
 	})
 	a.handle("GET", "/api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"events": a.pair.Events()})
+		writeJSON(w, http.StatusOK, map[string]any{"events": a.events()})
 	})
 	a.handle("GET", "/api/v1/summary", a.summary)
 	a.handle("GET", "/api/v1/pair", a.pairView)
@@ -119,8 +120,9 @@ func (a *Admin) handle(method, path string, h http.HandlerFunc) {
 	a.methods[p] = append(a.methods[p], method)
 }
 
-// Handler returns the HTTP handler (for tests and for embedding).
-func (a *Admin) Handler() http.Handler { return a.mux }
+// Handler returns the HTTP handler (for tests and for embedding),
+// authentication (SetAuth) included.
+func (a *Admin) Handler() http.Handler { return a.guard(a.mux) }
 
 // Registry returns the admin API's own metrics registry, so a caller can
 // add collectors of its own.
@@ -128,7 +130,7 @@ func (a *Admin) Registry() *prometheus.Registry { return a.reg }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully.
 func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second,
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.Serve(ln) }()
@@ -283,7 +285,7 @@ func (a *Admin) switchover(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "status": a.pair.Status()})
 		return
 	case errors.As(err, &na) && na.Admin != "" && r.Header.Get(forwardedHeader) == "":
-		a.forward(w, r, na.Admin, body)
+		a.forward(w, r, na.Active, na.Admin, body)
 		return
 	case errors.As(err, &na) && na.Active == "" && req.Force:
 		// No active at all (two members, the other gone): promote here.
@@ -305,10 +307,14 @@ func (a *Admin) switchover(w http.ResponseWriter, r *http.Request) {
 
 // forward sends a request on to the active node's admin API and relays
 // its answer.
-func (a *Admin) forward(w http.ResponseWriter, r *http.Request, admin string, body []byte) {
+// The caller's token goes along; with TLS, this node's member certificate
+// authenticates the forward too.
+func (a *Admin) forward(w http.ResponseWriter, r *http.Request, id, admin string, body []byte) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	url := "http://" + strings.TrimPrefix(admin, "http://") + r.URL.Path
+	base, client, release := a.forwardTarget(id, admin)
+	defer release()
+	url := base + r.URL.Path
 	req, err := http.NewRequestWithContext(ctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
 		a.fail(w, http.StatusInternalServerError, err)
@@ -316,7 +322,10 @@ func (a *Admin) forward(w http.ResponseWriter, r *http.Request, admin string, bo
 	}
 	req.Header.Set(forwardedHeader, "1")
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
-	res, err := a.client.Do(req)
+	if h := r.Header.Get("Authorization"); h != "" {
+		req.Header.Set("Authorization", h)
+	}
+	res, err := client.Do(req)
 	if err != nil {
 		a.fail(w, http.StatusBadGateway, fmt.Errorf("forwarding to the active at %s: %w", admin, err))
 		return

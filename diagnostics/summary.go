@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -182,7 +181,7 @@ func (a *Admin) pairView(w http.ResponseWriter, r *http.Request) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s, err := a.memberStatus(r.Context(), m.Admin)
+				s, err := a.memberStatus(r.Context(), m.ID, m.Admin)
 				if err != nil {
 					mv.Error = err.Error()
 					return
@@ -196,16 +195,18 @@ func (a *Admin) pairView(w http.ResponseWriter, r *http.Request) {
 }
 
 // memberStatus fetches GET /api/v1/status from another member.
-func (a *Admin) memberStatus(ctx context.Context, admin string) (*redundancy.Status, error) {
+func (a *Admin) memberStatus(ctx context.Context, id, admin string) (*redundancy.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	defer cancel()
-	u := "http://" + strings.TrimPrefix(admin, "http://") + "/api/v1/status"
+	base, client, release := a.forwardTarget(id, admin)
+	defer release()
+	u := base + "/api/v1/status"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set(forwardedHeader, "1")
-	res, err := a.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("unreachable: %w", err)
 	}

@@ -80,6 +80,10 @@ type Config struct {
 	// SyncInterval is the period of the active → standby state stream
 	// (default 50ms).
 	SyncInterval time.Duration
+	// TLS, when set, puts the raft transport and the peer link under
+	// mutual TLS: only members whose certificates the verifier accepts
+	// can connect. nil: plain TCP.
+	TLS *PairTLS
 }
 
 // Sentinel errors.
@@ -166,6 +170,9 @@ func (c Config) Validate() error {
 	}
 	if c.Policy != PolicyAny && c.Policy != PolicyAll {
 		bad("policy %q (want any or all)", c.Policy)
+	}
+	if c.TLS != nil && (c.TLS.Verifier == nil || c.TLS.Cert.PrivateKey == nil) {
+		bad("tls: a certificate with its key and a verifier are both needed")
 	}
 	if c.Lease >= c.HeartbeatTimeout {
 		bad("lease %s must be shorter than the heartbeat timeout %s (fencing)", c.Lease, c.HeartbeatTimeout)

@@ -21,6 +21,9 @@ type Event struct {
 	// GapMS is the measured gap (last write of the old active → first
 	// write of the new), when known.
 	GapMS *float64 `json:"gap_ms,omitempty"`
+	// Kind is empty for a role change and RefusalKind for a refused
+	// connection (From is then the remote address, Detail the reason).
+	Kind string `json:"kind,omitempty"`
 }
 
 // Handover is a planned switchover announced by the active before it

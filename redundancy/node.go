@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -123,6 +123,11 @@ type Node struct {
 
 	localDiff atomic.Pointer[string]
 
+	// refusals journals refused pair connections (TLS).
+	refusals *refusalJournal
+	// peerClient is the peer link's HTTP client (TLS when configured).
+	peerClient *http.Client
+
 	// forced is set by ForcePromote: the promotion that follows is
 	// journaled as "forced", not as an election by a quorum.
 	forced atomic.Bool
@@ -150,6 +155,12 @@ func New(o Options) (*Node, error) {
 	n := &Node{cfg: cfg, self: self, opts: o, log: log.Named("pair").With(zap.String("node", cfg.ID)),
 		gate: newGate(), kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1)}
 	n.fsm = &fsm{changed: n.wake}
+	n.refusals = newRefusalJournal(cfg.ID, n.log.Named("tls"))
+	n.peerClient = &http.Client{Timeout: 500 * time.Millisecond}
+	if o := n.other(); o != nil && cfg.TLS != nil && self.Role == RoleNode {
+		n.peerClient.Transport = &http.Transport{TLSClientConfig: cfg.TLS.ClientConfig(o.ID), MaxIdleConnsPerHost: 2,
+			TLSHandshakeTimeout: 2 * time.Second, ForceAttemptHTTP2: false}
+	}
 	return n, nil
 }
 
@@ -203,12 +214,7 @@ func (n *Node) openRaft() error {
 		store.Close()
 		return fmt.Errorf("snapshot store: %w", err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", n.self.Raft)
-	if err != nil {
-		store.Close()
-		return fmt.Errorf("raft address %s: %w", n.self.Raft, err)
-	}
-	trans, err := raft.NewTCPTransportWithLogger(n.self.Raft, addr, 3, 2*time.Second, NewHCLogger(n.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel)), "transport"))
+	trans, err := n.newTransport()
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("raft transport on %s: %w", n.self.Raft, err)
@@ -261,6 +267,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer n.closeRaft()
+	defer n.peerClient.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -678,8 +685,7 @@ func (n *Node) ForcePromote(ctx context.Context) error {
 		store.Close()
 		return err
 	}
-	addr, _ := net.ResolveTCPAddr("tcp", n.self.Raft)
-	trans, err := raft.NewTCPTransport(n.self.Raft, addr, 3, time.Second, os.Stderr)
+	trans, err := n.newTransport()
 	if err != nil {
 		store.Close()
 		return err

@@ -50,9 +50,13 @@ type syncResponse struct {
 // servePeer starts the peer link's HTTP server on this member's peer
 // address. The caller closes it.
 func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
+	var ln net.Listener
 	ln, err := net.Listen("tcp", n.self.Peer)
 	if err != nil {
 		return nil, fmt.Errorf("peer link on %s: %w", n.self.Peer, err)
+	}
+	if n.cfg.TLS != nil {
+		ln = newPairListener(ln, n.cfg.TLS.ServerConfig(), "peer link", n.refusals.add)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)
@@ -66,12 +70,25 @@ func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
 // with this node's health.
 func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	var sr syncRequest
+	sender, ok := n.peerSender(req)
+	if !ok {
+		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: client certificate names no member"})
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxSyncBody))
 	if err == nil {
 		err = json.Unmarshal(body, &sr) // the whole body: no trailing data
 	}
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
+		return
+	}
+	if o := n.other(); sender != "" && (sr.From != sender || o == nil || sender != o.ID) {
+		// A member's certificate used to speak for another member, or a
+		// member that is not the other bridge node (the arbiter).
+		err := fmt.Errorf("sync sent as member %q with the certificate of member %q (only the other node streams)", sr.From, sender)
+		n.refusals.add("peer link", remoteAddr(req.RemoteAddr), err)
+		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})
 		return
 	}
 	st := n.fsm.State()
@@ -159,7 +176,26 @@ func (n *Node) syncLoop(ctx context.Context) {
 	}
 }
 
-var peerClient = &http.Client{Timeout: 500 * time.Millisecond}
+// peerSender returns the member id the request's client certificate
+// names ("" without TLS). ok is false when TLS is on and no verified
+// member certificate came with the request (the listener refuses those
+// before HTTP, so this is a second line).
+func (n *Node) peerSender(req *http.Request) (id string, ok bool) {
+	if n.cfg.TLS == nil {
+		return "", true
+	}
+	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
+		return "", false
+	}
+	raw := make([][]byte, len(req.TLS.PeerCertificates))
+	for i, c := range req.TLS.PeerCertificates {
+		raw[i] = c.Raw
+	}
+	id, err := n.cfg.TLS.Verifier.Verify(raw)
+	return id, err == nil
+}
+
+func remoteAddr(s string) net.Addr { return stringAddr(s) }
 
 // flush sends the pending states to the other node and records its
 // answer. States that could not be sent are kept (newer ones win).
@@ -189,9 +225,13 @@ func (n *Node) flush(ctx context.Context) {
 	body, _ := json.Marshal(sr)
 	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+o.Peer+"/peer/v1/sync", bytes.NewReader(body))
+	scheme := "http://"
+	if n.cfg.TLS != nil {
+		scheme = "https://"
+	}
+	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, scheme+o.Peer+"/peer/v1/sync", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	res, err := peerClient.Do(req)
+	res, err := n.peerClient.Do(req)
 	if err == nil {
 		defer res.Body.Close()
 		var resp syncResponse
@@ -324,6 +364,18 @@ func (n *Node) Events() []Event { return n.fsm.State().Journal }
 func (n *Node) Config() (yaml []byte, hash string) {
 	st := n.fsm.State()
 	return st.Config, st.ConfigHash
+}
+
+// SecurityEvents returns the connections this node refused (TLS), oldest
+// first, rate-limited per remote host (see refusals.go). They are local
+// to this node, not replicated.
+func (n *Node) SecurityEvents() []Event { return n.refusals.list() }
+
+// RecordRefusal journals a refusal by another part of this member (the
+// admin API) beside the pair's own, under the same rate limit. reason
+// must not contain secrets.
+func (n *Node) RecordRefusal(source, remote, reason string) {
+	n.refusals.add(source, stringAddr(remote), errors.New(reason))
 }
 
 // Mirror returns the running mirror (nil before the config arrived).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,11 @@ With --opcua HOST:PORT the member also serves the pair's state on an OPC UA
 endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
 diagnostics/uaserver.go).
 
+With --tls-ca/--tls-cert/--tls-key (from 'uamirror pki init-pair') raft and
+the peer link use mutual TLS and only members of the pair can connect; with
+--admin-token-file (or TLS) the admin API wants credentials for commands
+(README: "Securing the pair").
+
 The member prints one line "<role> ready id=… admin=http://…" once serving
 (followed by " opcua=opc.tcp://…" when --opcua is given).`,
 		Args: cobra.NoArgs,
@@ -78,6 +84,7 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.DurationVar(&f.cooldown, "cooldown", 30*time.Second, "no monitor-driven switchover within this long of the last one")
 	fl.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "raft heartbeat and election timeout")
 	fl.DurationVar(&f.lease, "lease", 0, "write lease (default 3/5 of --heartbeat; must be shorter)")
+	addSecurityFlags(fl) // cmd_node_tls.go
 	return cmd
 }
 
@@ -129,6 +136,11 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if self.Role != role {
 		return &exitError{code: 2, err: fmt.Errorf("member %s has role %s; start it with `uamirror %s`", f.id, self.Role, self.Role)}
 	}
+	sec, err := loadSecurity(a, cmd, cfg.Members)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg.TLS = sec.pair
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
 	mr := &memberRole{}
@@ -189,9 +201,16 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if adminAddr == "" {
 		adminAddr = "127.0.0.1:0"
 	}
+	if err := diagnostics.CheckAdminBind(adminAddr, sec.admin, sec.insecure); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
+	}
 	ln, err := net.Listen("tcp", adminAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
+	}
+	adminScheme := "http"
+	if sec.adminTLS != nil {
+		ln, adminScheme = tls.NewListener(ln, sec.adminTLS), "https"
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -211,10 +230,11 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		return nil
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
+	admin.SetAuth(sec.admin)
 	var ready strings.Builder
-	fmt.Fprintf(&ready, "%s ready id=%s admin=http://%s", role, f.id, ln.Addr())
+	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {
-		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: node, Engine: engine, Logger: log})
+		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: uaPairFor(node, sec), Engine: engine, Logger: log})
 		if err == nil {
 			err = uas.Start(ctx)
 		}

@@ -25,6 +25,7 @@ const (
 	exitUsage    = 2
 	exitNoNode   = 3 // the node could not be reached
 	exitNotReady = 4 // standby not ready (switchover without --force)
+	// exitUnauthorized = 5 (cmd_pairctl_auth.go): the node refused the credentials
 )
 
 const defaultNode = "http://127.0.0.1:7201"
@@ -35,6 +36,7 @@ func init() {
 
 func nodeFlag(cmd *cobra.Command, a *app) {
 	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL; env UAMIRROR_NODE)")
+	addCredFlags(cmd) // cmd_pairctl_auth.go
 }
 
 // nodeURL is --node if given, else $UAMIRROR_NODE, else the local default.
@@ -53,8 +55,13 @@ func nodeURL(cmd *cobra.Command) string {
 // call does one admin API request and decodes the JSON answer into out.
 // A non-2xx answer becomes an error carrying the node's message.
 func call(ctx context.Context, node, method, path string, body []byte, out any) (int, error) {
+	creds := credsFrom(ctx)
 	if !strings.HasPrefix(node, "http://") && !strings.HasPrefix(node, "https://") {
-		node = "http://" + node
+		if creds.tls {
+			node = "https://" + node
+		} else {
+			node = "http://" + node
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -62,7 +69,10 @@ func call(ctx context.Context, node, method, path string, body []byte, out any) 
 	if err != nil {
 		return 0, &exitError{code: exitUsage, err: err}
 	}
-	res, err := http.DefaultClient.Do(req)
+	if creds.token != "" {
+		req.Header.Set("Authorization", "Bearer "+creds.token)
+	}
+	res, err := creds.client.Do(req)
 	if err != nil {
 		return 0, &exitError{code: exitNoNode, err: fmt.Errorf("node %s: %w", node, err)}
 	}
@@ -80,6 +90,9 @@ func call(ctx context.Context, node, method, path string, body []byte, out any) 
 		}
 		for _, s := range e.Errors {
 			msg += "\n  " + s
+		}
+		if res.StatusCode == http.StatusUnauthorized || (res.StatusCode == http.StatusForbidden && strings.HasPrefix(msg, "Forbidden: ")) {
+			return res.StatusCode, &exitError{code: exitUnauthorized, err: fmt.Errorf("node %s: %s (see --token-file, --cert)", node, msg)}
 		}
 		return res.StatusCode, fmt.Errorf("%s", msg)
 	}

@@ -190,6 +190,12 @@ type pairOpts struct {
 	// proxyA: node a reaches both servers through TCP proxies (node b
 	// directly), so a test can cut a's links alone.
 	proxyA bool
+	// memberArgs, when set, adds flags to member id's command line (TLS).
+	memberArgs func(id string) []string
+	// scheme of the admin API ("http://" by default) and the client that
+	// talks to it (default: a plain one).
+	scheme string
+	client *http.Client
 }
 
 func (o *pairOpts) defaults() {
@@ -213,6 +219,9 @@ func (o *pairOpts) defaults() {
 	}
 	if o.heartbeat == 0 {
 		o.heartbeat = 500 * time.Millisecond
+	}
+	if o.scheme == "" {
+		o.scheme = "http://"
 	}
 }
 
@@ -258,6 +267,9 @@ func startPair(t testing.TB, o pairOpts) *pair {
 	dir := t.TempDir()
 	p := &pair{t: t, o: o, proxies: map[string]*tcpproxy.Proxy{},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
+	if o.client != nil {
+		p.client = o.client
+	}
 	t.Cleanup(p.client.CloseIdleConnections)
 	var extra []string
 	if o.rate > 0 {
@@ -290,6 +302,9 @@ func startPair(t testing.TB, o pairOpts) *pair {
 		m.args = append(m.args, timers...)
 		if m.role == "node" {
 			m.args = append(m.args, "--config", p.cfgPath)
+		}
+		if o.memberArgs != nil {
+			m.args = append(m.args, o.memberArgs(m.id)...)
 		}
 	}
 	if o.proxyA {
@@ -502,7 +517,7 @@ func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 // ---- admin API ----
 
 func (p *pair) get(m *member, path string, out any) error {
-	res, err := p.client.Get("http://" + m.admin + path)
+	res, err := p.client.Get(p.o.scheme + m.admin + path)
 	if err != nil {
 		return err
 	}
@@ -551,7 +566,7 @@ func (p *pair) events() ([]redundancy.Event, error) {
 
 // switchover asks m (POST /api/v1/switchover) to hand the active role over.
 func (p *pair) switchover(m *member) error {
-	res, err := p.client.Post("http://"+m.admin+"/api/v1/switchover", "application/json", strings.NewReader(`{}`))
+	res, err := p.client.Post(p.o.scheme+m.admin+"/api/v1/switchover", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		return err
 	}

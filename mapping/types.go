@@ -86,6 +86,13 @@ type Server struct {
 	SecurityMode string `yaml:"security_mode,omitempty" json:"security_mode,omitempty"`
 	// Auth says how the session authenticates.
 	Auth Auth `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// TrustedCertificates pins server certificates by thumbprint: SHA-1
+	// (40 hex digits, as OPC UA tools show it) or SHA-256 (64 hex digits),
+	// separators ':' and ' ' allowed. A pinned certificate is accepted
+	// like one in the PKI's trusted/ folder (still checked for validity
+	// period and ApplicationURI). The config is replicated in a pair, so a
+	// pin trusts the server on both nodes.
+	TrustedCertificates []string `yaml:"trusted_certificates,omitempty" json:"trusted_certificates,omitempty"`
 	// Timeouts of the connection supervisor.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
 

@@ -153,6 +153,13 @@ func (v *validator) servers() {
 		}
 
 		v.checkAuth(s, p)
+		for j, tp := range s.TrustedCertificates {
+			rel := fmt.Sprintf("trusted_certificates[%d]", j)
+			if n := NormalizeThumbprint(tp); !isHex(n) || (len(n) != 40 && len(n) != 64) {
+				v.add(s.Pos, p, rel, tp, ErrInvalidValue,
+					"want a certificate thumbprint: SHA-1 (40 hex digits) or SHA-256 (64 hex digits), as `uamirror pki list` shows")
+			}
+		}
 
 		t := s.Timeouts
 		v.checkDuration(s.Pos, p, "timeouts.connect", t.Connect)
@@ -161,6 +168,21 @@ func (v *validator) servers() {
 		v.checkDuration(s.Pos, p, "timeouts.session", t.Session)
 		v.checkDuration(s.Pos, p, "timeouts.data_age", t.DataAge)
 	}
+}
+
+// NormalizeThumbprint returns a certificate thumbprint in lower-case hex
+// without the separators (':' and ' ') tools put between bytes.
+func NormalizeThumbprint(s string) string {
+	return strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // checkAuth checks a server's user identity.

@@ -78,6 +78,9 @@ type Options struct {
 	// Security also offers Basic256Sha256 Sign and SignAndEncrypt
 	// endpoints; without it only SecurityPolicy None is offered.
 	Security bool
+	// Aes, with Security, also offers Aes128_Sha256_RsaOaep and
+	// Aes256_Sha256_RsaPss.
+	Aes bool
 	// NoAutoAccept makes the server reject client certificates it does not
 	// trust (they land in PKIDir()/server/rejected). By default every
 	// client certificate is accepted.
@@ -266,6 +269,7 @@ func (s *Server) args(port int) []string {
 		"--ns", ns,
 		"--pki", s.pki,
 		"--security", strconv.FormatBool(o.Security),
+		"--aes", strconv.FormatBool(o.Aes),
 		"--auto-accept", strconv.FormatBool(!o.NoAutoAccept),
 		"--allow-anonymous", strconv.FormatBool(!o.DenyAnonymous),
 		"--service-level", strconv.Itoa(sl),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gopcua/opcua"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -68,11 +70,11 @@ func openPKI(dir string, log *zap.Logger) (*pki.Store, error) {
 	if created {
 		log.Info("created the application certificate", zap.String("pki", dir),
 			zap.String("thumbprint", pki.Thumbprint(own.DER)), zap.String("application_uri", own.AppURI),
-			zap.Time("not_after", own.Cert.NotAfter))
+			zap.String("not_after", own.Cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if m := pki.ExpiryMark(own.Cert.NotBefore, own.Cert.NotAfter, time.Now()); m != "" {
 		log.Warn("application certificate "+m+"; renew it with `uamirror pki create`", zap.String("pki", dir),
-			zap.Time("not_after", own.Cert.NotAfter))
+			zap.String("not_after", own.Cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	return st, nil
 }
@@ -241,3 +243,20 @@ store in --pki (default ./pki; for a pair node <--data>/pki). The own
 certificate is created there on first start; a server certificate that is
 not trusted is refused, copied to rejected/ and logged with the command that
 trusts it.`)
+
+// demoPin returns the SHA-1 thumbprint of the certificate a demo server
+// presents, to pin it in the demo's config.
+func demoPin(ctx context.Context, endpoint string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	eps, err := opcua.GetEndpoints(ctx, endpoint)
+	if err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	for _, ep := range eps {
+		if len(ep.ServerCertificate) > 0 {
+			return pki.Thumbprint(ep.ServerCertificate), nil
+		}
+	}
+	return "", fmt.Errorf("demo: %s presents no certificate", endpoint)
+}

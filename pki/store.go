@@ -14,7 +14,9 @@
 //	issuers/certs/   intermediate CAs used to build chains, not trusted alone
 //	issuers/crl/     (reserved)
 //
-// The package never reads flags or the environment, and it never trusts
+// The pair links' TLS is not this package's concern (files pair*.go, if
+// any, belong to it and are kept apart). The package never reads flags or
+// the environment, and it never trusts
 // a certificate by itself: only a file in trusted/certs, a chain to a CA
 // there, or a thumbprint the caller pins does.
 //

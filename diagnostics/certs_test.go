@@ -17,7 +17,7 @@ import (
 type certEngine struct{ st bridge.Stats }
 
 func (e *certEngine) Snapshot() []bridge.MappingStatus { return nil }
-func (e *certEngine) Stats() bridge.Stats             { return e.st }
+func (e *certEngine) Stats() bridge.Stats              { return e.st }
 
 // TestCertificateExpiry: a server certificate expiring in 10 days is
 // flagged in the summary and the metrics, the own certificate with a year

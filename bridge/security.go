@@ -140,6 +140,9 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	tokenType := ua.UserTokenTypeAnonymous
 	if srv.Auth.Type == "username" {
 		tokenType = ua.UserTokenTypeUserName
+		if err := checkPasswordProtected(srv.Name, ep); err != nil {
+			return nil, nil, err
+		}
 		pw, err := readPassword(srv)
 		if err != nil {
 			return nil, nil, err
@@ -150,6 +153,34 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	}
 	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
 	return opts, info, nil
+}
+
+// ErrPasswordInClear is returned instead of sending a password the
+// endpoint would carry unencrypted.
+var ErrPasswordInClear = errors.New("the password would cross the network unencrypted")
+
+// checkPasswordProtected refuses an endpoint on which the password would
+// travel in clear text: its first UserName token policy (the one gopcua's
+// SecurityFromEndpoint takes) encrypts with policy None and the channel
+// does not encrypt either (Part 4, 7.41: the token's SecurityPolicyUri,
+// or the endpoint's when empty).
+func checkPasswordProtected(name string, ep *ua.EndpointDescription) error {
+	for _, t := range ep.UserIdentityTokens {
+		if t.TokenType != ua.UserTokenTypeUserName {
+			continue
+		}
+		pol := t.SecurityPolicyURI
+		if pol == "" {
+			pol = ep.SecurityPolicyURI
+		}
+		if pol == ua.SecurityPolicyURINone && ep.SecurityMode != ua.MessageSecurityModeSignAndEncrypt {
+			return fmt.Errorf("server %s: %w (user token policy None on a %s/%s endpoint); use security_mode SignAndEncrypt",
+				name, ErrPasswordInClear, shortPolicy(ep.SecurityPolicyURI), shortMode(ep.SecurityMode))
+		}
+		return nil
+	}
+	return fmt.Errorf("server %s: the %s/%s endpoint offers no user name login", name,
+		shortPolicy(ep.SecurityPolicyURI), shortMode(ep.SecurityMode))
 }
 
 func shortPolicy(uri string) string {

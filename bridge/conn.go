@@ -197,6 +197,10 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		return fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
 	}
 	c.cert.Store(cert)
+	if cert != nil && time.Until(cert.NotAfter) < certExpiryWarning {
+		c.log.Warn("server certificate expires soon", zap.String("thumbprint", cert.Thumbprint),
+			zap.String("subject", cert.Subject), zap.String("not_after", cert.NotAfter.UTC().Format(time.RFC3339)))
+	}
 	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
 		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch}
 	defer func() {

@@ -29,6 +29,10 @@ type Security interface {
 	VerifyServer(der []byte, appURI string, pins []string) error
 }
 
+// certExpiryWarning is how long before NotAfter a server certificate in
+// use is logged as expiring (the same 30 days as pki.ExpiryWarning).
+const certExpiryWarning = 30 * 24 * time.Hour
+
 // CertInfo describes a certificate in use.
 type CertInfo struct {
 	Thumbprint string // SHA-1, hex

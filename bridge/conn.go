@@ -191,8 +191,13 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		return fmt.Errorf("%w: new client: %w", errFault, err)
 	}
 	if err := cl.Connect(cctx); err != nil {
-		if userRejected(err) && c.srv.Auth.Type == "username" {
-			return fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
+		if userRejected(err) {
+			switch c.srv.Auth.Type {
+			case "username":
+				return fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
+			case "certificate":
+				return fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, c.srv.Auth.CertFile, err)
+			}
 		}
 		return fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
 	}

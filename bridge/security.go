@@ -14,6 +14,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/pki"
 )
 
 // Security is the certificate store secure sessions use (pki.Store
@@ -152,6 +153,19 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 			return nil, nil, err
 		}
 		opts = append(opts, opcua.AuthUsername(srv.Auth.Username, pw))
+	} else if srv.Auth.Type == "certificate" {
+		// An X.509 user token (Part 4, 7.36.5): gopcua signs it with the
+		// user key (client.go ActivateSession, NewUserTokenSignature).
+		tokenType = ua.UserTokenTypeCertificate
+		if !offersToken(ep, tokenType) {
+			return nil, nil, fmt.Errorf("server %s: the %s/%s endpoint offers no X.509 user login", srv.Name,
+				shortPolicy(ep.SecurityPolicyURI), shortMode(ep.SecurityMode))
+		}
+		der, key, err := pki.ReadKeyPair(srv.Auth.CertFile, srv.Auth.KeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server %s: user certificate: %w", srv.Name, err)
+		}
+		opts = append(opts, opcua.AuthCertificate(der), opcua.AuthPrivateKey(key))
 	} else {
 		opts = append(opts, opcua.AuthAnonymous())
 	}
@@ -185,6 +199,15 @@ func checkPasswordProtected(name string, ep *ua.EndpointDescription) error {
 	}
 	return fmt.Errorf("server %s: the %s/%s endpoint offers no user name login", name,
 		shortPolicy(ep.SecurityPolicyURI), shortMode(ep.SecurityMode))
+}
+
+func offersToken(ep *ua.EndpointDescription, tt ua.UserTokenType) bool {
+	for _, t := range ep.UserIdentityTokens {
+		if t.TokenType == tt {
+			return true
+		}
+	}
+	return false
 }
 
 func shortPolicy(uri string) string {

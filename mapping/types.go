@@ -102,11 +102,16 @@ type Server struct {
 // Auth is a session's user identity. A password is never held in the
 // config file: it is read at connect time from PasswordEnv or PasswordFile.
 type Auth struct {
-	// Type is "anonymous" (default) or "username".
+	// Type is "anonymous" (default), "username" or "certificate" (an X.509
+	// user token: CertFile and KeyFile).
 	Type         string `yaml:"type,omitempty" json:"type,omitempty"`
 	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
 	PasswordEnv  string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
 	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	// CertFile and KeyFile (PEM or DER; RSA) are the user certificate and
+	// its key for type certificate, read at connect time.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 }
 
 // Timeouts of one server's connection supervisor. Zero means the default

@@ -528,7 +528,7 @@ func contains(list []string, s string) bool {
 var (
 	configKeys   = []string{"servers", "groups", "mappings", "engine"}
 	serverKeys   = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts"}
-	authKeys     = []string{"type", "username", "password_env", "password_file"}
+	authKeys     = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
 	timeoutKeys  = []string{"connect", "request", "keepalive", "session", "data_age"}
 	groupKeys    = []string{"name", "publishing_interval", "sampling_interval", "queue_size"}
 	mappingKeys  = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad"}
@@ -602,6 +602,10 @@ func (d *decoder) server(n *yaml.Node, l loc, s *Server) {
 					d.str(v, l, &s.Auth.PasswordEnv)
 				case "password_file":
 					d.str(v, l, &s.Auth.PasswordFile)
+				case "cert_file":
+					d.str(v, l, &s.Auth.CertFile)
+				case "key_file":
+					d.str(v, l, &s.Auth.KeyFile)
 				}
 			})
 		case "timeouts":

@@ -207,3 +207,33 @@ func (s *Store) ApplicationCertificate() ([]byte, *rsa.PrivateKey, string, error
 func (s *Store) VerifyServer(der []byte, appURI string, pins []string) error {
 	return s.Verify(der, appURI, pins)
 }
+
+// ReadKeyPair reads a certificate and its RSA key (each PEM or DER) and
+// checks that they belong together. Errors name the files, never their
+// contents.
+func ReadKeyPair(certFile, keyFile string) ([]byte, *rsa.PrivateKey, error) {
+	der, cert, err := ReadCertificate(certFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	key, err := x509.ParsePKCS1PrivateKey(b)
+	if err != nil {
+		k8, err8 := x509.ParsePKCS8PrivateKey(b)
+		rk, ok := k8.(*rsa.PrivateKey)
+		if err8 != nil || !ok {
+			return nil, nil, fmt.Errorf("key %s: not an RSA key (PKCS#1 or PKCS#8)", keyFile)
+		}
+		key = rk
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, nil, fmt.Errorf("certificate %s and key %s do not match", certFile, keyFile)
+	}
+	return der, key, nil
+}

@@ -65,6 +65,11 @@ type conn struct {
 	// noProbe is set once the server answered the subscription probe
 	// with BadServiceUnsupported.
 	noProbe atomic.Bool
+	// cert is the server certificate of the last secure session (nil for
+	// security None or before the first one).
+	cert atomic.Pointer[CertInfo]
+	// lastErr is why the last session ended or failed to start.
+	lastErr atomic.Pointer[string]
 
 	stats connStats
 }
@@ -112,6 +117,10 @@ func (c *conn) supervise(ctx context.Context) {
 			return
 		}
 		c.stats.reconnects.Add(1)
+		if err != nil {
+			msg := err.Error()
+			c.lastErr.Store(&msg)
+		}
 		if time.Since(start) > 30*time.Second {
 			attempt = 0
 		} else {
@@ -128,44 +137,6 @@ func (c *conn) supervise(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// DefaultClientOptions returns security None with the config's identity:
-// anonymous, or username with the password read from password_env or
-// password_file at connect time.
-func DefaultClientOptions(ctx context.Context, srv *mapping.Server, endpoint string) ([]opcua.Option, error) {
-	var opts []opcua.Option
-	pol, mode := srv.SecurityPolicy, srv.SecurityMode
-	if pol == "" {
-		pol = "None"
-	}
-	if mode == "" {
-		mode = "None"
-	}
-	if pol != "None" || mode != "None" {
-		return nil, fmt.Errorf("server %s: security %s/%s needs certificates: not configured", srv.Name, pol, mode)
-	}
-	eps, err := opcua.GetEndpoints(ctx, endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("get endpoints: %w", err)
-	}
-	ep, err := opcua.SelectEndpoint(eps, "None", ua.MessageSecurityModeNone)
-	if err != nil {
-		return nil, fmt.Errorf("select endpoint: %w", err)
-	}
-	tokenType := ua.UserTokenTypeAnonymous
-	if srv.Auth.Type == "username" {
-		tokenType = ua.UserTokenTypeUserName
-		pw, err := readPassword(srv)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, opcua.AuthUsername(srv.Auth.Username, pw))
-	} else {
-		opts = append(opts, opcua.AuthAnonymous())
-	}
-	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
-	return opts, nil
 }
 
 // readPassword reads a server's password from its env var or file. The
@@ -192,24 +163,48 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	c.endpoint.Store(&ep)
 	cctx, cancel := context.WithTimeout(ctx, c.timeouts.Connect)
 	defer cancel()
-	opts, err := c.e.optsFn(cctx, c.srv, ep)
+	var (
+		srvOpts []opcua.Option
+		cert    *CertInfo
+		err     error
+	)
+	if c.e.optsFn != nil {
+		srvOpts, err = c.e.optsFn(cctx, c.srv, ep)
+	} else {
+		srvOpts, cert, err = clientOptions(cctx, c.srv, ep, c.e.security)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: client options: %w", errFault, err)
 	}
+	// The ApplicationURI default comes first: the server options set the
+	// certificate's URI when there is one (Part 6, 6.2.2: they must match).
+	opts := []opcua.Option{opcua.ApplicationName("uamirror"), opcua.ApplicationURI("urn:uamirror:client")}
+	opts = append(opts, srvOpts...)
 	opts = append(opts,
 		opcua.AutoReconnect(false),
 		opcua.RequestTimeout(c.timeouts.Request),
 		opcua.DialTimeout(c.timeouts.Connect),
 		opcua.SessionTimeout(c.timeouts.Session),
-		opcua.ApplicationName("uamirror"),
-		opcua.ApplicationURI("urn:uamirror:client"),
 	)
 	cl, err := opcua.NewClient(ep, opts...)
 	if err != nil {
 		return fmt.Errorf("%w: new client: %w", errFault, err)
 	}
 	if err := cl.Connect(cctx); err != nil {
+		if userRejected(err) {
+			switch c.srv.Auth.Type {
+			case "username":
+				return fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
+			case "certificate":
+				return fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, c.srv.Auth.CertFile, err)
+			}
+		}
 		return fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
+	}
+	c.cert.Store(cert)
+	if cert != nil && time.Until(cert.NotAfter) < certExpiryWarning {
+		c.log.Warn("server certificate expires soon", zap.String("thumbprint", cert.Thumbprint),
+			zap.String("subject", cert.Subject), zap.String("not_after", cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
 		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch}

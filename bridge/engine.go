@@ -59,9 +59,15 @@ type Options struct {
 	Gate Gate
 	// Logger receives the engine's logs (named "bridge").
 	Logger *zap.Logger
-	// ClientOptions builds session options per server. Nil means security
-	// None, anonymous or username from the config.
+	// ClientOptions builds session options per server. Nil means the
+	// engine's own: the policy, mode and identity of the config, with
+	// certificates from Security.
 	ClientOptions ClientOptionsFunc
+	// Security is the certificate store for servers configured with a
+	// secure policy (nil: such servers fail with ErrNoSecurity). Ignored
+	// when ClientOptions is set. The engine reports its own certificate
+	// and each server's certificate in Stats.
+	Security Security
 	// OnWritten, if set, is called after every value confirmed written
 	// (from writer goroutines, concurrently; it must be fast and must not
 	// call back into the engine). Redundancy streams it to the standby.
@@ -76,7 +82,9 @@ type Engine struct {
 	log    *zap.Logger
 	gate   Gate
 	optsFn ClientOptionsFunc
-	onWrit func(string, bool, *ua.Variant, time.Time)
+	// security is the certificate store (nil: security None only).
+	security Security
+	onWrit   func(string, bool, *ua.Variant, time.Time)
 
 	maps  []*mstate
 	flows []*flow // indexed by handle; nil where a mapping has no such flow
@@ -112,19 +120,17 @@ func New(o Options) (*Engine, error) {
 		log = zap.NewNop()
 	}
 	e := &Engine{
-		cfg:    o.Config,
-		tune:   o.Config.EngineSettings(),
-		log:    log.Named("bridge"),
-		gate:   o.Gate,
-		optsFn: o.ClientOptions,
-		onWrit: o.OnWritten,
-		byID:   make(map[string]*mstate, len(o.Config.Mappings)),
+		cfg:      o.Config,
+		tune:     o.Config.EngineSettings(),
+		log:      log.Named("bridge"),
+		gate:     o.Gate,
+		optsFn:   o.ClientOptions,
+		security: o.Security,
+		onWrit:   o.OnWritten,
+		byID:     make(map[string]*mstate, len(o.Config.Mappings)),
 	}
 	if e.gate == nil {
 		e.gate = NewManualGate(true, 0)
-	}
-	if e.optsFn == nil {
-		e.optsFn = DefaultClientOptions
 	}
 	byName := map[string]*conn{}
 	for i := range o.Config.Servers {

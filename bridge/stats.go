@@ -115,11 +115,20 @@ type ServerStats struct {
 	WriteRequests uint64
 	WriteErrors   uint64
 	Pending       int
+	// Certificate is the server certificate of the last secure session
+	// (nil for security None).
+	Certificate *CertInfo
+	// LastError is why the last session ended or failed to start ("" if
+	// none did). It never holds a secret.
+	LastError string
 }
 
 // Stats is a copy of the engine's counters.
 type Stats struct {
-	Servers         []ServerStats
+	Servers []ServerStats
+	// OwnCertificate is the application certificate secure sessions use
+	// (nil without a certificate store or before one is loaded).
+	OwnCertificate  *CertInfo
 	BadSource       uint64
 	Echoes          uint64
 	Stale           uint64
@@ -147,6 +156,11 @@ func (e *Engine) Stats() Stats {
 		WriteLatency:    e.stats.writeLatency.snapshot(),
 		States:          map[State]int{},
 	}
+	if e.security != nil {
+		if der, _, _, err := e.security.ApplicationCertificate(); err == nil {
+			st.OwnCertificate = certInfo(der)
+		}
+	}
 	for _, c := range e.conns {
 		ep := ""
 		if p := c.endpoint.Load(); p != nil {
@@ -158,6 +172,7 @@ func (e *Engine) Stats() Stats {
 			KeepAlives: c.stats.keepAlives.Load(), Notifications: c.stats.notifications.Load(),
 			Writes: c.stats.writes.Load(), WriteRequests: c.stats.writeRequests.Load(),
 			WriteErrors: c.stats.writeErrors.Load(), Pending: c.w.pending(),
+			Certificate: c.cert.Load(), LastError: loadString(&c.lastErr),
 		})
 	}
 	for _, ms := range e.maps {
@@ -170,4 +185,11 @@ func (e *Engine) Stats() Stats {
 		ms.mu.Unlock()
 	}
 	return st
+}
+
+func loadString(p *atomic.Pointer[string]) string {
+	if s := p.Load(); s != nil {
+		return *s
+	}
+	return ""
 }

@@ -21,6 +21,7 @@ func newRegistry(pair Pair, engine EngineFunc) *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pairCollector{pair: pair},
 		&engineCollector{engine: engine},
+		&certCollector{engine: engine},
 	)
 	return reg
 }

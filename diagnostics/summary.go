@@ -31,6 +31,9 @@ type Summary struct {
 	Totals   Totals           `json:"totals"`
 	Mappings MappingsSummary  `json:"mappings"`
 	Latency  HistogramSummary `json:"latency"`
+	// OwnCertificate is the application certificate of secure sessions
+	// (absent without a certificate store).
+	OwnCertificate *CertSummary `json:"own_certificate,omitempty"`
 }
 
 // ServerSummary is one server as this node's engine sees it.
@@ -46,6 +49,10 @@ type ServerSummary struct {
 	Connects      uint64 `json:"connects"`
 	Reconnects    uint64 `json:"reconnects"`
 	Pending       int    `json:"pending"`
+	// Certificate is the server's certificate in use (secure sessions).
+	Certificate *CertSummary `json:"certificate,omitempty"`
+	// LastError is why the last session ended or failed to start.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Totals are the engine's counters summed over the servers.
@@ -104,12 +111,14 @@ func summarize(st redundancy.Status, e Engine) Summary {
 	for _, sv := range stats.Servers {
 		s.Servers = append(s.Servers, ServerSummary{Name: sv.Name, State: sv.State.String(), Endpoint: sv.Endpoint,
 			ServiceLevel: sv.ServiceLevel, Notifications: sv.Notifications, Writes: sv.Writes, WriteRequests: sv.WriteRequests,
-			WriteErrors: sv.WriteErrors, Connects: sv.Connects, Reconnects: sv.Reconnects, Pending: sv.Pending})
+			WriteErrors: sv.WriteErrors, Connects: sv.Connects, Reconnects: sv.Reconnects, Pending: sv.Pending,
+			Certificate: certSummary(sv.Certificate, s.Time), LastError: sv.LastError})
 		s.Totals.Notifications += sv.Notifications
 		s.Totals.Writes += sv.Writes
 		s.Totals.WriteErrors += sv.WriteErrors
 		s.Totals.Reconnects += sv.Reconnects
 	}
+	s.OwnCertificate = certSummary(stats.OwnCertificate, s.Time)
 	s.Totals.BadSource, s.Totals.ConvErrors = stats.BadSource, stats.ConvErrors
 	s.Totals.Stale, s.Totals.Echoes, s.Totals.Conflicts = stats.Stale, stats.Echoes, stats.Conflicts
 	s.Latency.Counts = stats.Latency.Counts

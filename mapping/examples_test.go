@@ -32,6 +32,17 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("mirror.yml + mappings.csv:\n%v", err)
 	}
 
+	sec, err := Load("../examples/secured-mirror.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sec.Validate(); err != nil {
+		t.Fatalf("secured-mirror.yml:\n%v", err)
+	}
+	if len(sec.Servers) == 0 || len(sec.Servers[0].TrustedCertificates) != 2 {
+		t.Errorf("secured-mirror.yml: pins not read: %+v", sec.Servers)
+	}
+
 	bad, err := Load("../examples/bad-mirror.yml")
 	if err != nil {
 		t.Fatalf("bad-mirror.yml should parse and fail validation: %v", err)

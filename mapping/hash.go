@@ -107,6 +107,13 @@ func (c *Config) Hash() string {
 		w("auth.username", s.Auth.Username)
 		w("auth.password_env", s.Auth.PasswordEnv)
 		w("auth.password_file", s.Auth.PasswordFile)
+		if s.Auth.CertFile != "" || s.Auth.KeyFile != "" {
+			w("auth.cert_file", s.Auth.CertFile)
+			w("auth.key_file", s.Auth.KeyFile)
+		}
+		for _, t := range s.TrustedCertificates {
+			w("trusted_certificate", NormalizeThumbprint(t))
+		}
 		t := s.EffectiveTimeouts()
 		w("timeouts", strings.Join([]string{dur(t.Connect), dur(t.Request), dur(t.KeepAlive), dur(t.Session), dur(t.DataAge)}, ","))
 	}

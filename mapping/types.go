@@ -86,6 +86,13 @@ type Server struct {
 	SecurityMode string `yaml:"security_mode,omitempty" json:"security_mode,omitempty"`
 	// Auth says how the session authenticates.
 	Auth Auth `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// TrustedCertificates pins server certificates by thumbprint: SHA-1
+	// (40 hex digits, as OPC UA tools show it) or SHA-256 (64 hex digits),
+	// separators ':' and ' ' allowed. A pinned certificate is accepted
+	// like one in the PKI's trusted/ folder (still checked for validity
+	// period and ApplicationURI). The config is replicated in a pair, so a
+	// pin trusts the server on both nodes.
+	TrustedCertificates []string `yaml:"trusted_certificates,omitempty" json:"trusted_certificates,omitempty"`
 	// Timeouts of the connection supervisor.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
 
@@ -95,11 +102,16 @@ type Server struct {
 // Auth is a session's user identity. A password is never held in the
 // config file: it is read at connect time from PasswordEnv or PasswordFile.
 type Auth struct {
-	// Type is "anonymous" (default) or "username".
+	// Type is "anonymous" (default), "username" or "certificate" (an X.509
+	// user token: CertFile and KeyFile).
 	Type         string `yaml:"type,omitempty" json:"type,omitempty"`
 	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
 	PasswordEnv  string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
 	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	// CertFile and KeyFile (PEM or DER; RSA) are the user certificate and
+	// its key for type certificate, read at connect time.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 }
 
 // Timeouts of one server's connection supervisor. Zero means the default

@@ -17,7 +17,7 @@ import (
 var (
 	securityPolicies = []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
 	securityModes    = []string{"None", "Sign", "SignAndEncrypt"}
-	authTypes        = []string{"anonymous", "username"}
+	authTypes        = []string{"anonymous", "username", "certificate"}
 	directions       = []string{string(Read), string(Write), string(Both)}
 	onBads           = []string{string(Hold), string(WriteStatus)}
 	deadbandTypes    = []string{string(DeadbandAbsolute), string(DeadbandPercent)}
@@ -153,6 +153,13 @@ func (v *validator) servers() {
 		}
 
 		v.checkAuth(s, p)
+		for j, tp := range s.TrustedCertificates {
+			rel := fmt.Sprintf("trusted_certificates[%d]", j)
+			if n := NormalizeThumbprint(tp); !isHex(n) || (len(n) != 40 && len(n) != 64) {
+				v.add(s.Pos, p, rel, tp, ErrInvalidValue,
+					"want a certificate thumbprint: SHA-1 (40 hex digits) or SHA-256 (64 hex digits), as `uamirror pki list` shows")
+			}
+		}
 
 		t := s.Timeouts
 		v.checkDuration(s.Pos, p, "timeouts.connect", t.Connect)
@@ -163,9 +170,32 @@ func (v *validator) servers() {
 	}
 }
 
+// NormalizeThumbprint returns a certificate thumbprint in lower-case hex
+// without the separators (':' and ' ') tools put between bytes.
+func NormalizeThumbprint(s string) string {
+	return strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // checkAuth checks a server's user identity.
 func (v *validator) checkAuth(s *Server, p string) {
 	a := s.Auth
+	if a.Type != "certificate" {
+		if a.CertFile != "" {
+			v.add(s.Pos, p, "auth.cert_file", a.CertFile, ErrInvalidValue, "a user certificate needs auth type certificate")
+		}
+		if a.KeyFile != "" {
+			v.add(s.Pos, p, "auth.key_file", a.KeyFile, ErrInvalidValue, "a user key needs auth type certificate")
+		}
+	}
 	switch a.Type {
 	case "", "anonymous":
 		if a.Username != "" {
@@ -189,6 +219,16 @@ func (v *validator) checkAuth(s *Server, p string) {
 		case a.PasswordEnv != "" && a.PasswordFile != "":
 			v.add(s.Pos, p, "auth.password_file", a.PasswordFile, ErrInvalidValue,
 				"give only one of password_env and password_file")
+		}
+	case "certificate":
+		if a.CertFile == "" {
+			v.add(s.Pos, p, "auth.cert_file", "", ErrMissing, "auth type certificate needs cert_file (the user certificate)")
+		}
+		if a.KeyFile == "" {
+			v.add(s.Pos, p, "auth.key_file", "", ErrMissing, "auth type certificate needs key_file (the user certificate's key)")
+		}
+		if a.Username != "" || a.PasswordEnv != "" || a.PasswordFile != "" {
+			v.add(s.Pos, p, "auth.type", a.Type, ErrInvalidValue, "auth type certificate takes no username or password")
 		}
 	default:
 		v.checkEnum(s.Pos, p, "auth.type", a.Type, authTypes, "auth type")

@@ -82,6 +82,22 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		}},
+		{name: "certificate auth", edit: func(c *Config) {
+			c.Servers[0].Auth = Auth{Type: "certificate", CertFile: "/etc/u.der", KeyFile: "/etc/u.pem"}
+		}},
+		{name: "certificate auth incomplete", edit: func(c *Config) {
+			c.Servers[0].Auth = Auth{Type: "certificate", CertFile: "/etc/u.der", Username: "u"}
+			c.Servers[1].Auth = Auth{KeyFile: "/etc/u.pem"}
+		}, want: []string{"servers[0].auth.key_file: ErrMissing", "servers[0].auth.type: ErrInvalidValue",
+			"servers[1].auth.key_file: ErrInvalidValue"}},
+		{name: "pins", edit: func(c *Config) {
+			c.Servers[0].TrustedCertificates = []string{"0123456789abcdef0123456789ABCDEF01234567",
+				"01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef"}
+		}},
+		{name: "bad pins", edit: func(c *Config) {
+			c.Servers[1].TrustedCertificates = []string{"abc", "zz23456789abcdef0123456789abcdef01234567"}
+		}, want: []string{"servers[1].trusted_certificates[0]: ErrInvalidValue", "servers[1].trusted_certificates[1]: ErrInvalidValue"},
+			msgHas: "SHA-1 (40 hex digits)"},
 		{name: "policy without mode is None", edit: func(c *Config) {
 			c.Servers[0].SecurityPolicy = "Aes128_Sha256_RsaOaep"
 		}, want: []string{"servers[0].security_policy: ErrInvalidValue"}, msgHas: "needs security_mode"},

@@ -527,8 +527,8 @@ func contains(list []string, s string) bool {
 // Allowed keys at each level, in documentation order (used in messages).
 var (
 	configKeys   = []string{"servers", "groups", "mappings", "engine"}
-	serverKeys   = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "timeouts"}
-	authKeys     = []string{"type", "username", "password_env", "password_file"}
+	serverKeys   = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts"}
+	authKeys     = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
 	timeoutKeys  = []string{"connect", "request", "keepalive", "session", "data_age"}
 	groupKeys    = []string{"name", "publishing_interval", "sampling_interval", "queue_size"}
 	mappingKeys  = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad"}
@@ -584,6 +584,13 @@ func (d *decoder) server(n *yaml.Node, l loc, s *Server) {
 			d.str(v, l, &s.SecurityPolicy)
 		case "security_mode":
 			d.str(v, l, &s.SecurityMode)
+		case "trusted_certificates":
+			d.list(v, l, func(_ int, e *yaml.Node, l loc) {
+				d.lines[fieldKey{l.item, l.rel}] = e.Line
+				var t string
+				d.str(e, l, &t)
+				s.TrustedCertificates = append(s.TrustedCertificates, t)
+			})
 		case "auth":
 			d.object(v, l, authKeys, nil, func(key string, v *yaml.Node, l loc) {
 				switch key {
@@ -595,6 +602,10 @@ func (d *decoder) server(n *yaml.Node, l loc, s *Server) {
 					d.str(v, l, &s.Auth.PasswordEnv)
 				case "password_file":
 					d.str(v, l, &s.Auth.PasswordFile)
+				case "cert_file":
+					d.str(v, l, &s.Auth.CertFile)
+				case "key_file":
+					d.str(v, l, &s.Auth.KeyFile)
 				}
 			})
 		case "timeouts":

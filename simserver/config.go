@@ -186,9 +186,15 @@ type Config struct {
 	// Extension, when set, adds computed read-only variables and a Call
 	// handler (see Extension).
 	Extension *Extension
-	// Folder is the string id and browse name of the folder under Objects
+// Folder is the string id and browse name of the folder under Objects
 	// that organizes the variables (default DefaultFolder, "Sim").
 	Folder string
+	// Users, when not empty, are the only identities accepted (user name →
+	// password): the server then offers UserName tokens on its secure
+	// endpoints and refuses anonymous sessions and wrong passwords with
+	// Bad_UserAccessDenied. It needs a secure endpoint in Security
+	// (gopcua offers UserName tokens only there).
+	Users map[string]string
 }
 
 // DefaultConfig returns the configuration of the simserver command's
@@ -253,6 +259,17 @@ func (c Config) Validate() error {
 		if err := p.validate(); err != nil {
 			bad("Security[%d]: %v", k, err)
 		}
+	}
+	if len(c.Users) > 0 && !c.needsCert() {
+		bad("Users: need a secure endpoint in Security (user name tokens are offered there only)")
+	}
+	for u := range c.Users {
+		if u == "" {
+			bad("Users: empty user name")
+		}
+	}
+	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
+		bad("Users: this gopcua version's SessionService layout is not the one simserver/users.go expects")
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		bad("CertFile %q, KeyFile %q: give both or neither", c.CertFile, c.KeyFile)

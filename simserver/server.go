@@ -302,6 +302,9 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 			opts = append(opts, server.EnableSecurity(p.URI(), p.Mode))
 		}
 	}
+	if len(s.cfg.Users) > 0 {
+		opts = append(opts, server.EnableAuthMode(ua.UserTokenTypeUserName))
+	}
 	gs := server.New(opts...)
 	mute.Store(false)
 	gs.AddNamespace(s.ns)
@@ -322,6 +325,9 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 		}
 	}
 	s.registerHandlers(gs)
+	if len(s.cfg.Users) > 0 {
+		s.registerUserCheck(gs)
+	}
 	return gs
 }
 

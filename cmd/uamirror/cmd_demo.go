@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -42,10 +43,14 @@ With --single it runs the engine alone in this process instead and prints
 values/s, latency and mapping states.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			pkiPath, secure := pkiDir(a, cmd, "")
 			if single {
-				return runDemo(cmd.Context(), cmd.OutOrStdout(), a.logger, n, rate, duration)
+				return runDemo(cmd.Context(), cmd.OutOrStdout(), a.logger, n, rate, duration, pkiPath)
 			}
-			return runPairDemo(cmd.Context(), cmd.OutOrStdout(), n, rate, duration, killAfter)
+			if !secure {
+				pkiPath = ""
+			}
+			return runPairDemo(cmd.Context(), cmd.OutOrStdout(), n, rate, duration, killAfter, pkiPath)
 		},
 	}
 	cmd.Flags().IntVar(&n, "mappings", 1000, "number of mapped items")
@@ -53,12 +58,23 @@ values/s, latency and mapping states.`,
 	cmd.Flags().DurationVar(&killAfter, "kill-after", 8*time.Second, "kill -9 the active node after this long (pair mode)")
 	cmd.Flags().BoolVar(&single, "single", false, "run the engine alone in this process (no pair)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	cmd.Flags().String("pki", "", "secure demo: the plc is reached over Basic256Sha256/SignAndEncrypt (its certificate pinned) with the certificate store in this folder (a node uses DIR/<id>; env UAMIRROR_PKI)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate float64, duration time.Duration) error {
+func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate float64, duration time.Duration, pkiPath string) error {
 	quiet := log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
-	plc, err := simserver.New(simserver.Config{Vars: n, Type: "Double", Rate: rate, Logger: quiet.Named("plc")})
+	plcCfg := simserver.Config{Vars: n, Type: "Double", Rate: rate, Logger: quiet.Named("plc")}
+	var sec bridge.Security
+	if pkiPath != "" {
+		st, err := openPKI(pkiPath, log)
+		if err != nil {
+			return err
+		}
+		sec = st
+		plcCfg.Security = []simserver.SecurityPolicy{{Policy: "Basic256Sha256", Mode: ua.MessageSecurityModeSignAndEncrypt}}
+	}
+	plc, err := simserver.New(plcCfg)
 	if err != nil {
 		return err
 	}
@@ -83,6 +99,14 @@ func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate fl
 			{Name: "scada", Endpoints: []string{scada.Endpoint()}},
 		},
 	}
+	if sec != nil {
+		pin, err := demoPin(ctx, plc.Endpoint())
+		if err != nil {
+			return err
+		}
+		cfg.Servers[0].SecurityPolicy, cfg.Servers[0].SecurityMode = "Basic256Sha256", "SignAndEncrypt"
+		cfg.Servers[0].TrustedCertificates = []string{pin}
+	}
 	for i := 0; i < n; i++ {
 		nid := fmt.Sprintf("nsu=urn:uamirror:simserver;s=v%d", i)
 		m := mapping.Mapping{Source: mapping.NodeRef{Server: "plc", Node: nid}, Target: mapping.NodeRef{Server: "scada", Node: nid}}
@@ -92,7 +116,7 @@ func runDemo(ctx context.Context, out io.Writer, log *zap.Logger, n int, rate fl
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	eng, err := bridge.New(bridge.Options{Config: cfg, Logger: quiet})
+	eng, err := bridge.New(bridge.Options{Config: cfg, Logger: quiet, Security: sec})
 	if err != nil {
 		return err
 	}

@@ -163,7 +163,7 @@ func getStatus(ctx context.Context, admin string) (redundancy.Status, error) {
 // runPairDemo runs the redundant pair as child processes: two simulation
 // servers, an arbiter and two nodes; kills the active after killAfter and
 // shows the takeover.
-func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, duration, killAfter time.Duration) (err error) {
+func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, duration, killAfter time.Duration, pkiPath string) (err error) {
 	dir, err := os.MkdirTemp("", "uamirror-demo-")
 	if err != nil {
 		return err
@@ -188,12 +188,24 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		mu.Unlock()
 	}
 	journal := filepath.Join(dir, "scada.journal")
-	plc, kv, err := startChild(ctx, dir, "plc", "simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--rate", fmt.Sprint(rate))
+	plcArgs := []string{"simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--rate", fmt.Sprint(rate)}
+	if pkiPath != "" {
+		plcArgs = append(plcArgs, "--security", "Basic256Sha256:SignAndEncrypt")
+	}
+	plc, kv, err := startChild(ctx, dir, "plc", plcArgs...)
 	if err != nil {
 		return err
 	}
 	add(plc)
 	plcEP := kv["endpoint"]
+	plcSec := ""
+	if pkiPath != "" {
+		pin, err := demoPin(ctx, plcEP)
+		if err != nil {
+			return err
+		}
+		plcSec = fmt.Sprintf("\n    security_policy: Basic256Sha256\n    security_mode: SignAndEncrypt\n    trusted_certificates: [%s]", pin)
+	}
 	scada, kv, err := startChild(ctx, dir, "scada", "simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--journal", journal)
 	if err != nil {
 		return err
@@ -202,7 +214,7 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 	scadaEP := kv["endpoint"]
 
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "servers:\n  - name: plc\n    endpoints: [%s]\n    timeouts: {keepalive: 250ms, request: 1s}\n  - name: scada\n    endpoints: [%s]\n    timeouts: {keepalive: 250ms, request: 1s}\nengine: {publishing_interval: 50ms, retry_min: 50ms, retry_max: 1s}\nmappings:\n", plcEP, scadaEP)
+	fmt.Fprintf(&cfg, "servers:\n  - name: plc\n    endpoints: [%s]%s\n    timeouts: {keepalive: 250ms, request: 1s}\n  - name: scada\n    endpoints: [%s]\n    timeouts: {keepalive: 250ms, request: 1s}\nengine: {publishing_interval: 50ms, retry_min: 50ms, retry_max: 1s}\nmappings:\n", plcEP, plcSec, scadaEP)
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&cfg, "  - {source: {server: plc, node: \"nsu=urn:uamirror:simserver;s=v%d\"}, target: {server: scada, node: \"nsu=urn:uamirror:simserver;s=v%d\"}}\n", i, i)
 	}
@@ -229,6 +241,9 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		args := []string{m.role, "--id", m.id, "--data", filepath.Join(dir, m.id)}
 		if m.role == "node" {
 			args = append(args, "--config", cfgPath)
+			if pkiPath != "" {
+				args = append(args, "--pki", filepath.Join(pkiPath, m.id))
+			}
 		}
 		p, _, err := startChild(ctx, dir, m.id, append(args, memberArgs...)...)
 		return p, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,10 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMember(cmd.Context(), cmd, a, role, f)
 		},
+	}
+	if role == redundancy.RoleNode {
+		cmd.Long += "\n" + pkiNote
+		addPKIFlag(cmd, "<--data>/pki")
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.id, "id", "", "this member's id (one of the --member ids)")
@@ -181,9 +186,20 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			}
 			overrides[k] = v
 		}
+		// The store is opened whatever the config says: the replicated
+		// config may turn security on later.
+		defPKI := defaultPKIDir
+		if f.data != "" {
+			defPKI = filepath.Join(f.data, "pki")
+		}
+		pkiPath, _ := pkiDir(a, cmd, defPKI)
+		store, err := openPKI(pkiPath, log)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
 		opts.NewMirror = func(mc *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
 			mc = withEndpointOverrides(mc, overrides)
-			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten})
+			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten, Security: store})
 			if err != nil {
 				return nil, err
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ func newSimserverCmd(a *app) *cobra.Command {
 		security     string
 		serviceLevel int
 		control      bool
+		users        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "simserver",
@@ -57,6 +59,20 @@ one per line, and answers each with one line on stdout ("ok ..." or
 			var err error
 			if cfg.Security, err = simserver.ParseSecurity(security); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--security: %w", err)}
+			}
+			for _, u := range users {
+				name, file, ok := strings.Cut(u, ":")
+				if !ok || name == "" || file == "" {
+					return &exitError{code: 2, err: fmt.Errorf("--user %q: want NAME:PASSWORD_FILE", u)}
+				}
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--user %s: password file: %w", name, err)}
+				}
+				if cfg.Users == nil {
+					cfg.Users = map[string]string{}
+				}
+				cfg.Users[name] = strings.TrimRight(string(b), "\r\n")
 			}
 			if serviceLevel < 0 || serviceLevel > 255 {
 				return &exitError{code: 2, err: fmt.Errorf("--service-level %d: want 0..255", serviceLevel)}
@@ -101,6 +117,7 @@ one per line, and answers each with one line on stdout ("ok ..." or
 	f.StringVar(&security, "security", "None", `endpoints to offer, e.g. "None,Basic256Sha256:Sign,Basic256Sha256:SignAndEncrypt" (None is always offered)`)
 	f.StringVar(&cfg.CertFile, "cert", "", "server certificate (PEM or DER; default: self-signed, generated)")
 	f.StringVar(&cfg.KeyFile, "key", "", "server RSA key (PEM or DER)")
+	f.StringArrayVar(&users, "user", nil, "accept only this user: NAME:PASSWORD_FILE (repeat; needs a secure --security endpoint)")
 	f.StringVar(&cfg.JournalFile, "journal", "", "append every accepted write to this file as a JSON line")
 	f.BoolVar(&cfg.RejectTimestamps, "reject-timestamps", false, "answer Bad_WriteNotSupported to writes that carry a timestamp (like some PLCs)")
 	f.IntVar(&serviceLevel, "service-level", 255, "initial ServiceLevel (0..255)")

@@ -15,6 +15,9 @@ func TestValidateExamples(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("good example: exit %d, out %q", code, out)
 	}
+	if out, errOut, code := runCLI(t, "validate", "../../examples/secured-mirror.yml"); code != 0 {
+		t.Fatalf("secured example: exit %d, %s %s", code, out, errOut)
+	}
 	_, errOut, code := runCLI(t, "validate", "../../examples/bad-mirror.yml")
 	if code != 1 {
 		t.Fatalf("bad example: exit %d, want 1", code)

@@ -78,6 +78,9 @@ type Options struct {
 	// Security also offers Basic256Sha256 Sign and SignAndEncrypt
 	// endpoints; without it only SecurityPolicy None is offered.
 	Security bool
+	// Aes, with Security, also offers Aes128_Sha256_RsaOaep and
+	// Aes256_Sha256_RsaPss.
+	Aes bool
 	// NoAutoAccept makes the server reject client certificates it does not
 	// trust (they land in PKIDir()/server/rejected). By default every
 	// client certificate is accepted.
@@ -85,6 +88,9 @@ type Options struct {
 	// TrustedClientCerts are DER client certificates put in the server's
 	// trust list before it starts (useful with NoAutoAccept).
 	TrustedClientCerts [][]byte
+	// TrustedUserCerts are DER user certificates (X.509 user tokens) put
+	// in the server's user trust list before it starts; others are refused.
+	TrustedUserCerts [][]byte
 	// Password, if set, lets user User log in with it. It needs Security:
 	// node-opcua offers UserName tokens only when a secure policy exists
 	// (on the None endpoint the password is then encrypted with
@@ -224,17 +230,22 @@ func validType(typ string) bool {
 }
 
 func (s *Server) writeTrusted() error {
-	if len(s.opts.TrustedClientCerts) == 0 {
-		return nil
-	}
-	d := filepath.Join(s.pki, "server", "trusted", "certs")
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return err
-	}
-	for i, der := range s.opts.TrustedClientCerts {
-		b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("uamirror-test-%d.pem", i)), b, 0o644); err != nil {
+	for _, l := range []struct {
+		sub   string
+		certs [][]byte
+	}{{"server", s.opts.TrustedClientCerts}, {"user", s.opts.TrustedUserCerts}} {
+		if len(l.certs) == 0 {
+			continue
+		}
+		d := filepath.Join(s.pki, l.sub, "trusted", "certs")
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
+		}
+		for i, der := range l.certs {
+			b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("uamirror-test-%d.pem", i)), b, 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -266,6 +277,7 @@ func (s *Server) args(port int) []string {
 		"--ns", ns,
 		"--pki", s.pki,
 		"--security", strconv.FormatBool(o.Security),
+		"--aes", strconv.FormatBool(o.Aes),
 		"--auto-accept", strconv.FormatBool(!o.NoAutoAccept),
 		"--allow-anonymous", strconv.FormatBool(!o.DenyAnonymous),
 		"--service-level", strconv.Itoa(sl),

@@ -38,6 +38,7 @@ const HELP = `usage: node server.js [options]
   --ns URI                  namespace URI (default urn:uamirror:nodeopcua)
   --pki DIR                 PKI folder of this instance (default: a temp dir removed on exit)
   --security BOOL           also offer Basic256Sha256 Sign and SignAndEncrypt (default true)
+  --aes BOOL                with --security, also offer Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss (default false)
   --auto-accept BOOL        trust unknown client certificates (default true)
   --allow-anonymous BOOL    accept anonymous sessions (default true)
   --service-level N         initial ServiceLevel (default 255)
@@ -55,6 +56,7 @@ const DEFAULTS = {
     ns: "urn:uamirror:nodeopcua",
     pki: "",
     security: "true",
+    aes: "false",
     "auto-accept": "true",
     "allow-anonymous": "true",
     "service-level": "255",
@@ -125,6 +127,7 @@ function parseArgs(argv) {
         ns: opts.ns,
         pki: opts.pki,
         security: bool("security"),
+        aes: bool("aes"),
         autoAccept: bool("auto-accept"),
         allowAnonymous: bool("allow-anonymous"),
         serviceLevel: int("service-level", 0, 255),
@@ -273,6 +276,9 @@ async function main() {
     if (opts.security) {
         securityPolicies.push(SecurityPolicy.Basic256Sha256);
         securityModes.push(MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt);
+        if (opts.aes) {
+            securityPolicies.push(SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Aes256_Sha256_RsaPss);
+        }
     }
 
     const userManager = {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/pki"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+// httpGet returns the body of GET u ("" when it fails).
+func httpGet(u string) string {
+	c := &http.Client{Timeout: 3 * time.Second}
+	defer c.CloseIdleConnections()
+	res, err := c.Get(u)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// TestSecretsNeverShown runs a real pair (two node processes, debug
+// logging) against a simserver that checks passwords, over
+// Basic256Sha256/SignAndEncrypt, with one server entry logging in with the
+// right password (from an env var) and one with a wrong one (from a
+// file). The wrong one fails with a clear error; the right one mirrors;
+// neither password appears in any log line, the admin API's answers or
+// the metrics. The server's certificate expires in 10 days: the summary
+// and the metrics warn about it.
+func TestSecretsNeverShown(t *testing.T) {
+	const (
+		rightPW = "Corr3ct-H0rse-pw-71"
+		wrongPW = "Wr0ng-Batt3ry-pw-13"
+	)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rightFile, wrongFile := write("right.pw", rightPW), write("wrong.pw", wrongPW)
+
+	// The PLC's certificate expires in 10 days.
+	der, key, err := pki.GenerateCertificate(pki.CertTemplate{AppURI: "urn:test:plc", CommonName: "plc",
+		Hosts: []string{"127.0.0.1"}, NotAfter: time.Now().Add(10 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certStore, err := pki.Open(filepath.Join(dir, "plc-pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certStore.SetOwn(der, key); err != nil {
+		t.Fatal(err)
+	}
+	plc := harness.Start(t, "simserver", "--vars", "4", "--type", "Double", "--control",
+		"--security", "Basic256Sha256:SignAndEncrypt", "--user", "alice:"+rightFile,
+		"--cert", filepath.Join(certStore.Dir(), pki.DirOwnCerts, pki.OwnCertFile),
+		"--key", filepath.Join(certStore.Dir(), pki.DirOwnPrivate, pki.OwnKeyFile))
+	scada := harness.Start(t, "simserver", "--vars", "4", "--type", "Double")
+	thumb := pki.Thumbprint(der)
+
+	t.Setenv("UAMIRROR_E2E_PLC_PW", rightPW)
+	yml := fmt.Sprintf(`servers:
+  - name: plc_ok
+    endpoints: [%[1]q]
+    security_policy: Basic256Sha256
+    security_mode: SignAndEncrypt
+    trusted_certificates: [%[2]s]
+    auth: {type: username, username: alice, password_env: UAMIRROR_E2E_PLC_PW}
+  - name: plc_bad
+    endpoints: [%[1]q]
+    security_policy: Basic256Sha256
+    security_mode: SignAndEncrypt
+    trusted_certificates: [%[2]s]
+    auth: {type: username, username: alice, password_file: %[3]q}
+  - name: scada
+    endpoints: [%[4]q]
+engine: {publishing_interval: 50ms, retry_min: 50ms, retry_max: 500ms}
+mappings:
+  - source: {server: plc_ok, node: "nsu=urn:uamirror:simserver;s=v0"}
+    target: {server: scada, node: "nsu=urn:uamirror:simserver;s=v0"}
+  - source: {server: plc_bad, node: "nsu=urn:uamirror:simserver;s=v1"}
+    target: {server: scada, node: "nsu=urn:uamirror:simserver;s=v1"}
+`, plc.Ready("endpoint"), thumb, wrongFile, scada.Ready("endpoint"))
+	cfg := write("mirror.yml", yml)
+
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
+	admin := map[string]string{}
+	var members []string
+	for _, id := range []string{"a", "b"} {
+		a := addr()
+		admin[id] = "http://" + a
+		members = append(members, fmt.Sprintf("id=%s,role=node,raft=%s,peer=%s,admin=%s", id, addr(), addr(), a))
+	}
+	nodes := map[string]*harness.Proc{}
+	for _, id := range []string{"a", "b"} {
+		args := []string{"--log-level", "debug", "node", "--config", cfg, "--id", id, "--data", filepath.Join(dir, id)}
+		for _, m := range members {
+			args = append(args, "--member", m)
+		}
+		nodes[id] = harness.Start(t, args...)
+	}
+
+	summary := func(id string) diagnostics.Summary {
+		var s diagnostics.Summary
+		_ = httpJSON(admin[id]+"/api/v1/summary", &s)
+		return s
+	}
+	server := func(s diagnostics.Summary, name string) diagnostics.ServerSummary {
+		for _, sv := range s.Servers {
+			if sv.Name == name {
+				return sv
+			}
+		}
+		return diagnostics.ServerSummary{}
+	}
+	for _, id := range []string{"a", "b"} {
+		harness.Eventually(t, 30*time.Second, "node "+id+": plc_ok connected, plc_bad refused", func() bool {
+			s := summary(id)
+			return server(s, "plc_ok").State == "connected" &&
+				strings.Contains(server(s, "plc_bad").LastError, "server plc_bad: user alice rejected: ") &&
+				strings.Contains(server(s, "plc_bad").LastError, "BadUserAccessDenied")
+		})
+	}
+	if err := plc.Send("set 0 12.5"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 20*time.Second, "plc_ok v0 mirrored", func() bool {
+		dvs, err := harness.ReadValues(harness.Context(t), scada.Ready("endpoint"), []string{"nsu=urn:uamirror:simserver;s=v0"})
+		return err == nil && dvs[0].Value != nil && dvs[0].Value.Value() == 12.5
+	})
+
+	// Expiry within 30 days: summary and metrics.
+	s := summary("a")
+	if c := server(s, "plc_ok").Certificate; c == nil || !c.ExpiresSoon || c.Warning != "expires soon" || c.Thumbprint != thumb {
+		t.Errorf("summary certificate of plc_ok: %+v", c)
+	}
+	if s.OwnCertificate == nil || s.OwnCertificate.ExpiresSoon {
+		t.Errorf("own certificate in the summary: %+v", s.OwnCertificate)
+	}
+	metrics := httpGet(admin["a"] + "/metrics")
+	for _, want := range []string{`uamirror_certificate_expires_soon{kind="server",server="plc_ok"} 1`,
+		`uamirror_certificate_expires_soon{kind="own",server=""} 0`,
+		`uamirror_certificate_expiry_seconds{kind="server",server="plc_ok"} 8639`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// Every text a user or a scraper can see, on both nodes.
+	var seen strings.Builder
+	for _, id := range []string{"a", "b"} {
+		for _, p := range []string{"/api/v1/status", "/api/v1/summary", "/api/v1/mappings", "/api/v1/pair",
+			"/api/v1/events", "/metrics"} {
+			body := httpGet(admin[id] + p)
+			if body == "" {
+				t.Errorf("node %s: GET %s: empty", id, p)
+			}
+			seen.WriteString(body)
+		}
+	}
+	for _, id := range []string{"a", "b"} {
+		nodes[id].Stop(10 * time.Second)
+		seen.WriteString(nodes[id].Stderr.String())
+	}
+	seen.WriteString(plc.Stderr.String())
+	all := seen.String()
+	if !strings.Contains(all, "user alice rejected") || !strings.Contains(all, `"level":"debug"`) {
+		t.Fatal("the collected output misses the logs it should search")
+	}
+	for _, pw := range []string{rightPW, wrongPW} {
+		if i := strings.Index(all, pw); i >= 0 {
+			t.Errorf("password %q shown: …%s…", pw, all[max(0, i-200):min(len(all), i+100)])
+		}
+	}
+	t.Logf("searched %d bytes of logs, API answers and metrics", len(all))
+}

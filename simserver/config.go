@@ -186,7 +186,7 @@ type Config struct {
 	// Extension, when set, adds computed read-only variables and a Call
 	// handler (see Extension).
 	Extension *Extension
-// Folder is the string id and browse name of the folder under Objects
+	// Folder is the string id and browse name of the folder under Objects
 	// that organizes the variables (default DefaultFolder, "Sim").
 	Folder string
 	// Users, when not empty, are the only identities accepted (user name →

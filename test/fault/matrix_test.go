@@ -3,7 +3,6 @@ package fault
 import (
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -203,5 +202,3 @@ func lastBefore(ws []invariant.Write, t0 time.Time) invariant.Write {
 	}
 	return last
 }
-
-var _ = syscall.SIGKILL

@@ -147,24 +147,41 @@ func (l *Lab) Loss(host string, pct float64) {
 func (l *Lab) nsPath(host string) string { return "/run/netns/" + l.Prefix + "-" + host }
 
 // InNS runs fn on an OS thread that has joined host's network namespace;
-// sockets fn creates belong to the lab. The thread is discarded
-// afterwards (never handed back to other goroutines).
+// sockets fn creates belong to the lab. The thread returns to its own
+// namespace afterwards; if it cannot, it is discarded (the goroutine
+// exits locked). Discarding threads routinely would be wrong: a child
+// process started with Pdeathsig (test/harness) is killed when the
+// thread that forked it ends, and that may be any of the runtime's
+// threads.
 func (l *Lab) InNS(host string, fn func() error) error {
-	f, err := os.Open(l.nsPath(host))
+	target, err := os.Open(l.nsPath(host))
 	if err != nil {
 		return fmt.Errorf("netlab: %w", err)
 	}
-	defer f.Close()
+	defer target.Close()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the goroutine exits locked, so the runtime
-		// ends the thread rather than reuse it in the wrong namespace.
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netlab: own namespace: %w", err)
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netlab: setns %s: %w", host, err)
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Stay locked: the runtime ends this thread with the goroutine.
+			errc <- errors.Join(ferr, fmt.Errorf("netlab: back to the own namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }

@@ -96,6 +96,30 @@ func TestCutFromServer(t *testing.T) {
 		e.finish(r)
 		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s)", act.id, sby.id, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
 	})
+	// The target this time: the old active's Writes sent after the cut
+	// sit in its socket; they must never reach the server after the
+	// handover (they did before sessions closed abortively, see
+	// bridge/dial.go).
+	t.Run("any-target", func(t *testing.T) {
+		e := start(t, opts{policy: "any"})
+		r := e.scenario("cut-target-any", "policy any: cut from scada (the target), the active hands over; healed after the handover, nothing the old active sent reaches scada late")
+		act, sby, epoch := e.waitStable(settle)
+		cutAt := time.Now()
+		e.lab.Cut(act.host, hSCADA)
+		newEpoch := e.waitActive(sby, epoch, settle)
+		ev := e.waitEvent(newEpoch, settle)
+		if ev.Reason != "server-monitor" || ev.From != act.id || !strings.Contains(ev.Detail, "scada") {
+			t.Errorf("event %+v, want server-monitor from %s naming scada", ev, act.id)
+		}
+		lastOld, firstNew := e.takeover(cutAt)
+		r.gap(firstNew.Time.Sub(lastOld.Time))
+		e.lab.Heal(act.host, hSCADA)
+		healAt := time.Now()
+		e.waitLive(healAt, settle)
+		e.noLateWrites(cutAt, firstNew)
+		e.finish(r)
+		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s); no late write after the heal", act.id, sby.id, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
+	})
 	t.Run("all", func(t *testing.T) {
 		needFull(t)
 		e := start(t, opts{policy: "all"})

@@ -63,7 +63,7 @@ type Lab struct {
 func New(t testing.TB, n int) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("no network lab: %v", err)
+		skip(t, "no network lab: %v", err)
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -80,11 +80,24 @@ func New(t testing.TB, n int) *Lab {
 	})
 	if out, err := l.run("up", strconv.Itoa(n)); err != nil {
 		if strings.Contains(out, "Operation not permitted") || strings.Contains(out, "Permission denied") {
-			t.Skipf("no network lab: the machine refuses network namespaces: %s", out)
+			skip(t, "no network lab: the machine refuses network namespaces: %s", out)
 		}
 		t.Fatalf("netlab up %d: %v: %s", n, err, out)
 	}
 	return l
+}
+
+// RequireEnv names the variable that turns "no lab here" from a skip
+// into a failure: CI (.ci/run) sets it, so that a missing tool or a lost
+// privilege cannot silently skip the fault matrix.
+const RequireEnv = "UAMIRROR_FAULT_REQUIRE"
+
+func skip(t testing.TB, format string, a ...any) {
+	t.Helper()
+	if os.Getenv(RequireEnv) != "" {
+		t.Fatalf(format+" ("+RequireEnv+" is set)", a...)
+	}
+	t.Skipf(format, a...)
 }
 
 func (l *Lab) env() []string {

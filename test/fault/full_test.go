@@ -208,7 +208,6 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	r.Observed = fmt.Sprintf("%s took over (epoch %d); update %s", sby.id, newEpoch, what)
 }
 
-
 // signalReader closes sent once its reader is exhausted (the request
 // body has been handed to the connection).
 type signalReader struct {

@@ -4,7 +4,7 @@
 GO       ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test deps vet fmt-check fuzz bench build demo
+.PHONY: test deps vet fmt-check fuzz bench build demo fault-full soak
 
 build:
 	$(GO) build -o bin/uamirror ./cmd/uamirror
@@ -13,11 +13,13 @@ demo:
 	$(GO) run ./cmd/uamirror demo
 
 # Test dependencies: node-opcua (third-party OPC UA server) from npm, pinned;
-# Chromium (Debian package) for the status page test.
+# Chromium (Debian package) for the status page test; iproute2, nftables and
+# iptables for the fault matrix's network lab (test/fault, test/netlab; it
+# also needs root, and skips without it).
 deps:
 	cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error
-	command -v chromium >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	{ command -v chromium && command -v ip && command -v nft && command -v iptables; } >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium iproute2 nftables iptables; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/nodeopcua/node_modules/*')); \
@@ -39,6 +41,14 @@ fuzz:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
+
+# The whole fault matrix (root; ~10 min) and the soak (not part of `make test`).
+fault-full:
+	$(GO) test -race -count=1 -timeout 30m -v ./test/fault/ -fault.full
+
+SOAK ?= 30m
+soak:
+	$(GO) test -race -count=1 -timeout 2h -v ./test/fault/ -run Soak -soak $(SOAK)
 
 # Benchmarks print their figures (not part of `make test`).
 bench:

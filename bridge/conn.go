@@ -183,6 +183,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	opts = append(opts,
 		opcua.AutoReconnect(false),
 		opcua.RequestTimeout(c.timeouts.Request),
+		opcua.Dialer(sessionDialer()), // before DialTimeout, which sets its timeout
 		opcua.DialTimeout(c.timeouts.Connect),
 		opcua.SessionTimeout(c.timeouts.Session),
 	)

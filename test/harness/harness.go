@@ -101,6 +101,8 @@ type Proc struct {
 	t      testing.TB
 	name   string
 	args   []string
+	wrap   []string // command prefix (e.g. netlab.sh exec h1) that execs name
+	env    []string // extra environment
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	done   chan struct{}
@@ -121,10 +123,22 @@ func Start(t testing.TB, args ...string) *Proc {
 	return p
 }
 
+// StartIn is Start with the binary run through wrap, a command prefix
+// that must exec its argument (so that the PID is the binary's), e.g.
+// netlab.sh exec h1, with env added to the environment.
+func StartIn(t testing.TB, wrap, env []string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{t: t, name: Binary(t), args: args, wrap: wrap, env: env}
+	p.start()
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
 func (p *Proc) start() {
 	t := p.t
 	t.Helper()
-	cmd := exec.Command(p.name, p.args...)
+	argv := append(append(append([]string(nil), p.wrap...), p.name), p.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -136,7 +150,7 @@ func (p *Proc) start() {
 	}
 	p.Stderr = &lockedBuffer{}
 	cmd.Stderr = p.Stderr
-	cmd.Env = append(os.Environ(), "UAMIRROR_LOG_FORMAT=json")
+	cmd.Env = append(append(os.Environ(), "UAMIRROR_LOG_FORMAT=json"), p.env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", p.args, err)
 	}
@@ -192,6 +206,9 @@ func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }
+
+// Pid is the process id (of the binary: a wrap execs it).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }

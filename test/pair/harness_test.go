@@ -33,6 +33,7 @@ import (
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
+	"github.com/uamirror/uamirror/test/invariant"
 	"github.com/uamirror/uamirror/test/tcpproxy"
 )
 
@@ -40,11 +41,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// ns is the simulation servers' namespace URI.
-const ns = "urn:uamirror:simserver"
+// The simulation servers' value scheme (see test/invariant).
+const ns = invariant.NS
 
-// nodeID is the NodeID of simulated variable i.
-func nodeID(i int) string { return fmt.Sprintf("nsu=%s;s=v%d", ns, i) }
+func nodeID(i int) string { return invariant.NodeID(i) }
 
 // pollEvery is how often conditions on the admin API are polled. The
 // members are race-instrumented processes on a small shared machine;
@@ -153,27 +153,9 @@ func (s *sim) read(idx []int) ([]float64, []time.Time, error) {
 	return vals, tss, nil
 }
 
-// Values the sources hold. The simserver's rate generator gives variable
-// i the Double values i*1000 + n + 0.25 (n = 0, 1, …: never 0); the tests'
-// own `set` commands use setValue, which never collides with those. Every
-// value written to the target must be one of these (validValue).
-func setValue(i, k int) float64 { return float64(500_000+i*1000+k%1000) + 0.5 }
+func setValue(i, k int) float64 { return invariant.SetValue(i, k) }
 
-func validValue(node string, v float64) error {
-	i, err := strconv.Atoi(strings.TrimPrefix(node, "nsu="+ns+";s=v"))
-	if err != nil {
-		return fmt.Errorf("unexpected node %q", node)
-	}
-	if v == 0 {
-		return errors.New("zero value")
-	}
-	gen := v - 0.25 - float64(i*1000)
-	set := v - 0.5 - float64(500_000+i*1000)
-	if (gen >= 0 && gen == float64(int64(gen))) || (set >= 0 && set < 1000 && set == float64(int64(set))) {
-		return nil
-	}
-	return fmt.Errorf("%v is no value the source produces for v%d", v, i)
-}
+func validValue(node string, v float64) error { return invariant.ValidValue(node, v) }
 
 // pairOpts describes a pair to start.
 type pairOpts struct {

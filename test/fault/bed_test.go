@@ -21,6 +21,10 @@ package fault
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -85,6 +89,11 @@ type opts struct {
 	cooldown       time.Duration
 	heartbeat      time.Duration
 	tmpfs          bool // data dirs of a and b on small tmpfs mounts
+	// plain runs the pair without TLS (the admin API then open, with
+	// --admin-insecure). By default the bed is a secured pair: mutual TLS
+	// on raft and the peer link from `pki init-pair`, the admin API on
+	// https with a bearer token — what a plant should run.
+	plain bool
 }
 
 func (o *opts) defaults() {
@@ -169,9 +178,16 @@ func start(t *testing.T, o opts) *bed {
 			s += ",peer=" + ip + ":7101"
 		}
 		members = append(members, "--member", s)
-		m.client = &http.Client{Timeout: 3 * time.Second,
-			Transport: &http.Transport{DialContext: lab.Dialer(m.host), MaxIdleConnsPerHost: 2}}
-		t.Cleanup(m.client.CloseIdleConnections)
+	}
+	sec := e.secure(all)
+	for _, m := range all {
+		tr := &http.Transport{DialContext: lab.Dialer(m.host), MaxIdleConnsPerHost: 2}
+		m.client = &http.Client{Timeout: 3 * time.Second, Transport: tr}
+		if sec != nil {
+			tr.TLSClientConfig = &tls.Config{RootCAs: sec.ca}
+			m.client.Transport = &tokenTransport{token: sec.token, base: tr}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
 	}
 	for _, m := range all {
 		m.data = filepath.Join(e.dir, "data-"+m.id)
@@ -186,6 +202,11 @@ func start(t *testing.T, o opts) *bed {
 			"--fault-delay", o.faultDelay.String(), "--cooldown", o.cooldown.String())
 		if m.role == "node" {
 			m.args = append(m.args, "--config", e.cfgPath)
+		}
+		if sec != nil {
+			m.args = append(m.args, sec.args(m.id)...)
+		} else {
+			m.args = append(m.args, "--admin-insecure")
 		}
 	}
 	t.Cleanup(func() {
@@ -407,7 +428,7 @@ func (e *bed) writeConfig(path string, mapped int) string {
 // even while the host is isolated) ----
 
 func (e *bed) get(m *member, path string, out any) error {
-	res, err := m.client.Get("http://" + e.lab.IP(m.host) + ":7201" + path)
+	res, err := m.client.Get(e.adminURL(m) + path)
 	if err != nil {
 		return err
 	}
@@ -605,3 +626,73 @@ func holds(t testing.TB, d time.Duration, msg string, cond func() (bool, string)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ---- the secured pair ----
+
+// bedSecurity is the pair's TLS material (from `pki init-pair`) and the
+// admin token.
+type bedSecurity struct {
+	dir, tokenFile, token string
+	ca                    *x509.CertPool
+}
+
+// secure makes the pair's certificates for the members' lab addresses
+// and an admin token; nil for a plain bed.
+func (e *bed) secure(all []*member) *bedSecurity {
+	e.t.Helper()
+	if e.o.plain {
+		return nil
+	}
+	sec := &bedSecurity{dir: filepath.Join(e.dir, "pki"), tokenFile: filepath.Join(e.dir, "admin.token")}
+	args := []string{"pki", "init-pair", "--out", sec.dir}
+	for _, m := range all {
+		flag := "--member"
+		if m.role == "arbiter" {
+			flag = "--arbiter"
+		}
+		args = append(args, flag, m.id+"="+e.lab.IP(m.host))
+	}
+	if out, err := exec.Command(harness.Binary(e.t), args...).CombinedOutput(); err != nil {
+		e.t.Fatalf("pki init-pair: %v\n%s", err, out)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	sec.token = hex.EncodeToString(b)
+	if err := os.WriteFile(sec.tokenFile, []byte(sec.token+"\n"), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(sec.dir, "ca", "ca.crt"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sec.ca = x509.NewCertPool()
+	sec.ca.AppendCertsFromPEM(ca)
+	return sec
+}
+
+// args are member id's TLS and admin-token flags.
+func (sec *bedSecurity) args(id string) []string {
+	d := filepath.Join(sec.dir, id)
+	return []string{"--tls-ca", filepath.Join(d, "ca.crt"), "--tls-cert", filepath.Join(d, id+".crt"),
+		"--tls-key", filepath.Join(d, id+".key"), "--admin-token-file", sec.tokenFile}
+}
+
+// adminURL is member m's admin API base URL.
+func (e *bed) adminURL(m *member) string {
+	if e.o.plain {
+		return "http://" + e.lab.IP(m.host) + ":7201"
+	}
+	return "https://" + e.lab.IP(m.host) + ":7201"
+}
+
+// tokenTransport sends the admin token with every request.
+type tokenTransport struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.base.RoundTrip(r)
+}

@@ -157,7 +157,7 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPut,
-			"http://"+e.lab.IP(act.host)+":7201/api/v1/mappings?file=mirror-v2.yml", &signalReader{r: strings.NewReader(string(body)), sent: sent})
+			e.adminURL(act)+"/api/v1/mappings?file=mirror-v2.yml", &signalReader{r: strings.NewReader(string(body)), sent: sent})
 		res, err := act.client.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(res.Body)
@@ -241,7 +241,7 @@ func TestStandbyDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := act.client.Do(mustReq(http.MethodPut, "http://"+e.lab.IP(act.host)+":7201/api/v1/mappings", string(body)))
+	res, err := act.client.Do(mustReq(http.MethodPut, e.adminURL(act)+"/api/v1/mappings", string(body)))
 	if err != nil {
 		t.Fatal(err)
 	}

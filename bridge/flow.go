@@ -103,9 +103,18 @@ type mstate struct {
 // setTransform installs the transform for the destination type dst and
 // converts a raw value that arrived before the type was known. Caller
 // holds ms.mu.
+//
+// The cache may already hold a value another node wrote (Observe, on a
+// standby): the raw source value replaces it unless it is older. Either
+// way the flow is resolved once a source value has arrived — a source
+// that never changes must not keep it pending (a pending flow keeps a
+// standby from READY).
 func (f *flow) setTransform(tr *transform, dst valueType) {
 	f.tr, f.dstType, f.typeKnown = tr, dst, true
-	if f.good == nil && f.lastSrc != nil {
+	if f.lastSrc == nil {
+		return
+	}
+	if f.good == nil || !f.lastSrcTS.Before(f.goodTS) {
 		out, err := tr.apply(f.lastSrc)
 		if err != nil {
 			f.setState(StateBad, err.Error())
@@ -115,9 +124,9 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 		if f.lastSrcTS.After(f.ms.lastTS) {
 			f.ms.lastTS = f.lastSrcTS
 		}
-		if f.state == StatePending {
-			f.setState(StateOK, "") // resolved: a source that never changes must not keep it pending
-		}
+	}
+	if f.state == StatePending {
+		f.setState(StateOK, "")
 	}
 }
 

@@ -122,6 +122,9 @@ type Node struct {
 	peerHash      string
 
 	localDiff atomic.Pointer[string]
+	// dataDirErr is the last data directory probe's failure ("" when it
+	// took writes); nil before the first probe (datadir.go).
+	dataDirErr atomic.Pointer[string]
 
 	// refusals journals refused pair connections (TLS).
 	refusals *refusalJournal
@@ -284,7 +287,8 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.leaseLoop(ctx) }()
 		go func() { defer wg.Done(); n.syncLoop(ctx) }()
 	}
-	wg.Add(1)
+	wg.Add(2)
+	go func() { defer wg.Done(); n.dataDirLoop(ctx) }()
 	go func() {
 		defer wg.Done()
 		for {

@@ -284,6 +284,11 @@ type Status struct {
 	LocalDiff    string         `json:"local_config_diff,omitempty"`
 	Health       *Health        `json:"health,omitempty"`
 	PeerHealth   *Health        `json:"peer_health,omitempty"`
+	// NotReady says why Ready is false ("" when it is true).
+	NotReady string `json:"not_ready,omitempty"`
+	// DataDir is the data directory's problem, if it does not take
+	// writes ("" when it does).
+	DataDir string `json:"data_dir_problem,omitempty"`
 }
 
 // Status returns this node's view of the pair.
@@ -323,16 +328,38 @@ func (n *Node) Status() Status {
 	}
 	activeHash := n.peerHash
 	n.peerMu.Unlock()
+	s.DataDir = n.dataDirProblem()
 	switch s.Role {
 	case "active":
 		_, ok := n.gate.Permit()
 		s.Ready = ok
+		if !ok {
+			s.NotReady = "no write lease (the pair's quorum is not confirmed)"
+		}
 	case "standby":
 		cur := n.activeCfg.Load()
-		s.Ready = s.Health != nil && s.Health.Ready && peerFresh && cur != nil && *cur == activeHash
+		switch {
+		case s.DataDir != "":
+			s.NotReady = s.DataDir
+		case s.Health == nil:
+			s.NotReady = "no mirror running (no config applied yet)"
+		case !s.Health.Ready:
+			s.NotReady = s.Health.Reason
+			if s.NotReady == "" {
+				s.NotReady = "mirror not ready"
+			}
+		case !peerFresh:
+			s.NotReady = "no recent sync from the active on the peer link"
+		case cur == nil || *cur != activeHash:
+			s.NotReady = "running a config other than the active's (replication behind)"
+		}
+		s.Ready = s.NotReady == ""
 		s.StandbyReady = s.Ready
 	case "arbiter":
 		s.Ready = r != nil && s.Leader != ""
+		if !s.Ready {
+			s.NotReady = "no leader known"
+		}
 	}
 	var lastContact time.Time
 	if r != nil {

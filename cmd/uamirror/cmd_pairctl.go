@@ -197,9 +197,15 @@ func printStatus(w io.Writer, st redundancy.Status) {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, state, s.ServiceLevel, s.Endpoint)
 		}
 		tw.Flush()
-		if !st.Health.Ready && st.Health.Reason != "" {
-			fmt.Fprintln(w, "not ready:", st.Health.Reason)
-		}
+	}
+	switch {
+	case st.NotReady != "":
+		fmt.Fprintln(w, "not ready:", st.NotReady)
+	case st.Health != nil && !st.Health.Ready && st.Health.Reason != "":
+		fmt.Fprintln(w, "not ready:", st.Health.Reason)
+	}
+	if st.DataDir != "" && st.DataDir != st.NotReady {
+		fmt.Fprintln(w, "WARNING:", st.DataDir)
 	}
 	if st.Role == "active" {
 		fmt.Fprintf(w, "standby ready: %v\n", st.StandbyReady)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uamirror/uamirror/redundancy"
+	"github.com/uamirror/uamirror/test/harness"
 	"github.com/uamirror/uamirror/test/invariant"
 )
 
@@ -258,13 +260,18 @@ func TestStandbyDiskFull(t *testing.T) {
 		return st.Role == "active" && st.Epoch == epoch, brief(st)
 	})
 	e.waitLive(changedAt, settle)
-	// What the standby reports.
-	st, _ := e.status(sby)
+	// What the standby reports: not READY, and why, in its status.
+	var st redundancy.Status
+	reported := harness.WaitFor(settle, func() bool {
+		st, _ = e.status(sby)
+		return !st.Ready && strings.Contains(st.NotReady, "no space left on device") &&
+			strings.Contains(st.DataDir, "no space left on device")
+	})
 	report := brief(st)
 	logged := strings.Contains(sby.proc.Stderr.String(), "no space left on device")
-	t.Logf("standby with a full disk: status %s; 'no space left on device' in its log: %v", report, logged)
-	if !logged && st.Ready {
-		t.Errorf("the standby's full disk is reported nowhere (status READY, nothing logged)")
+	t.Logf("standby with a full disk: status %s (not_ready %q); 'no space left on device' in its log: %v", report, st.NotReady, logged)
+	if !reported {
+		t.Errorf("the standby's status does not report its full disk: ready=%v not_ready=%q data_dir_problem=%q", st.Ready, st.NotReady, st.DataDir)
 	}
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
@@ -274,8 +281,8 @@ func TestStandbyDiskFull(t *testing.T) {
 	if r.Switchovers != 0 {
 		t.Errorf("%d switchovers, want none", r.Switchovers)
 	}
-	r.Observed = fmt.Sprintf("%s active throughout (%d polls), new config applied on the active; standby %s: ready=%v, ENOSPC in its log=%v, still on config %.8s; READY on the new config once space was freed",
-		act.id, polls, sby.id, st.Ready, logged, st.ConfigHash)
+	r.Observed = fmt.Sprintf("%s active throughout (%d polls), new config applied on the active; standby %s: ready=%v, status says %q, ENOSPC in its log=%v, still on config %.8s; READY on the new config once space was freed",
+		act.id, polls, sby.id, st.Ready, st.NotReady, logged, st.ConfigHash)
 }
 
 func mustReq(method, url, body string) *http.Request {

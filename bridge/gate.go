@@ -18,6 +18,19 @@ type Gate interface {
 	Changed() <-chan struct{}
 }
 
+// LeaseGate is the optional Gate capability of a lease: LeaseValid
+// reports whether the write lease still holds now (it lapses on the clock,
+// without a Changed signal). The engine uses it to abort a target session
+// whose Writes are still unanswered when the lease lapses: closing the
+// session (abortively, dial.go) drops what the kernel has not sent yet,
+// so a Write delayed by the network cannot land after a new active's. A
+// gate merely closed under a valid lease (a planned handover) lets
+// in-flight Writes finish. It must be cheap and safe for concurrent use.
+type LeaseGate interface {
+	Gate
+	LeaseValid() bool
+}
+
 // ManualGate is a Gate set by hand: always open for a single node
 // (`uamirror run` without a pair), or switched by tests. The zero value
 // is closed with epoch 0. Safe for concurrent use.

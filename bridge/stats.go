@@ -27,6 +27,7 @@ type connStats struct {
 	writes        atomic.Uint64
 	writeRequests atomic.Uint64
 	writeErrors   atomic.Uint64
+	leaseAborts   atomic.Uint64
 }
 
 // LatencyBounds are the upper bounds of the latency histogram buckets;
@@ -114,7 +115,12 @@ type ServerStats struct {
 	Writes        uint64
 	WriteRequests uint64
 	WriteErrors   uint64
-	Pending       int
+	// LeaseAborts counts sessions aborted because the write lease lapsed
+	// with a Write unanswered (LeaseGate).
+	LeaseAborts uint64
+	Pending     int
+	// InFlight is the number of Write requests sent and not yet answered.
+	InFlight int
 	// Certificate is the server certificate of the last secure session
 	// (nil for security None).
 	Certificate *CertInfo
@@ -171,7 +177,8 @@ func (e *Engine) Stats() Stats {
 			Connects: c.stats.connects.Load(), Reconnects: c.stats.reconnects.Load(),
 			KeepAlives: c.stats.keepAlives.Load(), Notifications: c.stats.notifications.Load(),
 			Writes: c.stats.writes.Load(), WriteRequests: c.stats.writeRequests.Load(),
-			WriteErrors: c.stats.writeErrors.Load(), Pending: c.w.pending(),
+			WriteErrors: c.stats.writeErrors.Load(), LeaseAborts: c.stats.leaseAborts.Load(), Pending: c.w.pending(),
+			InFlight:    int(c.w.busy.Load()),
 			Certificate: c.cert.Load(), LastError: loadString(&c.lastErr),
 		})
 	}

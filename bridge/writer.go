@@ -191,10 +191,12 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	stopWatch := w.watchLease(rctx, cl, cancel)
 	start := time.Now()
+	c.stats.writeRequests.Add(1) // counted as sent: an unanswered one too
 	res, err := cl.client.Write(rctx, req)
+	stopWatch()
 	cancel()
-	c.stats.writeRequests.Add(1)
 	if err == nil && res != nil && len(res.Results) != len(batch) {
 		err = errors.New("write response has a wrong number of results")
 	}
@@ -210,6 +212,49 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 }
 
 var errNotActive = errors.New("not active")
+
+// errLeaseLapsed faults a session whose Write was unanswered when the
+// write lease lapsed.
+var errLeaseLapsed = errors.New("write lease lapsed with a Write unanswered: session aborted so the request cannot land late")
+
+// leaseWatchInterval is how often an unanswered Write checks the lease.
+const leaseWatchInterval = 20 * time.Millisecond
+
+// watchLease, when the gate has a lease (LeaseGate), watches it while a
+// Write is outstanding: if the lease lapses first, the session is faulted
+// (and so closed abortively, dropping unsent bytes) and the request
+// abandoned. The returned stop waits for the watcher to end.
+func (w *writer) watchLease(ctx context.Context, cl *session, cancel context.CancelFunc) (stop func()) {
+	lg, ok := w.c.e.gate.(LeaseGate)
+	if !ok {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(leaseWatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if !lg.LeaseValid() {
+					w.c.stats.leaseAborts.Add(1)
+					w.c.log.Warn("write lease lapsed with a Write unanswered: aborting the session")
+					cl.fault(errLeaseLapsed)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
 
 // settle ends the in-flight state of a batch: successes are recorded,
 // values refused for a retryable reason go back unless a newer one is

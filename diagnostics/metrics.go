@@ -128,6 +128,8 @@ var (
 		"Sessions re-established after a fault.", "server")
 	descKeepAlives = desc("uamirror_server_keepalives_total",
 		"Keep-alive reads of the server's state.", "server")
+	descLeaseAborts = desc("uamirror_server_lease_aborts_total",
+		"Sessions aborted because the write lease lapsed with a Write unanswered.", "server")
 	descPending = desc("uamirror_server_pending_writes",
 		"Values queued for writing to the server.", "server")
 	descMappings = desc("uamirror_mappings",
@@ -168,7 +170,7 @@ type engineCollector struct{ engine EngineFunc }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descServerUp, descServerState, descServerLevel, descNotifications,
-		descWrites, descWriteRequests, descWriteErrors, descConnects, descReconnects, descKeepAlives, descPending,
+		descWrites, descWriteRequests, descWriteErrors, descConnects, descReconnects, descKeepAlives, descLeaseAborts, descPending,
 		descMappings, descLatency, descWriteLatency, descBadSource, descEchoes, descStale, descConflicts, descConvErrors,
 		descReconcileWrites, descReconciles} {
 		ch <- d
@@ -202,6 +204,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descConnects, s.Connects, s.Name)
 		counter(descReconnects, s.Reconnects, s.Name)
 		counter(descKeepAlives, s.KeepAlives, s.Name)
+		counter(descLeaseAborts, s.LeaseAborts, s.Name)
 		gauge(descPending, float64(s.Pending), s.Name)
 	}
 	for _, ms := range mappingStates {

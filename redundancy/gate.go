@@ -28,6 +28,14 @@ func (g *Gate) Permit() (uint64, bool) {
 	return g.epoch, g.open && time.Now().Before(g.leaseUntil)
 }
 
+// LeaseValid reports whether the lease holds now, open gate or not
+// (bridge.LeaseGate).
+func (g *Gate) LeaseValid() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return time.Now().Before(g.leaseUntil)
+}
+
 // Changed is signalled after every change of what Permit returns that
 // the node can see (open, close, lease regained after a lapse).
 func (g *Gate) Changed() <-chan struct{} { return g.changed }

@@ -45,6 +45,9 @@ type Health struct {
 	// Ready: every session up and every mapped item resolved.
 	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
+	// Warnings are conditions that do not stop the node but need an
+	// operator (a certificate that expires within 30 days).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ServerHealth is one server as seen by one node.

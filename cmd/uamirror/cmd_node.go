@@ -21,6 +21,7 @@ import (
 	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/pki"
 	"github.com/uamirror/uamirror/redundancy"
 )
 
@@ -315,6 +316,7 @@ func (m *mirrorAdapter) Health() redundancy.Health {
 			down = append(down, s.Name)
 		}
 	}
+	h.Warnings = certWarnings(st, time.Now())
 	switch {
 	case len(down) > 0:
 		h.Ready, h.Reason = false, "sessions down: "+strings.Join(down, ",")
@@ -324,6 +326,26 @@ func (m *mirrorAdapter) Health() redundancy.Health {
 		h.Ready, h.Reason = false, fmt.Sprintf("%d mappings quarantined", st.States[bridge.StateQuarantined])
 	}
 	return h
+}
+
+// certWarnings names the certificates in use (own, each server's) that
+// are expired, not yet valid or expire within pki.ExpiryWarning.
+func certWarnings(st bridge.Stats, now time.Time) []string {
+	var out []string
+	warn := func(what string, c *bridge.CertInfo) {
+		if c == nil {
+			return
+		}
+		if mark := pki.ExpiryMark(c.NotBefore, c.NotAfter, now); mark != "" {
+			out = append(out, fmt.Sprintf("%s certificate %s (%s): %s, not after %s",
+				what, c.Thumbprint, c.Subject, mark, c.NotAfter.UTC().Format(time.DateOnly)))
+		}
+	}
+	warn("own", st.OwnCertificate)
+	for _, s := range st.Servers {
+		warn("server "+s.Name, s.Certificate)
+	}
+	return out
 }
 
 // roleReporter is the optional capability of a pair member to report its

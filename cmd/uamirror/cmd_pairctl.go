@@ -207,6 +207,11 @@ func printStatus(w io.Writer, st redundancy.Status) {
 	if st.DataDir != "" && st.DataDir != st.NotReady {
 		fmt.Fprintln(w, "WARNING:", st.DataDir)
 	}
+	if st.Health != nil {
+		for _, wn := range st.Health.Warnings {
+			fmt.Fprintln(w, "WARNING:", wn)
+		}
+	}
 	if st.Role == "active" {
 		fmt.Fprintf(w, "standby ready: %v\n", st.StandbyReady)
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/uamirror/uamirror/redundancy"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,6 +159,18 @@ mappings:
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+
+	// … and in the status (API and `uamirror status`), as a warning.
+	var st redundancy.Status
+	if err := httpJSON(admin["a"]+"/api/v1/status", &st); err != nil || st.Health == nil ||
+		len(st.Health.Warnings) != 1 || !strings.Contains(st.Health.Warnings[0], "server plc_ok certificate "+thumb) ||
+		!strings.Contains(st.Health.Warnings[0], "expires soon") {
+		t.Errorf("status warnings: %v %+v", err, st.Health)
+	}
+	if out, err := exec.Command(harness.Binary(t), "status", "--node", admin["a"]).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "WARNING: server plc_ok certificate "+thumb) {
+		t.Errorf("uamirror status: %v\n%s", err, out)
 	}
 
 	// Every text a user or a scraper can see, on both nodes.

@@ -68,8 +68,9 @@ const (
 	rejoin = 60 * time.Second
 )
 
-// pollEvery is how often the admin API is polled.
-const pollEvery = 50 * time.Millisecond
+// The admin API is polled every 50 ms (a lab's five race-built processes
+// on two cores: slower than the pair tests' default).
+func init() { harness.PollEvery = 50 * time.Millisecond }
 
 // needFull skips a scenario outside the full set.
 func needFull(t *testing.T) {
@@ -185,7 +186,7 @@ func start(t *testing.T, o opts) *bed {
 		m.client = &http.Client{Timeout: 3 * time.Second, Transport: tr}
 		if sec != nil {
 			tr.TLSClientConfig = &tls.Config{RootCAs: sec.ca}
-			m.client.Transport = &tokenTransport{token: sec.token, base: tr}
+			m.client.Transport = &harness.TokenTransport{Token: sec.token, Base: tr}
 		}
 		t.Cleanup(tr.CloseIdleConnections)
 	}
@@ -357,7 +358,7 @@ func (e *bed) read(s *sim, idx []int) ([]float64, []time.Time, error) {
 // waitMirrored waits until the target holds the source's values of idx.
 func (e *bed) waitMirrored(idx []int, timeout time.Duration) {
 	e.t.Helper()
-	waitFor(e.t, timeout, fmt.Sprintf("target values of %v equal to the source's", idx), func() (bool, string) {
+	harness.WaitState(e.t, timeout, fmt.Sprintf("target values of %v equal to the source's", idx), func() (bool, string) {
 		src, _, err := e.read(e.plc, idx)
 		if err != nil {
 			return false, "plc: " + err.Error()
@@ -380,7 +381,7 @@ func (e *bed) waitMirrored(idx []int, timeout time.Duration) {
 func (e *bed) waitLive(t0 time.Time, timeout time.Duration) {
 	e.t.Helper()
 	idx := e.changingVars()
-	waitFor(e.t, timeout, "new source values of every changing variable at the target", func() (bool, string) {
+	harness.WaitState(e.t, timeout, "new source values of every changing variable at the target", func() (bool, string) {
 		_, ts, err := e.read(e.scada, idx)
 		if err != nil {
 			return false, err.Error()
@@ -488,7 +489,7 @@ func (e *bed) other(m *member) *member {
 func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64) {
 	e.t.Helper()
 	nudged := time.Now()
-	waitFor(e.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
+	harness.WaitState(e.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
 		sa, err := e.status(e.a)
 		if err != nil {
 			return false, err.Error()
@@ -553,7 +554,7 @@ func brief(st redundancy.Status) string {
 func (e *bed) waitActive(m *member, after uint64, timeout time.Duration) uint64 {
 	e.t.Helper()
 	var epoch uint64
-	waitFor(e.t, timeout, fmt.Sprintf("%s active under an epoch after %d", m.id, after), func() (bool, string) {
+	harness.WaitState(e.t, timeout, fmt.Sprintf("%s active under an epoch after %d", m.id, after), func() (bool, string) {
 		st, err := e.status(m)
 		if err != nil {
 			return false, err.Error()
@@ -568,7 +569,7 @@ func (e *bed) waitActive(m *member, after uint64, timeout time.Duration) uint64 
 func (e *bed) waitEvent(epoch uint64, timeout time.Duration) redundancy.Event {
 	e.t.Helper()
 	var ev redundancy.Event
-	waitFor(e.t, timeout, fmt.Sprintf("journal event of epoch %d", epoch), func() (bool, string) {
+	harness.WaitState(e.t, timeout, fmt.Sprintf("journal event of epoch %d", epoch), func() (bool, string) {
 		evs, err := e.events()
 		if err != nil {
 			return false, err.Error()
@@ -587,43 +588,6 @@ func (e *bed) waitEvent(epoch uint64, timeout time.Duration) redundancy.Event {
 func (e *bed) journal() []invariant.Write { return invariant.ReadJournal(e.t, e.scada.journal) }
 
 // ---- waiting ----
-
-func waitFor(t testing.TB, timeout time.Duration, msg string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, msg, state)
-		}
-		<-tick.C
-	}
-}
-
-// holds polls cond for the whole of d (something that must NOT happen
-// has no event to wait on) and fails at the first poll where it is false.
-func holds(t testing.TB, d time.Duration, msg string, cond func() (bool, string)) (polls int) {
-	t.Helper()
-	end := time.Now().Add(d)
-	tick := time.NewTicker(4 * pollEvery)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if !ok {
-			t.Fatalf("%s broke after %d polls: %s", msg, polls, state)
-		}
-		polls++
-		if time.Now().After(end) {
-			return polls
-		}
-		<-tick.C
-	}
-}
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -683,16 +647,4 @@ func (e *bed) adminURL(m *member) string {
 		return "http://" + e.lab.IP(m.host) + ":7201"
 	}
 	return "https://" + e.lab.IP(m.host) + ":7201"
-}
-
-// tokenTransport sends the admin token with every request.
-type tokenTransport struct {
-	token string
-	base  http.RoundTripper
-}
-
-func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
-	return t.base.RoundTrip(r)
 }

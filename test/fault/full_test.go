@@ -40,7 +40,7 @@ func TestDelayLoss(t *testing.T) {
 		}
 	})
 	from := time.Now()
-	polls := holds(t, *delayLossFor, "no switchover under delay and loss", func() (bool, string) {
+	polls := harness.Holds(t, *delayLossFor, "no switchover under delay and loss", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()
@@ -252,7 +252,7 @@ func TestStandbyDiskFull(t *testing.T) {
 	t.Logf("apply on the active with the standby's disk full: %s %s", res.Status, strings.TrimSpace(string(b)))
 	changedAt := time.Now()
 	// The active is unaffected: it keeps its role and writes new values.
-	polls := holds(t, 10*e.o.heartbeat, "the active unaffected by the standby's full disk", func() (bool, string) {
+	polls := harness.Holds(t, 10*e.o.heartbeat, "the active unaffected by the standby's full disk", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()

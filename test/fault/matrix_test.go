@@ -2,6 +2,7 @@ package fault
 
 import (
 	"fmt"
+	"github.com/uamirror/uamirror/test/harness"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestCutPeerLink(t *testing.T) {
 	cutAt := time.Now()
 	e.lab.Cut(hA, hB)
 	// An election would be over within a few heartbeats: watch 10.
-	polls := holds(t, 10*e.o.heartbeat, "the active keeps its role with A↔B cut", func() (bool, string) {
+	polls := harness.Holds(t, 10*e.o.heartbeat, "the active keeps its role with A↔B cut", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()
@@ -53,7 +54,7 @@ func TestIsolateActive(t *testing.T) {
 	isoAt := time.Now()
 	e.lab.Isolate(act.host)
 	var downAfter time.Duration
-	waitFor(t, settle, "the isolated active to step down (its own view)", func() (bool, string) {
+	harness.WaitState(t, settle, "the isolated active to step down (its own view)", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()
@@ -126,8 +127,8 @@ func TestCutFromServer(t *testing.T) {
 		r := e.scenario("cut-server-all", "policy all: cut from plc alone, no handover; cut from scada too, the active hands over (server-monitor, plc,scada)")
 		act, sby, epoch := e.waitStable(settle)
 		e.lab.Cut(act.host, hPLC)
-		waitFor(t, settle, "the active to see plc down", func() (bool, string) { return serverDown(e, act, "plc") })
-		polls := holds(t, e.o.faultDelay+3*time.Second, "the active keeps its role with plc down (policy all)", func() (bool, string) {
+		harness.WaitState(t, settle, "the active to see plc down", func() (bool, string) { return serverDown(e, act, "plc") })
+		polls := harness.Holds(t, e.o.faultDelay+3*time.Second, "the active keeps its role with plc down (policy all)", func() (bool, string) {
 			st, err := e.status(act)
 			if err != nil {
 				return false, err.Error()
@@ -188,7 +189,7 @@ func TestBothRestart(t *testing.T) {
 // returns it with the old writer's last write.
 func (e *bed) takeover(trigger time.Time) (lastOld, firstNew invariant.Write) {
 	e.t.Helper()
-	waitFor(e.t, settle, "the new writer's first write", func() (bool, string) {
+	harness.WaitState(e.t, settle, "the new writer's first write", func() (bool, string) {
 		var ok bool
 		lastOld, firstNew, ok = invariant.Takeover(e.journal(), time.Time{}, trigger)
 		return ok, ""

@@ -2,6 +2,7 @@ package pair
 
 import (
 	"fmt"
+	"github.com/uamirror/uamirror/test/harness"
 	"slices"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func BenchmarkSwitchoverGap(b *testing.B) {
 // one's first.
 func (p *pair) waitTakeover(since, trigger time.Time) (lastOld, firstNew write) {
 	p.t.Helper()
-	waitFor(p.t, settle, "the new active's first write", func() (ok bool, _ string) {
+	harness.WaitState(p.t, settle, "the new active's first write", func() (ok bool, _ string) {
 		lastOld, firstNew, ok = takeover(p.journal(), since, trigger)
 		return ok, ""
 	})

@@ -46,52 +46,7 @@ const ns = invariant.NS
 
 func nodeID(i int) string { return invariant.NodeID(i) }
 
-// pollEvery is how often conditions on the admin API are polled. The
-// members are race-instrumented processes on a small shared machine;
-// polling every few milliseconds would load them more than the test.
-const pollEvery = 25 * time.Millisecond
-
-// waitFor polls cond until it reports true and fails the test after
-// timeout with msg and the last state cond described.
-func waitFor(t testing.TB, timeout time.Duration, msg string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, msg, state)
-		}
-		<-tick.C
-	}
-}
-
-// holds is waitFor's opposite for things that must NOT happen: it polls
-// cond for the whole of d and fails the test at the first poll where it
-// is false. It is the only bounded observation window of the package:
-// "nothing happens" has no event to wait on, so d is chosen as several
-// times the timer that would make it happen.
-func holds(t testing.TB, d time.Duration, msg string, cond func() (bool, string)) (polls int) {
-	t.Helper()
-	end := time.Now().Add(d)
-	tick := time.NewTicker(4 * pollEvery)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if !ok {
-			t.Fatalf("%s broke after %d polls: %s", msg, polls, state)
-		}
-		polls++
-		if time.Now().After(end) {
-			return polls
-		}
-		<-tick.C
-	}
-}
+// harness.PollEvery is how often conditions on the admin API are polled. The
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago (see
 // harness.FreePort for why not an ephemeral port).
@@ -429,7 +384,7 @@ func (p *pair) setStatic(t testing.TB) {
 // waitMirrored waits until the target holds the source's values of idx.
 func (p *pair) waitMirrored(idx []int, timeout time.Duration) {
 	p.t.Helper()
-	waitFor(p.t, timeout, fmt.Sprintf("target values of %v equal to the source's", idx), func() (bool, string) {
+	harness.WaitState(p.t, timeout, fmt.Sprintf("target values of %v equal to the source's", idx), func() (bool, string) {
 		src, _, err := p.plc.read(idx)
 		if err != nil {
 			return false, "plc: " + err.Error()
@@ -455,7 +410,7 @@ func (p *pair) waitLive(t0 time.Time, timeout time.Duration) {
 	if len(idx) == 0 {
 		return
 	}
-	waitFor(p.t, timeout, "new source values of every changing variable at the target", func() (bool, string) {
+	harness.WaitState(p.t, timeout, "new source values of every changing variable at the target", func() (bool, string) {
 		_, ts, err := p.scada.read(idx)
 		if err != nil {
 			return false, err.Error()
@@ -573,7 +528,7 @@ func (p *pair) other(m *member) *member {
 func (p *pair) waitStable(timeout time.Duration) (act, sby *member, epoch uint64) {
 	p.t.Helper()
 	nudged := time.Now()
-	waitFor(p.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
+	harness.WaitState(p.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
 		sa, err := p.status(p.a)
 		if err != nil {
 			return false, err.Error()
@@ -642,7 +597,7 @@ func brief(st redundancy.Status) string {
 // waitActive waits until m is the active, writing under epoch.
 func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 	p.t.Helper()
-	waitFor(p.t, timeout, fmt.Sprintf("%s active under epoch %d", m.id, epoch), func() (bool, string) {
+	harness.WaitState(p.t, timeout, fmt.Sprintf("%s active under epoch %d", m.id, epoch), func() (bool, string) {
 		st, err := p.status(m)
 		if err != nil {
 			return false, err.Error()
@@ -655,7 +610,7 @@ func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 func (p *pair) waitStandby(m *member, epoch uint64, timeout time.Duration) {
 	p.t.Helper()
 	nudged := time.Now()
-	waitFor(p.t, timeout, fmt.Sprintf("%s READY standby under epoch %d", m.id, epoch), func() (bool, string) {
+	harness.WaitState(p.t, timeout, fmt.Sprintf("%s READY standby under epoch %d", m.id, epoch), func() (bool, string) {
 		st, err := p.status(m)
 		if err != nil {
 			return false, err.Error()
@@ -670,7 +625,7 @@ func (p *pair) waitStandby(m *member, epoch uint64, timeout time.Duration) {
 func (p *pair) waitEvent(epoch uint64, gap bool, timeout time.Duration) redundancy.Event {
 	p.t.Helper()
 	var ev redundancy.Event
-	waitFor(p.t, timeout, fmt.Sprintf("journal event of epoch %d (gap measured: %v)", epoch, gap), func() (bool, string) {
+	harness.WaitState(p.t, timeout, fmt.Sprintf("journal event of epoch %d (gap measured: %v)", epoch, gap), func() (bool, string) {
 		evs, err := p.events()
 		if err != nil {
 			return false, err.Error()

@@ -2,6 +2,7 @@ package pair
 
 import (
 	"fmt"
+	"github.com/uamirror/uamirror/test/harness"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func TestPlannedSwitchoverUnderLoad(t *testing.T) {
 		t.Errorf("event of epoch %d = %+v, want manual %s → %s", epoch+1, ev, act.id, sby.id)
 	}
 	var lastOld, firstNew write
-	waitFor(t, settle, "the new active's first write", func() (ok bool, _ string) {
+	harness.WaitState(t, settle, "the new active's first write", func() (ok bool, _ string) {
 		lastOld, firstNew, ok = takeover(p.journal(), time.Time{}, trigger)
 		return ok, ""
 	})
@@ -94,7 +95,7 @@ func TestPlannedSwitchoverUnderLoad(t *testing.T) {
 	}
 	p.waitActive(sby2, epoch+2, settle)
 	ev = p.waitEvent(epoch+2, true, settle)
-	waitFor(t, settle, "the second new active's first write", func() (ok bool, _ string) {
+	harness.WaitState(t, settle, "the second new active's first write", func() (ok bool, _ string) {
 		lastOld, firstNew, ok = takeover(p.journal(), firstNew.Time, trigger2)
 		return ok, ""
 	})
@@ -151,7 +152,7 @@ func TestFrozenActive(t *testing.T) {
 	}
 	p.waitActive(sby, epoch+1, settle)
 	var firstNew write
-	waitFor(t, settle, "the new active's first write", func() (ok bool, _ string) {
+	harness.WaitState(t, settle, "the new active's first write", func() (ok bool, _ string) {
 		_, firstNew, ok = takeover(p.journal(), time.Time{}, stopAt)
 		return ok, ""
 	})
@@ -215,7 +216,7 @@ func TestMappingEditOnlyOnActive(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "applied") {
 		t.Fatalf("apply on the active: exit %d: %s", code, out)
 	}
-	waitFor(t, settle, "the standby to run the new config", func() (bool, string) {
+	harness.WaitState(t, settle, "the standby to run the new config", func() (bool, string) {
 		st, err := p.status(sby)
 		if err != nil {
 			return false, err.Error()
@@ -224,7 +225,7 @@ func TestMappingEditOnlyOnActive(t *testing.T) {
 	})
 	// The nodes' local files (the old config) now differ from the pair's:
 	// reported with both hashes and the diff, never applied.
-	waitFor(t, settle, "the local config difference reported", func() (bool, string) {
+	harness.WaitState(t, settle, "the local config difference reported", func() (bool, string) {
 		for _, m := range []*member{act, sby} {
 			st, err := p.status(m)
 			if err != nil {
@@ -355,10 +356,10 @@ func TestServerMonitor(t *testing.T) {
 		t.Parallel()
 		p, epoch := monitored(t, "all")
 		p.proxies["plc"].Cut()
-		waitFor(t, settle, "a to see plc down", func() (bool, string) { return plcDown(t, p) })
+		harness.WaitState(t, settle, "a to see plc down", func() (bool, string) { return plcDown(t, p) })
 		// Under policy any the handover would start fault-delay after this;
 		// watch a stay active for fault-delay + 2 s of polls.
-		polls := holds(t, p.o.faultDelay+2*time.Second, "a active with plc down (policy all)", func() (bool, string) {
+		polls := harness.Holds(t, p.o.faultDelay+2*time.Second, "a active with plc down (policy all)", func() (bool, string) {
 			down, state := plcDown(t, p)
 			st, err := p.status(p.a)
 			if err != nil {
@@ -392,7 +393,7 @@ func TestTwoMembers(t *testing.T) {
 	}
 
 	killAt := p.kill(x)
-	polls := holds(t, 6*p.o.heartbeat, "the survivor standby without a quorum", func() (bool, string) {
+	polls := harness.Holds(t, 6*p.o.heartbeat, "the survivor standby without a quorum", func() (bool, string) {
 		st, err := p.status(y)
 		if err != nil {
 			return false, err.Error()

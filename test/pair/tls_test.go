@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/uamirror/uamirror/test/harness"
 	"io"
 	"math/big"
 	"net"
@@ -33,18 +34,6 @@ type securedPair struct {
 	token     string
 	tokenFile string
 	caPool    *x509.CertPool
-}
-
-// tokenTransport adds a bearer token to every request.
-type tokenTransport struct {
-	token string
-	base  http.RoundTripper
-}
-
-func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
-	return t.base.RoundTrip(r)
 }
 
 func startSecuredPair(t testing.TB, o pairOpts) *securedPair {
@@ -73,8 +62,8 @@ func startSecuredPair(t testing.TB, o pairOpts) *securedPair {
 			"--tls-key", filepath.Join(d, id+".key"), "--admin-token-file", sp.tokenFile}
 	}
 	o.scheme = "https://"
-	o.client = &http.Client{Timeout: 5 * time.Second, Transport: &tokenTransport{token: sp.token,
-		base: &http.Transport{MaxIdleConnsPerHost: 2, TLSClientConfig: &tls.Config{RootCAs: sp.caPool}}}}
+	o.client = &http.Client{Timeout: 5 * time.Second, Transport: &harness.TokenTransport{Token: sp.token,
+		Base: &http.Transport{MaxIdleConnsPerHost: 2, TLSClientConfig: &tls.Config{RootCAs: sp.caPool}}}}
 	sp.pair = startPair(t, o)
 	return sp
 }
@@ -139,7 +128,7 @@ func TestSecuredPair(t *testing.T) {
 				t.Errorf("%s on the %s port: %v", c.name, port.name, err)
 			}
 		}
-		waitFor(t, 15*time.Second, "the refusal ("+c.name+") in the active's events", func() (bool, string) {
+		harness.WaitState(t, 15*time.Second, "the refusal ("+c.name+") in the active's events", func() (bool, string) {
 			return hasRefusal(p, act, c.want)
 		})
 	}
@@ -153,7 +142,7 @@ func TestSecuredPair(t *testing.T) {
 	if st, body := postSync(t, sby.peer, arbCert, sp.caPool, "arb"); st != http.StatusForbidden {
 		t.Errorf("peer sync as arb with the arbiter's certificate: %d %s, want 403", st, body)
 	}
-	waitFor(t, 15*time.Second, "the impersonation refusal in the standby's events", func() (bool, string) {
+	harness.WaitState(t, 15*time.Second, "the impersonation refusal in the standby's events", func() (bool, string) {
 		return hasRefusal(p, sby, "with the certificate of member \"arb\"")
 	})
 	// Plain TCP on the raft port (a member without TLS): refused.

@@ -1,18 +1,15 @@
 package simserver
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
-	"net/url"
 	"os"
 	"time"
+
+	"github.com/uamirror/uamirror/pki"
 )
 
 // GenerateCertificate returns a self-signed RSA-2048 certificate (DER) and
@@ -20,42 +17,11 @@ import (
 // requires it to match the ApplicationURI), hosts become IP or DNS SANs.
 // Tests use it for client certificates too.
 func GenerateCertificate(appURI string, hosts ...string) ([]byte, *rsa.PrivateKey, error) {
-	uri, err := url.Parse(appURI)
-	if err != nil || uri.Scheme == "" {
+	if appURI == "" {
 		return nil, nil, fmt.Errorf("application URI %q: not an absolute URI", appURI)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating RSA key: %w", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating serial number: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "uamirror simserver", Organization: []string{"uamirror"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(10, 0, 0),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment |
-			x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{uri},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating certificate: %w", err)
-	}
-	return der, key, nil
+	return pki.GenerateCertificate(pki.CertTemplate{AppURI: appURI, Hosts: hosts, CommonName: "uamirror simserver",
+		NotAfter: time.Now().AddDate(10, 0, 0)})
 }
 
 // loadCertificate reads a certificate and an RSA key, each PEM or DER,

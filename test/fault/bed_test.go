@@ -488,7 +488,7 @@ func (e *bed) other(m *member) *member {
 // agree on the epoch, the active and the config.
 func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64) {
 	e.t.Helper()
-	nudged := time.Now()
+	var nudged time.Time
 	harness.WaitState(e.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
 		sa, err := e.status(e.a)
 		if err != nil {
@@ -517,16 +517,25 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 }
 
 // nudgePending: the workaround of test/pair for a bridge bug (a static
-// mapping whose first value arrives before its target type is known stays
-// pending): new static values after 3 s of "not yet resolved".
-func (e *bed) nudgePending(st redundancy.Status, last *time.Time) {
-	if st.Role != "standby" || st.Health == nil || !strings.Contains(st.Health.Reason, "not yet resolved") ||
-		time.Since(*last) < 3*time.Second {
+// mapping whose first value arrives before its target type is known stayed
+// pending; fixed in bridge/flow.go): new static values once the standby
+// has reported "not yet resolved" for 3 s without a break. since is when
+// the current run of such reports began (zero: none).
+func (e *bed) nudgePending(st redundancy.Status, since *time.Time) {
+	if st.Role != "standby" || st.Health == nil || !strings.Contains(st.Health.Reason, "not yet resolved") {
+		*since = time.Time{}
 		return
 	}
-	e.t.Logf("standby %s: %s; setting the static source values again (bridge: pending after an early first value)", st.Node, st.Health.Reason)
-	e.setStatic()
-	*last = time.Now()
+	if since.IsZero() {
+		*since = time.Now()
+		return
+	}
+	if d := time.Since(*since); d >= 3*time.Second {
+		e.t.Logf("standby %s: %s for %v without a break; setting the static source values again (bridge: pending after an early first value)",
+			st.Node, st.Health.Reason, d.Round(time.Millisecond))
+		e.setStatic()
+		*since = time.Time{}
+	}
 }
 
 func brief(st redundancy.Status) string {

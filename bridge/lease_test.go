@@ -63,6 +63,9 @@ func TestLeaseLapseAbortsUnansweredWrite(t *testing.T) {
 	g := &leaseGate{open: true, lease: true, changed: make(chan struct{}, 1)}
 	e := runEngine(t, cfg, g)
 	waitConnected(t, e, n)
+	// Writing: the targets reconciled (a reconcile Read caught by the
+	// freeze below would hold the gate shut for the request timeout).
+	harness.Eventually(t, 10*time.Second, "writing (reconciled)", func() bool { _, ok := e.Writing(); return ok })
 	bStats := func() bridge.ServerStats {
 		for _, s := range e.Stats().Servers {
 			if s.Name == "b" {
@@ -74,13 +77,21 @@ func TestLeaseLapseAbortsUnansweredWrite(t *testing.T) {
 	}
 	stuck := func(v float64) {
 		t.Helper()
+		// Idle first: a Write still in flight (the start's reconcile)
+		// would be the one caught, and hold v0's slot.
+		harness.Eventually(t, 10*time.Second, "no Write queued or in flight", func() bool {
+			st := bStats()
+			return st.InFlight == 0 && st.Pending == 0
+		})
 		before := bStats().WriteRequests
 		pb.Freeze()
 		a.SetValue(0, v, time.Now())
-		harness.Eventually(t, 10*time.Second, "a Write on its way to the frozen target", func() bool {
+		if !harness.WaitFor(10*time.Second, func() bool {
 			st := bStats()
 			return st.InFlight > 0 && st.WriteRequests > before && valueOf(b, 0) != v
-		})
+		}) {
+			t.Fatalf("no Write of %v on its way to the frozen target: target %v, requests before %d, stats %+v", v, valueOf(b, 0), before, bStats())
+		}
 	}
 
 	// Planned: the gate closes, the lease holds: the stuck Write is left
@@ -107,10 +118,11 @@ func TestLeaseLapseAbortsUnansweredWrite(t *testing.T) {
 	})
 	t.Logf("aborted %v after the lapse", time.Since(lapsed).Round(time.Millisecond))
 	pb.Restore()
-	// The engine reconnects (as a standby would: nothing written) and
-	// the value never reaches the target from this node.
+	// The engine reconnects (as a standby would). Whether the Write lands
+	// is not asserted: the test's proxy had already read its bytes (a
+	// middlebox holding them, like a slow switch), and bytes on the wire
+	// cannot be recalled — only what the kernel had not sent is dropped
+	// (TestSessionDialerClosesAbortively; the fault matrix's
+	// cut-target-any end to end).
 	harness.Eventually(t, 15*time.Second, "reconnected", func() bool { return bStats().State == bridge.Connected })
-	if v := valueOf(b, 0); v == float64(202) {
-		t.Errorf("the Write unanswered at the lapse landed anyway")
-	}
 }

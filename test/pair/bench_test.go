@@ -23,26 +23,7 @@ const gapReps = 5
 func BenchmarkSwitchoverGap(b *testing.B) {
 	b.Run("planned", func(b *testing.B) {
 		p := startPair(b, pairOpts{rate: streamR, heartbeat: 500 * time.Millisecond})
-		var gaps, nodeGaps []time.Duration
-		var since time.Time
-		for range b.N {
-			for range gapReps {
-				act, sby, epoch := p.waitStable(settle)
-				trigger := time.Now()
-				if err := p.switchover(act); err != nil {
-					b.Fatal(err)
-				}
-				p.waitActive(sby, epoch+1, settle)
-				lastOld, firstNew := p.waitTakeover(since, trigger)
-				gaps = append(gaps, firstNew.Time.Sub(lastOld.Time))
-				if ev := p.waitEvent(epoch+1, true, settle); ev.GapMS != nil {
-					nodeGaps = append(nodeGaps, time.Duration(*ev.GapMS*float64(time.Millisecond)))
-				}
-				since = firstNew.Time
-			}
-		}
-		p.checkInvariants()
-		report(b, "planned switchover", gaps, nodeGaps)
+		plannedGaps(b, p, "planned switchover")
 	})
 	b.Run("kill-9", func(b *testing.B) {
 		p := startPair(b, pairOpts{rate: streamR, heartbeat: 500 * time.Millisecond})
@@ -98,4 +79,29 @@ func report(b *testing.B, what string, gaps, nodeGaps []time.Duration) {
 		b.ReportMetric(ms(s[len(s)/2]), "ms-median-gap")
 		b.ReportMetric(ms(s[len(s)-1]), "ms-max-gap")
 	}
+}
+
+// plannedGaps makes gapReps planned switchovers per b.N on p, checks the
+// invariants and reports the gaps under label.
+func plannedGaps(b *testing.B, p *pair, label string) {
+	var gaps, nodeGaps []time.Duration
+	var since time.Time
+	for range b.N {
+		for range gapReps {
+			act, sby, epoch := p.waitStable(settle)
+			trigger := time.Now()
+			if err := p.switchover(act); err != nil {
+				b.Fatal(err)
+			}
+			p.waitActive(sby, epoch+1, settle)
+			lastOld, firstNew := p.waitTakeover(since, trigger)
+			gaps = append(gaps, firstNew.Time.Sub(lastOld.Time))
+			if ev := p.waitEvent(epoch+1, true, settle); ev.GapMS != nil {
+				nodeGaps = append(nodeGaps, time.Duration(*ev.GapMS*float64(time.Millisecond)))
+			}
+			since = firstNew.Time
+		}
+	}
+	p.checkInvariants()
+	report(b, label, gaps, nodeGaps)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -58,7 +59,11 @@ type conn struct {
 	writeFlows []*flow
 	w          *writer
 
-	sess     atomic.Pointer[session]
+	// sess is the session writers and reads use (set once subscribed).
+	sess atomic.Pointer[session]
+	// live is the session whose socket is open, from Connect until its
+	// close returned: the lease watcher resets it (fence.go).
+	live     atomic.Pointer[session]
 	state    atomic.Int32
 	endpoint atomic.Pointer[string]
 	level    atomic.Int32 // ServiceLevel, -1 unknown
@@ -90,11 +95,37 @@ type session struct {
 	batchMon   int
 	faultOnce  sync.Once
 	faultCh    chan error
+
+	// sock is the client's TCP socket (dial.go), which abort closes
+	// without going through the client.
+	sock net.Conn
+	// writes counts Write requests in flight on this session: counted
+	// before the writer's last look at the gate, so the lease watcher
+	// never misses one that was let through.
+	writes atomic.Int32
+	// writeFailed is set once a Write on this session returned an error:
+	// its request may still sit in the send queue.
+	writeFailed atomic.Bool
+	abortOnce   sync.Once
 }
 
-// fault ends the session (first error wins).
+// fault ends the session (first error wins). It never blocks.
 func (s *session) fault(err error) {
 	s.faultOnce.Do(func() { s.faultCh <- err })
+}
+
+// abort resets the session's socket at once (RST, unsent bytes dropped)
+// and faults the session with err; it reports whether this call did it
+// (the first one). Every request waiting on the session returns with an
+// error. Safe for concurrent use; it never blocks on the network.
+func (s *session) abort(err error) bool {
+	did := false
+	s.abortOnce.Do(func() {
+		did = true
+		_ = abortSocket(s.sock)
+	})
+	s.fault(err)
+	return did
 }
 
 func (c *conn) current() *session { return c.sess.Load() }
@@ -207,13 +238,27 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		c.log.Warn("server certificate expires soon", zap.String("thumbprint", cert.Thumbprint),
 			zap.String("subject", cert.Subject), zap.String("not_after", cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
-	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
-		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch}
-	defer func() {
-		c.sess.Store(nil)
+	sock, err := clientSocket(cl)
+	if err != nil {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_ = cl.Close(closeCtx)
 		cancel()
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
+	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
+		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}
+	c.live.Store(s)
+	defer func() {
+		c.sess.Store(nil)
+		if s.writes.Load() > 0 || s.writeFailed.Load() {
+			// A Write may still be queued in the kernel: never hold it
+			// open for a graceful CloseSession.
+			s.abort(errWritesAborted)
+		}
+		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_ = cl.Close(closeCtx)
+		cancel()
+		c.live.Store(nil)
 	}()
 	if err := c.prepare(ctx, s); err != nil {
 		return err

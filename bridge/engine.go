@@ -101,6 +101,9 @@ type Engine struct {
 
 	stats engineStats
 
+	// fenceWake makes the lease watcher look at the lease now.
+	fenceWake chan struct{}
+
 	// plain caches the transforms of mappings without deadband, scaling
 	// or conversion rules, one per destination type: most mappings share
 	// one (transforms are immutable).
@@ -128,6 +131,8 @@ func New(o Options) (*Engine, error) {
 		security: o.Security,
 		onWrit:   o.OnWritten,
 		byID:     make(map[string]*mstate, len(o.Config.Mappings)),
+
+		fenceWake: make(chan struct{}, 1),
 	}
 	if e.gate == nil {
 		e.gate = NewManualGate(true, 0)
@@ -203,6 +208,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); e.fence(ctx) }()
 	for _, c := range e.conns {
 		wg.Add(2)
 		go func() { defer wg.Done(); c.supervise(ctx) }()
@@ -257,6 +264,7 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.gate.Changed():
+			e.nudgeFence() // a revoked lease is acted on at once
 			check()
 			for _, c := range e.conns {
 				c.w.wake() // a lease regained lets pending values go

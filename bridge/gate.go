@@ -20,12 +20,13 @@ type Gate interface {
 
 // LeaseGate is the optional Gate capability of a lease: LeaseValid
 // reports whether the write lease still holds now (it lapses on the clock,
-// without a Changed signal). The engine uses it to abort a target session
-// whose Writes are still unanswered when the lease lapses: closing the
-// session (abortively, dial.go) drops what the kernel has not sent yet,
-// so a Write delayed by the network cannot land after a new active's. A
-// gate merely closed under a valid lease (a planned handover) lets
-// in-flight Writes finish. It must be cheap and safe for concurrent use.
+// without a Changed signal). The engine's lease watcher uses it to reset,
+// within LeaseAbortBound, the socket of every session whose Writes are
+// still unanswered when the lease lapses (fence.go): the abortive close
+// (dial.go) drops what the kernel has not sent yet, so a Write delayed by
+// the network cannot land after a new active's. A gate merely closed
+// under a valid lease (a planned handover) lets in-flight Writes finish.
+// It must be cheap and safe for concurrent use.
 type LeaseGate interface {
 	Gate
 	LeaseValid() bool

@@ -115,8 +115,9 @@ type ServerStats struct {
 	Writes        uint64
 	WriteRequests uint64
 	WriteErrors   uint64
-	// LeaseAborts counts sessions aborted because the write lease lapsed
-	// with a Write unanswered (LeaseGate).
+	// LeaseAborts counts sessions whose socket the write fence reset
+	// with a Write unanswered: the lease lapsed (Gate.LeaseValid) or
+	// Engine.AbortWrites was called.
 	LeaseAborts uint64
 	Pending     int
 	// InFlight is the number of Write requests sent and not yet answered.

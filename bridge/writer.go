@@ -185,22 +185,26 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 		}
 		req.NodesToWrite[i] = &ua.WriteValue{NodeID: ids[i], AttributeID: ua.AttributeIDValue, Value: dv}
 	}
+	// Counted in flight before the last look at the gate: the lease
+	// watcher (fence.go) either sees this Write or the lapse closed the
+	// gate before it was sent.
+	cl.writes.Add(1)
+	defer cl.writes.Add(-1)
 	// Last look at the fence, as close to the wire as we can get.
 	if !c.e.mayWrite() {
 		w.settle(batch, nil, errNotActive)
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-	stopWatch := w.watchLease(rctx, cl, cancel)
 	start := time.Now()
 	c.stats.writeRequests.Add(1) // counted as sent: an unanswered one too
 	res, err := cl.client.Write(rctx, req)
-	stopWatch()
 	cancel()
 	if err == nil && res != nil && len(res.Results) != len(batch) {
 		err = errors.New("write response has a wrong number of results")
 	}
 	if err != nil {
+		cl.writeFailed.Store(true)
 		c.stats.writeErrors.Add(uint64(len(batch)))
 		c.log.Debug("write request failed", zap.Int("values", len(batch)), zap.Error(err))
 		w.settle(batch, nil, err)
@@ -212,49 +216,6 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 }
 
 var errNotActive = errors.New("not active")
-
-// errLeaseLapsed faults a session whose Write was unanswered when the
-// write lease lapsed.
-var errLeaseLapsed = errors.New("write lease lapsed with a Write unanswered: session aborted so the request cannot land late")
-
-// leaseWatchInterval is how often an unanswered Write checks the lease.
-const leaseWatchInterval = 20 * time.Millisecond
-
-// watchLease, when the gate has a lease (LeaseGate), watches it while a
-// Write is outstanding: if the lease lapses first, the session is faulted
-// (and so closed abortively, dropping unsent bytes) and the request
-// abandoned. The returned stop waits for the watcher to end.
-func (w *writer) watchLease(ctx context.Context, cl *session, cancel context.CancelFunc) (stop func()) {
-	lg, ok := w.c.e.gate.(LeaseGate)
-	if !ok {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(leaseWatchInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if !lg.LeaseValid() {
-					w.c.stats.leaseAborts.Add(1)
-					w.c.log.Warn("write lease lapsed with a Write unanswered: aborting the session")
-					cl.fault(errLeaseLapsed)
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
 
 // settle ends the in-flight state of a batch: successes are recorded,
 // values refused for a retryable reason go back unless a newer one is

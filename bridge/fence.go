@@ -61,10 +61,6 @@ func (e *Engine) nudgeFence() {
 // Nothing it calls can block on the network: it reads atomics, asks the
 // gate (cheap by the Gate contract) and closes sockets.
 func (e *Engine) fence(ctx context.Context) {
-	lg, ok := e.gate.(LeaseGate)
-	if !ok {
-		return
-	}
 	t := time.NewTicker(LeaseWatchInterval)
 	defer t.Stop()
 	for {
@@ -74,7 +70,7 @@ func (e *Engine) fence(ctx context.Context) {
 		case <-t.C:
 		case <-e.fenceWake:
 		}
-		if !lg.LeaseValid() {
+		if !e.gate.LeaseValid() {
 			e.abortInFlight(errLeaseLapsed)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/uamirror/uamirror/test/tcpproxy"
 )
 
-// leaseGate is a bridge.LeaseGate set by the test. A lapse is not
+// leaseGate is a bridge.Gate with a lease, set by the test. A lapse is not
 // signalled on Changed (a real lease lapses on the clock).
 type leaseGate struct {
 	mu          sync.Mutex

@@ -364,17 +364,7 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 	}
 	// Resolve every node this server holds, for both sides.
 	for _, f := range c.readFlows {
-		nid, err := f.resolveSrc(ns)
-		f.ms.mu.Lock()
-		if err != nil {
-			f.srcID = nil
-			if f.state != StateDisabled {
-				f.setState(StateQuarantined, "source: "+err.Error())
-			}
-		} else {
-			f.srcID = nid
-		}
-		f.ms.mu.Unlock()
+		f.sourceResolved(f.resolveSrc(ns))
 	}
 	return c.resolveTargets(ctx, s, c.writeFlows)
 }
@@ -386,20 +376,10 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	var ids []*ua.NodeID
 	for _, f := range flows {
 		nid, err := f.resolveDst(s.namespaces)
-		f.ms.mu.Lock()
-		if err != nil {
-			f.dstID = nil
-			if f.state != StateDisabled {
-				f.setState(StateQuarantined, "target: "+err.Error())
-			}
-		} else {
-			f.dstID = nid
-			if !f.typeKnown {
-				need = append(need, f)
-				ids = append(ids, nid)
-			}
+		if f.targetResolved(nid, err) {
+			need = append(need, f)
+			ids = append(ids, nid)
 		}
-		f.ms.mu.Unlock()
 	}
 	nodes := make([]*ua.ReadValueID, 0, 2*len(ids))
 	for _, nid := range ids {
@@ -413,10 +393,8 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	}
 	for i, f := range need {
 		dt, vr := res[2*i], res[2*i+1]
-		f.ms.mu.Lock()
 		if dt.Status != ua.StatusOK {
-			f.setState(StateQuarantined, "target: "+statusName(dt.Status))
-			f.ms.mu.Unlock()
+			f.targetUnreadable(dt.Status)
 			continue
 		}
 		vt := valueType{valueRank: -2}
@@ -429,15 +407,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 			}
 		}
 		tr, err := c.e.transformFor(f.ms.m, f.reverse, vt)
-		if err != nil {
-			f.setState(StateBad, err.Error())
-		} else {
-			if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
-				f.setState(StatePending, "")
-			}
-			f.setTransform(tr, vt) // ok at once when a value is already cached
-		}
-		f.ms.mu.Unlock()
+		f.targetTyped(tr, vt, err) // ok at once when a value is already cached
 	}
 	return nil
 }
@@ -447,10 +417,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*opcua.Subscription, error) {
 	byInterval := map[time.Duration][]*flow{}
 	for _, f := range c.readFlows {
-		f.ms.mu.Lock()
-		ok := f.srcID != nil && f.state != StateDisabled
-		f.ms.mu.Unlock()
-		if ok {
+		if f.monitorable() != nil {
 			byInterval[f.publishing] = append(byInterval[f.publishing], f)
 		}
 	}
@@ -494,9 +461,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 		batch := flows[start:end]
 		reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
 		for i, f := range batch {
-			f.ms.mu.Lock()
-			reqs[i] = c.itemRequest(f, f.srcID, true)
-			f.ms.mu.Unlock()
+			reqs[i] = c.itemRequest(f, f.node(false), true)
 		}
 		res, err := c.createItems(ctx, s, sub, reqs)
 		if err != nil {
@@ -509,7 +474,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 				retry = append(retry, i)
 				continue
 			}
-			c.settleItem(batch[i], r.StatusCode)
+			batch[i].monitored(r.StatusCode)
 		}
 		if len(retry) > 0 {
 			// The server refuses our deadband filter: monitor without it;
@@ -523,7 +488,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 				return err
 			}
 			for k, r := range res2.Results {
-				c.settleItem(batch[retry[k]], r.StatusCode)
+				batch[retry[k]].monitored(r.StatusCode)
 			}
 		}
 	}
@@ -559,22 +524,6 @@ func (c *conn) createItems(ctx context.Context, s *session, sub *opcua.Subscript
 	return res, nil
 }
 
-// settleItem records the outcome of creating f's monitored item.
-func (c *conn) settleItem(f *flow, code ua.StatusCode) {
-	f.ms.mu.Lock()
-	defer f.ms.mu.Unlock()
-	if code != ua.StatusOK && !isGood(code) {
-		f.setState(StateQuarantined, "source: "+statusName(code))
-		return
-	}
-	if f.state == StateQuarantined && strings.HasPrefix(f.reason, "source") || f.state == StatePending {
-		f.setState(StatePending, "waiting for the first value")
-		if f.good != nil {
-			f.setState(StateOK, "")
-		}
-	}
-}
-
 // itemRequest builds the monitored item request of f.
 func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.MonitoredItemCreateRequest {
 	req := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, f.handle)
@@ -597,19 +546,14 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) int {
 	var src, dst []*flow
 	for _, f := range c.readFlows {
-		f.ms.mu.Lock()
-		if f.state == StateQuarantined && strings.HasPrefix(f.reason, "source") {
+		if f.quarantinedOn() == sideSource {
 			src = append(src, f)
 		}
-		f.ms.mu.Unlock()
 	}
 	for _, f := range c.writeFlows {
-		f.ms.mu.Lock()
-		if f.state == StateQuarantined && strings.HasPrefix(f.reason, "target") {
-			f.typeKnown = false
+		if f.retryTarget() {
 			dst = append(dst, f)
 		}
-		f.ms.mu.Unlock()
 	}
 	if len(dst) > 0 {
 		if err := c.resolveTargets(ctx, s, dst); err != nil {
@@ -625,9 +569,7 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 			if err != nil {
 				continue
 			}
-			f.ms.mu.Lock()
-			f.srcID = nid
-			f.ms.mu.Unlock()
+			f.sourceResolved(nid, nil)
 			byInterval[f.publishing] = append(byInterval[f.publishing], f)
 		}
 		for iv, fs := range byInterval {
@@ -642,11 +584,9 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 	}
 	n := 0
 	for _, f := range append(src, dst...) {
-		f.ms.mu.Lock()
-		if f.state == StateQuarantined {
+		if f.quarantinedOn() != sideNone {
 			n++
 		}
-		f.ms.mu.Unlock()
 	}
 	if n > 0 {
 		c.log.Debug("quarantined mappings remain", zap.Int("count", n))
@@ -709,10 +649,11 @@ func (c *conn) probeSubscriptions(ctx context.Context, s *session, subs map[time
 	return nil
 }
 
-// dispatch handles the session's notifications until ctx is done. It is
-// the only goroutine that processes values read from this server.
+// dispatch hands the session's notifications to the engine's router
+// until ctx is done, and faults the session on a subscription error. It
+// is the only goroutine that processes values read from this server.
 func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.PublishNotificationData, lastData *atomic.Int64) {
-	out := map[*writer][]queuedValue{}
+	r := newRouter(c.e, c)
 	for {
 		var n *opcua.PublishNotificationData
 		select {
@@ -727,34 +668,8 @@ func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.Pub
 		}
 		switch v := n.Value.(type) {
 		case *ua.DataChangeNotification:
-			now := time.Now()
 			c.stats.notifications.Add(uint64(len(v.MonitoredItems)))
-			for _, item := range v.MonitoredItems {
-				h := item.ClientHandle
-				if int(h) >= len(c.e.flows) || item.Value == nil {
-					continue
-				}
-				f := c.e.flows[h]
-				if f == nil || f.from != c {
-					continue
-				}
-				if dv := c.e.onValue(f, item.Value, now); dv != nil {
-					out[f.to.w] = append(out[f.to.w], queuedValue{f.wslot, dv})
-				}
-				if f.ms.fwd != nil && f.ms.rev != nil {
-					f.ms.mu.Lock()
-					r := f.repair
-					f.repair = nil
-					f.ms.mu.Unlock()
-					if opp := f.opposite(); r != nil && opp != nil {
-						out[opp.to.w] = append(out[opp.to.w], queuedValue{opp.wslot, r})
-					}
-				}
-			}
-			for w, vals := range out {
-				w.enqueue(vals)
-				out[w] = vals[:0]
-			}
+			r.route(v.MonitoredItems, time.Now())
 		case *ua.StatusChangeNotification:
 			s.fault(fmt.Errorf("subscription %d status change: %w", n.SubscriptionID, v.Status))
 		}
@@ -773,13 +688,7 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 	idx := make([]int, 0, len(flows))
 	ids := make([]*ua.NodeID, 0, len(flows))
 	for i, f := range flows {
-		f.ms.mu.Lock()
-		nid := f.srcID
-		if dst {
-			nid = f.dstID
-		}
-		f.ms.mu.Unlock()
-		if nid != nil {
+		if nid := f.node(dst); nid != nil {
 			idx = append(idx, i)
 			ids = append(ids, nid)
 		}

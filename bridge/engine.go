@@ -284,103 +284,49 @@ func (e *Engine) mayWrite() bool {
 	return ok && epoch == e.writeEpoch.Load()
 }
 
-// onValue handles one value read from f's source (a notification or a
-// resync read). It updates the last-good-value cache and returns the
-// value to write (nil when there is nothing to write). It takes the
-// mapping's lock.
-func (e *Engine) onValue(f *flow, dv *ua.DataValue, now time.Time) *ua.DataValue {
-	ms := f.ms
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if f.state == StateDisabled {
-		return nil
-	}
-	ts := dv.SourceTimestamp
-	if ts.IsZero() {
-		ts = dv.ServerTimestamp
-	}
-	if ts.IsZero() {
-		ts = now
-	}
-	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
-		// Bad or Uncertain: never written as a value.
-		e.stats.badSource.Add(1)
-		if f.state != StateBad && f.state != StateQuarantined {
-			f.setState(StateHeld, fmt.Sprintf("source status %s", statusName(dv.Status)))
+// router routes the values of one session's notifications: handle →
+// flow → writer. The ClientHandle of a monitored item is its flow's index
+// in Engine.flows, so a value finds its flow without a map lookup. Each
+// session's dispatcher owns one router; it is not safe for concurrent
+// use. It takes no lock but the mappings' own (in accept).
+type router struct {
+	e    *Engine
+	from *conn
+	out  map[*writer][]queuedValue // per destination writer, reused
+}
+
+func newRouter(e *Engine, from *conn) *router {
+	return &router{e: e, from: from, out: map[*writer][]queuedValue{}}
+}
+
+// route hands each value to its flow and what the flows decide to write
+// to the writers, one enqueue per writer.
+func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
+	e := r.e
+	for _, item := range items {
+		h := item.ClientHandle
+		if int(h) >= len(e.flows) || item.Value == nil {
+			continue
 		}
-		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && ts.After(ms.lastTS) && e.queueing.Load() {
-			// The last good value, carrying the bad status: targets that
-			// show quality show it; the value itself stays the good one.
-			ms.lastTS = ts
-			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
-				Value: f.good, Status: dv.Status, SourceTimestamp: ts}
+		f := e.flows[h]
+		if f == nil || f.from != r.from {
+			continue
 		}
-		return nil
-	}
-	if dv.Value == nil {
-		return nil
-	}
-	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value, ts) {
-		// Our own write coming back from the other side.
-		e.stats.echoes.Add(1)
-		if ts.Before(ms.lastTS) && f.lastSrc != nil && !f.lastSrcTS.Before(ms.lastTS) && e.queueing.Load() {
-			// A true conflict we lost the race on: our (older) write landed
-			// on this side after this side's own newer change. Put the
-			// newer value back, so both sides end on the newest.
-			e.stats.conflicts.Add(1)
-			opp.addEcho(f.lastSrc, f.lastSrcTS)
-			f.repair = &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
-				Value: f.lastSrc, SourceTimestamp: f.lastSrcTS}
-			return nil
+		write, repair, v := f.accept(item.Value, now, &e.queueing)
+		e.stats.count(v, f.ms.both())
+		if write != nil {
+			r.out[f.to.w] = append(r.out[f.to.w], queuedValue{f.wslot, write})
 		}
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
-		return nil
-	}
-	if ts.Before(ms.lastTS) {
-		// Older than what this mapping already holds: a conflict lost
-		// (both) or a stale value after a reconnect.
-		e.stats.stale.Add(1)
-		if ms.fwd != nil && ms.rev != nil {
-			e.stats.conflicts.Add(1)
+		if repair != nil {
+			// Written back to f's own source, through the opposite flow.
+			opp := f.opposite()
+			r.out[opp.to.w] = append(r.out[opp.to.w], queuedValue{opp.wslot, repair})
 		}
-		if f.state == StatePending {
-			f.setState(StateOK, "") // resolved: its value is known, just not the newest
-		}
-		return nil
 	}
-	if f.tr == nil {
-		// Destination type not known yet: keep the raw value; when the
-		// destination connects, setTransform converts it and the resync
-		// writes it.
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
-		return nil
+	for w, vals := range r.out {
+		w.enqueue(vals)
+		r.out[w] = vals[:0]
 	}
-	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
-		if f.state == StateHeld {
-			f.setState(StateOK, "")
-		}
-		return nil
-	}
-	out, err := f.tr.apply(dv.Value)
-	if err != nil {
-		f.setState(StateBad, err.Error())
-		e.stats.convErrors.Add(1)
-		return nil
-	}
-	f.lastSrc, f.lastSrcTS = dv.Value, ts
-	ms.lastTS = ts
-	f.good, f.goodTS = out, ts
-	if f.state != StateQuarantined {
-		f.setState(StateOK, "")
-	}
-	if !e.queueing.Load() {
-		return nil
-	}
-	if ms.fwd != nil && ms.rev != nil {
-		f.addEcho(out, ts)
-	}
-	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
-		Value: out, SourceTimestamp: ts}
 }
 
 // reconcileAll reconciles every flow: read each destination and queue the
@@ -415,7 +361,7 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 			now := time.Now()
 			for i, f := range fs {
 				if vals[i] != nil {
-					e.onValueNoQueue(f, vals[i], now)
+					f.accept(vals[i], now, nil)
 				}
 			}
 		}
@@ -433,68 +379,15 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 		}
 		var batch []queuedValue
 		for i, f := range fs {
-			f.ms.mu.Lock()
-			good, ts := f.good, f.goodTS
-			if good == nil || f.state == StateDisabled || ts.Before(f.ms.lastTS) {
-				// Nothing yet, disabled, or (both) the other direction
-				// holds the newer value: that flow writes it.
-				f.ms.mu.Unlock()
-				continue
+			if dv := f.reconcileWith(cur[i]); dv != nil {
+				batch = append(batch, queuedValue{f.wslot, dv})
 			}
-			if both := f.ms.fwd != nil && f.ms.rev != nil; both && cur[i] != nil && isGood(cur[i].Status) &&
-				cur[i].SourceTimestamp.After(ts) {
-				// In a both mapping the destination is a source too, and it
-				// holds a newer value: that value wins and flows the other
-				// way; never overwrite it with an older one.
-				f.ms.mu.Unlock()
-				continue
-			}
-			if cur[i] != nil && isGood(cur[i].Status) && cur[i].Value != nil && variantEqual(cur[i].Value, good) {
-				if ts.After(f.writtenTS) {
-					f.written, f.writtenTS = good, ts
-				}
-				f.ms.mu.Unlock()
-				continue
-			}
-			f.addEcho(good, ts)
-			f.ms.mu.Unlock()
-			batch = append(batch, queuedValue{f.wslot, &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
-				Value: good, SourceTimestamp: ts}})
 		}
 		c.w.enqueue(batch)
 		queued += len(batch)
 	}
 	e.stats.reconcileWrites.Add(uint64(queued))
 	return queued
-}
-
-// onValueNoQueue updates the cache from a value read from the source,
-// without queueing a write (reconcile decides that from the target).
-func (e *Engine) onValueNoQueue(f *flow, dv *ua.DataValue, now time.Time) {
-	ms := f.ms
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if f.tr == nil || dv.Value == nil || !isGood(dv.Status) || f.state == StateDisabled {
-		return
-	}
-	ts := dv.SourceTimestamp
-	if ts.IsZero() {
-		ts = now
-	}
-	if ts.Before(ms.lastTS) || (f.good != nil && !ts.After(f.goodTS)) {
-		return
-	}
-	out, err := f.tr.apply(dv.Value)
-	if err != nil {
-		f.setState(StateBad, err.Error())
-		return
-	}
-	f.lastSrc, f.lastSrcTS = dv.Value, ts
-	ms.lastTS = ts
-	f.good, f.goodTS = out, ts
-	if f.state != StateQuarantined {
-		f.setState(StateOK, "")
-	}
 }
 
 // Observe records that value v with source timestamp ts was written to
@@ -513,17 +406,7 @@ func (e *Engine) Observe(mappingID string, reverse bool, v *ua.Variant, ts time.
 	if f == nil {
 		return
 	}
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if ts.After(ms.lastTS) {
-		ms.lastTS = ts
-	}
-	if ts.After(f.writtenTS) {
-		f.written, f.writtenTS = v, ts
-	}
-	if f.good == nil || ts.After(f.goodTS) {
-		f.good, f.goodTS = v, ts
-	}
+	f.observe(v, ts)
 }
 
 // MappingStatus is the engine's view of one flow of a mapping.
@@ -559,21 +442,6 @@ func (e *Engine) Mapping(id string) []MappingStatus {
 		return nil
 	}
 	return ms.appendStatus(nil)
-}
-
-// appendStatus appends the status of ms's flows to out under ms's lock.
-func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	for _, f := range []*flow{ms.fwd, ms.rev} {
-		if f == nil {
-			continue
-		}
-		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
-			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
-	}
-	return out
 }
 
 // Writing reports whether the engine is currently writing (gate open and

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -40,11 +42,54 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// side is the server side of a flow that a fault belongs to.
+type side uint8
+
+const (
+	sideNone   side = iota
+	sideSource      // the node the flow reads (monitored item, resolution)
+	sideTarget      // the node the flow writes (resolution, type, write refused)
+)
+
+// verdict is what a flow decided about one source value (accept). The
+// engine counts them; tests assert them.
+type verdict uint8
+
+const (
+	vIgnored      verdict = iota // disabled flow or null value
+	vBadSource                   // Bad/Uncertain: never a value; held or status written
+	vEcho                        // our own write coming back from the other side
+	vConflictLost                // echo of our older write over a newer change: repaired
+	vStale                       // older than the newest the mapping holds
+	vNoTargetType                // kept raw until the target's type is known
+	vUnchanged                   // within the deadband of the last accepted value
+	vConvError                   // conversion to the target type failed: flow bad
+	vAccepted                    // new last good value (written when queueing)
+)
+
+var verdictNames = [...]string{"ignored", "bad source", "echo", "conflict lost", "stale",
+	"no target type", "unchanged", "conversion error", "accepted"}
+
+func (v verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
 // flow is one direction of one mapping: values read from node src on
 // server from, written to node dst on server to. A `both` mapping has two
 // flows. Its handle (the monitored item's ClientHandle) is
 // mappingIndex*2 + (1 if reverse). Immutable fields are set at build
 // time; mutable ones live in the mapping's mstate under its lock.
+//
+// The flow owns its state machine: every change of its mutable fields
+// goes through one of its methods, which take the mapping's lock
+// themselves (callers never do). The methods never block on anything but
+// that lock and never call out of the flow, so they are safe from any
+// goroutine: the dispatcher of the source's session (accept), the
+// writer of the target's (wrote, writeRefused), a session supervisor
+// (resolution, monitoring) and the role loop (reconcileWith).
 type flow struct {
 	handle  uint32
 	ms      *mstate
@@ -67,6 +112,8 @@ type flow struct {
 	tr        *transform
 	state     State
 	reason    string
+	// qside is the side a quarantine belongs to (StateQuarantined only).
+	qside side
 	// lastSrc is the last accepted source value (the deadband baseline).
 	lastSrc   *ua.Variant
 	lastSrcTS time.Time
@@ -81,9 +128,6 @@ type flow struct {
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
-	// repair is a value to write back to this flow's source (through the
-	// opposite flow's writer) after a lost conflict; taken by dispatch.
-	repair *ua.DataValue
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -100,11 +144,350 @@ type mstate struct {
 	lastTS time.Time
 }
 
+// both reports whether the mapping is bidirectional.
+func (ms *mstate) both() bool { return ms.fwd != nil && ms.rev != nil }
+
+// valueTime is the one timestamp rule of the value path: a value's time
+// is its SourceTimestamp, else its ServerTimestamp, else now (the time it
+// was received).
+func valueTime(dv *ua.DataValue, now time.Time) time.Time {
+	if !dv.SourceTimestamp.IsZero() {
+		return dv.SourceTimestamp
+	}
+	if !dv.ServerTimestamp.IsZero() {
+		return dv.ServerTimestamp
+	}
+	return now
+}
+
+// valueDV is a DataValue to write: value and source timestamp.
+func valueDV(v *ua.Variant, ts time.Time) *ua.DataValue {
+	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: v, SourceTimestamp: ts}
+}
+
+// accept is the value handler: one value read from the flow's source (a
+// notification, or a resync read), with now the time it was received. It
+// updates the last-good-value cache and decides. With queue (the engine
+// is active and the value came from a subscription) it returns the value
+// to write to the target (write), or, when a conflict was lost on a both
+// mapping, the newer value to write back to this flow's own source
+// through the opposite flow (repair). Without queue (nil or false) it
+// only updates the cache: the caller reconciles against the target.
+// queue is read under the mapping's lock, so a value accepted while the
+// gate opens is either queued or seen by the reconcile (reconcileWith).
+//
+// The rules, in order: a disabled flow ignores everything; Bad and
+// Uncertain values are never written as values (the flow is held; with
+// on_bad write_status the last good value goes out carrying the status);
+// our own write coming back from the other side is an echo, not a change
+// (and if it landed over a newer change there, that change is repaired);
+// a value older than the newest the mapping holds is stale (a conflict
+// lost, for both); before the target type is known the raw value is
+// kept; a value within the deadband of the last accepted one changes
+// nothing; a value that does not convert makes the flow bad; anything
+// else is the new last good value.
+func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (write, repair *ua.DataValue, v verdict) {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if f.state == StateDisabled {
+		return nil, nil, vIgnored
+	}
+	ts := valueTime(dv, now)
+	queue := queueing != nil && queueing.Load()
+	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
+		if f.state != StateBad && f.state != StateQuarantined {
+			f.setState(StateHeld, "source status "+statusName(dv.Status))
+		}
+		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && ts.After(ms.lastTS) && queue {
+			// The last good value, carrying the bad status: targets that
+			// show quality show it; the value itself stays the good one.
+			ms.lastTS = ts
+			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
+				Value: f.good, Status: dv.Status, SourceTimestamp: ts}, nil, vBadSource
+		}
+		return nil, nil, vBadSource
+	}
+	if dv.Value == nil {
+		return nil, nil, vIgnored
+	}
+	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value, ts) {
+		if ts.Before(ms.lastTS) && f.lastSrc != nil && !f.lastSrcTS.Before(ms.lastTS) && queue {
+			// A true conflict we lost the race on: our (older) write landed
+			// on this side after this side's own newer change. Put the
+			// newer value back, so both sides end on the newest.
+			opp.addEcho(f.lastSrc, f.lastSrcTS)
+			return nil, valueDV(f.lastSrc, f.lastSrcTS), vConflictLost
+		}
+		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		return nil, nil, vEcho
+	}
+	if ts.Before(ms.lastTS) {
+		// Older than what this mapping already holds: a conflict lost
+		// (both) or a stale value after a reconnect.
+		if f.state == StatePending {
+			f.setState(StateOK, "") // resolved: its value is known, just not the newest
+		}
+		return nil, nil, vStale
+	}
+	if f.tr == nil {
+		// Destination type not known yet: keep the raw value; when the
+		// destination connects, targetTyped converts it and the resync
+		// writes it.
+		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		return nil, nil, vNoTargetType
+	}
+	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
+		if f.state == StateHeld {
+			f.setState(StateOK, "")
+		}
+		return nil, nil, vUnchanged
+	}
+	out, err := f.tr.apply(dv.Value)
+	if err != nil {
+		f.setState(StateBad, err.Error())
+		return nil, nil, vConvError
+	}
+	f.lastSrc, f.lastSrcTS = dv.Value, ts
+	ms.lastTS = ts
+	f.good, f.goodTS = out, ts
+	if f.state != StateQuarantined {
+		f.setState(StateOK, "")
+	}
+	if !queue {
+		return nil, nil, vAccepted
+	}
+	if ms.both() {
+		f.addEcho(out, ts)
+	}
+	return valueDV(out, ts), nil, vAccepted
+}
+
+// reconcileWith decides, from the target's current value cur (nil: not
+// read), whether the target needs the last good value, and returns it
+// (nil: nothing to write). Used when the gate opens and after a target
+// (re)connects. An equal value is recorded as written.
+func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	good, ts := f.good, f.goodTS
+	if good == nil || f.state == StateDisabled || ts.Before(ms.lastTS) {
+		// Nothing yet, disabled, or (both) the other direction holds the
+		// newer value: that flow writes it.
+		return nil
+	}
+	curGood := cur != nil && isGood(cur.Status)
+	if ms.both() && curGood && cur.SourceTimestamp.After(ts) {
+		// In a both mapping the destination is a source too, and it holds
+		// a newer value: that value wins and flows the other way; never
+		// overwrite it with an older one.
+		return nil
+	}
+	if curGood && cur.Value != nil && variantEqual(cur.Value, good) {
+		if ts.After(f.writtenTS) {
+			f.written, f.writtenTS = good, ts
+		}
+		return nil
+	}
+	if ms.both() {
+		f.addEcho(good, ts)
+	}
+	return valueDV(good, ts)
+}
+
+// observe records that v with source timestamp ts was written to the
+// flow's target by another node (the active of a pair): the cache never
+// goes back to an older value, and a takeover does not write it again.
+func (f *flow) observe(v *ua.Variant, ts time.Time) {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ts.After(ms.lastTS) {
+		ms.lastTS = ts
+	}
+	if ts.After(f.writtenTS) {
+		f.written, f.writtenTS = v, ts
+	}
+	if f.good == nil || ts.After(f.goodTS) {
+		f.good, f.goodTS = v, ts
+	}
+}
+
+// wrote records dv as confirmed written to the target. A flow bad from a
+// refused write recovers.
+func (f *flow) wrote(dv *ua.DataValue) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if !dv.SourceTimestamp.Before(f.writtenTS) {
+		f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
+	}
+	if f.state == StateBad && dv.Value != nil {
+		f.setState(StateOK, "")
+	}
+}
+
+// writeRefused records a Write the target refused for this node with a
+// bad status: an unknown node quarantines the target side (retried),
+// anything else makes the flow bad until a write succeeds.
+func (f *flow) writeRefused(code ua.StatusCode) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if code == ua.StatusBadNodeIDUnknown || code == ua.StatusBadNodeIDInvalid {
+		f.quarantine(sideTarget, "target: "+statusName(code))
+		return
+	}
+	f.setState(StateBad, "write refused: "+statusName(code))
+}
+
+// sourceResolved records the source node resolved on a new session of
+// the source server (err: it does not resolve, quarantined).
+func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if err != nil {
+		f.srcID = nil
+		if f.state != StateDisabled {
+			f.quarantine(sideSource, "source: "+err.Error())
+		}
+		return
+	}
+	f.srcID = nid
+}
+
+// targetResolved records the target node resolved on a new session of
+// the target server (err: quarantined). It reports whether the target's
+// type must be read (targetTyped).
+func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if err != nil {
+		f.dstID = nil
+		if f.state != StateDisabled {
+			f.quarantine(sideTarget, "target: "+err.Error())
+		}
+		return false
+	}
+	f.dstID = nid
+	return !f.typeKnown
+}
+
+// targetUnreadable records that the target's DataType could not be read.
+func (f *flow) targetUnreadable(code ua.StatusCode) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	f.quarantine(sideTarget, "target: "+statusName(code))
+}
+
+// targetTyped installs the transform for the target's type vt (err: no
+// transform can serve it, the flow is bad). A target quarantine ends; a
+// raw value kept meanwhile is converted.
+func (f *flow) targetTyped(tr *transform, vt valueType, err error) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if err != nil {
+		f.setState(StateBad, err.Error())
+		return
+	}
+	if f.state == StateQuarantined && f.qside == sideTarget {
+		f.setState(StatePending, "")
+	}
+	f.setTransform(tr, vt)
+}
+
+// monitored records the outcome of creating the source's monitored item.
+func (f *flow) monitored(code ua.StatusCode) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if code != ua.StatusOK && !isGood(code) {
+		f.quarantine(sideSource, "source: "+statusName(code))
+		return
+	}
+	if f.state == StateQuarantined && f.qside == sideSource || f.state == StatePending {
+		f.setState(StatePending, "waiting for the first value")
+		if f.good != nil {
+			f.setState(StateOK, "")
+		}
+	}
+}
+
+// monitorable returns the source node to monitor (nil: unresolved or
+// disabled).
+func (f *flow) monitorable() *ua.NodeID {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if f.state == StateDisabled {
+		return nil
+	}
+	return f.srcID
+}
+
+// node returns the source (dst false) or target node resolved on the
+// current session of its server (nil: unresolved).
+func (f *flow) node(dst bool) *ua.NodeID {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if dst {
+		return f.dstID
+	}
+	return f.srcID
+}
+
+// quarantinedOn returns the side the flow is quarantined on (sideNone:
+// not quarantined).
+func (f *flow) quarantinedOn() side {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if f.state != StateQuarantined {
+		return sideNone
+	}
+	return f.qside
+}
+
+// retryTarget prepares a target quarantine for a retry: the target's
+// type is read again. It reports whether the flow is quarantined on its
+// target.
+func (f *flow) retryTarget() bool {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if f.state != StateQuarantined || f.qside != sideTarget {
+		return false
+	}
+	f.typeKnown = false
+	return true
+}
+
+// appendStatus appends the status of ms's flows to out under ms's lock.
+func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, f := range []*flow{ms.fwd, ms.rev} {
+		if f == nil {
+			continue
+		}
+		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
+			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
+			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
+	}
+	return out
+}
+
+// countStates adds the states of ms's flows to n.
+func (ms *mstate) countStates(n map[State]int) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, f := range []*flow{ms.fwd, ms.rev} {
+		if f != nil {
+			n[f.state]++
+		}
+	}
+}
+
 // setTransform installs the transform for the destination type dst and
 // converts a raw value that arrived before the type was known. Caller
 // holds ms.mu.
 //
-// The cache may already hold a value another node wrote (Observe, on a
+// The cache may already hold a value another node wrote (observe, on a
 // standby): the raw source value replaces it unless it is older. Either
 // way the flow is resolved once a source value has arrived — a source
 // that never changes must not keep it pending (a pending flow keeps a
@@ -168,9 +551,15 @@ func (f *flow) opposite() *flow {
 	return f.ms.rev
 }
 
-// setState changes the flow's state and reason. Caller holds ms.mu.
+// setState changes the flow's state and reason (not to quarantined:
+// quarantine). Caller holds ms.mu.
 func (f *flow) setState(s State, reason string) {
-	f.state, f.reason = s, reason
+	f.state, f.reason, f.qside = s, reason, sideNone
+}
+
+// quarantine sets the flow quarantined on side sd. Caller holds ms.mu.
+func (f *flow) quarantine(sd side, reason string) {
+	f.state, f.reason, f.qside = StateQuarantined, reason, sd
 }
 
 // echo is a value a flow wrote: what may come back from that side.

@@ -27,7 +27,7 @@ func TestFlowResolvesWithObservedValue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &mapping.Mapping{ID: "m1"}
 			ms := &mstate{m: m}
-			f := &flow{ms: ms}
+			f := &flow{ms: ms, from: &conn{name: "a"}, to: &conn{name: "b"}}
 			ms.fwd = f
 			e := &Engine{byID: map[string]*mstate{"m1": ms}}
 			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -35,17 +35,16 @@ func TestFlowResolvesWithObservedValue(t *testing.T) {
 			e.Observe("m1", false, ua.MustVariant(float64(1)), t0.Add(tc.observed))
 			dv := &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 				Value: ua.MustVariant(float64(2)), SourceTimestamp: t0.Add(tc.first)}
-			if out := e.onValue(f, dv, time.Now()); out != nil {
+			if out, _, _ := f.accept(dv, time.Now(), nil); out != nil {
 				t.Fatalf("a value was queued before the target type is known: %v", out)
 			}
 			tr, err := e.transformFor(m, false, valueType{id: ua.TypeIDDouble, valueRank: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ms.mu.Lock()
-			f.setTransform(tr, valueType{id: ua.TypeIDDouble, valueRank: -1})
-			state, good := f.state, f.good
-			ms.mu.Unlock()
+			f.targetTyped(tr, valueType{id: ua.TypeIDDouble, valueRank: -1}, nil)
+			st := ms.appendStatus(nil)[0]
+			state, good := st.State, st.Value
 			if state != StateOK {
 				t.Errorf("state %v after the target resolved, want ok", state)
 			}

@@ -18,6 +18,26 @@ type engineStats struct {
 	writeLatency    histogram // Write request round trip
 }
 
+// count counts a flow's verdict on a value from a subscription.
+func (s *engineStats) count(v verdict, both bool) {
+	switch v {
+	case vBadSource:
+		s.badSource.Add(1)
+	case vEcho:
+		s.echoes.Add(1)
+	case vConflictLost:
+		s.echoes.Add(1)
+		s.conflicts.Add(1)
+	case vStale:
+		s.stale.Add(1)
+		if both {
+			s.conflicts.Add(1)
+		}
+	case vConvError:
+		s.convErrors.Add(1)
+	}
+}
+
 // connStats are one server's counters.
 type connStats struct {
 	connects      atomic.Uint64
@@ -184,13 +204,7 @@ func (e *Engine) Stats() Stats {
 		})
 	}
 	for _, ms := range e.maps {
-		ms.mu.Lock()
-		for _, f := range []*flow{ms.fwd, ms.rev} {
-			if f != nil {
-				st.States[f.state]++
-			}
-		}
-		ms.mu.Unlock()
+		ms.countStates(st.States)
 	}
 	return st
 }

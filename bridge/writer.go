@@ -152,10 +152,7 @@ func (w *writer) take(max int) ([]queuedValue, []*ua.NodeID) {
 		if s.dv == nil {
 			continue
 		}
-		f := w.c.writeFlows[i]
-		f.ms.mu.Lock()
-		id := f.dstID
-		f.ms.mu.Unlock()
+		id := w.c.writeFlows[i].node(true)
 		if id == nil {
 			// Not resolved on this session (quarantined): keep the value
 			// for the resync after it resolves.
@@ -250,14 +247,7 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 				s.dv = q.dv
 			}
 		default:
-			f := c.writeFlows[q.slot]
-			f.ms.mu.Lock()
-			if code == ua.StatusBadNodeIDUnknown || code == ua.StatusBadNodeIDInvalid {
-				f.setState(StateQuarantined, "target: "+statusName(code))
-			} else {
-				f.setState(StateBad, "write refused: "+statusName(code))
-			}
-			f.ms.mu.Unlock()
+			c.writeFlows[q.slot].writeRefused(code)
 			c.stats.writeErrors.Add(1)
 		}
 		if s.dv != nil && !s.queued && reqErr == nil {
@@ -273,15 +263,8 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 
 	for _, d := range ok {
 		f := d.f
-		f.ms.mu.Lock()
-		if !d.dv.SourceTimestamp.Before(f.writtenTS) {
-			f.written, f.writtenTS = d.dv.Value, d.dv.SourceTimestamp
-		}
-		if f.state == StateBad && d.dv.Value != nil {
-			f.setState(StateOK, "")
-		}
-		id := f.ms.m.ID
-		f.ms.mu.Unlock()
+		f.wrote(d.dv)
+		id := f.ms.m.ID // immutable
 		if !d.dv.SourceTimestamp.IsZero() {
 			c.e.stats.latency.observe(now.Sub(d.dv.SourceTimestamp))
 		}

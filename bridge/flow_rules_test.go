@@ -1,0 +1,364 @@
+package bridge
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// The value rules of a flow, table-tested on the state machine alone: no
+// server, no engine, no goroutine. Each case feeds values to the forward
+// (A → B) or reverse (B → A) flow of one mapping and checks the verdict,
+// what would be written, and the flow's state.
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// at is t0 plus n milliseconds.
+func at(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+
+// fixture is one mapping's flows, as the engine builds them.
+type fixture struct {
+	ms       *mstate
+	fwd, rev *flow
+	queueing atomic.Bool
+}
+
+// newFixture builds the flows of m (both: a bidirectional mapping) with
+// targets of type dst (0: not known yet).
+func newFixture(tb testing.TB, m *mapping.Mapping, both bool, dst ua.TypeID) *fixture {
+	tb.Helper()
+	if m.ID == "" {
+		m.ID = "m"
+	}
+	a, b := &conn{name: "a"}, &conn{name: "b"}
+	x := &fixture{ms: &mstate{m: m}}
+	x.fwd = &flow{ms: x.ms, from: a, to: b}
+	x.ms.fwd = x.fwd
+	if both {
+		x.rev = &flow{ms: x.ms, reverse: true, from: b, to: a, handle: 1}
+		x.ms.rev = x.rev
+	}
+	x.queueing.Store(true)
+	if dst != 0 {
+		for _, f := range []*flow{x.fwd, x.rev} {
+			if f != nil {
+				vt := valueType{id: dst, valueRank: -1}
+				tr, err := newTransform(m, f.reverse, vt)
+				f.targetTyped(tr, vt, err)
+			}
+		}
+	}
+	return x
+}
+
+// state returns the state of the flow in direction rev.
+func (x *fixture) state(rev bool) State {
+	for _, st := range x.ms.appendStatus(nil) {
+		if st.Reverse == rev {
+			return st.State
+		}
+	}
+	return -1
+}
+
+// in is one value delivered to a flow and what must come of it.
+type in struct {
+	rev    bool          // to the reverse flow (a value read from B)
+	v      any           // nil: a null value
+	status ua.StatusCode // 0: Good
+	src    time.Time     // SourceTimestamp (zero: none)
+	srv    time.Time     // ServerTimestamp (zero: none)
+	queue  *bool         // nil: queueing (active)
+
+	want       verdict
+	write      any           // value written to the flow's target (nil: none)
+	writeTS    time.Time     // its source timestamp (zero: not checked)
+	writeCode  ua.StatusCode // its status (0: Good)
+	repair     any           // value written back to the flow's source (nil: none)
+	state      State         // the flow's state after (-1: not checked)
+	checkState bool
+}
+
+var no = new(bool)
+
+func dv(v any, status ua.StatusCode, src, srv time.Time) *ua.DataValue {
+	d := &ua.DataValue{Status: status, SourceTimestamp: src, ServerTimestamp: srv}
+	if v != nil {
+		d.Value = ua.MustVariant(v)
+		d.EncodingMask |= ua.DataValueValue
+	}
+	if status != 0 {
+		d.EncodingMask |= ua.DataValueStatusCode
+	}
+	return d
+}
+
+func TestFlowValueRules(t *testing.T) {
+	now := at(100000) // the receive time of every value
+	double := func() *mapping.Mapping { return &mapping.Mapping{} }
+	for _, tc := range []struct {
+		name string
+		m    *mapping.Mapping
+		both bool
+		dst  ua.TypeID
+		ins  []in
+	}{
+		// Ordering.
+		{name: "newer values are written in turn", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0, writeTS: at(1), state: StateOK, checkState: true},
+			{v: 2.0, src: at(2), want: vAccepted, write: 2.0, writeTS: at(2)},
+		}},
+		{name: "an older value is stale and never written", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
+			{v: 1.0, src: at(1), want: vStale},
+			{v: 3.0, src: at(3), want: vAccepted, write: 3.0},
+		}},
+		{name: "same timestamp, same value: unchanged", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
+			{v: 2.0, src: at(2), want: vUnchanged},
+		}},
+		{name: "standby caches without writing", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), queue: no, want: vAccepted, state: StateOK, checkState: true},
+			{v: 1.0, src: at(2), want: vUnchanged},
+		}},
+		// The one timestamp rule: source, else server, else receive time.
+		{name: "no source timestamp: the server's", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, srv: at(5), want: vAccepted, write: 1.0, writeTS: at(5)},
+			{v: 2.0, srv: at(4), want: vStale},
+		}},
+		{name: "no timestamps: the receive time", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, want: vAccepted, write: 1.0, writeTS: now},
+		}},
+		{name: "source timestamp before the server's", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(3), srv: at(9), want: vAccepted, write: 1.0, writeTS: at(3)},
+		}},
+		// Echo: our write coming back from the other side of a both mapping.
+		{name: "echo with the written timestamp is not written back", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(1), want: vEcho},
+			{rev: true, v: 5.0, src: at(2), want: vAccepted, write: 5.0},
+		}},
+		{name: "echo from a server that stamps its own time", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(40), want: vEcho},
+		}},
+		// Conflict on a both mapping: newest wins on both sides.
+		{name: "older change on the other side loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(5), want: vAccepted, write: 1.0},
+			{rev: true, v: 2.0, src: at(3), want: vStale},
+		}},
+		{name: "our older write landed over a newer change: repaired", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},                 // A changed: written to B
+			{rev: true, v: 2.0, src: at(3), want: vAccepted, write: 2.0},      // B changed after: written to A
+			{rev: true, v: 1.0, src: at(1), want: vConflictLost, repair: 2.0}, // then our write landed on B
+		}},
+		// Hold: Bad and Uncertain are never written as values.
+		{name: "bad source holds the last good value", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{v: 0.0, status: ua.StatusBadSensorFailure, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
+			{v: 1.0, src: at(3), want: vUnchanged, state: StateOK, checkState: true},
+		}},
+		{name: "uncertain source holds too", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{v: 7.0, status: ua.StatusUncertainLastUsableValue, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
+			{v: 7.0, src: at(3), want: vAccepted, write: 7.0, state: StateOK, checkState: true},
+		}},
+		{name: "on_bad write_status: last good value with the status", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, write: 1.0, writeCode: ua.StatusBadCommunicationError, writeTS: at(2)},
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource}, // not newer: nothing
+		}},
+		{name: "on_bad write_status before any good value: nothing", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
+		}},
+		// Deadband (client side, on source values).
+		{name: "absolute deadband", m: &mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandAbsolute, Value: 0.5}}, dst: ua.TypeIDDouble, ins: []in{
+			{v: 10.0, src: at(1), want: vAccepted, write: 10.0},
+			{v: 10.3, src: at(2), want: vUnchanged},
+			{v: 10.45, src: at(3), want: vUnchanged}, // against the last accepted 10, not 10.3
+			{v: 10.6, src: at(4), want: vAccepted, write: 10.6},
+		}},
+		// Conversion decisions.
+		{name: "a value that does not fit makes the flow bad, the next good one heals it",
+			m: &mapping.Mapping{Convert: &mapping.Conversion{Overflow: mapping.Reject}}, dst: ua.TypeIDInt16, ins: []in{
+				{v: 40000.0, src: at(1), want: vConvError, state: StateBad, checkState: true},
+				{v: 5.0, src: at(2), want: vAccepted, write: int16(5), state: StateOK, checkState: true},
+			}},
+		{name: "clamped overflow", m: &mapping.Mapping{Convert: &mapping.Conversion{Overflow: mapping.Clamp}}, dst: ua.TypeIDInt16, ins: []in{
+			{v: 40000.0, src: at(1), want: vAccepted, write: int16(32767)},
+		}},
+		{name: "a fraction into an integer is rejected by default", m: &mapping.Mapping{}, dst: ua.TypeIDInt32, ins: []in{
+			{v: 2.5, src: at(1), want: vConvError, state: StateBad, checkState: true},
+		}},
+		{name: "before the target type is known the raw value is kept", m: double(), dst: 0, ins: []in{
+			{v: 1.0, src: at(1), want: vNoTargetType, state: StatePending, checkState: true},
+			{v: 2.0, src: at(2), want: vNoTargetType},
+		}},
+		// Nothing to do.
+		{name: "a null value is ignored", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: nil, src: at(1), want: vIgnored},
+		}},
+		{name: "a disabled mapping ignores everything", m: &mapping.Mapping{Enabled: new(bool)}, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vIgnored},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newFixture(t, tc.m, tc.both, tc.dst)
+			if !tc.m.IsEnabled() {
+				x.fwd.state = StateDisabled
+			}
+			for i, s := range tc.ins {
+				f := x.fwd
+				if s.rev {
+					f = x.rev
+				}
+				x.queueing.Store(s.queue == nil || *s.queue)
+				write, repair, v := f.accept(dv(s.v, s.status, s.src, s.srv), now, &x.queueing)
+				if v != s.want {
+					t.Errorf("value %d (%v): verdict %v, want %v", i, s.v, v, s.want)
+				}
+				checkDV(t, i, "write", write, s.write, s.writeTS, s.writeCode)
+				checkDV(t, i, "repair", repair, s.repair, time.Time{}, 0)
+				if s.checkState {
+					if st := x.state(s.rev); st != s.state {
+						t.Errorf("value %d (%v): state %v, want %v", i, s.v, st, s.state)
+					}
+				}
+			}
+		})
+	}
+}
+
+func checkDV(t *testing.T, i int, what string, got *ua.DataValue, want any, ts time.Time, code ua.StatusCode) {
+	t.Helper()
+	switch {
+	case want == nil && got == nil:
+	case want == nil:
+		t.Errorf("value %d: %s %v, want none", i, what, got.Value.Value())
+	case got == nil:
+		t.Errorf("value %d: no %s, want %v", i, what, want)
+	case got.Value == nil || got.Value.Value() != want:
+		t.Errorf("value %d: %s %#v, want %#v", i, what, got.Value.Value(), want)
+	case !ts.IsZero() && !got.SourceTimestamp.Equal(ts):
+		t.Errorf("value %d: %s source timestamp %v, want %v", i, what, got.SourceTimestamp, ts)
+	case got.Status != code:
+		t.Errorf("value %d: %s status %v, want %v", i, what, got.Status, code)
+	}
+}
+
+// TestFlowTargetTypeArrives: the raw value kept before the target type
+// was known is converted and resolves the flow when the type arrives.
+func TestFlowTargetTypeArrives(t *testing.T) {
+	m := &mapping.Mapping{Convert: &mapping.Conversion{Rounding: mapping.RoundNearest}}
+	x := newFixture(t, m, false, 0)
+	if _, _, v := x.fwd.accept(dv(2.6, 0, at(1), time.Time{}), at(2), &x.queueing); v != vNoTargetType {
+		t.Fatalf("verdict %v", v)
+	}
+	vt := valueType{id: ua.TypeIDInt32, valueRank: -1}
+	tr, err := newTransform(m, false, vt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.fwd.targetTyped(tr, vt, nil)
+	st := x.ms.appendStatus(nil)[0]
+	if st.State != StateOK || st.Value == nil || st.Value.Value() != int32(3) || !st.SourceTS.Equal(at(1)) {
+		t.Fatalf("after the type arrived: %v %v at %v, want ok 3 at %v", st.State, st.Value, st.SourceTS, at(1))
+	}
+	// The resync (reconcile) writes it where the target differs.
+	if w := x.fwd.reconcileWith(dv(int32(0), 0, at(0), time.Time{})); w == nil || w.Value.Value() != int32(3) {
+		t.Fatalf("reconcile wrote %v, want 3", w)
+	}
+}
+
+// TestFlowReconcile: what a flow writes when the gate opens or its
+// target reconnects, given the target's current value.
+func TestFlowReconcile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		both    bool
+		cached  any // last good value at t1 (nil: none)
+		target  *ua.DataValue
+		want    any // written (nil: nothing)
+		written bool
+	}{
+		{name: "nothing cached: nothing", target: dv(1.0, 0, at(0), time.Time{})},
+		{name: "target differs: the last good value", cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
+		{name: "target unreadable: the last good value", cached: 2.0, want: 2.0},
+		{name: "target bad: the last good value", cached: 2.0, target: dv(2.0, ua.StatusBadNotReadable, at(0), time.Time{}), want: 2.0},
+		{name: "target equal: recorded as written", cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
+		{name: "both, target newer: it flows the other way", both: true, cached: 2.0, target: dv(1.0, 0, at(5), time.Time{})},
+		{name: "both, target older: the last good value", both: true, cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newFixture(t, &mapping.Mapping{}, tc.both, ua.TypeIDDouble)
+			if tc.cached != nil {
+				x.fwd.accept(dv(tc.cached, 0, at(1), time.Time{}), at(1), nil)
+			}
+			got := x.fwd.reconcileWith(tc.target)
+			checkDV(t, 0, "reconcile", got, tc.want, at(1), 0)
+			st := x.ms.appendStatus(nil)[0]
+			if tc.written != (st.Written != nil) {
+				t.Errorf("written %v, want recorded %v", st.Written, tc.written)
+			}
+		})
+	}
+}
+
+// TestFlowQuarantineSides: a quarantine belongs to a side, typed; a
+// retry only touches its own side, and no decision reads reason text.
+func TestFlowQuarantineSides(t *testing.T) {
+	x := newFixture(t, &mapping.Mapping{}, false, ua.TypeIDDouble)
+	f := x.fwd
+	vt := valueType{id: ua.TypeIDDouble, valueRank: -1}
+	tr, _ := newTransform(x.ms.m, false, vt)
+
+	f.monitored(ua.StatusBadNodeIDUnknown)
+	if f.quarantinedOn() != sideSource || f.retryTarget() {
+		t.Fatalf("rejected monitored item: quarantined on %v, retryTarget true", f.quarantinedOn())
+	}
+	f.targetTyped(tr, vt, nil) // the target is fine: the source quarantine stays
+	if f.quarantinedOn() != sideSource {
+		t.Fatalf("a target event ended a source quarantine")
+	}
+	f.monitored(ua.StatusOK)
+	if st := x.state(false); st != StatePending {
+		t.Fatalf("monitored after a source quarantine: %v, want pending (no value yet)", st)
+	}
+
+	f.writeRefused(ua.StatusBadNodeIDUnknown)
+	if f.quarantinedOn() != sideTarget {
+		t.Fatalf("unknown target node: quarantined on %v, want target", f.quarantinedOn())
+	}
+	f.monitored(ua.StatusOK) // a source event does not end a target quarantine
+	if f.quarantinedOn() != sideTarget {
+		t.Fatalf("a source event ended a target quarantine")
+	}
+	if !f.retryTarget() {
+		t.Fatal("retryTarget false for a target quarantine")
+	}
+	if !f.targetResolved(ua.NewNumericNodeID(1, 1), nil) {
+		t.Fatal("the target's type is not read again on retry")
+	}
+	f.targetTyped(tr, vt, nil)
+	if st := x.state(false); st != StatePending {
+		t.Fatalf("after the target type was read again: %v, want pending", st)
+	}
+
+	f.writeRefused(ua.StatusBadTypeMismatch)
+	if st := x.state(false); st != StateBad || f.quarantinedOn() != sideNone {
+		t.Fatalf("type mismatch on write: %v, want bad", st)
+	}
+	f.wrote(dv(1.0, 0, at(1), time.Time{}))
+	if st := x.state(false); st != StateOK {
+		t.Fatalf("after a successful write: %v, want ok", st)
+	}
+	f.sourceResolved(nil, errors.New("namespace gone"))
+	if f.quarantinedOn() != sideSource || f.node(false) != nil {
+		t.Fatal("an unresolvable source is not quarantined on the source side")
+	}
+}

@@ -4,7 +4,7 @@
 GO       ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test deps vet fmt-check fuzz bench build demo fault-full soak fault-starved
+.PHONY: test deps vet fmt-check fuzz bench build demo fault-full soak
 
 build:
 	$(GO) build -o bin/uamirror ./cmd/uamirror
@@ -51,6 +51,7 @@ fault-full:
 # STARVED rounds each of isolate-active, freeze-active and kill-during-update.
 # Root; ~30-40 min for 30 rounds. CI runs one round of the first two.
 STARVED ?= 30
+.PHONY: fault-starved
 fault-starved:
 	command -v stress-ng >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq stress-ng; }

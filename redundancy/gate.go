@@ -113,13 +113,6 @@ func (g *Gate) openAfter(open bool, epoch uint64, notBefore time.Time) {
 	g.signal()
 }
 
-// holdLeft returns how long the fence wait still holds writes back.
-func (g *Gate) holdLeft() time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return max(0, time.Until(g.holdUntil))
-}
-
 // extend records a quorum confirmation started at start.
 func (g *Gate) extend(until time.Time) {
 	g.mu.Lock()

@@ -510,8 +510,12 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 		planned = false
 		ev.Reason, ev.Detail = "force", "switchover --force: promoted alone, without a quorum (membership rewritten to this node)"
 	}
+	// No fence wait at bootstrap (no one wrote before), after a planned
+	// handover, or when this node was the recorded active itself (no
+	// other node was promoted in between: this leader has every committed
+	// entry).
 	var notBefore time.Time
-	if !planned && st.Active != "" {
+	if !planned && st.Active != "" && (st.Active != n.cfg.ID || n.forced.Load()) {
 		notBefore = won.Add(n.cfg.FenceWait())
 	}
 	if lastWrite.IsZero() && ev.From != "" && ev.From != n.cfg.ID {

@@ -102,8 +102,9 @@ func TestStarved(t *testing.T) {
 			stopFreezer := s.freezer()
 			began := time.Now()
 			done := 0
-			for range rounds {
+			for i := range rounds {
 				act, sby, epoch := e.waitStable(rejoin)
+				t.Logf("round %d/%d: %s on active %s (epoch %d)", i+1, rounds, sc.name, act.id, epoch)
 				sc.round(s, act, sby, epoch)
 				done++
 				if t.Failed() {

@@ -410,7 +410,7 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 		if n.self.Role == RoleArbiter {
 			if isLeader && time.Since(lastArbiterTransfer) > time.Second {
 				lastArbiterTransfer = time.Now()
-				n.arbiterHandOff(r, st)
+				n.arbiterHandOff(ctx, r, st)
 			}
 			continue
 		}
@@ -611,18 +611,31 @@ func (n *Node) onWritten(id string, rev bool, v *ua.Variant, ts time.Time) {
 }
 
 // arbiterHandOff: the arbiter never stays leader; it hands leadership to
-// a bridge node, journaling why when the old active is gone.
-func (n *Node) arbiterHandOff(r *raft.Raft, st PairState) {
+// a bridge node that answers a raft probe, preferring the node that is not
+// the recorded active (that one lost leadership), journaling why when the
+// role moves. It never transfers to a node that does not answer: raft's
+// transfer to an unreachable follower can block its replication and leave
+// "leadership transfer in progress" set for good (seen in the starved fault
+// matrix: the arbiter stuck for a minute, no active).
+func (n *Node) arbiterHandOff(ctx context.Context, r *raft.Raft, st PairState) {
+	var nodes []Member
+	for _, m := range n.cfg.Members {
+		if m.Role == RoleNode {
+			nodes = append(nodes, m)
+		}
+	}
+	alive := n.answering(ctx, nodes)
 	var target *Member
-	for i := range n.cfg.Members {
-		m := &n.cfg.Members[i]
-		if m.Role == RoleNode && m.ID != st.Active {
+	for _, id := range alive {
+		if m := n.cfg.member(id); target == nil || (id != st.Active && target.ID == st.Active) {
 			target = m
 		}
 	}
-	if st.Active != "" {
-		// Prefer the old active if it is still a follower in good standing?
-		// It is not: it lost leadership. Hand over to the other node.
+	if target == nil {
+		n.log.Warn("arbiter: no bridge node answers; staying leader until one does")
+		return
+	}
+	if st.Active != "" && target.ID != st.Active {
 		// From is the lost active (not the arbiter): the journal event
 		// names who the role was taken from.
 		if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: st.Active, To: target.ID, Reason: "arbiter",
@@ -630,10 +643,8 @@ func (n *Node) arbiterHandOff(r *raft.Raft, st PairState) {
 			n.log.Warn("arbiter handover entry", zap.Error(err))
 		}
 	}
-	err := r.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Raft)).Error()
-	if err != nil {
-		n.log.Warn("arbiter: leadership transfer failed; trying any node", zap.Error(err))
-		_ = r.LeadershipTransfer().Error()
+	if err := r.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Raft)).Error(); err != nil {
+		n.log.Warn("arbiter: leadership transfer failed; will retry", zap.String("to", target.ID), zap.Error(err))
 	}
 }
 

@@ -102,6 +102,18 @@ func TestStarved(t *testing.T) {
 			stopFreezer := s.freezer()
 			began := time.Now()
 			done := 0
+			t.Cleanup(func() {
+				// A round that failed ends the test early: the totals
+				// still come from the whole journal (members run here).
+				stopFreezer()
+				s.stopHogs()
+				if r.Observed == "" {
+					e.check(r)
+					e.switchGaps(r, began)
+					r.Observed = fmt.Sprintf("FAILED after %d of %d rounds; %d random freezes; %d writes checked, %d switchovers, %d violations, %d two-writer intervals",
+						done, rounds, s.freezes, r.Writes, r.Switchovers, r.Violations, r.TwoWriters)
+				}
+			})
 			for i := range rounds {
 				act, sby, epoch := e.waitStable(rejoin)
 				t.Logf("round %d/%d: %s on active %s (epoch %d)", i+1, rounds, sc.name, act.id, epoch)
@@ -173,6 +185,7 @@ func (s *starver) stopHogs() {
 func (s *starver) freezer() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var once sync.Once
 	rng := rand.New(rand.NewPCG(s.rng.Uint64(), 1)) // the freezer's own
 	wg.Add(1)
 	go func() {
@@ -203,7 +216,7 @@ func (s *starver) freezer() (stop func()) {
 			s.mu.Unlock()
 		}
 	}()
-	return func() { cancel(); wg.Wait() }
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
 }
 
 // currentActive returns the node that reports itself active, or nil.

@@ -734,7 +734,7 @@ func (n *Node) handover(ctx context.Context, to string, force bool, reason, deta
 	if err := n.quiesce(ctx); err != nil {
 		// A Write may still be in flight and could land after the new
 		// active's first: the handover is withdrawn, leadership stays.
-		n.gate.setOpen(true, epoch)
+		n.reopen(epoch)
 		n.log.Warn("handover withdrawn: writes still in flight", zap.String("to", o.ID), zap.String("reason", reason), zap.Error(err))
 		return fmt.Errorf("%w: %w", ErrHandoverWithdrawn, err)
 	}
@@ -742,7 +742,7 @@ func (n *Node) handover(ctx context.Context, to string, force bool, reason, deta
 	lw := time.Unix(0, n.lastWriteAt.Load())
 	if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: n.cfg.ID, To: o.ID, Reason: reason, Detail: detail,
 		LastWriteAt: lw, At: time.Now(), Epoch: epoch, Fenced: true}}); err != nil {
-		n.gate.setOpen(true, epoch)
+		n.reopen(epoch)
 		return err
 	}
 	if err := r.LeadershipTransferToServer(raft.ServerID(o.ID), raft.ServerAddress(o.Raft)).Error(); err != nil {
@@ -754,11 +754,21 @@ func (n *Node) handover(ctx context.Context, to string, force bool, reason, deta
 			n.demote("handover to " + o.ID + " failed and could not be withdrawn")
 			return fmt.Errorf("leadership transfer to %s: %w (withdrawal: %w)", o.ID, err, cerr)
 		}
-		n.gate.setOpen(true, epoch)
+		n.reopen(epoch)
 		return fmt.Errorf("leadership transfer to %s: %w", o.ID, err)
 	}
 	n.demote("handed over to " + o.ID + " (" + reason + ")")
 	return nil
+}
+
+// reopen opens the gate again after a handover that did not happen, if
+// this node is still the leader and active under epoch (the control loop
+// may have demoted it meanwhile).
+func (n *Node) reopen(epoch uint64) {
+	r := n.raft()
+	if r != nil && r.State() == raft.Leader && n.active.Load() && n.epoch.Load() == epoch {
+		n.gate.setOpen(true, epoch)
+	}
 }
 
 // quiesce returns when the mirror has no Write in flight (its gate is

@@ -567,10 +567,31 @@ func (n *Node) applyCmd(c command) error {
 	return nil
 }
 
+// staleAckWindow is how long after this process stood still (SIGSTOP, a
+// starved scheduler) a quorum confirmation is not trusted: raft's
+// VerifyLeader counts any heartbeat answer that it processes after the
+// call, also one to a heartbeat sent before the pause, when the followers
+// may since have elected another leader. Every RPC sent before the pause
+// has returned or failed within the raft transport's timeout (2 s, a
+// deadline set at send time), so after this window the answers are fresh.
+// Seen in the starved fault matrix: a node frozen for ~2 s extended its
+// lease from such an answer and wrote 50 ms after the new active had.
+const staleAckWindow = 2 * time.Second
+
 // leaseLoop keeps the write lease fresh while this node leads: each
 // VerifyLeader that a quorum confirms extends the lease to its start time
-// plus Lease.
+// plus Lease, unless it started within staleAckWindow of a pause of this
+// process (see watchPauses), which also revokes the lease at once.
 func (n *Node) leaseLoop(ctx context.Context) {
+	base := time.Now()
+	var pausedAt atomic.Int64 // time since base of the last pause seen
+	pausedAt.Store(-int64(staleAckWindow))
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.watchPauses(wctx, base, &pausedAt) }()
 	t := time.NewTicker(n.cfg.Lease / 5)
 	defer t.Stop()
 	for {
@@ -584,12 +605,44 @@ func (n *Node) leaseLoop(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		if err := r.VerifyLeader().Error(); err == nil {
-			n.gate.extend(start.Add(n.cfg.Lease))
-		} else {
+		if err := r.VerifyLeader().Error(); err != nil {
 			n.gate.revoke()
 			n.wake()
+			continue
 		}
+		if start.Sub(base) < time.Duration(pausedAt.Load())+staleAckWindow {
+			continue // the confirmation may be an answer from before the pause
+		}
+		n.gate.extend(start.Add(n.cfg.Lease))
+	}
+}
+
+// watchPauses ticks every 20 ms; a tick late by more than
+// max(HeartbeatTimeout-Lease, 100ms) means this process stood still long
+// enough for the followers to start an election: it records the moment
+// in pausedAt (time since base) and revokes the lease.
+func (n *Node) watchPauses(ctx context.Context, base time.Time, pausedAt *atomic.Int64) {
+	const every = 20 * time.Millisecond
+	limit := max(n.cfg.HeartbeatTimeout-n.cfg.Lease, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := time.Since(base)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Since(base)
+		if gap := now - last; gap > every+limit {
+			pausedAt.Store(int64(now))
+			n.gate.revoke()
+			if r := n.raft(); r != nil && r.State() == raft.Leader {
+				n.log.Warn("this process stood still: write lease revoked; quorum confirmations distrusted for a while",
+					zap.Duration("stood_still", gap.Round(time.Millisecond)), zap.Duration("distrust", staleAckWindow))
+			}
+		}
+		last = now
 	}
 }
 

@@ -290,7 +290,11 @@ func (a *Admin) switchover(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &na) && na.Active == "" && req.Force:
 		// No active at all (two members, the other gone): promote here.
 		if err := a.pair.ForcePromote(r.Context()); err != nil {
-			a.fail(w, http.StatusInternalServerError, err)
+			code := http.StatusInternalServerError
+			if errors.Is(err, redundancy.ErrQuorumReachable) {
+				code = http.StatusConflict // refused: not a lone survivor
+			}
+			a.fail(w, code, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true,

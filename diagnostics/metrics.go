@@ -48,7 +48,7 @@ var (
 	descMemberLink = desc("uamirror_pair_member_link",
 		"1 for the state of this member's link to each member (self, up, down or unknown).", "member", "state")
 	descSwitchovers = desc("uamirror_pair_switchovers_total",
-		"Role changes in the pair's journal, by reason (bootstrap, manual, server-monitor, peer-lost, arbiter, forced, …). The journal keeps the last 1000.", "reason")
+		"Role changes in the pair's journal, by reason (bootstrap, manual, server-monitor, peer-lost, arbiter, force, …). The journal keeps the last 1000.", "reason")
 	descLastSwitchover = desc("uamirror_pair_last_switchover_timestamp_seconds",
 		"Unix time of the last role change in the journal.")
 	descLocalDiff = desc("uamirror_pair_local_config_differs",

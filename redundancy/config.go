@@ -80,6 +80,18 @@ type Config struct {
 	// SyncInterval is the period of the active → standby state stream
 	// (default 50ms).
 	SyncInterval time.Duration
+	// AbortBound is how long after its lease lapses an old active may
+	// still take to have closed, abortively, every session with a Write
+	// in flight (the engine's lease watcher polls every 20 ms and closes
+	// with RST; default 100ms). See FenceWait.
+	AbortBound time.Duration
+	// IdleWait bounds a planned handover's wait for the Writes in flight
+	// to be answered; after it they are aborted (Aborter) or the handover
+	// is withdrawn (default 2s).
+	IdleWait time.Duration
+	// FenceMargin is added to the fence wait for clock-rate differences
+	// and scheduling delay (default 50ms). See FenceWait.
+	FenceMargin time.Duration
 	// TLS, when set, puts the raft transport and the peer link under
 	// mutual TLS: only members whose certificates the verifier accepts
 	// can connect. nil: plain TCP.
@@ -97,6 +109,12 @@ var (
 	ErrInvalidConfig = errors.New("invalid pair config")
 	// ErrNoQuorum: the pair has no leader.
 	ErrNoQuorum = errors.New("no quorum: no active node")
+	// ErrQuorumReachable: a forced promotion was refused because another
+	// voter answers (a quorum may be reachable, or hold an active).
+	ErrQuorumReachable = errors.New("a quorum may be reachable: --force is only for a lone survivor")
+	// ErrHandoverWithdrawn: a planned handover was given up before
+	// leadership moved because a Write could still be in flight.
+	ErrHandoverWithdrawn = errors.New("handover withdrawn")
 )
 
 // WithDefaults returns c with zero fields set to the defaults.
@@ -122,8 +140,34 @@ func (c Config) WithDefaults() Config {
 	if c.SyncInterval == 0 {
 		c.SyncInterval = 50 * time.Millisecond
 	}
+	if c.AbortBound == 0 {
+		c.AbortBound = 100 * time.Millisecond
+	}
+	if c.IdleWait == 0 {
+		c.IdleWait = 2 * time.Second
+	}
+	if c.FenceMargin == 0 {
+		c.FenceMargin = 50 * time.Millisecond
+	}
 	return c
 }
+
+// FenceWait is how long a node that won the active role without a planned
+// handover waits, counted from the moment it saw itself elected, before its
+// first write: Lease + AbortBound + FenceMargin (450 ms with the defaults).
+//
+// Why it is enough: the old active writes only under a lease that starts
+// when it sends a VerifyLeader and that a quorum then confirms. Every
+// member that voted for the new leader moved to the new term before the
+// election was won and answers no RPC of the old term after that; any
+// quorum of the old active's shares one of those voters, so its last
+// confirmed lease started before the win and ends before win + Lease.
+// The old active's lease watcher then closes every session with a Write
+// in flight within AbortBound (RST: unsent bytes are dropped, nothing can
+// land later). FenceMargin covers the rest. A planned handover, where the
+// old active closed its gate and waited until no Write was in flight (or
+// aborted those) before it handed over, needs no wait.
+func (c Config) FenceWait() time.Duration { return c.Lease + c.AbortBound + c.FenceMargin }
 
 // Validate checks the fields against each other.
 func (c Config) Validate() error {
@@ -173,6 +217,9 @@ func (c Config) Validate() error {
 	}
 	if c.TLS != nil && (c.TLS.Verifier == nil || c.TLS.Cert.PrivateKey == nil) {
 		bad("tls: a certificate with its key and a verifier are both needed")
+	}
+	if c.AbortBound < 0 || c.FenceMargin < 0 {
+		bad("abort bound %s and fence margin %s must not be negative", c.AbortBound, c.FenceMargin)
 	}
 	if c.Lease >= c.HeartbeatTimeout {
 		bad("lease %s must be shorter than the heartbeat timeout %s (fencing)", c.Lease, c.HeartbeatTimeout)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,7 +17,7 @@ type Event struct {
 	From   string    `json:"from,omitempty"`
 	To     string    `json:"to"`
 	Epoch  uint64    `json:"epoch"`
-	Reason string    `json:"reason"` // bootstrap, manual, server-monitor, peer-lost, arbiter, forced
+	Reason string    `json:"reason"` // bootstrap, manual, server-monitor, peer-lost, arbiter, force
 	Detail string    `json:"detail,omitempty"`
 	// GapMS is the measured gap (last write of the old active → first
 	// write of the new), when known.
@@ -35,6 +36,13 @@ type Handover struct {
 	Detail      string    `json:"detail,omitempty"`
 	LastWriteAt time.Time `json:"last_write_at"`
 	At          time.Time `json:"at"`
+	// Epoch is the epoch of the active that made the handover.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Fenced: the old active itself made this handover after it closed
+	// its gate and saw no Write in flight any more (idle, or aborted): the
+	// new active may write at once, without the fence wait. An arbiter's
+	// handover (the old active lost) is never fenced.
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // PairState is the replicated state of the pair.
@@ -67,7 +75,26 @@ type fsm struct {
 	mu      sync.Mutex
 	st      PairState
 	changed func() // called after every apply (must not block)
+	// rec mirrors st.Active and st.Epoch for the gate's hot path.
+	rec atomic.Pointer[activeRec]
 }
+
+// activeRec is the replicated active and its epoch.
+type activeRec struct {
+	active string
+	epoch  uint64
+}
+
+// recorded returns the replicated active and epoch without locking.
+func (f *fsm) recorded() (string, uint64) {
+	if r := f.rec.Load(); r != nil {
+		return r.active, r.epoch
+	}
+	return "", 0
+}
+
+// publish updates rec; called with f.mu held.
+func (f *fsm) publish() { f.rec.Store(&activeRec{f.st.Active, f.st.Epoch}) }
 
 func (f *fsm) Apply(l *raft.Log) any {
 	var c command
@@ -105,6 +132,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	default:
 		res = fmt.Errorf("unknown op %q", c.Op)
 	}
+	f.publish()
 	f.mu.Unlock()
 	if f.changed != nil {
 		f.changed()
@@ -137,6 +165,7 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.st = st
+	f.publish()
 	f.mu.Unlock()
 	if f.changed != nil {
 		f.changed()

@@ -79,6 +79,40 @@ type Options struct {
 	InitialConfig []byte
 	// NewMirror builds the engine; nil for an arbiter.
 	NewMirror MirrorFactory
+	// OpenRaft, when set, replaces the bolt store in DataDir and the TCP
+	// (or TLS) raft transport. It is called at every start of raft (a
+	// forced promotion restarts it) and must return stores that keep
+	// what the previous call's held. redundancytest runs a pair in
+	// memory with it.
+	OpenRaft func() (RaftParts, error)
+	// PeerTransport, when set, carries the peer link's requests (to
+	// http://<peer address>/peer/v1/…) instead of TCP, and the node does
+	// not listen on its peer address: the caller routes each request to
+	// the other node's PeerHandler. For tests in one process.
+	PeerTransport http.RoundTripper
+}
+
+// RaftParts are the raft stores and transport of a member.
+type RaftParts struct {
+	Logs   raft.LogStore
+	Stable raft.StableStore
+	Snaps  raft.SnapshotStore
+	Trans  raft.Transport
+	// Close releases the stores (the transport is closed apart, if it
+	// implements raft.WithClose); nil: nothing to release.
+	Close func() error
+}
+
+// Aborter is the optional Mirror capability of an abortive fence.
+// AbortInFlight closes, at once and abortively (RST: the kernel's unsent
+// bytes are dropped), every session of the engine that has a Write
+// request in flight, and returns when none is in flight any more, or
+// with an error when that cannot be ensured before ctx ends. Called by a
+// planned handover whose wait for idle writers failed, before leadership
+// moves; the gate is closed then, so no new Write starts. Safe for
+// concurrent use.
+type Aborter interface {
+	AbortInFlight(ctx context.Context) error
 }
 
 // Node is one member of the pair. Create with New, start with Run. Its
@@ -93,9 +127,8 @@ type Node struct {
 	gate  *Gate
 	rmu   sync.Mutex
 	r     *raft.Raft
-	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
-	snaps raft.SnapshotStore
+	trans raft.Transport
+	parts RaftParts
 
 	kick   chan struct{} // wakes the control loop (1-buffered)
 	notify chan bool     // raft's leadership notifications
@@ -159,15 +192,29 @@ func New(o Options) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, self: self, opts: o, log: log.Named("pair").With(zap.String("node", cfg.ID)),
-		gate: newGate(), kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1)}
-	n.fsm = &fsm{changed: n.wake}
+		kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1)}
+	n.fsm = &fsm{}
+	n.gate = newGate(cfg.ID, n.fsm.recorded)
+	n.fsm.changed = func() { n.wake(); n.gate.signal() }
 	n.refusals = newRefusalJournal(cfg.ID, n.log.Named("tls"))
 	n.peerClient = &http.Client{Timeout: 500 * time.Millisecond}
 	if o := n.other(); o != nil && cfg.TLS != nil && self.Role == RoleNode {
 		n.peerClient.Transport = &http.Transport{TLSClientConfig: cfg.TLS.ClientConfig(o.ID), MaxIdleConnsPerHost: 2,
 			TLSHandshakeTimeout: 2 * time.Second, ForceAttemptHTTP2: false}
 	}
+	if o.PeerTransport != nil {
+		n.peerClient.Transport = o.PeerTransport
+	}
 	return n, nil
+}
+
+// PeerHandler is the peer link's HTTP handler (the state stream and
+// health). Run serves it on the member's peer address unless
+// Options.PeerTransport is set; then the caller routes requests to it.
+func (n *Node) PeerHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)
+	return mux
 }
 
 func (n *Node) wake() {
@@ -205,65 +252,81 @@ func (n *Node) configuration() raft.Configuration {
 	return c
 }
 
-// openRaft opens the stores and the transport and starts raft,
-// bootstrapping the full member list on first start.
-func (n *Node) openRaft() error {
+// openParts opens the stores and the transport: Options.OpenRaft, or a
+// bolt store and snapshots in DataDir and a TCP/TLS transport.
+func (n *Node) openParts() (RaftParts, error) {
+	if n.opts.OpenRaft != nil {
+		return n.opts.OpenRaft()
+	}
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return RaftParts{}, fmt.Errorf("data dir: %w", err)
 	}
 	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
 	if err != nil {
-		return fmt.Errorf("raft store in %s: %w", n.cfg.DataDir, err)
+		return RaftParts{}, fmt.Errorf("raft store in %s: %w", n.cfg.DataDir, err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, NewHCLogger(n.log, "snapshots"))
 	if err != nil {
 		store.Close()
-		return fmt.Errorf("snapshot store: %w", err)
+		return RaftParts{}, fmt.Errorf("snapshot store: %w", err)
 	}
 	trans, err := n.newTransport()
 	if err != nil {
 		store.Close()
-		return fmt.Errorf("raft transport on %s: %w", n.self.Raft, err)
+		return RaftParts{}, fmt.Errorf("raft transport on %s: %w", n.self.Raft, err)
+	}
+	return RaftParts{Logs: store, Stable: store, Snaps: snaps, Trans: trans, Close: store.Close}, nil
+}
+
+// closeParts closes what openParts opened (raft itself already shut down).
+func closeParts(p RaftParts) {
+	if c, ok := p.Trans.(raft.WithClose); ok {
+		_ = c.Close()
+	}
+	if p.Close != nil {
+		_ = p.Close()
+	}
+}
+
+// openRaft opens the stores and the transport and starts raft,
+// bootstrapping the full member list on first start.
+func (n *Node) openRaft() error {
+	p, err := n.openParts()
+	if err != nil {
+		return err
 	}
 	rc := n.raftConfig(n.notify)
-	has, err := raft.HasExistingState(store, store, snaps)
+	has, err := raft.HasExistingState(p.Logs, p.Stable, p.Snaps)
 	if err != nil {
-		trans.Close()
-		store.Close()
+		closeParts(p)
 		return err
 	}
 	if !has {
-		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, n.configuration()); err != nil {
-			trans.Close()
-			store.Close()
+		if err := raft.BootstrapCluster(rc, p.Logs, p.Stable, p.Snaps, p.Trans, n.configuration()); err != nil {
+			closeParts(p)
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, p.Logs, p.Stable, p.Snaps, p.Trans)
 	if err != nil {
-		trans.Close()
-		store.Close()
+		closeParts(p)
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.rmu.Lock()
-	n.r, n.trans, n.store, n.snaps = r, trans, store, snaps
+	n.r, n.trans, n.parts = r, p.Trans, p
 	n.rmu.Unlock()
 	return nil
 }
 
 func (n *Node) closeRaft() {
 	n.rmu.Lock()
-	r, trans, store := n.r, n.trans, n.store
+	r, p := n.r, n.parts
+	n.r, n.trans, n.parts = nil, nil, RaftParts{}
 	n.rmu.Unlock()
 	if r != nil {
 		_ = r.Shutdown().Error()
 	}
-	if trans != nil {
-		_ = trans.Close()
-	}
-	if store != nil {
-		_ = store.Close()
-	}
+	closeParts(p)
 }
 
 // Run runs the member until ctx is done; it returns after every
@@ -279,16 +342,20 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	defer n.gate.stop()
 	if n.self.Role == RoleNode {
-		srv, err := n.servePeer(ctx)
-		if err != nil {
-			return err
+		if n.opts.PeerTransport == nil {
+			srv, err := n.servePeer(ctx)
+			if err != nil {
+				return err
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); <-ctx.Done(); _ = srv.Close() }()
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); <-ctx.Done(); _ = srv.Close() }()
-		wg.Add(2)
+		wg.Add(3)
 		go func() { defer wg.Done(); n.leaseLoop(ctx) }()
 		go func() { defer wg.Done(); n.syncLoop(ctx) }()
+		go func() { defer wg.Done(); n.rejoinLoop(ctx) }()
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); n.dataDirLoop(ctx) }()
@@ -343,7 +410,7 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 		if n.self.Role == RoleArbiter {
 			if isLeader && time.Since(lastArbiterTransfer) > time.Second {
 				lastArbiterTransfer = time.Now()
-				n.arbiterHandOff(r, st)
+				n.arbiterHandOff(ctx, r, st)
 			}
 			continue
 		}
@@ -397,9 +464,10 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 			n.promote(r, st)
 		case !isLeader && n.active.Load():
 			n.demote("lost leadership")
+		case n.active.Load() && (st.Active != n.cfg.ID || st.Epoch != n.epoch.Load()):
+			n.demote(fmt.Sprintf("the pair's state names %s active in epoch %d", st.Active, st.Epoch))
 		case isLeader && n.active.Load():
 			n.watchServers(ctx, mon, st)
-			n.rejoinPeers(r)
 		}
 	}
 }
@@ -407,6 +475,9 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 // promote makes this node the active: a promote entry with epoch+1 and a
 // journal event, committed by a quorum before the gate opens.
 func (n *Node) promote(r *raft.Raft, st PairState) {
+	// The fence wait counts from now, a moment after the election was
+	// won (later is safer: see Config.FenceWait).
+	won := time.Now()
 	// A new leader may not have applied every committed entry yet (the
 	// old active's handover among them): wait until it has.
 	if err := r.Barrier(2 * time.Second).Error(); err != nil {
@@ -416,6 +487,10 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 	st = n.fsm.State()
 	ev := Event{Time: time.Now(), From: st.Active, To: n.cfg.ID, Epoch: st.Epoch + 1}
 	var lastWrite time.Time
+	// A planned handover by the recorded active of the current epoch,
+	// made after its writes were idle or aborted, needs no fence wait.
+	planned := st.Handover != nil && st.Handover.To == n.cfg.ID && st.Handover.Fenced &&
+		st.Handover.From == st.Active && st.Handover.Epoch == st.Epoch
 	switch {
 	case st.Handover != nil && st.Handover.To == n.cfg.ID:
 		ev.From, ev.Reason, ev.Detail, lastWrite = st.Handover.From, st.Handover.Reason, st.Handover.Detail, st.Handover.LastWriteAt
@@ -432,7 +507,16 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 		n.peerMu.Unlock()
 	}
 	if n.forced.Load() {
-		ev.Reason, ev.Detail = "forced", "switchover --force: promoted alone, without a quorum (membership rewritten to this node)"
+		planned = false
+		ev.Reason, ev.Detail = "force", "switchover --force: promoted alone, without a quorum (membership rewritten to this node)"
+	}
+	// No fence wait at bootstrap (no one wrote before), after a planned
+	// handover, or when this node was the recorded active itself (no
+	// other node was promoted in between: this leader has every committed
+	// entry).
+	var notBefore time.Time
+	if !planned && st.Active != "" && (st.Active != n.cfg.ID || n.forced.Load()) {
+		notBefore = won.Add(n.cfg.FenceWait())
 	}
 	if lastWrite.IsZero() && ev.From != "" && ev.From != n.cfg.ID {
 		// The old active could not announce its last write (it died and
@@ -452,9 +536,9 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 	if !lastWrite.IsZero() {
 		n.awaitGap.Store(lastWrite.UnixNano())
 	}
-	n.gate.setOpen(true, ev.Epoch)
+	n.gate.openAfter(true, ev.Epoch, notBefore)
 	n.log.Warn("role change: ACTIVE", zap.Uint64("epoch", ev.Epoch), zap.String("reason", ev.Reason),
-		zap.String("from", ev.From), zap.String("detail", ev.Detail))
+		zap.String("from", ev.From), zap.String("detail", ev.Detail), zap.Duration("fence_wait", max(0, time.Until(notBefore)).Round(time.Millisecond)))
 }
 
 // demote closes the gate at once.
@@ -483,10 +567,31 @@ func (n *Node) applyCmd(c command) error {
 	return nil
 }
 
+// staleAckWindow is how long after this process stood still (SIGSTOP, a
+// starved scheduler) a quorum confirmation is not trusted: raft's
+// VerifyLeader counts any heartbeat answer that it processes after the
+// call, also one to a heartbeat sent before the pause, when the followers
+// may since have elected another leader. Every RPC sent before the pause
+// has returned or failed within the raft transport's timeout (2 s, a
+// deadline set at send time), so after this window the answers are fresh.
+// Seen in the starved fault matrix: a node frozen for ~2 s extended its
+// lease from such an answer and wrote 50 ms after the new active had.
+const staleAckWindow = 2 * time.Second
+
 // leaseLoop keeps the write lease fresh while this node leads: each
 // VerifyLeader that a quorum confirms extends the lease to its start time
-// plus Lease.
+// plus Lease, unless it started within staleAckWindow of a pause of this
+// process (see watchPauses), which also revokes the lease at once.
 func (n *Node) leaseLoop(ctx context.Context) {
+	base := time.Now()
+	var pausedAt atomic.Int64 // time since base of the last pause seen
+	pausedAt.Store(-int64(staleAckWindow))
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.watchPauses(wctx, base, &pausedAt) }()
 	t := time.NewTicker(n.cfg.Lease / 5)
 	defer t.Stop()
 	for {
@@ -500,12 +605,44 @@ func (n *Node) leaseLoop(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		if err := r.VerifyLeader().Error(); err == nil {
-			n.gate.extend(start.Add(n.cfg.Lease))
-		} else {
+		if err := r.VerifyLeader().Error(); err != nil {
 			n.gate.revoke()
 			n.wake()
+			continue
 		}
+		if start.Sub(base) < time.Duration(pausedAt.Load())+staleAckWindow {
+			continue // the confirmation may be an answer from before the pause
+		}
+		n.gate.extend(start.Add(n.cfg.Lease))
+	}
+}
+
+// watchPauses ticks every 20 ms; a tick late by more than
+// max(HeartbeatTimeout-Lease, 100ms) means this process stood still long
+// enough for the followers to start an election: it records the moment
+// in pausedAt (time since base) and revokes the lease.
+func (n *Node) watchPauses(ctx context.Context, base time.Time, pausedAt *atomic.Int64) {
+	const every = 20 * time.Millisecond
+	limit := max(n.cfg.HeartbeatTimeout-n.cfg.Lease, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := time.Since(base)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Since(base)
+		if gap := now - last; gap > every+limit {
+			pausedAt.Store(int64(now))
+			n.gate.revoke()
+			if r := n.raft(); r != nil && r.State() == raft.Leader {
+				n.log.Warn("this process stood still: write lease revoked; quorum confirmations distrusted for a while",
+					zap.Duration("stood_still", gap.Round(time.Millisecond)), zap.Duration("distrust", staleAckWindow))
+			}
+		}
+		last = now
 	}
 }
 
@@ -527,18 +664,31 @@ func (n *Node) onWritten(id string, rev bool, v *ua.Variant, ts time.Time) {
 }
 
 // arbiterHandOff: the arbiter never stays leader; it hands leadership to
-// a bridge node, journaling why when the old active is gone.
-func (n *Node) arbiterHandOff(r *raft.Raft, st PairState) {
+// a bridge node that answers a raft probe, preferring the node that is not
+// the recorded active (that one lost leadership), journaling why when the
+// role moves. It never transfers to a node that does not answer: raft's
+// transfer to an unreachable follower can block its replication and leave
+// "leadership transfer in progress" set for good (seen in the starved fault
+// matrix: the arbiter stuck for a minute, no active).
+func (n *Node) arbiterHandOff(ctx context.Context, r *raft.Raft, st PairState) {
+	var nodes []Member
+	for _, m := range n.cfg.Members {
+		if m.Role == RoleNode {
+			nodes = append(nodes, m)
+		}
+	}
+	alive := n.answering(ctx, nodes)
 	var target *Member
-	for i := range n.cfg.Members {
-		m := &n.cfg.Members[i]
-		if m.Role == RoleNode && m.ID != st.Active {
+	for _, id := range alive {
+		if m := n.cfg.member(id); target == nil || (id != st.Active && target.ID == st.Active) {
 			target = m
 		}
 	}
-	if st.Active != "" {
-		// Prefer the old active if it is still a follower in good standing?
-		// It is not: it lost leadership. Hand over to the other node.
+	if target == nil {
+		n.log.Warn("arbiter: no bridge node answers; staying leader until one does")
+		return
+	}
+	if st.Active != "" && target.ID != st.Active {
 		// From is the lost active (not the arbiter): the journal event
 		// names who the role was taken from.
 		if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: st.Active, To: target.ID, Reason: "arbiter",
@@ -546,10 +696,8 @@ func (n *Node) arbiterHandOff(r *raft.Raft, st PairState) {
 			n.log.Warn("arbiter handover entry", zap.Error(err))
 		}
 	}
-	err := r.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Raft)).Error()
-	if err != nil {
-		n.log.Warn("arbiter: leadership transfer failed; trying any node", zap.Error(err))
-		_ = r.LeadershipTransfer().Error()
+	if err := r.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Raft)).Error(); err != nil {
+		n.log.Warn("arbiter: leadership transfer failed; will retry", zap.String("to", target.ID), zap.Error(err))
 	}
 }
 
@@ -632,76 +780,118 @@ func (n *Node) handover(ctx context.Context, to string, force bool, reason, deta
 		return fmt.Errorf("%w: %s is not READY (sessions, items or state not in sync); use --force to switch anyway", ErrStandbyNotReady, o.ID)
 	}
 	r := n.raft()
-	// Stop writing, let in-flight writes land, send the last state.
+	epoch := n.epoch.Load()
+	// Stop writing, let in-flight writes land (or abort them), send the
+	// last state.
 	n.gate.setOpen(false, 0)
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	n.mirrorMu.Lock()
-	m := n.mirror
-	n.mirrorMu.Unlock()
-	if m != nil {
-		_ = m.WaitIdle(wctx)
+	if err := n.quiesce(ctx); err != nil {
+		// A Write may still be in flight and could land after the new
+		// active's first: the handover is withdrawn, leadership stays.
+		n.reopen(epoch)
+		n.log.Warn("handover withdrawn: writes still in flight", zap.String("to", o.ID), zap.String("reason", reason), zap.Error(err))
+		return fmt.Errorf("%w: %w", ErrHandoverWithdrawn, err)
 	}
-	cancel()
 	n.flush(ctx)
 	lw := time.Unix(0, n.lastWriteAt.Load())
 	if err := n.applyCmd(command{Op: "handover", Handover: &Handover{From: n.cfg.ID, To: o.ID, Reason: reason, Detail: detail,
-		LastWriteAt: lw, At: time.Now()}}); err != nil {
-		n.gate.setOpen(true, n.epoch.Load())
+		LastWriteAt: lw, At: time.Now(), Epoch: epoch, Fenced: true}}); err != nil {
+		n.reopen(epoch)
 		return err
 	}
 	if err := r.LeadershipTransferToServer(raft.ServerID(o.ID), raft.ServerAddress(o.Raft)).Error(); err != nil {
 		// Withdraw the announcement, so that a later, unrelated election
-		// is not journaled with this handover's reason.
+		// is neither journaled with this handover's reason nor let off
+		// the fence wait. Write again only once it is withdrawn.
 		if cerr := n.applyCmd(command{Op: "handover"}); cerr != nil {
-			n.log.Warn("withdrawing the handover entry", zap.Error(cerr))
+			n.log.Warn("withdrawing the handover entry failed: staying fenced", zap.Error(cerr))
+			n.demote("handover to " + o.ID + " failed and could not be withdrawn")
+			return fmt.Errorf("leadership transfer to %s: %w (withdrawal: %w)", o.ID, err, cerr)
 		}
-		n.gate.setOpen(true, n.epoch.Load())
+		n.reopen(epoch)
 		return fmt.Errorf("leadership transfer to %s: %w", o.ID, err)
 	}
 	n.demote("handed over to " + o.ID + " (" + reason + ")")
 	return nil
 }
 
+// reopen opens the gate again after a handover that did not happen, if
+// this node is still the leader and active under epoch (the control loop
+// may have demoted it meanwhile).
+func (n *Node) reopen(epoch uint64) {
+	r := n.raft()
+	if r != nil && r.State() == raft.Leader && n.active.Load() && n.epoch.Load() == epoch {
+		n.gate.setOpen(true, epoch)
+	}
+}
+
+// quiesce returns when the mirror has no Write in flight (its gate is
+// closed, so none starts): it waits up to Config.IdleWait, then aborts what is
+// still in flight (Aborter). It fails when neither ensured it.
+func (n *Node) quiesce(ctx context.Context) error {
+	n.mirrorMu.Lock()
+	m := n.mirror
+	n.mirrorMu.Unlock()
+	if m == nil {
+		return nil
+	}
+	idleWait := n.cfg.IdleWait
+	wctx, cancel := context.WithTimeout(ctx, idleWait)
+	err := m.WaitIdle(wctx)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	a, ok := m.(Aborter)
+	if !ok {
+		return fmt.Errorf("a Write is still in flight after %s and the mirror cannot abort it: %w", idleWait, err)
+	}
+	n.log.Warn("handover: Writes still in flight; aborting their sessions", zap.Error(err))
+	actx, cancel := context.WithTimeout(ctx, n.cfg.AbortBound+n.cfg.FenceMargin)
+	defer cancel()
+	if aerr := a.AbortInFlight(actx); aerr != nil {
+		return fmt.Errorf("a Write is still in flight after %s and aborting it failed: %w", idleWait, aerr)
+	}
+	return nil
+}
+
 // ForcePromote makes this node active when the pair has lost its quorum
-// (two members, the other one gone): it rewrites the raft membership to
-// this node alone (raft.RecoverCluster) and restarts raft. The other node
-// is added back when it returns. Use only when the other node is really
-// down: if it is alive and partitioned, both would think they are the
-// pair.
+// and this node is the lone survivor: it rewrites the raft membership to
+// this node alone (raft.RecoverCluster), restarts raft and returns once
+// this node is active, journaled with reason "force". It is refused
+// (ErrQuorumReachable) while another member answers on its raft port: a
+// quorum may then exist or come back by itself, and a forced member beside
+// it could be a second writer. Members are added back as voters only when
+// they answer again (rejoinLoop), so a dead member never costs the
+// survivor its quorum. Use only when the other members are really down;
+// a node alive behind a partition that blocks raft too cannot be told
+// from a dead one.
 func (n *Node) ForcePromote(ctx context.Context) error {
 	if n.self.Role != RoleNode {
 		return errors.New("an arbiter cannot be promoted")
 	}
 	r := n.raft()
 	if r != nil && r.State() == raft.Leader {
-		return n.handover(ctx, "", true, "forced", "switchover --force on the active")
+		return n.handover(ctx, "", true, "force", "switchover --force on the active")
 	}
 	if r != nil {
 		if _, id := r.LeaderWithID(); id != "" {
 			return fmt.Errorf("a leader (%s) exists: use a normal switchover", id)
 		}
 	}
-	n.log.Warn("FORCED PROMOTION: rewriting the pair's membership to this node alone (the other member is assumed dead)")
+	if alive := n.answering(ctx, n.otherMembers()); len(alive) > 0 {
+		return fmt.Errorf("%w: %s answer(s) on the raft port; the pair elects an active by itself as soon as a quorum "+
+			"(2 of %d members) can talk, and a forced node beside a live quorum would be a second writer",
+			ErrQuorumReachable, strings.Join(alive, ", "), len(n.cfg.Members))
+	}
+	n.log.Warn("FORCED PROMOTION: rewriting the pair's membership to this node alone (no other member answers)")
 	n.closeRaft()
-	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	p, err := n.openParts()
 	if err != nil {
-		return err
-	}
-	snaps, err := raft.NewFileSnapshotStore(n.cfg.DataDir, 2, os.Stderr)
-	if err != nil {
-		store.Close()
-		return err
-	}
-	trans, err := n.newTransport()
-	if err != nil {
-		store.Close()
 		return err
 	}
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.self.Raft)}}}
-	rc := n.raftConfig(nil)
-	err = raft.RecoverCluster(rc, &fsm{}, store, store, snaps, trans, conf)
-	trans.Close()
-	store.Close()
+	err = raft.RecoverCluster(n.raftConfig(nil), &fsm{}, p.Logs, p.Stable, p.Snaps, p.Trans, conf)
+	closeParts(p)
 	if err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
@@ -711,34 +901,134 @@ func (n *Node) ForcePromote(ctx context.Context) error {
 		return err
 	}
 	n.wake()
+	// Say "done" only once this node is active under the new epoch.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !n.active.Load() {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("forced promotion: raft restarted alone but this node did not become active: %w", wctx.Err())
+		case <-t.C:
+		}
+	}
 	return nil
 }
 
-// rejoinPeers adds back, as voters, configured members the raft
-// membership lost (after a forced promotion) once they answer again.
-func (n *Node) rejoinPeers(r *raft.Raft) {
-	f := r.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	in := map[raft.ServerID]bool{}
-	for _, s := range f.Configuration().Servers {
-		in[s.ID] = true
-	}
+// otherMembers returns every member but this one.
+func (n *Node) otherMembers() []Member {
+	var out []Member
 	for _, m := range n.cfg.Members {
-		if in[raft.ServerID(m.ID)] {
+		if m.ID != n.cfg.ID {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// probeTimeout bounds one raft liveness probe.
+const probeTimeout = time.Second
+
+// answering returns the ids of the members that answer a raft probe: an
+// AppendEntries of term 0, which every raft member answers (with its own
+// term) and ignores. The probes run in parallel; answering returns after
+// all have answered or timed out.
+func (n *Node) answering(ctx context.Context, ms []Member) []string {
+	n.rmu.Lock()
+	trans := n.trans
+	n.rmu.Unlock()
+	if trans == nil || len(ms) == 0 {
+		return nil
+	}
+	ok := make([]bool, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = n.probe(ctx, trans, m)
+		}()
+	}
+	wg.Wait()
+	var out []string
+	for i, m := range ms {
+		if ok[i] {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// probe sends one AppendEntries of term 0 to m. The transport call has no
+// context: it runs in a goroutine that probe waits for (bounded by the
+// transport's own timeout), and the answer counts only within
+// probeTimeout.
+func (n *Node) probe(ctx context.Context, trans raft.Transport, m Member) bool {
+	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
+		ID: []byte(n.cfg.ID), Addr: trans.EncodePeer(raft.ServerID(n.cfg.ID), trans.LocalAddr())}}
+	done := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		var resp raft.AppendEntriesResponse
+		done <- trans.AppendEntries(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), req, &resp)
+	}()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err == nil && time.Since(start) < probeTimeout
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// rejoinInterval is how often the active looks for members the raft
+// membership lost (after a forced promotion).
+const rejoinInterval = 250 * time.Millisecond
+
+// rejoinLoop adds back, as voters, configured members the raft membership
+// lost (after a forced promotion), each only once it answers a raft probe:
+// a dead member added back would take the survivor's quorum with it.
+func (n *Node) rejoinLoop(ctx context.Context) {
+	t := time.NewTicker(rejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r := n.raft()
+		if r == nil || r.State() != raft.Leader || !n.active.Load() {
 			continue
 		}
-		if m.Role == RoleNode {
-			n.peerMu.Lock()
-			alive := time.Since(n.peerSeen) < time.Second
-			n.peerMu.Unlock()
-			if !alive {
-				continue
+		f := r.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		in := map[raft.ServerID]bool{}
+		for _, s := range f.Configuration().Servers {
+			in[s.ID] = true
+		}
+		var missing []Member
+		for _, m := range n.cfg.Members {
+			if !in[raft.ServerID(m.ID)] {
+				missing = append(missing, m)
 			}
 		}
-		n.log.Warn("adding member back to the pair", zap.String("member", m.ID))
-		_ = r.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, time.Second).Error()
+		for _, id := range n.answering(ctx, missing) {
+			m := n.cfg.member(id)
+			n.log.Warn("member answers again: adding it back to the pair", zap.String("member", id))
+			if err := r.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, time.Second).Error(); err != nil {
+				n.log.Warn("adding member back", zap.String("member", id), zap.Error(err))
+			}
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -488,7 +489,7 @@ func (e *bed) other(m *member) *member {
 // agree on the epoch, the active and the config.
 func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64) {
 	e.t.Helper()
-	var nudged time.Time
+	pw := harness.PendingWatch{Limit: pendingLimit}
 	harness.WaitState(e.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
 		sa, err := e.status(e.a)
 		if err != nil {
@@ -509,32 +510,23 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 			sAct.ConfigHash == e.cfgHash && sSby.ConfigHash == e.cfgHash
 		epoch = sAct.Epoch
 		if !ok {
-			e.nudgePending(sSby, &nudged)
+			pw.Check(e.t, sSby, e.pendingOf(sby))
 		}
 		return ok, state
 	})
 	return act, sby, epoch
 }
 
-// nudgePending: the workaround of test/pair for a bridge bug (a static
-// mapping whose first value arrives before its target type is known stayed
-// pending; fixed in bridge/flow.go): new static values once the standby
-// has reported "not yet resolved" for 3 s without a break. since is when
-// the current run of such reports began (zero: none).
-func (e *bed) nudgePending(st redundancy.Status, since *time.Time) {
-	if st.Role != "standby" || st.Health == nil || !strings.Contains(st.Health.Reason, "not yet resolved") {
-		*since = time.Time{}
-		return
-	}
-	if since.IsZero() {
-		*since = time.Now()
-		return
-	}
-	if d := time.Since(*since); d >= 3*time.Second {
-		e.t.Logf("standby %s: %s for %v without a break; setting the static source values again (bridge: pending after an early first value)",
-			st.Node, st.Health.Reason, d.Round(time.Millisecond))
-		e.setStatic()
-		*since = time.Time{}
+// pendingLimit: a standby may report unresolved mappings this long
+// without a break before the test fails naming them (harness.PendingWatch).
+const pendingLimit = settle / 2
+
+// pendingOf lists m's pending mappings from its admin API.
+func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
+	return func() (diagnostics.MappingPage, error) {
+		var pg diagnostics.MappingPage
+		err := e.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
+		return pg, err
 	}
 }
 

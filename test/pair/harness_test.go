@@ -30,6 +30,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -527,7 +528,7 @@ func (p *pair) other(m *member) *member {
 // the active and the config, and returns them.
 func (p *pair) waitStable(timeout time.Duration) (act, sby *member, epoch uint64) {
 	p.t.Helper()
-	nudged := time.Now()
+	pw := harness.PendingWatch{Limit: pendingLimit}
 	harness.WaitState(p.t, timeout, "a stable pair (one active, one READY standby)", func() (bool, string) {
 		sa, err := p.status(p.a)
 		if err != nil {
@@ -548,29 +549,24 @@ func (p *pair) waitStable(timeout time.Duration) (act, sby *member, epoch uint64
 			sAct.ConfigHash == p.cfgHash && sSby.ConfigHash == p.cfgHash
 		epoch = sAct.Epoch
 		if !ok {
-			p.nudgePending(sby.id, sSby, &nudged)
+			pw.Check(p.t, sSby, p.pendingOf(sby))
 		}
 		return ok, state
 	})
 	return act, sby, epoch
 }
 
-// nudgePending works around a bridge bug: a flow whose first source
-// value arrives before its target's data type is known (the source
-// session came up first) gets the value once the target resolves but
-// stays "pending" until the source changes again, so a standby whose
-// static variables never change never becomes READY. When a standby has
-// reported unresolved mappings for a while, the static variables get new
-// values (which the tests then check like any other). It is logged, so
-// that the workaround stays visible until the bug is fixed.
-func (p *pair) nudgePending(id string, st redundancy.Status, last *time.Time) {
-	if st.Role != "standby" || st.Health == nil || !strings.Contains(st.Health.Reason, "not yet resolved") ||
-		time.Since(*last) < 3*time.Second {
-		return
+// pendingLimit: a standby may report unresolved mappings this long
+// without a break before the test fails naming them (harness.PendingWatch).
+const pendingLimit = settle / 2
+
+// pendingOf lists m's pending mappings from its admin API.
+func (p *pair) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
+	return func() (diagnostics.MappingPage, error) {
+		var pg diagnostics.MappingPage
+		err := p.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
+		return pg, err
 	}
-	p.t.Logf("standby %s: %s; setting the static source values again (bridge: pending after an early first value)", id, st.Health.Reason)
-	p.setStatic(p.t)
-	*last = time.Now()
 }
 
 // brief describes a member's status in one line.
@@ -609,13 +605,13 @@ func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 // waitStandby waits until m is a READY standby of the active under epoch.
 func (p *pair) waitStandby(m *member, epoch uint64, timeout time.Duration) {
 	p.t.Helper()
-	nudged := time.Now()
+	pw := harness.PendingWatch{Limit: pendingLimit}
 	harness.WaitState(p.t, timeout, fmt.Sprintf("%s READY standby under epoch %d", m.id, epoch), func() (bool, string) {
 		st, err := p.status(m)
 		if err != nil {
 			return false, err.Error()
 		}
-		p.nudgePending(m.id, st, &nudged)
+		pw.Check(p.t, st, p.pendingOf(m))
 		return st.Role == "standby" && st.Ready && st.Epoch == epoch && st.Active == p.other(m).id, m.id + ": " + brief(st)
 	})
 }

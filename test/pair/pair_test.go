@@ -417,8 +417,8 @@ func TestTwoMembers(t *testing.T) {
 	}
 	forcedAt := time.Now()
 	p.waitActive(y, epoch+1, settle)
-	if ev := p.waitEvent(epoch+1, false, settle); ev.Reason != "forced" || ev.From != x.id || ev.To != y.id {
-		t.Errorf("event of epoch %d = %+v, want forced %s → %s", epoch+1, ev, x.id, y.id)
+	if ev := p.waitEvent(epoch+1, false, settle); ev.Reason != "force" || ev.From != x.id || ev.To != y.id {
+		t.Errorf("event of epoch %d = %+v, want force %s → %s", epoch+1, ev, x.id, y.id)
 	}
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle)

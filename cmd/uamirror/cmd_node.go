@@ -181,6 +181,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 				return &exitError{code: 1, err: errBadConfig}
 			}
 			opts.InitialConfig = b
+			for _, w := range c.Warnings() {
+				log.Warn(w)
+			}
 		}
 		overrides := map[string]string{}
 		for _, o := range f.overrides {

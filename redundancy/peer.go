@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -232,12 +233,15 @@ var ErrPeerValueRefused = errors.New("peer link value refused")
 
 // checkState decodes one streamed value and checks it.
 func (n *Node) checkState(s wireState, typer TargetTyper, horizon time.Time) (*ua.Variant, error) {
+	refuse := func(kind, format string, a ...any) error {
+		return &refusal{kind: kind, detail: "mapping " + s.ID + ": " + fmt.Sprintf(format, a...), sentinel: ErrPeerValueRefused}
+	}
 	v, err := decodeVariant(s.V)
 	if err != nil {
-		return nil, fmt.Errorf("%w: mapping %s: %w", ErrPeerValueRefused, s.ID, err)
+		return nil, refuse("peer link value undecodable", "%v", err)
 	}
 	if s.TS.After(horizon) {
-		return nil, fmt.Errorf("%w: mapping %s: timestamp %s is more than %s in the future", ErrPeerValueRefused, s.ID,
+		return nil, refuse("peer link value from the future", "timestamp %s is more than %s in the future",
 			s.TS.UTC().Format(time.RFC3339Nano), n.cfg.MaxClockSkew)
 	}
 	if typer != nil {
@@ -246,11 +250,13 @@ func (n *Node) checkState(s wireState, typer TargetTyper, horizon time.Time) (*u
 			return nil, fmt.Errorf("%w: mapping %s: %w", ErrPeerValueRefused, s.ID, errTypeUnknown)
 		}
 		if v.Type() != want {
-			return nil, fmt.Errorf("%w: mapping %s: value of type %s, the mapping's target takes %s", ErrPeerValueRefused, s.ID, v.Type(), want)
+			return nil, refuse("peer link value of another type", "value of type %s, the mapping's target takes %s", typeName(v.Type()), typeName(want))
 		}
 	}
 	return v, nil
 }
+
+func typeName(t ua.TypeID) string { return strings.TrimPrefix(t.String(), "TypeID") }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -242,6 +242,21 @@ func (p *raftProxy) read(wait bool) (*rpcMsg, error) {
 // ErrRaftRPCRefused marks a raft RPC refused by the stream layer.
 var ErrRaftRPCRefused = errors.New("raft RPC refused")
 
+// refusal is an error whose text starts with its kind (the refusal
+// journal keeps one entry per kind, host and window) and that wraps a
+// sentinel.
+type refusal struct {
+	kind, detail string
+	sentinel     error
+}
+
+func (r *refusal) Error() string { return r.kind + ": " + r.detail }
+func (r *refusal) Unwrap() error { return r.sentinel }
+
+func refuseRPC(kind, format string, a ...any) error {
+	return &refusal{kind: kind, detail: fmt.Sprintf(format, a...), sentinel: ErrRaftRPCRefused}
+}
+
 // check binds the RPC to the connection's member.
 func (p *raftProxy) check(m *rpcMsg, legacy []byte) error {
 	h := m.cmd.(raft.WithRPCHeader).GetRPCHeader()
@@ -249,21 +264,21 @@ func (p *raftProxy) check(m *rpcMsg, legacy []byte) error {
 	addrs, known := p.g.addrs[id]
 	switch {
 	case !known:
-		return fmt.Errorf("%w: %s names no member of the pair (ID %q)", ErrRaftRPCRefused, name, id)
+		return refuseRPC("raft RPC from no member", "%s names no member of the pair (ID %q)", name, id)
 	case p.member != "" && id != p.member:
-		return fmt.Errorf("%w: %s sent as member %q on a connection of member %q (a member cannot speak for another)",
-			ErrRaftRPCRefused, name, id, p.member)
+		return refuseRPC("raft RPC in another member's name", "%s sent as member %q on a connection of member %q (a member cannot speak for another)",
+			name, id, p.member)
 	case !addrIn(addr, addrs):
-		return fmt.Errorf("%w: %s from member %q carries raft address %q, not its own %s", ErrRaftRPCRefused, name, id, addr, addrs[0])
+		return refuseRPC("raft RPC with a wrong address", "%s from member %q carries raft address %q, not its own %s", name, id, addr, addrs[0])
 	case len(legacy) > 0 && !addrIn(string(legacy), addrs):
-		return fmt.Errorf("%w: %s from member %q names raft address %q, not its own %s", ErrRaftRPCRefused, name, id, legacy, addrs[0])
+		return refuseRPC("raft RPC with a wrong address", "%s from member %q names raft address %q, not its own %s", name, id, legacy, addrs[0])
 	}
 	if m.typ == rpcTimeoutNow {
 		// raft starts an election on any TimeoutNow (raft.go timeoutNow):
 		// only the leader this member follows may hand it leadership.
 		if l := p.g.leader(); l == "" || l != id {
-			return fmt.Errorf("%w: TimeoutNow from member %q, which is not the leader this member follows (%q): no election in this member's name",
-				ErrRaftRPCRefused, id, l)
+			return refuseRPC("raft TimeoutNow not from the leader", "TimeoutNow from member %q, which is not the leader this member follows (%q): no election in this member's name",
+				id, l)
 		}
 	}
 	p.member = id

@@ -61,7 +61,10 @@ endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
 diagnostics/uaserver.go).
 
 With --tls-ca/--tls-cert/--tls-key (from 'uamirror pki init-pair') raft and
-the peer link use mutual TLS and only members of the pair can connect; with
+the peer link use mutual TLS and only members of the pair can connect, each
+raft RPC bound to the member whose certificate sent it. Without them a
+member refuses to start when any raft or peer address is not loopback,
+unless --pair-insecure (logged at WARN on every start, shown in status); with
 --admin-token-file (or TLS) the admin API wants credentials for commands
 (README: "Securing the pair").
 

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/uamirror/uamirror/diagnostics"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
 )
@@ -41,4 +45,31 @@ func TestPairRefusesOpenNonLoopback(t *testing.T) {
 	harness.Eventually(t, 10*time.Second, "WARN about --pair-insecure", func() bool {
 		return strings.Contains(p.Stderr.String(), "PAIR INSECURE")
 	})
+}
+
+// TestWarnAdminSecurity: an admin API opened on purpose off loopback,
+// and a token over plain http, are logged at WARN at start; a loopback
+// admin API without auth, or a token over https, are not.
+func TestWarnAdminSecurity(t *testing.T) {
+	for _, tc := range []struct {
+		name, addr string
+		sec        memberSecurity
+		want       string
+	}{
+		{"insecure off loopback", "0.0.0.0:7201", memberSecurity{insecure: true}, "ADMIN API INSECURE"},
+		{"token over http", "127.0.0.1:7201", memberSecurity{admin: diagnostics.AdminAuth{Token: []byte("0123456789abcdef")}}, "plain http"},
+		{"loopback, no auth", "127.0.0.1:7201", memberSecurity{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			warnAdminSecurity(zap.New(core), tc.addr, tc.sec)
+			got := ""
+			for _, e := range logs.All() {
+				got += e.Message + "\n"
+			}
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

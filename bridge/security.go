@@ -124,14 +124,14 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	}
 	var opts []opcua.Option
 	var info *CertInfo
+	serverURI := ""
+	if ep.Server != nil {
+		serverURI = ep.Server.ApplicationURI
+	}
 	if secure {
 		der, key, appURI, err := sec.ApplicationCertificate()
 		if err != nil {
 			return nil, nil, fmt.Errorf("server %s: own certificate: %w", srv.Name, err)
-		}
-		serverURI := ""
-		if ep.Server != nil {
-			serverURI = ep.Server.ApplicationURI
 		}
 		if err := sec.VerifyServer(ep.ServerCertificate, serverURI, srv.TrustedCertificates); err != nil {
 			return nil, nil, fmt.Errorf("server %s: server certificate refused: %w", srv.Name, err)
@@ -147,6 +147,16 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 		tokenType = ua.UserTokenTypeUserName
 		if err := checkPasswordProtected(srv.Name, ep); err != nil {
 			return nil, nil, err
+		}
+		if !secure {
+			// The channel authenticates no one: the password is encrypted
+			// to the certificate the server presents, so that certificate
+			// must be one we trust, or whoever answers at the endpoint
+			// decrypts it (a secure channel checked it above).
+			if err := verifyBeforePassword(srv, ep, serverURI, sec); err != nil {
+				return nil, nil, err
+			}
+			info = certInfo(ep.ServerCertificate)
 		}
 		pw, err := readPassword(srv)
 		if err != nil {
@@ -176,6 +186,32 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 // ErrPasswordInClear is returned instead of sending a password the
 // endpoint would carry unencrypted.
 var ErrPasswordInClear = errors.New("the password would cross the network unencrypted")
+
+// ErrServerNotVerified is returned instead of sending a password to a
+// server whose certificate did not pass validation.
+var ErrServerNotVerified = errors.New("the password is sent only to a server whose certificate passed validation")
+
+// verifyBeforePassword validates the certificate a None/None endpoint
+// presents before a password is encrypted to it. Without a certificate
+// store nothing can be validated: refused.
+//
+// Known limit: gopcua v0.9.0 encrypts the password to the certificate of
+// the CreateSession response (client.go, Session.serverCertificate), which
+// a None channel does not bind to the endpoint's; a man in the middle of a
+// None channel could substitute its own there. A secure channel (Sign or
+// SignAndEncrypt) closes that: use one for passwords.
+func verifyBeforePassword(srv *mapping.Server, ep *ua.EndpointDescription, serverURI string, sec Security) error {
+	if sec == nil {
+		return fmt.Errorf("server %s: refusing to send the password of user %s over security None: %w, and there is no certificate store "+
+			"to validate it (start with --pki and trust the server's certificate, or pin it in trusted_certificates; better: security_mode SignAndEncrypt)",
+			srv.Name, srv.Auth.Username, ErrServerNotVerified)
+	}
+	if err := sec.VerifyServer(ep.ServerCertificate, serverURI, srv.TrustedCertificates); err != nil {
+		return fmt.Errorf("server %s: refusing to send the password of user %s: %w: the certificate it presents was refused: %w",
+			srv.Name, srv.Auth.Username, ErrServerNotVerified, err)
+	}
+	return nil
+}
 
 // checkPasswordProtected refuses an endpoint on which the password would
 // travel in clear text: its first UserName token policy (the one gopcua's

@@ -130,7 +130,10 @@ func (a *Admin) Registry() *prometheus.Registry { return a.reg }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully.
 func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second,
+	// ReadTimeout cuts off a slow request body (a client that sends its
+	// headers and then a byte now and then held a connection forever).
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.Serve(ln) }()

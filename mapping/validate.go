@@ -613,3 +613,25 @@ func (v *validator) reportLoop(cycle []nodeKey, writer map[nodeKey]edge) {
 	v.add(m.Pos, p, closing.rel, nodeOf(m, closing.rel), ErrLoop,
 		"values go round in a circle %s through %s; break the loop", strings.Join(nodes, " → "), strings.Join(names, ", "))
 }
+
+// Warnings returns conditions that are valid but risky, one line each
+// ("file:line: servers[i].auth: …"): a username login over security
+// None/None, where the password is protected only by the certificate the
+// server presents (the engine sends it only when that certificate is
+// trusted or pinned, and a None channel cannot bind the session to it).
+func (c *Config) Warnings() []string {
+	var out []string
+	for i, s := range c.Servers {
+		if s.Auth.Type != "username" || orDefault(s.SecurityPolicy, "None") != "None" || orDefault(s.SecurityMode, "None") != "None" {
+			continue
+		}
+		at := fmt.Sprintf("servers[%d].auth", i)
+		if s.Pos.File != "" {
+			at = fmt.Sprintf("%s:%d: %s", s.Pos.File, s.Pos.Line, at)
+		}
+		out = append(out, fmt.Sprintf("%s: warning: server %s: username %q over security None/None: the password is sent only if the "+
+			"server's certificate is trusted (--pki, trusted_certificates), and a None channel does not protect the session; use security_mode SignAndEncrypt",
+			at, s.Name, s.Auth.Username))
+	}
+	return out
+}

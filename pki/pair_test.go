@@ -1,10 +1,16 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -143,5 +149,43 @@ func TestParsePairPin(t *testing.T) {
 		if c.ok && p[0] != 0x30 {
 			t.Errorf("ParsePairPin(%q) = %x", c.in, p)
 		}
+	}
+}
+
+// TestPairVerifierCNIsNoIdentity: a certificate signed by the pair CA
+// whose subject CN is a member id but that carries no member URI SAN (a
+// CA shared with other systems issues those) is no member; two member
+// URIs name none either.
+func TestPairVerifierCNIsNoIdentity(t *testing.T) {
+	dir, f := initPairT(t)
+	v := &PairVerifier{Roots: roots(t, f.CACert), Members: []string{"a", "b", "arb"}}
+	ca, err := tls.LoadX509KeyPair(filepath.Join(dir, "ca", "ca.crt"), filepath.Join(dir, "ca", "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(ca.Certificate[0])
+	issue := func(cn string, uris ...string) [][]byte {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+		for _, u := range uris {
+			pu, _ := url.Parse(u)
+			tmpl.URIs = append(tmpl.URIs, pu)
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [][]byte{der}
+	}
+	if id, err := v.Verify(issue("a")); !errors.Is(err, ErrPairUnknownMember) || id != "" {
+		t.Errorf("CN a without a URI SAN: %q, %v; want ErrPairUnknownMember", id, err)
+	}
+	if id, err := v.Verify(issue("a", PairMemberURIPrefix+"a", PairMemberURIPrefix+"b")); !errors.Is(err, ErrPairUnknownMember) || id != "" {
+		t.Errorf("two member URIs: %q, %v; want ErrPairUnknownMember", id, err)
+	}
+	if id, err := v.Verify(issue("not-a-member", PairMemberURIPrefix+"b")); err != nil || id != "b" {
+		t.Errorf("URI SAN b, CN other: %q, %v; want b", id, err)
 	}
 }

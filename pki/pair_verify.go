@@ -35,8 +35,10 @@ var (
 
 // PairVerifier decides whether a certificate chain authenticates a member
 // of the pair: the leaf chains to Roots (the pair CA) or its SHA-256
-// fingerprint is in Pins, AND the identity it carries (URI SAN
-// urn:uamirror:member:<id>, else the subject CN) is one of Members.
+// fingerprint is in Pins, AND the identity it carries (its URI SAN
+// urn:uamirror:member:<id>, and nothing else) is one of Members. The
+// subject CN is never an identity: with a CA shared with other systems,
+// any certificate with CN "a" would otherwise be member a.
 // Hostnames are not checked: the member identity is what is authorised,
 // and a dialer checks it against the member it meant to reach.
 //
@@ -96,7 +98,11 @@ func (v *PairVerifier) Verify(rawCerts [][]byte) (string, error) {
 		return "", fmt.Errorf("%w: %q (sha256 %s)", ErrPairUntrusted, leaf.Subject.CommonName, hex.EncodeToString(fp[:]))
 	}
 	id := PairMemberID(leaf)
-	if id == "" || !slices.Contains(v.Members, id) {
+	if id == "" {
+		return "", fmt.Errorf("%w: %q carries no URI SAN %s<id> (the subject CN is not an identity)",
+			ErrPairUnknownMember, leaf.Subject.CommonName, PairMemberURIPrefix)
+	}
+	if !slices.Contains(v.Members, id) {
 		return "", fmt.Errorf("%w: it names %q (members: %s)", ErrPairUnknownMember, id, strings.Join(v.Members, ", "))
 	}
 	return id, nil
@@ -115,14 +121,19 @@ func (v *PairVerifier) VerifyMember(rawCerts [][]byte, want string) error {
 }
 
 // PairMemberID returns the member id a certificate names: its URI SAN
-// urn:uamirror:member:<id>, else its subject common name.
+// urn:uamirror:member:<id>, or "" when it has none. The subject CN is not
+// consulted. A certificate with two such URIs names no member ("").
 func PairMemberID(c *x509.Certificate) string {
+	id := ""
 	for _, u := range c.URIs {
 		if s := u.String(); strings.HasPrefix(s, PairMemberURIPrefix) {
-			return strings.TrimPrefix(s, PairMemberURIPrefix)
+			if id != "" {
+				return ""
+			}
+			id = strings.TrimPrefix(s, PairMemberURIPrefix)
 		}
 	}
-	return c.Subject.CommonName
+	return id
 }
 
 // PairFingerprint returns the SHA-256 fingerprint of a DER certificate as

@@ -16,6 +16,8 @@ package redundancy
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 )
 
@@ -94,8 +96,18 @@ type Config struct {
 	FenceMargin time.Duration
 	// TLS, when set, puts the raft transport and the peer link under
 	// mutual TLS: only members whose certificates the verifier accepts
-	// can connect. nil: plain TCP.
+	// can connect. nil: plain TCP, which Validate accepts only when
+	// every member's raft and peer address is loopback, or with
+	// PairInsecure.
 	TLS *PairTLS
+	// PairInsecure allows plain TCP on non-loopback raft and peer
+	// addresses (anyone who reaches them can take the pair over). Logged
+	// at WARN on every start and shown in Status.
+	PairInsecure bool
+	// MaxClockSkew: a value on the peer link whose source timestamp is
+	// further than this in the future of the standby's clock is refused
+	// (default 1m).
+	MaxClockSkew time.Duration
 }
 
 // Sentinel errors.
@@ -107,6 +119,9 @@ var (
 	ErrStandbyNotReady = errors.New("standby not ready")
 	// ErrInvalidConfig wraps configuration problems.
 	ErrInvalidConfig = errors.New("invalid pair config")
+	// ErrPairUnprotected: raft or the peer link would listen or connect
+	// on a non-loopback address without mutual TLS.
+	ErrPairUnprotected = errors.New("the pair's raft and peer ports would be open to the network without mutual TLS")
 	// ErrNoQuorum: the pair has no leader.
 	ErrNoQuorum = errors.New("no quorum: no active node")
 	// ErrQuorumReachable: a forced promotion was refused because another
@@ -148,6 +163,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.FenceMargin == 0 {
 		c.FenceMargin = 50 * time.Millisecond
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = time.Minute
 	}
 	return c
 }
@@ -221,10 +239,59 @@ func (c Config) Validate() error {
 	if c.AbortBound < 0 || c.FenceMargin < 0 {
 		bad("abort bound %s and fence margin %s must not be negative", c.AbortBound, c.FenceMargin)
 	}
+	if c.TLS == nil && !c.PairInsecure {
+		if open := c.nonLoopback(); len(open) > 0 {
+			errs = append(errs, fmt.Errorf("%w: %w: %s; give the pair's mutual TLS (--tls-ca/--tls-pin, --tls-cert, --tls-key; "+
+				"`uamirror pki init-pair` makes them) or, at your own risk, --pair-insecure", ErrInvalidConfig, ErrPairUnprotected, strings.Join(open, ", ")))
+		}
+	}
+	if c.MaxClockSkew < 0 {
+		bad("max clock skew %s is negative", c.MaxClockSkew)
+	}
 	if c.Lease >= c.HeartbeatTimeout {
 		bad("lease %s must be shorter than the heartbeat timeout %s (fencing)", c.Lease, c.HeartbeatTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// nonLoopback lists the members' raft and peer addresses that are not
+// loopback ("member a raft 10.0.0.1:7001"). A host name other than
+// localhost, or an empty host (all interfaces), counts as not loopback.
+func (c Config) nonLoopback() []string {
+	var out []string
+	for _, m := range c.Members {
+		for _, a := range [][2]string{{"raft", m.Raft}, {"peer", m.Peer}} {
+			if a[1] != "" && !isLoopback(a[1]) {
+				out = append(out, fmt.Sprintf("member %s %s %s", m.ID, a[0], a[1]))
+			}
+		}
+	}
+	return out
+}
+
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// securityMode describes how the pair's raft and peer link are protected
+// (Status.PairSecurity).
+func (c Config) securityMode() string {
+	switch {
+	case c.TLS != nil:
+		return "mutual TLS"
+	case len(c.nonLoopback()) > 0:
+		return "INSECURE: plain TCP on non-loopback addresses (--pair-insecure): anyone who reaches the raft or peer port can take the pair over"
+	default:
+		return "plain TCP on loopback only"
+	}
 }
 
 // member returns the member with id, or nil.

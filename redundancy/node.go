@@ -168,8 +168,14 @@ type Node struct {
 	peerClient *http.Client
 
 	// forced is set by ForcePromote: the promotion that follows is
-	// journaled as "forced", not as an election by a quorum.
+	// journaled as "force", not as an election by a quorum.
 	forced atomic.Bool
+	// lastTimeoutNow is the last leadership transfer to this member that
+	// its raft port passed on (transport.go); promote journals it.
+	lastTimeoutNow atomic.Pointer[transferNote]
+	// syncSem and bodyLimit bound the peer link's requests (peer.go).
+	syncSem   chan struct{}
+	bodyLimit atomic.Pointer[bodyLimit]
 }
 
 type stateKey struct {
@@ -499,6 +505,11 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 	case st.Active == n.cfg.ID:
 		ev.Reason = "re-elected"
 		ev.Detail = "leadership regained without a handover"
+	case n.transferredBy() != "":
+		// A leadership transfer nobody announced in the journal (a member
+		// called raft's transfer directly): say so, not peer-lost.
+		ev.Reason = "transfer"
+		ev.Detail = "leadership handed to this node by " + n.transferredBy() + " (raft TimeoutNow) without an announced handover; active was " + st.Active
 	default:
 		ev.Reason = "peer-lost"
 		ev.Detail = "active " + st.Active + " lost; elected by the quorum"

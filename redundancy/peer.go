@@ -3,6 +3,7 @@ package redundancy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,15 +11,41 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
 )
 
-// maxSyncBody bounds a peer request body.
-const maxSyncBody = 64 << 20
+// Bounds of the peer link. A sync request's body may hold every flow of
+// the config once: perFlowSyncBytes each plus syncBodySlack, and never
+// less than minSyncBody (a value may be a large array); the active
+// splits its stream into requests of half that. One request is
+// processed at a time (the only sender is the active); others are
+// answered 429 at once.
+const (
+	perFlowSyncBytes = 4 << 10
+	syncBodySlack    = 64 << 10
+	minSyncBody      = 4 << 20
+	// peerReadTimeout bounds reading a request, body included: a slow
+	// body is cut off after it.
+	peerReadTimeout  = 5 * time.Second
+	peerWriteTimeout = 5 * time.Second
+	peerIdleTimeout  = 30 * time.Second
+	peerMaxHeader    = 16 << 10
+)
+
+// TargetTyper is an optional capability of a Mirror: the OPC UA type of
+// the value a mapping's flow writes (its target's type), as far as the
+// mirror knows it. The standby refuses a value on the peer link whose
+// type differs. Safe for concurrent use.
+type TargetTyper interface {
+	TargetType(mappingID string, reverse bool) (t ua.TypeID, known bool)
+}
 
 // wireState is one mapping flow's last written value on the peer link.
 type wireState struct {
@@ -40,34 +67,76 @@ type syncRequest struct {
 
 // syncResponse is the standby's answer: its health and readiness.
 type syncResponse struct {
-	Node       string `json:"node"`
+	Node string `json:"node"`
+	// Rejected counts the values of the request the standby refused
+	// (Error says why the first one was).
+	Rejected   int    `json:"rejected,omitempty"`
 	Health     Health `json:"health"`
 	Ready      bool   `json:"ready"`
 	ConfigHash string `json:"config_hash"`
 	Error      string `json:"error,omitempty"`
 }
 
+type peerMemberKey struct{}
+
 // servePeer starts the peer link's HTTP server on this member's peer
 // address. The caller closes it.
 func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
-	var ln net.Listener
 	ln, err := net.Listen("tcp", n.self.Peer)
 	if err != nil {
 		return nil, fmt.Errorf("peer link on %s: %w", n.self.Peer, err)
 	}
+	var cfg *tls.Config
 	if n.cfg.TLS != nil {
-		ln = newPairListener(ln, n.cfg.TLS.ServerConfig(), "peer link", n.refusals.add)
+		cfg = n.cfg.TLS.ServerConfig()
 	}
+	pl := newPairListener(ln, cfg, "peer link", n.refusals.add)
+	if n.cfg.TLS != nil {
+		pl.verify = n.cfg.TLS.Verifier.Verify
+	}
+	n.syncSem = make(chan struct{}, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() { _ = srv.Serve(ln) }() // ends when the caller closes srv
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: peerReadTimeout,
+		WriteTimeout: peerWriteTimeout, IdleTimeout: peerIdleTimeout, MaxHeaderBytes: peerMaxHeader,
+		ErrorLog:    zap.NewStdLog(n.log.Named("peer").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerMemberKey{}, memberOf(c))
+		}}
+	go func() { _ = srv.Serve(pl.start()) }() // ends when the caller closes srv
 	return srv, nil
 }
 
+// syncBodyLimit is the largest sync request body for the pair's config.
+func (n *Node) syncBodyLimit(st PairState) int64 {
+	if c := n.bodyLimit.Load(); c != nil && c.hash == st.ConfigHash {
+		return c.limit
+	}
+	flows := 0
+	if cfg, err := parseConfig(st.Config); err == nil {
+		for _, m := range cfg.Mappings {
+			flows++
+			if m.Direction == mapping.Both {
+				flows++
+			}
+		}
+	}
+	limit := max(int64(minSyncBody), syncBodySlack+int64(flows)*perFlowSyncBytes)
+	n.bodyLimit.Store(&bodyLimit{hash: st.ConfigHash, limit: limit})
+	return limit
+}
+
+// bodyLimit caches syncBodyLimit per config.
+type bodyLimit struct {
+	hash  string
+	limit int64
+}
+
 // handleSync applies the active's state stream (as standby) and answers
-// with this node's health.
+// with this node's health. It takes only what the active of the current
+// epoch sends, and of that only values of the mapping's target type whose
+// timestamps are not further than MaxClockSkew in the future.
 func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	var sr syncRequest
 	sender, ok := n.peerSender(req)
@@ -75,12 +144,29 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: client certificate names no member"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxSyncBody))
+	select {
+	case n.syncSem <- struct{}{}:
+		defer func() { <-n.syncSem }()
+	default:
+		writeJSON(w, http.StatusTooManyRequests, syncResponse{Node: n.cfg.ID, Error: "peer link: a sync request is being processed"})
+		return
+	}
+	st := n.fsm.State()
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, n.syncBodyLimit(st)))
+	err := dec.Decode(&sr)
 	if err == nil {
-		err = json.Unmarshal(body, &sr) // the whole body: no trailing data
+		if _, terr := dec.Token(); terr != io.EOF { // the whole body: no trailing data
+			err = errors.New("trailing data after the request")
+		}
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
+		code := http.StatusBadRequest
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			code = http.StatusRequestEntityTooLarge
+			n.refusals.add("peer link", remoteAddr(req.RemoteAddr), fmt.Errorf("sync request larger than %d bytes", mbe.Limit))
+		}
+		writeJSON(w, code, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
 		return
 	}
 	if o := n.other(); sender != "" && (sr.From != sender || o == nil || sender != o.ID) {
@@ -91,31 +177,45 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})
 		return
 	}
-	st := n.fsm.State()
-	if sr.Epoch < st.Epoch || n.active.Load() {
-		// A stale active (older epoch), or we are active ourselves: refuse.
+	st = n.fsm.State()
+	if n.active.Load() || sr.Epoch != st.Epoch || sr.From != st.Active {
+		// Not the active of the current epoch (a stale active, one from an
+		// epoch this node has not applied yet, or we are active): refuse.
 		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID,
-			Error: fmt.Sprintf("stale sync from %s epoch %d (pair epoch %d)", sr.From, sr.Epoch, st.Epoch)})
+			Error: fmt.Sprintf("sync from %s epoch %d refused: the pair's active is %q at epoch %d", sr.From, sr.Epoch, st.Active, st.Epoch)})
 		return
 	}
 	n.mirrorMu.Lock()
 	m := n.mirror
 	n.mirrorMu.Unlock()
+	resp := syncResponse{Node: n.cfg.ID, ConfigHash: st.ConfigHash}
+	horizon := time.Now().Add(n.cfg.MaxClockSkew)
 	if m != nil {
+		typer, _ := m.(TargetTyper)
 		for _, s := range sr.States {
-			v, err := decodeVariant(s.V)
+			v, err := n.checkState(s, typer, horizon)
 			if err != nil {
+				if resp.Rejected == 0 {
+					resp.Error = err.Error()
+				}
+				resp.Rejected++
+				if !errors.Is(err, errTypeUnknown) {
+					n.refusals.add("peer link", remoteAddr(req.RemoteAddr), err)
+				}
 				continue
 			}
 			m.Observe(s.ID, s.Rev, v, s.TS)
 		}
 	}
+	lastWrite := sr.LastWriteAt
+	if lastWrite.After(horizon) {
+		lastWrite = time.Time{}
+	}
 	n.peerMu.Lock()
 	n.peerSeen = time.Now()
-	n.peerLastWrite = sr.LastWriteAt
+	n.peerLastWrite = lastWrite
 	n.peerHash = sr.ConfigHash
 	n.peerMu.Unlock()
-	resp := syncResponse{Node: n.cfg.ID, ConfigHash: st.ConfigHash}
 	if m != nil {
 		resp.Health = m.Health()
 		cur := n.activeCfg.Load()
@@ -123,6 +223,40 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
+
+// errTypeUnknown: the standby does not know the flow's target type yet
+// (no value seen); the value is refused without a security event.
+var errTypeUnknown = errors.New("target type not known yet")
+
+// ErrPeerValueRefused marks a value on the peer link the standby refused.
+var ErrPeerValueRefused = errors.New("peer link value refused")
+
+// checkState decodes one streamed value and checks it.
+func (n *Node) checkState(s wireState, typer TargetTyper, horizon time.Time) (*ua.Variant, error) {
+	refuse := func(kind, format string, a ...any) error {
+		return &refusal{kind: kind, detail: "mapping " + s.ID + ": " + fmt.Sprintf(format, a...), sentinel: ErrPeerValueRefused}
+	}
+	v, err := decodeVariant(s.V)
+	if err != nil {
+		return nil, refuse("peer link value undecodable", "%v", err)
+	}
+	if s.TS.After(horizon) {
+		return nil, refuse("peer link value from the future", "timestamp %s is more than %s in the future",
+			s.TS.UTC().Format(time.RFC3339Nano), n.cfg.MaxClockSkew)
+	}
+	if typer != nil {
+		want, known := typer.TargetType(s.ID, s.Rev)
+		if !known {
+			return nil, fmt.Errorf("%w: mapping %s: %w", ErrPeerValueRefused, s.ID, errTypeUnknown)
+		}
+		if v.Type() != want {
+			return nil, refuse("peer link value of another type", "value of type %s, the mapping's target takes %s", typeName(v.Type()), typeName(want))
+		}
+	}
+	return v, nil
+}
+
+func typeName(t ua.TypeID) string { return strings.TrimPrefix(t.String(), "TypeID") }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -176,29 +310,23 @@ func (n *Node) syncLoop(ctx context.Context) {
 	}
 }
 
-// peerSender returns the member id the request's client certificate
-// names ("" without TLS). ok is false when TLS is on and no verified
-// member certificate came with the request (the listener refuses those
-// before HTTP, so this is a second line).
+// peerSender returns the member id the request's connection was
+// authenticated as ("" without TLS). ok is false when TLS is on and the
+// connection names no member (the listener refuses those before HTTP, so
+// this is a second line).
 func (n *Node) peerSender(req *http.Request) (id string, ok bool) {
 	if n.cfg.TLS == nil {
 		return "", true
 	}
-	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
-		return "", false
-	}
-	raw := make([][]byte, len(req.TLS.PeerCertificates))
-	for i, c := range req.TLS.PeerCertificates {
-		raw[i] = c.Raw
-	}
-	id, err := n.cfg.TLS.Verifier.Verify(raw)
-	return id, err == nil
+	id, _ = req.Context().Value(peerMemberKey{}).(string)
+	return id, id != ""
 }
 
 func remoteAddr(s string) net.Addr { return stringAddr(s) }
 
 // flush sends the pending states to the other node and records its
-// answer. States that could not be sent are kept (newer ones win).
+// answer, in requests of at most half the standby's body limit. States
+// that could not be sent are kept (newer ones win).
 func (n *Node) flush(ctx context.Context) {
 	o := n.other()
 	if o == nil {
@@ -208,16 +336,65 @@ func (n *Node) flush(ctx context.Context) {
 	pend := n.pend
 	n.pend = make(map[stateKey]wireState, len(pend))
 	n.pendMu.Unlock()
-	states := make([]wireState, 0, len(pend))
+	st := n.fsm.State()
+	budget := n.syncBodyLimit(st) / 2
+	var batch []wireState
+	size := int64(0)
+	var err error
+	sent := map[stateKey]bool{}
+	requests := 0
+	send := func() {
+		requests++
+		if err == nil {
+			if err = n.sendSync(ctx, o, st, batch); err == nil {
+				for _, s := range batch {
+					sent[stateKey{s.ID, s.Rev}] = true
+				}
+			}
+		}
+		batch, size = batch[:0], 0
+	}
 	for _, s := range pend {
-		enc, err := encodeVariant(s.v)
-		if err != nil {
+		enc, eerr := encodeVariant(s.v)
+		if eerr != nil {
+			sent[stateKey{s.ID, s.Rev}] = true // never sendable
 			continue
 		}
 		s.V = enc
-		states = append(states, s)
+		sz := int64(len(s.V) + len(s.ID) + 96)
+		if sz > budget {
+			n.log.Error("value too large for the peer link; not streamed", zap.String("mapping", s.ID), zap.Int64("bytes", sz))
+			sent[stateKey{s.ID, s.Rev}] = true
+			continue
+		}
+		if size+sz > budget {
+			send()
+		}
+		batch = append(batch, s)
+		size += sz
 	}
-	st := n.fsm.State()
+	if len(batch) > 0 || requests == 0 { // an empty sync keeps the link's liveness fresh
+		send()
+	}
+	if err == nil {
+		return
+	}
+	// Not delivered: put the states back unless newer ones arrived.
+	n.pendMu.Lock()
+	for k, s := range pend {
+		if sent[k] {
+			continue
+		}
+		if cur, ok := n.pend[k]; !ok || cur.TS.Before(s.TS) {
+			n.pend[k] = s
+		}
+	}
+	n.pendMu.Unlock()
+	n.log.Debug("peer sync failed", zap.String("peer", o.ID), zap.Error(err))
+}
+
+// sendSync sends one sync request and records the answer.
+func (n *Node) sendSync(ctx context.Context, o *Member, st PairState, states []wireState) error {
 	sr := syncRequest{From: n.cfg.ID, Epoch: n.epoch.Load(), ConfigHash: st.ConfigHash, States: states}
 	if lw := n.lastWriteAt.Load(); lw != 0 {
 		sr.LastWriteAt = time.Unix(0, lw)
@@ -232,29 +409,25 @@ func (n *Node) flush(ctx context.Context) {
 	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, scheme+o.Peer+"/peer/v1/sync", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	res, err := n.peerClient.Do(req)
-	if err == nil {
-		defer res.Body.Close()
-		var resp syncResponse
-		err = json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&resp)
-		if err == nil && res.StatusCode != http.StatusOK {
-			err = errors.New(resp.Error)
-		}
-		if err == nil {
-			n.peerMu.Lock()
-			n.peerHealth, n.peerReady, n.peerSeen = resp.Health, resp.Ready, time.Now()
-			n.peerMu.Unlock()
-			return
-		}
+	if err != nil {
+		return err
 	}
-	// Not delivered: put the states back unless newer ones arrived.
-	n.pendMu.Lock()
-	for k, s := range pend {
-		if cur, ok := n.pend[k]; !ok || cur.TS.Before(s.TS) {
-			n.pend[k] = s
-		}
+	defer res.Body.Close()
+	var resp syncResponse
+	err = json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&resp)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = errors.New(resp.Error)
 	}
-	n.pendMu.Unlock()
-	n.log.Debug("peer sync failed", zap.String("peer", o.ID), zap.Error(err))
+	if err != nil {
+		return err
+	}
+	if resp.Rejected > 0 {
+		n.log.Debug("standby refused streamed values", zap.Int("rejected", resp.Rejected), zap.String("first", resp.Error))
+	}
+	n.peerMu.Lock()
+	n.peerHealth, n.peerReady, n.peerSeen = resp.Health, resp.Ready, time.Now()
+	n.peerMu.Unlock()
+	return nil
 }
 
 // MemberStatus is one member as seen from this node.
@@ -289,12 +462,16 @@ type Status struct {
 	// DataDir is the data directory's problem, if it does not take
 	// writes ("" when it does).
 	DataDir string `json:"data_dir_problem,omitempty"`
+	// PairSecurity says how raft and the peer link are protected
+	// ("mutual TLS", "plain TCP on loopback only", or INSECURE…).
+	PairSecurity string `json:"pair_security"`
 }
 
 // Status returns this node's view of the pair.
 func (n *Node) Status() Status {
 	st := n.fsm.State()
-	s := Status{Node: n.cfg.ID, Epoch: st.Epoch, Active: st.Active, Policy: n.cfg.Policy, ConfigHash: st.ConfigHash}
+	s := Status{Node: n.cfg.ID, Epoch: st.Epoch, Active: st.Active, Policy: n.cfg.Policy, ConfigHash: st.ConfigHash,
+		PairSecurity: n.cfg.securityMode()}
 	r := n.raft()
 	if r != nil {
 		s.RaftState = r.State().String()

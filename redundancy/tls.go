@@ -6,12 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/raft"
-	"go.uber.org/zap"
 )
 
 // PeerVerifier authenticates a pair member by its certificate chain (leaf
@@ -31,13 +30,23 @@ type PairTLS struct {
 	Verifier PeerVerifier
 }
 
-// handshakeTimeout bounds a TLS handshake on the pair's listeners: a
-// peer that connects and says nothing holds a slot this long at most.
-const handshakeTimeout = 5 * time.Second
+// admitTimeout bounds what a new connection on a pair listener may take
+// before it is admitted: the TLS handshake and, on the raft port, its
+// first RPC. A peer that connects and says nothing holds a slot this long
+// at most.
+const admitTimeout = 5 * time.Second
 
-// maxHandshakes bounds concurrent handshakes per listener; connections
-// beyond it are closed at once (and the refusal journaled).
+// maxHandshakes bounds the connections per listener that are not admitted
+// yet (TLS handshake, first raft RPC); connections beyond it are closed
+// at once (and the refusal journaled). Nothing of raft is allocated for
+// them.
 const maxHandshakes = 32
+
+// maxConnsPerMember bounds the admitted connections per member and
+// listener. raft pools up to 3 per peer and uses a few more at once
+// (heartbeat, pipeline); the peer link's client keeps 2. An admitted
+// connection beyond it evicts that member's least recently active one.
+const maxConnsPerMember = 8
 
 // ServerConfig is the TLS server side of a pair listener: a client
 // certificate is required and must name a member.
@@ -75,18 +84,29 @@ func (t *PairTLS) ClientConfig(want string) *tls.Config {
 	}
 }
 
-// pairListener accepts TCP connections and completes the TLS handshake
-// (mutual, verified by serverConfig) before handing a connection on; a
-// failed handshake is reported to refused and the connection closed.
-// Handshakes run concurrently (at most maxHandshakes), so one silent
-// client does not stall the others. Accept returns *tls.Conn, which
-// net/http recognises (Request.TLS is set).
+// pairListener accepts TCP connections and admits them before handing
+// them on: the TLS handshake (mutual, verified by cfg; nil cfg: plain
+// TCP) and then admit, if set (the raft port checks the first RPC). A
+// connection that fails is reported to refused and closed. Admissions run
+// concurrently (at most maxHandshakes, each within admitTimeout), so one
+// silent client does not stall the others, and a flood costs a closed
+// socket per connection. Admitted connections are counted per member (at
+// most maxConnsPerMember; the least recently active is evicted) and
+// closed by Close.
+//
+// Accept returns a *liveConn (or what admit returns); net/http does not
+// see the TLS under it, so the peer link reads the member from the
+// connection (memberOf) rather than from Request.TLS.
 type pairListener struct {
 	ln      net.Listener
 	addr    net.Addr // advertised address
 	cfg     *tls.Config
-	name    string // "raft" or "peer link", for the journal
+	verify  func(raw [][]byte) (string, error) // member of a TLS peer
+	name    string                             // "raft" or "peer link", for the journal
 	refused func(listener string, remote net.Addr, reason error)
+	// admit, when set, runs after the handshake, within the deadline; it
+	// returns the connection to hand on and the member it speaks for.
+	admit func(l *pairListener, c *liveConn, deadline time.Time) (net.Conn, string, error)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -95,12 +115,61 @@ type pairListener struct {
 	sem    chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	live map[*liveConn]struct{}
+}
+
+// liveConn is an admitted (or being admitted) connection of a
+// pairListener: Close removes it from the listener's count.
+type liveConn struct {
+	net.Conn
+	l        *pairListener
+	member   string
+	lastRead atomic.Int64 // unix nanos of the last successful Read
+	closed   sync.Once
+	also     io.Closer // closed with the connection (the raft proxy's pipe)
+}
+
+func (c *liveConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *liveConn) Close() error {
+	c.closed.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.live, c)
+		c.l.mu.Unlock()
+		if c.also != nil {
+			_ = c.also.Close()
+		}
+	})
+	return c.Conn.Close()
+}
+
+// memberOf returns the member a connection accepted by a pairListener
+// speaks for ("" for plain TCP without an admit step, or another conn).
+func memberOf(c net.Conn) string {
+	if lc, ok := c.(*liveConn); ok {
+		return lc.member
+	}
+	return ""
 }
 
 func newPairListener(ln net.Listener, cfg *tls.Config, name string, refused func(string, net.Addr, error)) *pairListener {
 	l := &pairListener{ln: ln, addr: ln.Addr(), cfg: cfg, name: name, refused: refused,
-		conns: make(chan net.Conn), done: make(chan struct{}), sem: make(chan struct{}, maxHandshakes)}
+		conns: make(chan net.Conn), done: make(chan struct{}), sem: make(chan struct{}, maxHandshakes),
+		live: map[*liveConn]struct{}{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// start starts accepting; set verify and admit before.
+func (l *pairListener) start() *pairListener {
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); l.acceptLoop() }()
 	return l
@@ -131,36 +200,122 @@ func (l *pairListener) acceptLoop() {
 		select {
 		case l.sem <- struct{}{}:
 		default:
-			l.refused(l.name, c.RemoteAddr(), errors.New("too many concurrent handshakes"))
+			l.refused(l.name, c.RemoteAddr(), errors.New("too many connections being admitted"))
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // no TIME_WAIT state kept for a flood
+			}
 			_ = c.Close()
 			continue
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			defer func() { <-l.sem }()
 			l.handshake(c)
 		}()
 	}
 }
 
 func (l *pairListener) handshake(c net.Conn) {
-	tc := tls.Server(c, l.cfg)
-	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout) // Close ends it too
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-l.sem
+		}
+	}
+	defer release()
+	deadline := time.Now().Add(admitTimeout)
+	ctx, cancel := context.WithDeadline(l.ctx, deadline) // Close ends it too
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
-		l.refused(l.name, c.RemoteAddr(), err)
-		_ = c.Close()
+	lc := &liveConn{Conn: c, l: l}
+	if l.cfg != nil {
+		tc := tls.Server(c, l.cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			l.refused(l.name, c.RemoteAddr(), err)
+			_ = c.Close()
+			return
+		}
+		lc.Conn = tc
+		if l.verify != nil {
+			raw := make([][]byte, 0, len(tc.ConnectionState().PeerCertificates))
+			for _, pc := range tc.ConnectionState().PeerCertificates {
+				raw = append(raw, pc.Raw)
+			}
+			id, err := l.verify(raw)
+			if err != nil { // verified in the handshake already: a second line
+				l.refused(l.name, c.RemoteAddr(), err)
+				_ = c.Close()
+				return
+			}
+			lc.member = id
+		}
+	}
+	var out net.Conn = lc
+	if l.admit != nil {
+		_ = c.SetDeadline(deadline)
+		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) }) // Close interrupts
+		o, member, err := l.admit(l, lc, deadline)
+		stop()
+		if err != nil {
+			l.refused(l.name, c.RemoteAddr(), err)
+			_ = c.Close()
+			return
+		}
+		out, lc.member = o, member
+	}
+	release()
+	if !l.register(lc) {
+		_ = out.Close()
+		_ = lc.Close()
 		return
 	}
 	select {
-	case l.conns <- tc:
+	case l.conns <- out:
 	case <-l.done:
-		_ = tc.Close()
+		_ = out.Close()
+		_ = lc.Close()
 	}
 }
 
-// Accept returns the next connection whose handshake succeeded.
+// register counts an admitted connection, evicting its member's least
+// recently active one past maxConnsPerMember. false: the listener is
+// closed.
+func (l *pairListener) register(lc *liveConn) bool {
+	lc.lastRead.Store(time.Now().UnixNano())
+	l.mu.Lock()
+	select {
+	case <-l.done:
+		l.mu.Unlock()
+		return false
+	default:
+	}
+	var oldest *liveConn
+	n := 0
+	for c := range l.live {
+		if c.member != lc.member {
+			continue
+		}
+		n++
+		if oldest == nil || c.lastRead.Load() < oldest.lastRead.Load() {
+			oldest = c
+		}
+	}
+	l.live[lc] = struct{}{}
+	l.mu.Unlock()
+	if n >= maxConnsPerMember && oldest != nil {
+		_ = oldest.Close()
+	}
+	return true
+}
+
+// liveCount returns the number of admitted connections open.
+func (l *pairListener) liveCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.live)
+}
+
+// Accept returns the next admitted connection.
 func (l *pairListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
@@ -170,14 +325,23 @@ func (l *pairListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting and returns after every handshake goroutine has
-// exited.
+// Close stops accepting, closes every admitted connection and returns
+// after every goroutine of the listener has exited.
 func (l *pairListener) Close() error {
 	var err error
 	l.once.Do(func() {
+		l.mu.Lock()
 		close(l.done)
+		live := make([]*liveConn, 0, len(l.live))
+		for c := range l.live {
+			live = append(live, c)
+		}
+		l.mu.Unlock()
 		l.cancel()
 		err = l.ln.Close()
+		for _, c := range live {
+			_ = c.Close()
+		}
 		l.wg.Wait()
 	})
 	return err
@@ -186,65 +350,7 @@ func (l *pairListener) Close() error {
 // Addr is the listener's address.
 func (l *pairListener) Addr() net.Addr { return l.addr }
 
-// pairStreamLayer is raft's StreamLayer over mutual TLS: the listener
-// side is a pairListener, Dial checks that the server is the member
-// configured at that raft address.
-type pairStreamLayer struct {
-	*pairListener
-	tls     *PairTLS
-	members []Member
-}
-
-// Dial connects to the member at address; a certificate that does not
-// name that member fails the handshake.
-func (s *pairStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	want := ""
-	for _, m := range s.members {
-		if m.Raft == string(address) {
-			want = m.ID
-		}
-	}
-	if want == "" {
-		return nil, fmt.Errorf("raft: %s is no member's raft address", address)
-	}
-	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(address), s.tls.ClientConfig(want))
-	if err != nil {
-		var ne net.Error
-		if !errors.As(err, &ne) { // a TLS refusal, not an unreachable peer
-			s.refused("raft (outgoing to "+want+")", stringAddr(address), err)
-		}
-		return nil, err
-	}
-	return c, nil
-}
-
 type stringAddr string
 
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
-
-// newTransport returns the raft transport: plain TCP as before, or mutual
-// TLS through a pairStreamLayer when the pair has TLS.
-func (n *Node) newTransport() (*raft.NetworkTransport, error) {
-	logger := NewHCLogger(n.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel)), "transport")
-	addr, err := net.ResolveTCPAddr("tcp", n.self.Raft)
-	if err != nil {
-		return nil, fmt.Errorf("raft address %s: %w", n.self.Raft, err)
-	}
-	if n.cfg.TLS == nil {
-		return raft.NewTCPTransportWithLogger(n.self.Raft, addr, 3, 2*time.Second, logger)
-	}
-	ln, err := net.Listen("tcp", n.self.Raft)
-	if err != nil {
-		return nil, err
-	}
-	pl := newPairListener(ln, n.cfg.TLS.ServerConfig(), "raft", n.refusals.add)
-	if addr.IP != nil && !addr.IP.IsUnspecified() {
-		pl.addr = addr
-	}
-	sl := &pairStreamLayer{pairListener: pl, tls: n.cfg.TLS, members: n.cfg.Members}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
-	}), nil
-}

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -56,7 +55,10 @@ func TestPairStreamLayer(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	members := []Member{{ID: "a", Raft: "127.0.0.1:1"}, {ID: "b", Raft: addr}}
-	b := &pairStreamLayer{pairListener: newPairListener(ln, own["b"].ServerConfig(), "raft", jb.add), tls: own["b"], members: members}
+	pl := newPairListener(ln, own["b"].ServerConfig(), "raft", jb.add)
+	pl.verify = own["b"].Verifier.Verify
+	pl.admit = newRaftGuard(members, func() string { return "a" }, nil).admit
+	b := &raftStreamLayer{pairListener: pl.start(), tls: own["b"], members: members}
 	defer b.Close()
 
 	accepted := make(chan net.Conn, 4)
@@ -92,13 +94,14 @@ func TestPairStreamLayer(t *testing.T) {
 	}
 
 	// The member a: accepted, bytes flow both ways.
-	a := &pairStreamLayer{pairListener: &pairListener{refused: ja.add}, tls: own["a"], members: members}
+	a := &raftStreamLayer{pairListener: &pairListener{refused: ja.add}, tls: own["a"], members: members}
 	c, err := a.Dial(raft.ServerAddress(addr), 2*time.Second)
 	if err != nil {
 		t.Fatalf("a dials b: %v", err)
 	}
 	defer c.Close()
-	if _, err := c.Write([]byte("ping")); err != nil {
+	ping := encodeRPC(t, rpcTimeoutNow, &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("a"), Addr: []byte("127.0.0.1:1")}})
+	if _, err := c.Write(ping); err != nil {
 		t.Fatal(err)
 	}
 	var sc net.Conn
@@ -108,16 +111,12 @@ func TestPairStreamLayer(t *testing.T) {
 		t.Fatal("b did not accept a")
 	}
 	defer sc.Close()
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("b read %q, %v", buf, err)
-	}
-	if st := sc.(*tls.Conn).ConnectionState(); len(st.PeerCertificates) == 0 || pki.PairMemberID(st.PeerCertificates[0]) != "a" {
-		t.Errorf("b sees the peer as %v", st.PeerCertificates)
+	if typ, req := decodeRPC(t, sc); typ != rpcTimeoutNow || string(req.(*raft.TimeoutNowRequest).ID) != "a" {
+		t.Fatalf("b read %d %+v", typ, req)
 	}
 
 	// a believes arb lives at b's address: b's certificate is refused.
-	confused := &pairStreamLayer{pairListener: &pairListener{refused: ja.add}, tls: own["a"],
+	confused := &raftStreamLayer{pairListener: &pairListener{refused: ja.add}, tls: own["a"],
 		members: []Member{{ID: "arb", Raft: addr}}}
 	if _, err := confused.Dial(raft.ServerAddress(addr), 2*time.Second); err == nil || !strings.Contains(err.Error(), `names member "b", expected "arb"`) {
 		t.Errorf("dialing arb's address served by b: %v", err)

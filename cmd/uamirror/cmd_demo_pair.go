@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uamirror/uamirror/pki"
 	"github.com/uamirror/uamirror/redundancy"
 )
 
@@ -224,6 +227,22 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 	}
 	type member struct{ id, role, raft, peer, admin string }
 	ms := []*member{{id: "a", role: "node"}, {id: "b", role: "node"}, {id: "arbiter", role: "arbiter"}}
+	// The pair runs secured, as in production: a throwaway pair PKI in
+	// the demo's directory (mutual TLS on raft and the peer link, https on
+	// the admin APIs, which the demo reads from loopback).
+	pairPKI, err := pki.InitPair(filepath.Join(dir, "pair-pki"), []pki.PairMemberSpec{{ID: "a", Hosts: []string{"127.0.0.1"}},
+		{ID: "b", Hosts: []string{"127.0.0.1"}}, {ID: "arbiter", Hosts: []string{"127.0.0.1"}}}, 24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("demo pair PKI: %w", err)
+	}
+	caPEM, err := os.ReadFile(pairPKI.CACert)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	ctx = context.WithValue(ctx, adminCredsKey{}, &adminCreds{tls: true, client: &http.Client{
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}}}})
 	var memberArgs []string
 	for _, m := range ms {
 		for _, p := range []*string{&m.raft, &m.peer, &m.admin} {
@@ -238,7 +257,9 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		memberArgs = append(memberArgs, "--member", arg)
 	}
 	start := func(m *member) (*demoProc, error) {
-		args := []string{m.role, "--id", m.id, "--data", filepath.Join(dir, m.id)}
+		mf := pairPKI.Members[m.id]
+		args := []string{m.role, "--id", m.id, "--data", filepath.Join(dir, m.id),
+			"--tls-ca", pairPKI.CACert, "--tls-cert", mf.Cert, "--tls-key", mf.Key}
 		if m.role == "node" {
 			args = append(args, "--config", cfgPath)
 			if pkiPath != "" {
@@ -257,8 +278,9 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		add(p)
 		nodes[m.id] = p
 	}
-	fmt.Fprintf(out, "uamirror pair demo: %d mappings, %.0f changes/s; plc %s → scada %s\nmembers: a, b (bridge nodes), arbiter; logs in %s\n",
-		n, rate, plcEP, scadaEP, dir)
+	fmt.Fprintf(out, "uamirror pair demo: %d mappings, %.0f changes/s; plc %s → scada %s\nmembers: a, b (bridge nodes), arbiter; logs in %s\n"+
+		"secured: mutual TLS on raft and the peer link, https admin APIs (throwaway pair PKI in %s)\n",
+		n, rate, plcEP, scadaEP, dir, filepath.Dir(pairPKI.CACert))
 	if duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, duration)

@@ -39,6 +39,7 @@ type pairFlags struct {
 	policy                  string
 	faultDelay, cooldown    time.Duration
 	heartbeat, lease        time.Duration
+	maxSkew                 time.Duration
 }
 
 func newMemberCmd(a *app, role redundancy.Role) *cobra.Command {
@@ -60,7 +61,10 @@ endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
 diagnostics/uaserver.go).
 
 With --tls-ca/--tls-cert/--tls-key (from 'uamirror pki init-pair') raft and
-the peer link use mutual TLS and only members of the pair can connect; with
+the peer link use mutual TLS and only members of the pair can connect, each
+raft RPC bound to the member whose certificate sent it. Without them a
+member refuses to start when any raft or peer address is not loopback,
+unless --pair-insecure (logged at WARN on every start, shown in status); with
 --admin-token-file (or TLS) the admin API wants credentials for commands
 (README: "Securing the pair").
 
@@ -90,6 +94,7 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.DurationVar(&f.cooldown, "cooldown", 30*time.Second, "no monitor-driven switchover within this long of the last one")
 	fl.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "raft heartbeat and election timeout")
 	fl.DurationVar(&f.lease, "lease", 0, "write lease (default 3/5 of --heartbeat; must be shorter)")
+	fl.DurationVar(&f.maxSkew, "peer-max-skew", time.Minute, "a standby refuses streamed values whose timestamps are further than this in its future")
 	addSecurityFlags(fl) // cmd_node_tls.go
 	return cmd
 }
@@ -122,7 +127,7 @@ func parseMember(s string) (redundancy.Member, error) {
 
 func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.Role, f pairFlags) error {
 	cfg := redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
-		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease}
+		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease, MaxClockSkew: f.maxSkew}
 	for _, s := range f.members {
 		m, err := parseMember(s)
 		if err != nil {
@@ -147,6 +152,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		return &exitError{code: 2, err: err}
 	}
 	cfg.TLS = sec.pair
+	cfg.PairInsecure = sec.pairInsecure
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
 	mr := &memberRole{}
@@ -178,6 +184,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 				return &exitError{code: 1, err: errBadConfig}
 			}
 			opts.InitialConfig = b
+			for _, w := range c.Warnings() {
+				log.Warn(w)
+			}
 		}
 		overrides := map[string]string{}
 		for _, o := range f.overrides {
@@ -221,6 +230,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if err := diagnostics.CheckAdminBind(adminAddr, sec.admin, sec.insecure); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
 	}
+	warnAdminSecurity(log, adminAddr, sec)
 	ln, err := net.Listen("tcp", adminAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("admin API on %s: %w", adminAddr, err)}
@@ -276,6 +286,36 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// warnAdminSecurity logs, at every start, an admin API left open on
+// purpose (--admin-insecure off loopback) or a bearer token sent over
+// plain http.
+func warnAdminSecurity(log *zap.Logger, addr string, sec memberSecurity) {
+	if sec.insecure && diagnostics.CheckAdminBind(addr, diagnostics.AdminAuth{}, false) != nil {
+		log.Warn("ADMIN API INSECURE (--admin-insecure): served without authentication on a non-loopback address", zap.String("admin", addr))
+	}
+	if len(sec.admin.Token) > 0 && sec.adminTLS == nil {
+		log.Warn("the admin API's bearer token travels over plain http: give --admin-tls-cert/--admin-tls-key (or --tls-cert)", zap.String("admin", addr))
+	}
+}
+
+// TargetType is the type of the values a mapping's flow writes, as this
+// node's engine last produced or was told (redundancy.TargetTyper): the
+// standby refuses streamed values of another type.
+func (m *mirrorAdapter) TargetType(id string, reverse bool) (ua.TypeID, bool) {
+	for _, st := range m.e.Mapping(id) {
+		if st.Reverse != reverse {
+			continue
+		}
+		switch {
+		case st.Value != nil:
+			return st.Value.Type(), true
+		case st.Written != nil:
+			return st.Written.Type(), true
+		}
+	}
+	return 0, false
 }
 
 // withEndpointOverrides returns a copy of mc in which the named servers

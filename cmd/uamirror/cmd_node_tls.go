@@ -23,7 +23,7 @@ import (
 // runs (binding at construction would let the arbiter's flags shadow the
 // node's: both commands share one viper).
 var securityFlagNames = []string{"tls-ca", "tls-cert", "tls-key",
-	"admin-tls-cert", "admin-tls-key", "admin-token-file", "admin-insecure"}
+	"admin-tls-cert", "admin-tls-key", "admin-token-file", "admin-insecure", "pair-insecure"}
 
 func addSecurityFlags(fl *pflag.FlagSet) {
 	fl.String("tls-ca", "", "pair CA certificate (PEM): members whose certificates it signed may join (raft, peer link, admin)")
@@ -34,6 +34,7 @@ func addSecurityFlags(fl *pflag.FlagSet) {
 	fl.String("admin-tls-key", "", "admin API private key (PEM; default: --tls-key)")
 	fl.String("admin-token-file", "", "file holding the bearer token that commands (switchover, mapping changes) and non-local reads need")
 	fl.Bool("admin-insecure", false, "serve the admin API on a non-loopback address without authentication (not recommended)")
+	fl.Bool("pair-insecure", false, "run raft and the peer link as plain TCP on non-loopback addresses (anyone who reaches them can take the pair over; not recommended)")
 }
 
 // memberSecurity is what the security flags resolve to.
@@ -42,6 +43,9 @@ type memberSecurity struct {
 	admin    diagnostics.AdminAuth
 	adminTLS *tls.Config // nil: plain http
 	insecure bool
+	// pairInsecure: plain TCP for raft and the peer link even off
+	// loopback (--pair-insecure).
+	pairInsecure bool
 }
 
 // loadSecurity reads the security flags (through viper) and the files
@@ -54,6 +58,7 @@ func loadSecurity(a *app, cmd *cobra.Command, members []redundancy.Member) (memb
 	get := a.v.GetString
 	caFile, certFile, keyFile := get("tls-ca"), get("tls-cert"), get("tls-key")
 	s.insecure = a.v.GetBool("admin-insecure")
+	s.pairInsecure = a.v.GetBool("pair-insecure")
 	if (certFile == "") != (keyFile == "") {
 		return s, errors.New("--tls-cert and --tls-key go together")
 	}

@@ -28,6 +28,9 @@ file:line: field: message (value "…"), and exits 1 if there was any.`,
 					bad += printConfigErrors(cmd, err)
 					continue
 				}
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintln(cmd.ErrOrStderr(), w)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d servers, %d mappings, hash %.12s)\n",
 					path, len(cfg.Servers), len(cfg.Mappings), cfg.Hash())
 			}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/redundancy"
-	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/uaserver"
 )
 
 // The pair's OPC UA endpoint: every node serves the pair's state in the
@@ -132,7 +132,7 @@ type UAServerConfig struct {
 type UAServer struct {
 	cfg  UAServerConfig
 	log  *zap.Logger
-	srv  *simserver.Server
+	srv  *uaserver.Server
 	self string
 	http *http.Client
 
@@ -164,14 +164,14 @@ func NewUAServer(cfg UAServerConfig) (*UAServer, error) {
 	}
 	u := &UAServer{cfg: cfg, log: cfg.Logger.Named("opcua"), self: cfg.Pair.Status().Node,
 		http: &http.Client{Timeout: 10 * time.Second}}
-	srv, err := simserver.New(simserver.Config{
+	srv, err := uaserver.New(uaserver.Config{
 		Host:           host,
 		Port:           port,
 		NamespaceURI:   UANamespaceURI,
 		Folder:         uaFolder,
 		ApplicationURI: UAServerURIPrefix + u.self,
 		Logger:         cfg.Logger,
-		Extension: &simserver.Extension{
+		Extension: &uaserver.Extension{
 			Var:         u.variable,
 			NS0:         u.ns0,
 			Call:        u.call,

@@ -8,7 +8,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/uamirror/uamirror/bridge"
-	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/uaserver"
 )
 
 // The browsable tree of the pair's endpoint (see uaserver.go for the
@@ -48,12 +48,12 @@ const (
 	uaServerURIArr = "ServerUriArray"
 )
 
-func uaVar(name, parent string) simserver.ExtraNode {
-	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
+func uaVar(name, parent string) uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
 }
 
-func uaObject(name, parent string) simserver.ExtraNode {
-	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassObject}
+func uaObject(name, parent string) uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassObject}
 }
 
 func lastSegment(name string) string {
@@ -70,13 +70,13 @@ func parentOf(name string) string {
 }
 
 // uaNode describes the node name of the tree, if it exists now.
-func (u *UAServer) uaNode(name string) (simserver.ExtraNode, bool) {
+func (u *UAServer) uaNode(name string) (uaserver.ExtraNode, bool) {
 	switch {
 	case name == uaServerURIArr:
-		return simserver.ExtraNode{Name: name, BrowseName: name, BrowseNS0: true, Class: ua.NodeClassVariable,
+		return uaserver.ExtraNode{Name: name, BrowseName: name, BrowseNS0: true, Class: ua.NodeClassVariable,
 			Property: true, ParentNS0: id.Server_ServerRedundancy}, true
 	case name == uaFailoverMethod:
-		return simserver.ExtraNode{Name: name, BrowseName: "Failover", Class: ua.NodeClassMethod}, true
+		return uaserver.ExtraNode{Name: name, BrowseName: "Failover", Class: ua.NodeClassMethod}, true
 	}
 	parent := parentOf(name)
 	for _, c := range u.uaChildren(parent) {
@@ -84,12 +84,12 @@ func (u *UAServer) uaNode(name string) (simserver.ExtraNode, bool) {
 			return c, true
 		}
 	}
-	return simserver.ExtraNode{}, false
+	return uaserver.ExtraNode{}, false
 }
 
 // uaChildren lists the children of the object parent ("" is the folder).
-func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
-	var out []simserver.ExtraNode
+func (u *UAServer) uaChildren(parent string) []uaserver.ExtraNode {
+	var out []uaserver.ExtraNode
 	switch {
 	case parent == "":
 		for _, v := range uaTopVars {
@@ -98,7 +98,7 @@ func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
 		for _, o := range uaTopObjects {
 			out = append(out, uaObject(o, ""))
 		}
-		out = append(out, simserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod})
+		out = append(out, uaserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod})
 	case parent == "Servers":
 		if h := u.cfg.Pair.Status().Health; h != nil {
 			for _, s := range h.Servers {
@@ -138,7 +138,7 @@ func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
 	return out
 }
 
-func fields(out []simserver.ExtraNode, parent string, names []string) []simserver.ExtraNode {
+func fields(out []uaserver.ExtraNode, parent string, names []string) []uaserver.ExtraNode {
 	for _, f := range names {
 		out = append(out, uaVar(parent+"/"+f, parent))
 	}
@@ -146,12 +146,12 @@ func fields(out []simserver.ExtraNode, parent string, names []string) []simserve
 }
 
 // uaNS0Children puts ServerUriArray under Server.ServerRedundancy.
-func (u *UAServer) uaNS0Children(i uint32) []simserver.ExtraNode {
+func (u *UAServer) uaNS0Children(i uint32) []uaserver.ExtraNode {
 	if i != id.Server_ServerRedundancy {
 		return nil
 	}
 	n, _ := u.uaNode(uaServerURIArr)
-	return []simserver.ExtraNode{n}
+	return []uaserver.ExtraNode{n}
 }
 
 // mappingLookup is the optional engine capability of finding one

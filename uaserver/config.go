@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"errors"
@@ -21,11 +21,11 @@ const (
 // Sentinel errors; returned errors wrap them.
 var (
 	// ErrInvalidConfig wraps every problem Validate finds.
-	ErrInvalidConfig = errors.New("simserver: invalid config")
+	ErrInvalidConfig = errors.New("uaserver: invalid config")
 	// ErrClosed is returned by Start after Close.
-	ErrClosed = errors.New("simserver: closed")
+	ErrClosed = errors.New("uaserver: closed")
 	// ErrStarted is returned by a second Start.
-	ErrStarted = errors.New("simserver: already started")
+	ErrStarted = errors.New("uaserver: already started")
 )
 
 // SecurityPolicy is one endpoint security configuration to offer besides
@@ -163,7 +163,7 @@ type Config struct {
 	// urn:uamirror:simserver).
 	NamespaceURI string
 	// ApplicationURI is the server's application URI and the URI SAN of a
-	// generated certificate (default urn:uamirror:simserver:<host>:<port>).
+	// generated certificate (default ApplicationURIPrefix<host>:<port>).
 	// A loaded certificate's own URI SAN takes precedence.
 	ApplicationURI string
 	// Security lists the secure endpoints to offer besides None.
@@ -183,6 +183,14 @@ type Config struct {
 	RejectTimestamps bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *zap.Logger
+	// LoggerName names the server's logger (default "uaserver").
+	LoggerName string
+	// ApplicationURIPrefix + host:port is the default ApplicationURI
+	// (default "urn:uamirror:uaserver:").
+	ApplicationURIPrefix string
+	// Build is the server's identity: ApplicationName and BuildInfo
+	// (Part 5, 6.3.1 and 12.4). Empty fields take DefaultBuild's.
+	Build Build
 	// Extension, when set, adds computed read-only variables and a Call
 	// handler (see Extension).
 	Extension *Extension
@@ -221,6 +229,13 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.LoggerName == "" {
+		c.LoggerName = "uaserver"
+	}
+	if c.ApplicationURIPrefix == "" {
+		c.ApplicationURIPrefix = "urn:uamirror:uaserver:"
+	}
+	c.Build = c.Build.withDefaults()
 	return c
 }
 
@@ -269,7 +284,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
-		bad("Users: this gopcua version's SessionService layout is not the one simserver/users.go expects")
+		bad("Users: this gopcua version's SessionService layout is not the one uaserver/users.go expects")
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		bad("CertFile %q, KeyFile %q: give both or neither", c.CertFile, c.KeyFile)

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"crypto/rsa"
@@ -20,7 +20,7 @@ func GenerateCertificate(appURI string, hosts ...string) ([]byte, *rsa.PrivateKe
 	if appURI == "" {
 		return nil, nil, fmt.Errorf("application URI %q: not an absolute URI", appURI)
 	}
-	return pki.GenerateCertificate(pki.CertTemplate{AppURI: appURI, Hosts: hosts, CommonName: "uamirror simserver",
+	return pki.GenerateCertificate(pki.CertTemplate{AppURI: appURI, Hosts: hosts, CommonName: "uamirror",
 		NotAfter: time.Now().AddDate(10, 0, 0)})
 }
 

@@ -188,6 +188,11 @@ type Config struct {
 	// ApplicationURIPrefix + host:port is the default ApplicationURI
 	// (default "urn:uamirror:uaserver:").
 	ApplicationURIPrefix string
+	// Limits are the operation limits (defaults: see Limits).
+	Limits Limits
+	// Redundancy, when set, makes the server a member of a
+	// non-transparent redundant set (see Redundancy).
+	Redundancy *Redundancy
 	// Build is the server's identity: ApplicationName and BuildInfo
 	// (Part 5, 6.3.1 and 12.4). Empty fields take DefaultBuild's.
 	Build Build
@@ -236,6 +241,7 @@ func (c Config) withDefaults() Config {
 		c.ApplicationURIPrefix = "urn:uamirror:uaserver:"
 	}
 	c.Build = c.Build.withDefaults()
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 

@@ -47,6 +47,16 @@ type Server struct {
 
 	serviceLevel atomic.Pointer[ua.DataValue]
 
+	// userExt is Config.Extension as given (nil: none); cfg.Extension is
+	// it with the core's nodes in front (ns0.go).
+	userExt *Extension
+	// started is the StartTime of ServerStatus.
+	started time.Time
+
+	// cpMu guards cps, the Browse continuation points by id (view.go).
+	cpMu sync.Mutex
+	cps  map[string]*contPoint
+
 	changes, writes, notified, dropped atomic.Uint64
 
 	// stop is closed by Close; long-lived goroutines and blocked
@@ -125,7 +135,11 @@ func New(cfg Config) (*Server, error) {
 		stop:    make(chan struct{}),
 		stalled: map[*server.Subscription]struct{}{},
 		libMute: new(atomic.Bool),
+		userExt: cfg.Extension,
+		started: time.Now(),
+		cps:     map[string]*contPoint{},
 	}
+	s.cfg.Extension = s.withCore(cfg.Extension)
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	if cfg.CertFile != "" {
 		cert, key, uri, err := loadCertificate(cfg.CertFile, cfg.KeyFile)

@@ -75,3 +75,20 @@ func parseRSAKey(der []byte) (*rsa.PrivateKey, error) {
 	}
 	return rk, nil
 }
+
+// certificateURI checks that key belongs to the certificate der and
+// returns the certificate's first URI SAN ("" when it has none).
+func certificateURI(der []byte, key *rsa.PrivateKey) (string, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", fmt.Errorf("parsing certificate: %w", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || key == nil || !pub.Equal(&key.PublicKey) {
+		return "", errors.New("certificate and key do not match")
+	}
+	if len(cert.URIs) > 0 {
+		return cert.URIs[0].String(), nil
+	}
+	return "", nil
+}

@@ -1,6 +1,7 @@
 package uaserver
 
 import (
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -172,6 +173,15 @@ type Config struct {
 	// and key. When both are empty and Security asks for a secure policy,
 	// a self-signed certificate is generated in memory.
 	CertFile, KeyFile string
+	// Certificate (DER) and PrivateKey are the server's certificate and
+	// key in memory, instead of CertFile and KeyFile. The certificate's
+	// URI SAN becomes the ApplicationURI.
+	Certificate []byte
+	PrivateKey  *rsa.PrivateKey
+	// SecureOnly offers no None endpoint: only the secure ones in
+	// Security. (gopcua still accepts a None secure channel for
+	// discovery; a method learns the channel's mode, see Caller.)
+	SecureOnly bool
 	// Journal, when set, receives every accepted Write as one JSON line.
 	Journal io.Writer
 	// JournalFile, when set, is a file the JSON lines are appended to.
@@ -208,6 +218,12 @@ type Config struct {
 	// Bad_UserAccessDenied. It needs a secure endpoint in Security
 	// (gopcua offers UserName tokens only there).
 	Users map[string]string
+	// AllowAnonymous accepts anonymous sessions besides Users (they
+	// can read, browse and subscribe; a method sees an anonymous
+	// Caller).
+	AllowAnonymous bool
+	// Roles lists the roles of each user of Users (see Caller.HasRole).
+	Roles map[string][]string
 }
 
 // DefaultConfig returns the configuration of the simserver command's
@@ -291,6 +307,20 @@ func (c Config) Validate() error {
 	}
 	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
 		bad("Users: this gopcua version's SessionService layout is not the one uaserver/users.go expects")
+	}
+	if c.SecureOnly && !c.needsCert() {
+		bad("SecureOnly: Security offers no secure endpoint")
+	}
+	if (c.Certificate == nil) != (c.PrivateKey == nil) {
+		bad("Certificate, PrivateKey: give both or neither")
+	}
+	if c.Certificate != nil && c.CertFile != "" {
+		bad("Certificate and CertFile %q: give at most one", c.CertFile)
+	}
+	for u := range c.Roles {
+		if _, ok := c.Users[u]; !ok {
+			bad("Roles: user %q is not one of Users", u)
+		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		bad("CertFile %q, KeyFile %q: give both or neither", c.CertFile, c.KeyFile)

@@ -8,6 +8,7 @@ import (
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
 )
 
 // Extension lets a caller serve, through the server's hardened handlers,
@@ -373,7 +374,7 @@ func (s *Server) NotifyExtra(name string) {
 
 // call serves Call (Part 4, 5.11.2) through Extension.Call. It runs on
 // gopcua's service goroutine: each call is bounded by CallTimeout.
-func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
+func (s *Server) call(gs *server.Server, sc *uasc.SecureChannel, r ua.Request) ua.Response {
 	req, ok := r.(*ua.CallRequest)
 	switch {
 	case !ok:
@@ -385,6 +386,7 @@ func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
 	case tooMany(len(req.MethodsToCall), s.cfg.Limits.MaxNodesPerMethodCall):
 		return fault(r, ua.StatusBadTooManyOperations)
 	}
+	who := s.caller(sc, req.RequestHeader)
 	timeout := s.cfg.Extension.CallTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -393,7 +395,7 @@ func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
 	for k, m := range req.MethodsToCall {
 		var res *ua.CallMethodResult
 		if m != nil && m.ObjectID != nil && m.MethodID != nil {
-			ctx, cancel := context.WithTimeout(s.stopCtx, timeout)
+			ctx, cancel := context.WithTimeout(context.WithValue(s.stopCtx, callerKey{}, who), timeout)
 			res = s.cfg.Extension.Call(ctx, m)
 			cancel()
 		}

@@ -59,7 +59,10 @@ func (s *Server) registerHandlers(gs *server.Server) {
 	reg(id.RegisterNodesRequest_Encoding_DefaultBinary, "RegisterNodes", plain(s.registerNodes))
 	reg(id.UnregisterNodesRequest_Encoding_DefaultBinary, "UnregisterNodes", plain(s.unregisterNodes))
 	if x := s.cfg.Extension; x != nil && x.Call != nil {
-		reg(id.CallRequest_Encoding_DefaultBinary, "Call", plain(s.call))
+		reg(id.CallRequest_Encoding_DefaultBinary, "Call",
+			func(sc *uasc.SecureChannel, r ua.Request, _ uint32) (ua.Response, error) {
+				return s.call(gs, sc, r), nil
+			})
 	}
 
 	reg(id.CreateSubscriptionRequest_Encoding_DefaultBinary, "CreateSubscription",

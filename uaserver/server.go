@@ -53,6 +53,9 @@ type Server struct {
 	// started is the StartTime of ServerStatus.
 	started time.Time
 
+	// users records who each session is (users.go).
+	users sessionUsers
+
 	// cpMu guards cps, the Browse continuation points by id (view.go).
 	cpMu sync.Mutex
 	cps  map[string]*contPoint
@@ -141,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cfg.Extension = s.withCore(cfg.Extension)
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
+	if cfg.Certificate != nil {
+		uri, err := certificateURI(cfg.Certificate, cfg.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("uaserver: %w", err)
+		}
+		s.cert, s.key, s.appURI = cfg.Certificate, cfg.PrivateKey, uri
+	}
 	if cfg.CertFile != "" {
 		cert, key, uri, err := loadCertificate(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
@@ -301,7 +311,6 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 	opts := []server.Option{
 		server.EndPoint("127.0.0.1", internalPort),
 		server.EndPoint(host, port),
-		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
 		server.ServerName(s.cfg.Build.ApplicationName),
 		server.ManufacturerName(s.cfg.Build.ManufacturerName),
@@ -311,6 +320,9 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 	}
 	if s.cert != nil {
 		opts = append(opts, server.Certificate(s.cert), server.PrivateKey(s.key))
+	}
+	if !s.cfg.SecureOnly {
+		opts = append(opts, server.EnableSecurity("None", ua.MessageSecurityModeNone))
 	}
 	for _, p := range s.cfg.Security {
 		if p.secure() {
@@ -341,7 +353,7 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 		}
 	}
 	s.registerHandlers(gs)
-	if len(s.cfg.Users) > 0 {
+	if sessionServiceLayoutOK() {
 		s.registerUserCheck(gs)
 	}
 	return gs

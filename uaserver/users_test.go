@@ -61,3 +61,67 @@ func TestUsers(t *testing.T) {
 		t.Error("Users without a secure endpoint validated")
 	}
 }
+
+// TestCaller: a method learns who calls it — the user of a session
+// activated with a password on a secure channel, with that user's roles;
+// an anonymous session (allowed besides the users) is not authenticated.
+// SecureOnly offers no None endpoint.
+func TestCaller(t *testing.T) {
+	sec := []SecurityPolicy{{Policy: "Basic256Sha256", Mode: ua.MessageSecurityModeSignAndEncrypt},
+		{Policy: "Basic256Sha256", Mode: ua.MessageSecurityModeSign}}
+	ext := &Extension{Call: func(ctx context.Context, _ *ua.CallMethodRequest) *ua.CallMethodResult {
+		c := CallerFrom(ctx)
+		out := c.User + "|" + c.SecurityMode.String()
+		if c.HasRole("operator") {
+			out += "|operator"
+		}
+		return &ua.CallMethodResult{StatusCode: ua.StatusOK, OutputArguments: []*ua.Variant{ua.MustVariant(out)}}
+	}}
+	s := startServer(t, Config{Vars: 1, Security: sec, SecureOnly: true, Extension: ext, AllowAnonymous: true,
+		Users: map[string]string{"op": "op-password", "viewer": "v-password"}, Roles: map[string][]string{"op": {"operator"}}})
+	ctx := testCtx(t)
+	eps, err := opcua.GetEndpoints(ctx, s.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		if ep.SecurityMode == ua.MessageSecurityModeNone {
+			t.Fatalf("SecureOnly server offers %s", ep.SecurityPolicyURI)
+		}
+	}
+	der, key, err := GenerateCertificate("urn:uamirror:test:client", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(mode ua.MessageSecurityMode, auth opcua.Option, tok ua.UserTokenType) string {
+		t.Helper()
+		ep, err := opcua.SelectEndpoint(eps, "Basic256Sha256", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := connect(t, ep.EndpointURL, auth, opcua.SecurityFromEndpoint(ep, tok),
+			opcua.Certificate(der), opcua.PrivateKey(key), opcua.ApplicationURI("urn:uamirror:test:client"))
+		res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.NewStringNodeID(s.NamespaceIndex(), "O"),
+			MethodID: ua.NewStringNodeID(s.NamespaceIndex(), "M")})
+		if err != nil || res.StatusCode != ua.StatusOK {
+			t.Fatalf("Call: %v %v", err, res)
+		}
+		return res.OutputArguments[0].Value().(string)
+	}
+	for _, tc := range []struct {
+		name string
+		mode ua.MessageSecurityMode
+		auth opcua.Option
+		tok  ua.UserTokenType
+		want string
+	}{
+		{"operator", ua.MessageSecurityModeSignAndEncrypt, opcua.AuthUsername("op", "op-password"), ua.UserTokenTypeUserName, "op|MessageSecurityModeSignAndEncrypt|operator"},
+		{"operator, sign only", ua.MessageSecurityModeSign, opcua.AuthUsername("op", "op-password"), ua.UserTokenTypeUserName, "op|MessageSecurityModeSign|operator"},
+		{"user without the role", ua.MessageSecurityModeSignAndEncrypt, opcua.AuthUsername("viewer", "v-password"), ua.UserTokenTypeUserName, "viewer|MessageSecurityModeSignAndEncrypt"},
+		{"anonymous", ua.MessageSecurityModeSignAndEncrypt, opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous, "|MessageSecurityModeSignAndEncrypt"},
+	} {
+		if got := call(tc.mode, tc.auth, tc.tok); got != tc.want {
+			t.Errorf("%s: the method saw %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -23,12 +23,14 @@ import (
 //	  Mappings/Items/<id>/Reverse/{…}  (the reverse flow of a "both" mapping)
 //	  LastSwitchover/{Time, From, To, Reason, Epoch}
 //
-// and ServerUriArray is a Property of Server.ServerRedundancy (i=2296) in
-// namespace 0, where Part 5, 6.3.9 (NonTransparentRedundancyType) puts it.
+// (ServerUriArray, the property of Server.ServerRedundancy, and the
+// Failover method's InputArguments and OutputArguments are the core's,
+// package uaserver.)
 //
 // The tree is computed at Browse time from the pair's status and the
-// engine; Mappings/Items lists every mapping in one Browse response
-// (gopcua has no BrowseNext).
+// engine; Mappings/Items lists every mapping, which the core pages with
+// continuation points (at most uaserver.Limits.MaxReferencesPerNode
+// references per response, BrowseNext for the rest).
 
 // uaFolder is the folder's string id: the Pair object.
 const uaFolder = uaPairObject
@@ -42,11 +44,19 @@ var (
 )
 
 const (
-	uaItemsObject  = "Mappings/Items"
-	uaItemsPrefix  = uaItemsObject + "/"
-	uaReverse      = "Reverse"
-	uaServerURIArr = "ServerUriArray"
+	uaItemsObject = "Mappings/Items"
+	uaItemsPrefix = uaItemsObject + "/"
+	uaReverse     = "Reverse"
 )
+
+// failoverNode is the Failover method: no input, one String output.
+func failoverNode() uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod,
+		Arguments: true, InputArguments: []*ua.Argument{},
+		OutputArguments: []*ua.Argument{{Name: "Error", DataType: ua.NewNumericNodeID(0, id.String), ValueRank: -1,
+			ArrayDimensions: []uint32{},
+			Description:     &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: "empty on success, else why the switchover was refused"}}}}
+}
 
 func uaVar(name, parent string) uaserver.ExtraNode {
 	return uaserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
@@ -71,12 +81,8 @@ func parentOf(name string) string {
 
 // uaNode describes the node name of the tree, if it exists now.
 func (u *UAServer) uaNode(name string) (uaserver.ExtraNode, bool) {
-	switch {
-	case name == uaServerURIArr:
-		return uaserver.ExtraNode{Name: name, BrowseName: name, BrowseNS0: true, Class: ua.NodeClassVariable,
-			Property: true, ParentNS0: id.Server_ServerRedundancy}, true
-	case name == uaFailoverMethod:
-		return uaserver.ExtraNode{Name: name, BrowseName: "Failover", Class: ua.NodeClassMethod}, true
+	if name == uaFailoverMethod {
+		return failoverNode(), true
 	}
 	parent := parentOf(name)
 	for _, c := range u.uaChildren(parent) {
@@ -98,7 +104,7 @@ func (u *UAServer) uaChildren(parent string) []uaserver.ExtraNode {
 		for _, o := range uaTopObjects {
 			out = append(out, uaObject(o, ""))
 		}
-		out = append(out, uaserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod})
+		out = append(out, failoverNode())
 	case parent == "Servers":
 		if h := u.cfg.Pair.Status().Health; h != nil {
 			for _, s := range h.Servers {
@@ -143,15 +149,6 @@ func fields(out []uaserver.ExtraNode, parent string, names []string) []uaserver.
 		out = append(out, uaVar(parent+"/"+f, parent))
 	}
 	return out
-}
-
-// uaNS0Children puts ServerUriArray under Server.ServerRedundancy.
-func (u *UAServer) uaNS0Children(i uint32) []uaserver.ExtraNode {
-	if i != id.Server_ServerRedundancy {
-		return nil
-	}
-	n, _ := u.uaNode(uaServerURIArr)
-	return []uaserver.ExtraNode{n}
 }
 
 // mappingLookup is the optional engine capability of finding one

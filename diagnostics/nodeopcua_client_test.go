@@ -93,16 +93,16 @@ func TestUAServerWithNodeOPCUAClient(t *testing.T) {
 	}
 	var got struct {
 		NS, FirstPage, Items, Pages int
-		Translate               []struct{ Status, Target string }
-		BuildInfo               struct{ ProductName, SoftwareVersion, ManufacturerName string }
-		ServerArray             []string
-		MaxNodesPerBrowse       uint32
-		RedundancySupport       int
-		ServerState             int
-		InputArguments          []string
-		OutputArguments         []string
-		AnonymousCall           string
-		OperatorCall            string
+		Translate                   []struct{ Status, Target string }
+		BuildInfo                   struct{ ProductName, SoftwareVersion, ManufacturerName string }
+		ServerArray                 []string
+		MaxNodesPerBrowse           uint32
+		RedundancySupport           int
+		ServerState                 int
+		InputArguments              []string
+		OutputArguments             []string
+		AnonymousCall               string
+		OperatorCall                string
 	}
 	if err := json.Unmarshal([]byte(stdout.String()), &got); err != nil {
 		t.Fatalf("client output %q: %v", stdout.String(), err)

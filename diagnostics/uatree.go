@@ -85,6 +85,14 @@ func (u *UAServer) uaNode(name string) (uaserver.ExtraNode, bool) {
 		return failoverNode(), true
 	}
 	parent := parentOf(name)
+	if parent == uaItemsObject {
+		// One mapping's object: a lookup, not a scan of every mapping.
+		id := strings.TrimPrefix(name, uaItemsPrefix)
+		if f := u.mappingFlows(id); len(f) > 0 && !strings.Contains(id, "/") {
+			return uaObject(name, parent), true
+		}
+		return uaserver.ExtraNode{}, false
+	}
 	for _, c := range u.uaChildren(parent) {
 		if c.Name == name {
 			return c, true

@@ -2,6 +2,7 @@ package diagnostics
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,13 +15,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/redundancy"
-	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/uaserver"
 )
 
 // The pair's OPC UA endpoint: every node serves the pair's state in the
@@ -31,15 +31,17 @@ import (
 //
 //	i=2267 Server.ServiceLevel (Byte; Part 4, 6.6.2.4.2 sub-ranges, see
 //	       ServiceLevelFor)
-//	i=3709 Server.ServerRedundancy.RedundancySupport (Int32 enum; Hot = 3)
+//	i=2296 Server.ServerRedundancy, a NonTransparentRedundancyType (Part 5,
+//	       6.3.9): RedundancySupport (i=3709, Hot = 3) and the property
+//	       ServerUriArray (ns=<pair>;s=ServerUriArray, String[]): the server
+//	       URI of every bridge node of the pair, this one included, in
+//	       member order (served by the core, package uaserver)
+//	i=2256 ServerStatus with a real BuildInfo (product "uamirror", the
+//	       binary's version), ServerArray, ServerCapabilities (uaserver)
 //
 // Namespace UANamespaceURI (string node ids):
 //
 //	Role, Active (String), Epoch (UInt64), Ready (Boolean)
-//	ServerUriArray (String[]): the partner's server URI. gopcua's nodeset
-//	  has no ServerUriArray under Server.ServerRedundancy (it is declared
-//	  by NonTransparentRedundancyType only), so it is served here and
-//	  browsed as a Property of Server.ServerRedundancy (uatree.go).
 //	ServerUri (String): this node's own server URI (ApplicationUri)
 //	Servers/<name>/Up (Boolean), Servers/<name>/ServiceLevel (Int32)
 //	Mappings/<state> (UInt32): flows per state (pending, ok, held, bad,
@@ -51,8 +53,12 @@ import (
 //	LastSwitchover/Time (DateTime), /From, /To, /Reason (String),
 //	  /Epoch (UInt64)
 //	Method Pair/Failover on object Pair: performs a switchover (on the
-//	  standby, forwards it to the active's admin API). Output: one String,
-//	  empty on success, else the error text (with a Bad status).
+//	  standby, forwards it to the active's admin API). No input; output:
+//	  one String "Error", empty on success, else the error text (with a
+//	  Bad status); both declared by its InputArguments and
+//	  OutputArguments properties. With UAServerConfig.Security only an
+//	  authenticated operator (a UserName session on a signed channel) may
+//	  call it; anyone else gets Bad_UserAccessDenied.
 //
 // Every node is browsable from Objects/Pair (uatree.go). Values are read
 // from the Pair and the engine at Read time; ServiceLevel
@@ -125,6 +131,47 @@ type UAServerConfig struct {
 	Interval time.Duration
 	// Logger; nil discards.
 	Logger *zap.Logger
+	// Version is the software version in BuildInfo (default the
+	// binary's build information).
+	Version string
+	// Security secures the endpoint; nil serves it without security,
+	// which NewUAServer allows only on a loopback address or with
+	// Insecure.
+	Security *UASecurity
+	// Insecure allows a non-loopback endpoint without Security (anyone
+	// who reaches it may read the pair's state and call Failover).
+	Insecure bool
+}
+
+// UASecurity secures the pair's OPC UA endpoint (issue 12.4): only secure
+// endpoints (Basic256Sha256 and Aes256_Sha256_RsaPss, Sign and
+// SignAndEncrypt) with the node's certificate; anonymous sessions may
+// read, browse and subscribe; Failover needs a user of Operators.
+type UASecurity struct {
+	// Certificate (DER, RSA) and Key are the endpoint's; the
+	// certificate's URI SAN must be UAServerURIPrefix + the member id.
+	Certificate []byte
+	Key         *rsa.PrivateKey
+	// Operators maps user names to passwords; each may call Failover
+	// (role UAOperatorRole). A password is accepted only encrypted to
+	// Certificate with the session's nonce.
+	Operators map[string]string
+}
+
+// UAOperatorRole is the role that may call Failover.
+const UAOperatorRole = "operator"
+
+// ErrUAInsecure is returned by NewUAServer for a non-loopback address
+// without UAServerConfig.Security or Insecure.
+var ErrUAInsecure = errors.New("a non-loopback OPC UA endpoint needs security (certificate and operator users) or an explicit insecure flag")
+
+// isLoopbackHost reports whether host names only the loopback interface.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // UAServer is a node's OPC UA endpoint. Start it, then Run it until its
@@ -132,7 +179,7 @@ type UAServerConfig struct {
 type UAServer struct {
 	cfg  UAServerConfig
 	log  *zap.Logger
-	srv  *simserver.Server
+	srv  *uaserver.Server
 	self string
 	http *http.Client
 
@@ -162,27 +209,53 @@ func NewUAServer(cfg UAServerConfig) (*UAServer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Security == nil && !cfg.Insecure && !isLoopbackHost(host) {
+		return nil, fmt.Errorf("diagnostics: opcua address %q: %w", cfg.Addr, ErrUAInsecure)
+	}
 	u := &UAServer{cfg: cfg, log: cfg.Logger.Named("opcua"), self: cfg.Pair.Status().Node,
 		http: &http.Client{Timeout: 10 * time.Second}}
-	srv, err := simserver.New(simserver.Config{
+	if cfg.Security == nil && !isLoopbackHost(host) {
+		u.log.Warn("OPC UA endpoint without security on a non-loopback address: anyone who reaches it may call Failover",
+			zap.String("addr", cfg.Addr))
+	}
+	ucfg := uaserver.Config{
 		Host:           host,
 		Port:           port,
 		NamespaceURI:   UANamespaceURI,
 		Folder:         uaFolder,
 		ApplicationURI: UAServerURIPrefix + u.self,
 		Logger:         cfg.Logger,
-		Extension: &simserver.Extension{
+		LoggerName:     "opcua",
+		Build: uaserver.Build{ApplicationName: "uamirror pair member " + u.self, ProductName: "uamirror",
+			ProductURI: "urn:uamirror:pair", SoftwareVersion: cfg.Version},
+		Redundancy: &uaserver.Redundancy{Support: ua.RedundancySupportHot, ServerURIs: u.serverURIs},
+		Extension: &uaserver.Extension{
 			Var:         u.variable,
-			NS0:         u.ns0,
 			Call:        u.call,
 			CallTimeout: 15 * time.Second,
 			Node:        u.uaNode,
 			Children:    u.uaChildren,
-			NS0Children: u.uaNS0Children,
 			// ServiceLevel is the pair's verdict, never a client's.
 			ServiceLevelReadOnly: true,
 		},
-	})
+	}
+	if sec := cfg.Security; sec != nil {
+		if len(sec.Operators) == 0 {
+			return nil, errors.New("diagnostics: UASecurity.Operators is empty: nobody could call Failover")
+		}
+		for _, p := range []string{"Basic256Sha256", "Aes256_Sha256_RsaPss"} {
+			for _, m := range []ua.MessageSecurityMode{ua.MessageSecurityModeSign, ua.MessageSecurityModeSignAndEncrypt} {
+				ucfg.Security = append(ucfg.Security, uaserver.SecurityPolicy{Policy: p, Mode: m})
+			}
+		}
+		ucfg.SecureOnly, ucfg.AllowAnonymous = true, true
+		ucfg.Certificate, ucfg.PrivateKey = sec.Certificate, sec.Key
+		ucfg.Users, ucfg.Roles = map[string]string{}, map[string][]string{}
+		for name, pw := range sec.Operators {
+			ucfg.Users[name], ucfg.Roles[name] = pw, []string{UAOperatorRole}
+		}
+	}
+	srv, err := uaserver.New(ucfg)
 	if err != nil {
 		return nil, fmt.Errorf("diagnostics: opcua endpoint: %w", err)
 	}
@@ -261,21 +334,20 @@ func value(v any) *ua.DataValue {
 	}
 }
 
-// ns0 serves the namespace-0 variables gopcua's nodeset has without value.
-func (u *UAServer) ns0(i uint32) (*ua.DataValue, bool) {
-	if i == id.Server_ServerRedundancy_RedundancySupport {
-		return value(int32(ua.RedundancySupportHot)), true
-	}
-	return nil, false
-}
-
-// partners returns the server URIs of the other bridge nodes.
-func partners(st redundancy.Status) []string {
+// serverURIs returns the server URIs of the pair's bridge nodes, this
+// one included, in member order (ServerUriArray, Part 5, 6.3.9).
+func (u *UAServer) serverURIs() []string {
+	st := u.cfg.Pair.Status()
 	out := []string{}
+	self := false
 	for _, m := range st.Members {
-		if m.Role == redundancy.RoleNode && m.ID != st.Node {
+		if m.Role == redundancy.RoleNode {
 			out = append(out, UAServerURIPrefix+m.ID)
+			self = self || m.ID == u.self
 		}
+	}
+	if !self {
+		out = append(out, UAServerURIPrefix+u.self)
 	}
 	return out
 }
@@ -283,7 +355,7 @@ func partners(st redundancy.Status) []string {
 // variable serves the variables of namespace UANamespaceURI.
 func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 	switch name {
-	case "Role", "Active", "Epoch", "Ready", "ServerUriArray":
+	case "Role", "Active", "Epoch", "Ready":
 		st := u.cfg.Pair.Status()
 		switch name {
 		case "Role":
@@ -292,10 +364,8 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 			return value(st.Active), true
 		case "Epoch":
 			return value(st.Epoch), true
-		case "Ready":
-			return value(st.Ready), true
 		default:
-			return value(partners(st)), true
+			return value(st.Ready), true
 		}
 	case "ServerUri":
 		return value(UAServerURIPrefix + u.self), true
@@ -417,6 +487,21 @@ func (u *UAServer) call(ctx context.Context, req *ua.CallMethodRequest) *ua.Call
 	}
 	if len(req.InputArguments) != 0 {
 		return &ua.CallMethodResult{StatusCode: ua.StatusBadTooManyArguments}
+	}
+	if u.cfg.Security != nil {
+		if c := uaserver.CallerFrom(ctx); !c.HasRole(UAOperatorRole) {
+			who := c.User
+			if who == "" {
+				who = "anonymous"
+			}
+			u.log.Warn("OPC UA Failover refused: not an authenticated operator", zap.String("user", who),
+				zap.String("channel", c.SecurityMode.String()))
+			if rr, ok := u.cfg.Pair.(refusalRecorder); ok {
+				rr.RecordRefusal("OPC UA", who, "Failover: not an authenticated operator")
+			}
+			return &ua.CallMethodResult{StatusCode: ua.StatusBadUserAccessDenied,
+				OutputArguments: []*ua.Variant{ua.MustVariant("not an authenticated operator")}}
+		}
 	}
 	err := u.cfg.Pair.Switchover(ctx, "", false)
 	var na *redundancy.NotActiveError

@@ -83,7 +83,7 @@ func TestUAServer(t *testing.T) {
 	sl := ua.NewNumericNodeID(0, id.Server_ServiceLevel)
 	vals := read(ua.AttributeIDValue, sl, ua.NewNumericNodeID(0, id.Server_ServerRedundancy_RedundancySupport),
 		pn("Role"), pn("Epoch"), pn("ServerUriArray"), pn("LastSwitchover/From"), pn("Mappings/ok"), pn("Nothing"))
-	want := []any{byte(255), int32(ua.RedundancySupportHot), "active", uint64(3), []string{"urn:uamirror:pair:b"}, "b", uint32(0)}
+	want := []any{byte(255), int32(ua.RedundancySupportHot), "active", uint64(3), []string{"urn:uamirror:pair:a", "urn:uamirror:pair:b"}, "b", uint32(0)}
 	for k, w := range want {
 		if vals[k].Status != ua.StatusOK || fmt.Sprint(vals[k].Value.Value()) != fmt.Sprint(w) {
 			t.Errorf("value %d: %v %v, want %v", k, vals[k].Status, vals[k].Value, w)
@@ -260,7 +260,8 @@ func TestUAServerBrowse(t *testing.T) {
 		t.Errorf("item states %v, want 3 ok, 1 quarantined, 1 disabled", states)
 	}
 
-	// ServerUriArray as a Property of Server.ServerRedundancy (Part 5, 6.3.9).
+	// ServerUriArray (this server included) as a Property of
+	// Server.ServerRedundancy (Part 5, 6.3.9).
 	red := browse(ua.NewNumericNodeID(0, id.Server_ServerRedundancy), ua.BrowseDirectionForward)
 	r, ok := red["ServerUriArray"]
 	switch {
@@ -269,7 +270,7 @@ func TestUAServerBrowse(t *testing.T) {
 	case r.BrowseName.NamespaceIndex != 0 || r.ReferenceTypeID.IntID() != id.HasProperty:
 		t.Errorf("ServerUriArray: browse name %v, reference %v; want 0:ServerUriArray by HasProperty", r.BrowseName, r.ReferenceTypeID)
 	}
-	if dv := readOne(r.NodeID.NodeID, ua.AttributeIDValue); fmt.Sprint(dv.Value.Value()) != "[urn:uamirror:pair:b]" {
+	if dv := readOne(r.NodeID.NodeID, ua.AttributeIDValue); fmt.Sprint(dv.Value.Value()) != "[urn:uamirror:pair:a urn:uamirror:pair:b]" {
 		t.Errorf("ServerUriArray: %v", dv.Value)
 	}
 	if up := browse(r.NodeID.NodeID, ua.BrowseDirectionInverse); up["ServerRedundancy"] == nil {

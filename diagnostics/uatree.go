@@ -8,7 +8,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/uamirror/uamirror/bridge"
-	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/uaserver"
 )
 
 // The browsable tree of the pair's endpoint (see uaserver.go for the
@@ -23,12 +23,14 @@ import (
 //	  Mappings/Items/<id>/Reverse/{…}  (the reverse flow of a "both" mapping)
 //	  LastSwitchover/{Time, From, To, Reason, Epoch}
 //
-// and ServerUriArray is a Property of Server.ServerRedundancy (i=2296) in
-// namespace 0, where Part 5, 6.3.9 (NonTransparentRedundancyType) puts it.
+// (ServerUriArray, the property of Server.ServerRedundancy, and the
+// Failover method's InputArguments and OutputArguments are the core's,
+// package uaserver.)
 //
 // The tree is computed at Browse time from the pair's status and the
-// engine; Mappings/Items lists every mapping in one Browse response
-// (gopcua has no BrowseNext).
+// engine; Mappings/Items lists every mapping, which the core pages with
+// continuation points (at most uaserver.Limits.MaxReferencesPerNode
+// references per response, BrowseNext for the rest).
 
 // uaFolder is the folder's string id: the Pair object.
 const uaFolder = uaPairObject
@@ -42,18 +44,26 @@ var (
 )
 
 const (
-	uaItemsObject  = "Mappings/Items"
-	uaItemsPrefix  = uaItemsObject + "/"
-	uaReverse      = "Reverse"
-	uaServerURIArr = "ServerUriArray"
+	uaItemsObject = "Mappings/Items"
+	uaItemsPrefix = uaItemsObject + "/"
+	uaReverse     = "Reverse"
 )
 
-func uaVar(name, parent string) simserver.ExtraNode {
-	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
+// failoverNode is the Failover method: no input, one String output.
+func failoverNode() uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod,
+		Arguments: true, InputArguments: []*ua.Argument{},
+		OutputArguments: []*ua.Argument{{Name: "Error", DataType: ua.NewNumericNodeID(0, id.String), ValueRank: -1,
+			ArrayDimensions: []uint32{},
+			Description:     &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: "empty on success, else why the switchover was refused"}}}}
 }
 
-func uaObject(name, parent string) simserver.ExtraNode {
-	return simserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassObject}
+func uaVar(name, parent string) uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassVariable}
+}
+
+func uaObject(name, parent string) uaserver.ExtraNode {
+	return uaserver.ExtraNode{Name: name, Parent: parent, BrowseName: lastSegment(name), Class: ua.NodeClassObject}
 }
 
 func lastSegment(name string) string {
@@ -70,26 +80,30 @@ func parentOf(name string) string {
 }
 
 // uaNode describes the node name of the tree, if it exists now.
-func (u *UAServer) uaNode(name string) (simserver.ExtraNode, bool) {
-	switch {
-	case name == uaServerURIArr:
-		return simserver.ExtraNode{Name: name, BrowseName: name, BrowseNS0: true, Class: ua.NodeClassVariable,
-			Property: true, ParentNS0: id.Server_ServerRedundancy}, true
-	case name == uaFailoverMethod:
-		return simserver.ExtraNode{Name: name, BrowseName: "Failover", Class: ua.NodeClassMethod}, true
+func (u *UAServer) uaNode(name string) (uaserver.ExtraNode, bool) {
+	if name == uaFailoverMethod {
+		return failoverNode(), true
 	}
 	parent := parentOf(name)
+	if parent == uaItemsObject {
+		// One mapping's object: a lookup, not a scan of every mapping.
+		id := strings.TrimPrefix(name, uaItemsPrefix)
+		if f := u.mappingFlows(id); len(f) > 0 && !strings.Contains(id, "/") {
+			return uaObject(name, parent), true
+		}
+		return uaserver.ExtraNode{}, false
+	}
 	for _, c := range u.uaChildren(parent) {
 		if c.Name == name {
 			return c, true
 		}
 	}
-	return simserver.ExtraNode{}, false
+	return uaserver.ExtraNode{}, false
 }
 
 // uaChildren lists the children of the object parent ("" is the folder).
-func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
-	var out []simserver.ExtraNode
+func (u *UAServer) uaChildren(parent string) []uaserver.ExtraNode {
+	var out []uaserver.ExtraNode
 	switch {
 	case parent == "":
 		for _, v := range uaTopVars {
@@ -98,7 +112,7 @@ func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
 		for _, o := range uaTopObjects {
 			out = append(out, uaObject(o, ""))
 		}
-		out = append(out, simserver.ExtraNode{Name: uaFailoverMethod, BrowseName: "Failover", Class: ua.NodeClassMethod})
+		out = append(out, failoverNode())
 	case parent == "Servers":
 		if h := u.cfg.Pair.Status().Health; h != nil {
 			for _, s := range h.Servers {
@@ -138,20 +152,11 @@ func (u *UAServer) uaChildren(parent string) []simserver.ExtraNode {
 	return out
 }
 
-func fields(out []simserver.ExtraNode, parent string, names []string) []simserver.ExtraNode {
+func fields(out []uaserver.ExtraNode, parent string, names []string) []uaserver.ExtraNode {
 	for _, f := range names {
 		out = append(out, uaVar(parent+"/"+f, parent))
 	}
 	return out
-}
-
-// uaNS0Children puts ServerUriArray under Server.ServerRedundancy.
-func (u *UAServer) uaNS0Children(i uint32) []simserver.ExtraNode {
-	if i != id.Server_ServerRedundancy {
-		return nil
-	}
-	n, _ := u.uaNode(uaServerURIArr)
-	return []simserver.ExtraNode{n}
 }
 
 // mappingLookup is the optional engine capability of finding one

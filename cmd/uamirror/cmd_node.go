@@ -58,7 +58,10 @@ A node's --config seeds the pair's mirror config at first start; afterwards
 the replicated config is used and a differing local file is reported.
 With --opcua HOST:PORT the member also serves the pair's state on an OPC UA
 endpoint of its own (ServiceLevel, ServerRedundancy, a Failover method; see
-diagnostics/uaserver.go).
+diagnostics/uaserver.go). With --admin-token-file that endpoint is secured
+(Sign/SignAndEncrypt only, certificate in <data>/opcua; anonymous users may
+read; Failover needs the user "operator" with the admin token as password);
+without a token a non-loopback --opcua is refused unless --opcua-insecure.
 
 With --tls-ca/--tls-cert/--tls-key (from 'uamirror pki init-pair') raft and
 the peer link use mutual TLS and only members of the pair can connect, each
@@ -96,6 +99,7 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.DurationVar(&f.lease, "lease", 0, "write lease (default 3/5 of --heartbeat; must be shorter)")
 	fl.DurationVar(&f.maxSkew, "peer-max-skew", time.Minute, "a standby refuses streamed values whose timestamps are further than this in its future")
 	addSecurityFlags(fl) // cmd_node_tls.go
+	addOPCUAFlags(fl)    // cmd_node_opcua.go
 	return cmd
 }
 
@@ -261,7 +265,17 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	var ready strings.Builder
 	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {
-		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: uaPairFor(node, sec), Engine: engine, Logger: log})
+		ucfg, err := opcuaConfig(a, cmd, f, sec, log) // cmd_node_opcua.go
+		if err != nil {
+			_ = ln.Close()
+			return &exitError{code: 2, err: err}
+		}
+		ucfg.Pair, ucfg.Engine, ucfg.Logger = uaPairFor(node, sec), engine, log
+		uas, err := diagnostics.NewUAServer(ucfg)
+		if errors.Is(err, diagnostics.ErrUAInsecure) {
+			_ = ln.Close()
+			return &exitError{code: 2, err: fmt.Errorf("--opcua %s: %w: give --admin-token-file (the OPC UA user %q with the token as password may call Failover) or --opcua-insecure", f.opcua, err, opcuaOperator)}
+		}
 		if err == nil {
 			err = uas.Start(ctx)
 		}

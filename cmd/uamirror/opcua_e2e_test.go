@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/uamirror/uamirror/mapping"
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +16,8 @@ import (
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/pki"
 	"github.com/uamirror/uamirror/test/harness"
 )
 
@@ -131,10 +136,10 @@ func TestOPCUAEndpoint(t *testing.T) {
 				n.pair("Mappings/ok"), n.pair("LastSwitchover/To"), n.pair("Ready"))
 			uris, _ := got[4].([]string)
 			return got[0] == int32(3) && got[1] == role && got[2] == active && got[3] == epoch &&
-				slices.Equal(uris, []string{"urn:uamirror:pair:" + other}) && got[5] == "urn:uamirror:pair:"+id &&
+				slices.Equal(uris, []string{"urn:uamirror:pair:a", "urn:uamirror:pair:b"}) && got[5] == "urn:uamirror:pair:"+id &&
 				got[6] == true && got[7] == true && got[8] == uint32(mappings) && got[9] == active && got[10] == true
 		}) {
-			t.Fatalf("node %s reads %#v; want RedundancySupport 3 (Hot), role %s, active %s, epoch %d, partner %s, servers up, %d mappings ok, last switchover to %s, ready",
+			t.Fatalf("node %s reads %#v; want RedundancySupport 3 (Hot), role %s, active %s, epoch %d, server URIs of a and b (partner %s), servers up, %d mappings ok, last switchover to %s, ready",
 				id, got, role, active, epoch, other, mappings, active)
 		}
 	}
@@ -235,4 +240,88 @@ func TestOPCUAEndpoint(t *testing.T) {
 		}
 	}
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestOPCUANonLoopbackNeedsSecurity: `node --opcua 0.0.0.0:PORT` without
+// an admin token refuses to start (exit 2) unless --opcua-insecure
+// (issue 12: an anonymous client switched the pair over through such an
+// endpoint). With --admin-token-file it starts secured: no None endpoint,
+// an anonymous Failover is refused with Bad_UserAccessDenied, the
+// operator's is authorised (and refused by the pair only because this
+// lone node has no READY standby).
+func TestOPCUANonLoopbackNeedsSecurity(t *testing.T) {
+	dir := t.TempDir()
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
+	uaPort := harness.FreePort(t)
+	args := []string{"node", "--id", "a", "--data", filepath.Join(dir, "a"),
+		"--member", fmt.Sprintf("id=a,role=node,raft=%s,peer=%s,admin=%s", addr(), addr(), addr()),
+		"--member", fmt.Sprintf("id=b,role=node,raft=%s,peer=%s,admin=%s", addr(), addr(), addr()),
+		"--opcua", fmt.Sprintf("0.0.0.0:%d", uaPort)}
+
+	ctx, cancel := context.WithTimeout(harness.Context(t), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "needs security") {
+		t.Fatalf("non-loopback --opcua without security: %v, stderr %q; want exit 2 naming the missing security", err, stderr.String())
+	}
+
+	tokenFile := filepath.Join(dir, "token")
+	const token = "0123456789abcdef-opcua-token"
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := harness.Start(t, append(args, "--admin-token-file", tokenFile)...)
+	if n.Ready("opcua") == "" {
+		t.Fatal("no opcua endpoint in the ready line")
+	}
+	local := fmt.Sprintf("opc.tcp://127.0.0.1:%d", uaPort)
+	eps, err := opcua.GetEndpoints(ctx, local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		if ep.SecurityMode == ua.MessageSecurityModeNone {
+			t.Fatalf("secured --opcua offers %s %s", ep.SecurityPolicyURI, ep.SecurityMode)
+		}
+	}
+	ep, err := opcua.SelectEndpoint(eps, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cder, ckey, err := pki.GenerateCertificate(pki.CertTemplate{AppURI: "urn:uamirror:test:client", Hosts: []string{"localhost"},
+		NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failover := func(auth opcua.Option, tok ua.UserTokenType) ua.StatusCode {
+		t.Helper()
+		c, err := opcua.NewClient(local, opcua.AutoReconnect(false), auth, opcua.SecurityFromEndpoint(ep, tok),
+			opcua.Certificate(cder), opcua.PrivateKey(ckey), opcua.ApplicationURI("urn:uamirror:test:client"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Connect(ctx); err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer c.Close(context.Background())
+		ns, err := c.FindNamespace(ctx, "urn:uamirror:pair")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.NewStringNodeID(ns, "Pair"), MethodID: ua.NewStringNodeID(ns, "Pair/Failover")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode
+	}
+	if got := failover(opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous); got != ua.StatusBadUserAccessDenied {
+		t.Errorf("anonymous Failover: %v, want Bad_UserAccessDenied", got)
+	}
+	if got := failover(opcua.AuthUsername("operator", token), ua.UserTokenTypeUserName); got == ua.StatusBadUserAccessDenied || got == ua.StatusOK {
+		t.Errorf("operator Failover on a lone node: %v, want it authorised and refused by the pair (no READY standby)", got)
+	}
 }

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"context"
@@ -46,6 +46,19 @@ type Server struct {
 	appURI string
 
 	serviceLevel atomic.Pointer[ua.DataValue]
+
+	// userExt is Config.Extension as given (nil: none); cfg.Extension is
+	// it with the core's nodes in front (ns0.go).
+	userExt *Extension
+	// started is the StartTime of ServerStatus.
+	started time.Time
+
+	// users records who each session is (users.go).
+	users sessionUsers
+
+	// cpMu guards cps, the Browse continuation points by id (view.go).
+	cpMu sync.Mutex
+	cps  map[string]*contPoint
 
 	changes, writes, notified, dropped atomic.Uint64
 
@@ -118,25 +131,36 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	cfg.Security = append([]SecurityPolicy(nil), cfg.Security...)
-	log := cfg.Logger.Named("simserver")
+	log := cfg.Logger.Named(cfg.LoggerName)
 	s := &Server{
 		cfg:     cfg,
 		log:     log,
 		stop:    make(chan struct{}),
 		stalled: map[*server.Subscription]struct{}{},
 		libMute: new(atomic.Bool),
+		userExt: cfg.Extension,
+		started: time.Now(),
+		cps:     map[string]*contPoint{},
 	}
+	s.cfg.Extension = s.withCore(cfg.Extension)
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
+	if cfg.Certificate != nil {
+		uri, err := certificateURI(cfg.Certificate, cfg.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("uaserver: %w", err)
+		}
+		s.cert, s.key, s.appURI = cfg.Certificate, cfg.PrivateKey, uri
+	}
 	if cfg.CertFile != "" {
 		cert, key, uri, err := loadCertificate(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("simserver: %w", err)
+			return nil, fmt.Errorf("uaserver: %w", err)
 		}
 		s.cert, s.key, s.appURI = cert, key, uri
 	}
 	j, err := openJournal(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("simserver: %w", err)
+		return nil, fmt.Errorf("uaserver: %w", err)
 	}
 	s.journal = j
 
@@ -188,7 +212,7 @@ func (s *Server) Start(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
 	if err != nil {
-		return fmt.Errorf("simserver: listen: %w", err)
+		return fmt.Errorf("uaserver: listen: %w", err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	host := advertisedHost(s.cfg.Host)
@@ -198,13 +222,13 @@ func (s *Server) Start(ctx context.Context) error {
 	case s.cfg.ApplicationURI != "":
 		s.appURI = s.cfg.ApplicationURI
 	default:
-		s.appURI = "urn:uamirror:simserver:" + net.JoinHostPort(host, strconv.Itoa(port))
+		s.appURI = s.cfg.ApplicationURIPrefix + net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	if s.cert == nil && s.cfg.needsCert() {
 		s.cert, s.key, err = GenerateCertificate(s.appURI, host, s.cfg.Host, "127.0.0.1", "localhost")
 		if err != nil {
 			_ = ln.Close()
-			return fmt.Errorf("simserver: %w", err)
+			return fmt.Errorf("uaserver: %w", err)
 		}
 	}
 
@@ -217,12 +241,12 @@ func (s *Server) Start(ctx context.Context) error {
 		internal, err := freeLoopbackPort()
 		if err != nil {
 			_ = ln.Close()
-			return fmt.Errorf("simserver: %w", err)
+			return fmt.Errorf("uaserver: %w", err)
 		}
 		gs = s.newLib(internal, host, port)
 		var libCtx context.Context
 		libCtx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-		err = gs.Start(libCtx)
+		quietStdLog(func() { err = gs.Start(libCtx) })
 		if err == nil {
 			upstream = net.JoinHostPort("127.0.0.1", strconv.Itoa(internal))
 			break
@@ -230,7 +254,7 @@ func (s *Server) Start(ctx context.Context) error {
 		cancel()
 		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
 			_ = ln.Close()
-			return fmt.Errorf("simserver: starting gopcua server: %w", err)
+			return fmt.Errorf("uaserver: starting gopcua server: %w", err)
 		}
 		s.log.Debug("loopback port taken before gopcua bound it; retrying", zap.Int("port", internal))
 	}
@@ -287,15 +311,18 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 	opts := []server.Option{
 		server.EndPoint("127.0.0.1", internalPort),
 		server.EndPoint(host, port),
-		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
-		server.ServerName("uamirror simserver"),
-		server.ManufacturerName("uamirror"),
-		server.ProductName("uamirror simserver"),
+		server.ServerName(s.cfg.Build.ApplicationName),
+		server.ManufacturerName(s.cfg.Build.ManufacturerName),
+		server.ProductName(s.cfg.Build.ProductName),
+		server.SoftwareVersion(s.cfg.Build.SoftwareVersion),
 		server.SetLogger(libLogger{s: s.log.Named("gopcua").Sugar(), mute: mute}),
 	}
 	if s.cert != nil {
 		opts = append(opts, server.Certificate(s.cert), server.PrivateKey(s.key))
+	}
+	if !s.cfg.SecureOnly {
+		opts = append(opts, server.EnableSecurity("None", ua.MessageSecurityModeNone))
 	}
 	for _, p := range s.cfg.Security {
 		if p.secure() {
@@ -305,7 +332,8 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 	if len(s.cfg.Users) > 0 {
 		opts = append(opts, server.EnableAuthMode(ua.UserTokenTypeUserName))
 	}
-	gs := server.New(opts...)
+	var gs *server.Server
+	quietStdLog(func() { gs = server.New(opts...) })
 	mute.Store(false)
 	gs.AddNamespace(s.ns)
 	if s.ns.folderRefs == nil {
@@ -325,7 +353,7 @@ func (s *Server) newLib(internalPort int, host string, port int) *server.Server 
 		}
 	}
 	s.registerHandlers(gs)
-	if len(s.cfg.Users) > 0 {
+	if sessionServiceLayoutOK() {
 		s.registerUserCheck(gs)
 	}
 	return gs

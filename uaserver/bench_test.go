@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"os"
@@ -25,7 +25,7 @@ import (
 // off by one tick (500 changes, 0.2 %) either way. Run it without -race (the race detector slows gopcua's codec
 // several times):
 //
-//	go test -run XXX -bench Subscribe10k50k ./simserver/
+//	go test -run XXX -bench Subscribe10k50k ./uaserver/
 func BenchmarkSubscribe10k50k(b *testing.B) {
 	const vars, rate = 10000, 50000
 	window := 5 * time.Second

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"time"
@@ -200,10 +200,18 @@ var (
 // refSupertypes lists, for each reference type we return, the types it is
 // a subtype of (Part 5, 11), for Browse with IncludeSubtypes.
 var refSupertypes = map[uint32][]uint32{
-	id.HasComponent:      {id.Aggregates, id.HierarchicalReferences, id.References},
-	id.Organizes:         {id.HierarchicalReferences, id.References},
-	id.HasTypeDefinition: {id.NonHierarchicalReferences, id.References},
-	id.HasProperty:       {id.Aggregates, id.HierarchicalReferences, id.References},
+	id.HasComponent:        {id.Aggregates, id.HasChild, id.HierarchicalReferences, id.References},
+	id.HasOrderedComponent: {id.HasComponent, id.Aggregates, id.HasChild, id.HierarchicalReferences, id.References},
+	id.HasProperty:         {id.Aggregates, id.HasChild, id.HierarchicalReferences, id.References},
+	id.HasSubtype:          {id.HasChild, id.HierarchicalReferences, id.References},
+	id.Organizes:           {id.HierarchicalReferences, id.References},
+	id.HasEventSource:      {id.HierarchicalReferences, id.References},
+	id.HasNotifier:         {id.HasEventSource, id.HierarchicalReferences, id.References},
+	id.HasTypeDefinition:   {id.NonHierarchicalReferences, id.References},
+	id.HasModellingRule:    {id.NonHierarchicalReferences, id.References},
+	id.HasEncoding:         {id.NonHierarchicalReferences, id.References},
+	id.HasDescription:      {id.NonHierarchicalReferences, id.References},
+	id.GeneratesEvent:      {id.NonHierarchicalReferences, id.References},
 }
 
 func refMatches(bd *ua.BrowseDescription, r *ua.ReferenceDescription) bool {
@@ -253,9 +261,9 @@ func (ns *namespace) buildFolderRefs() {
 	ns.folderRefs = refs
 }
 
-// Browse implements server.NameSpace. BrowseNext is not supported, so all
-// references are returned at once whatever RequestedMaxReferencesPerNode
-// says; ResultMask is ignored (every field is filled).
+// Browse implements server.NameSpace: every reference of the node that bd
+// asks for (the Browse service pages them, view.go); ResultMask is
+// ignored (every field is filled).
 func (ns *namespace) Browse(bd *ua.BrowseDescription) *ua.BrowseResult {
 	var all []*ua.ReferenceDescription
 	noType := ua.NewTwoByteExpandedNodeID(0)

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
 )
 
 // Extension lets a caller serve, through the server's hardened handlers,
@@ -85,6 +86,15 @@ type ExtraNode struct {
 	// Property makes a variable a Property (HasProperty, PropertyType)
 	// rather than a component (HasComponent, BaseDataVariableType).
 	Property bool
+	// DataType, when not 0, is the numeric namespace-0 id of a
+	// variable's DataType (default: the type of the value read).
+	DataType uint32
+	// Arguments gives a method its InputArguments and OutputArguments
+	// properties (Part 3, 5.7; node ids <Name>/InputArguments and
+	// <Name>/OutputArguments, browse names in namespace 0) with these
+	// values.
+	Arguments                       bool
+	InputArguments, OutputArguments []*ua.Argument
 }
 
 // serviceLevelReadOnly reports whether clients may not write ServiceLevel.
@@ -245,6 +255,9 @@ func (s *Server) browseExtra(gs *server.Server, bd *ua.BrowseDescription, n Extr
 			all = append(all, s.extraRef(c))
 		}
 	}
+	for _, p := range methodProperties(n) {
+		all = append(all, s.extraRef(p))
+	}
 	return filterRefs(bd, all)
 }
 
@@ -286,6 +299,9 @@ func (s *Server) extraAttribute(nid *ua.NodeID, name string, dv *ua.DataValue, a
 	case ua.AttributeIDValue:
 		return dv
 	case ua.AttributeIDDataType:
+		if dt := s.extraDataType(nid); dt != 0 {
+			return attrValue(ua.NewNumericNodeID(0, dt))
+		}
 		if dv.Value == nil {
 			return attrValue(ua.NewNumericNodeID(0, 24)) // BaseDataType
 		}
@@ -324,6 +340,18 @@ func (s *Server) extraAttribute(nid *ua.NodeID, name string, dv *ua.DataValue, a
 	return attrStatus(ua.StatusBadAttributeIDInvalid)
 }
 
+// extraDataType returns the declared DataType of an extra variable or a
+// core namespace-0 variable, or 0 when its value's type says it.
+func (s *Server) extraDataType(nid *ua.NodeID) uint32 {
+	if nid.Namespace() == 0 && isNumeric(nid) {
+		return ns0DataTypes[nid.IntID()]
+	}
+	if n, ok := s.extraNode(nid); ok {
+		return n.DataType
+	}
+	return 0
+}
+
 // NotifyExtra hands the current value of the extra variable
 // ns=<server's namespace>;s=name to its monitored items. Call it when
 // the value changed; it is cheap when nobody monitors the variable.
@@ -346,7 +374,7 @@ func (s *Server) NotifyExtra(name string) {
 
 // call serves Call (Part 4, 5.11.2) through Extension.Call. It runs on
 // gopcua's service goroutine: each call is bounded by CallTimeout.
-func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
+func (s *Server) call(gs *server.Server, sc *uasc.SecureChannel, r ua.Request) ua.Response {
 	req, ok := r.(*ua.CallRequest)
 	switch {
 	case !ok:
@@ -355,7 +383,10 @@ func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
 		return fault(r, ua.StatusBadSessionIDInvalid)
 	case len(req.MethodsToCall) == 0:
 		return fault(r, ua.StatusBadNothingToDo)
+	case tooMany(len(req.MethodsToCall), s.cfg.Limits.MaxNodesPerMethodCall):
+		return fault(r, ua.StatusBadTooManyOperations)
 	}
+	who := s.caller(sc, req.RequestHeader)
 	timeout := s.cfg.Extension.CallTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -364,7 +395,7 @@ func (s *Server) call(gs *server.Server, r ua.Request) ua.Response {
 	for k, m := range req.MethodsToCall {
 		var res *ua.CallMethodResult
 		if m != nil && m.ObjectID != nil && m.MethodID != nil {
-			ctx, cancel := context.WithTimeout(s.stopCtx, timeout)
+			ctx, cancel := context.WithTimeout(context.WithValue(s.stopCtx, callerKey{}, who), timeout)
 			res = s.cfg.Extension.Call(ctx, m)
 			cancel()
 		}

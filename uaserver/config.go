@@ -1,6 +1,7 @@
-package simserver
+package uaserver
 
 import (
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +22,11 @@ const (
 // Sentinel errors; returned errors wrap them.
 var (
 	// ErrInvalidConfig wraps every problem Validate finds.
-	ErrInvalidConfig = errors.New("simserver: invalid config")
+	ErrInvalidConfig = errors.New("uaserver: invalid config")
 	// ErrClosed is returned by Start after Close.
-	ErrClosed = errors.New("simserver: closed")
+	ErrClosed = errors.New("uaserver: closed")
 	// ErrStarted is returned by a second Start.
-	ErrStarted = errors.New("simserver: already started")
+	ErrStarted = errors.New("uaserver: already started")
 )
 
 // SecurityPolicy is one endpoint security configuration to offer besides
@@ -163,7 +164,7 @@ type Config struct {
 	// urn:uamirror:simserver).
 	NamespaceURI string
 	// ApplicationURI is the server's application URI and the URI SAN of a
-	// generated certificate (default urn:uamirror:simserver:<host>:<port>).
+	// generated certificate (default ApplicationURIPrefix<host>:<port>).
 	// A loaded certificate's own URI SAN takes precedence.
 	ApplicationURI string
 	// Security lists the secure endpoints to offer besides None.
@@ -172,6 +173,15 @@ type Config struct {
 	// and key. When both are empty and Security asks for a secure policy,
 	// a self-signed certificate is generated in memory.
 	CertFile, KeyFile string
+	// Certificate (DER) and PrivateKey are the server's certificate and
+	// key in memory, instead of CertFile and KeyFile. The certificate's
+	// URI SAN becomes the ApplicationURI.
+	Certificate []byte
+	PrivateKey  *rsa.PrivateKey
+	// SecureOnly offers no None endpoint: only the secure ones in
+	// Security. (gopcua still accepts a None secure channel for
+	// discovery; a method learns the channel's mode, see Caller.)
+	SecureOnly bool
 	// Journal, when set, receives every accepted Write as one JSON line.
 	Journal io.Writer
 	// JournalFile, when set, is a file the JSON lines are appended to.
@@ -183,6 +193,19 @@ type Config struct {
 	RejectTimestamps bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *zap.Logger
+	// LoggerName names the server's logger (default "uaserver").
+	LoggerName string
+	// ApplicationURIPrefix + host:port is the default ApplicationURI
+	// (default "urn:uamirror:uaserver:").
+	ApplicationURIPrefix string
+	// Limits are the operation limits (defaults: see Limits).
+	Limits Limits
+	// Redundancy, when set, makes the server a member of a
+	// non-transparent redundant set (see Redundancy).
+	Redundancy *Redundancy
+	// Build is the server's identity: ApplicationName and BuildInfo
+	// (Part 5, 6.3.1 and 12.4). Empty fields take DefaultBuild's.
+	Build Build
 	// Extension, when set, adds computed read-only variables and a Call
 	// handler (see Extension).
 	Extension *Extension
@@ -195,6 +218,12 @@ type Config struct {
 	// Bad_UserAccessDenied. It needs a secure endpoint in Security
 	// (gopcua offers UserName tokens only there).
 	Users map[string]string
+	// AllowAnonymous accepts anonymous sessions besides Users (they
+	// can read, browse and subscribe; a method sees an anonymous
+	// Caller).
+	AllowAnonymous bool
+	// Roles lists the roles of each user of Users (see Caller.HasRole).
+	Roles map[string][]string
 }
 
 // DefaultConfig returns the configuration of the simserver command's
@@ -221,6 +250,14 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.LoggerName == "" {
+		c.LoggerName = "uaserver"
+	}
+	if c.ApplicationURIPrefix == "" {
+		c.ApplicationURIPrefix = "urn:uamirror:uaserver:"
+	}
+	c.Build = c.Build.withDefaults()
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -269,7 +306,21 @@ func (c Config) Validate() error {
 		}
 	}
 	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
-		bad("Users: this gopcua version's SessionService layout is not the one simserver/users.go expects")
+		bad("Users: this gopcua version's SessionService layout is not the one uaserver/users.go expects")
+	}
+	if c.SecureOnly && !c.needsCert() {
+		bad("SecureOnly: Security offers no secure endpoint")
+	}
+	if (c.Certificate == nil) != (c.PrivateKey == nil) {
+		bad("Certificate, PrivateKey: give both or neither")
+	}
+	if c.Certificate != nil && c.CertFile != "" {
+		bad("Certificate and CertFile %q: give at most one", c.CertFile)
+	}
+	for u := range c.Roles {
+		if _, ok := c.Users[u]; !ok {
+			bad("Roles: user %q is not one of Users", u)
+		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		bad("CertFile %q, KeyFile %q: give both or neither", c.CertFile, c.KeyFile)

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"time"
@@ -22,8 +22,8 @@ import (
 // server in an unexported field). They are the session services (built
 // on unexported state) and the ones it answers Bad_ServiceUnsupported:
 // node management, query, Call (unless Extension.Call is set: then ours,
-// guarded, in extension.go), history, BrowseNext,
-// TranslateBrowsePathsToNodeIds, RegisterNodes, Cancel.
+// guarded, in extension.go), history, Cancel. The View services are ours
+// (view.go).
 //
 // Where the Subscription services delegate to gopcua, they call the
 // exported SubscriptionService, created by gopcua's Start, at request
@@ -53,8 +53,16 @@ func (s *Server) registerHandlers(gs *server.Server) {
 	reg(id.ReadRequest_Encoding_DefaultBinary, "Read", plain(s.read))
 	reg(id.WriteRequest_Encoding_DefaultBinary, "Write", plain(s.write))
 	reg(id.BrowseRequest_Encoding_DefaultBinary, "Browse", plain(s.browse))
+	reg(id.BrowseNextRequest_Encoding_DefaultBinary, "BrowseNext", plain(s.browseNext))
+	reg(id.TranslateBrowsePathsToNodeIDsRequest_Encoding_DefaultBinary, "TranslateBrowsePathsToNodeIds",
+		plain(s.translateBrowsePaths))
+	reg(id.RegisterNodesRequest_Encoding_DefaultBinary, "RegisterNodes", plain(s.registerNodes))
+	reg(id.UnregisterNodesRequest_Encoding_DefaultBinary, "UnregisterNodes", plain(s.unregisterNodes))
 	if x := s.cfg.Extension; x != nil && x.Call != nil {
-		reg(id.CallRequest_Encoding_DefaultBinary, "Call", plain(s.call))
+		reg(id.CallRequest_Encoding_DefaultBinary, "Call",
+			func(sc *uasc.SecureChannel, r ua.Request, _ uint32) (ua.Response, error) {
+				return s.call(gs, sc, r), nil
+			})
 	}
 
 	reg(id.CreateSubscriptionRequest_Encoding_DefaultBinary, "CreateSubscription",
@@ -387,7 +395,8 @@ func storedValue(w *ua.DataValue, now time.Time) *ua.DataValue {
 	return dv
 }
 
-// browse serves Browse (Part 4, 5.8.2) from the namespaces' Browse.
+// browse serves Browse (Part 4, 5.8.2): browseAll per node, cut to
+// the reference limit with a continuation point (view.go).
 func (s *Server) browse(gs *server.Server, r ua.Request) ua.Response {
 	req, ok := r.(*ua.BrowseRequest)
 	switch {
@@ -397,33 +406,52 @@ func (s *Server) browse(gs *server.Server, r ua.Request) ua.Response {
 		return fault(r, ua.StatusBadSessionIDInvalid)
 	case len(req.NodesToBrowse) == 0:
 		return fault(r, ua.StatusBadNothingToDo)
+	case tooMany(len(req.NodesToBrowse), s.cfg.Limits.MaxNodesPerBrowse):
+		return fault(r, ua.StatusBadTooManyOperations)
 	}
+	max := s.browseLimit(req.RequestedMaxReferencesPerNode)
 	results := make([]*ua.BrowseResult, len(req.NodesToBrowse))
 	for k, bd := range req.NodesToBrowse {
-		if bd == nil || bd.NodeID == nil {
-			results[k] = &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDInvalid}
-			continue
+		res := s.browseAll(gs, bd)
+		if res.StatusCode == ua.StatusGood {
+			res = s.page(gs, req.RequestHeader.AuthenticationToken, res.References, max)
 		}
-		if bd.BrowseDirection > ua.BrowseDirectionBoth {
-			results[k] = &ua.BrowseResult{StatusCode: ua.StatusBadBrowseDirectionInvalid}
-			continue
-		}
-		if n, ok := s.extraNode(bd.NodeID); ok {
-			results[k] = s.browseExtra(gs, bd, n)
-			continue
-		}
-		nsp, err := gs.Namespace(int(bd.NodeID.Namespace()))
-		if err != nil {
-			results[k] = &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDUnknown}
-			continue
-		}
-		results[k] = nsp.Browse(bd)
-		if extra := s.extraChildren(bd.NodeID, false); len(extra) > 0 && results[k].StatusCode == ua.StatusGood {
-			results[k].References = append(results[k].References, filterRefs(bd, extra).References...)
-		}
+		results[k] = res
 	}
 	return &ua.BrowseResponse{ResponseHeader: respHeader(r, ua.StatusOK), Results: results,
 		DiagnosticInfos: []*ua.DiagnosticInfo{}}
+}
+
+// browseAll returns every reference of one node that bd asks for: the
+// extension's nodes, our namespace, and namespace 0 from gopcua's nodeset
+// (asked for every reference and filtered here: gopcua's own filter loops
+// on some reference types without subtypes) with the core's corrections
+// (ns0.go) and the extension's children.
+func (s *Server) browseAll(gs *server.Server, bd *ua.BrowseDescription) *ua.BrowseResult {
+	switch {
+	case bd == nil || bd.NodeID == nil:
+		return &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDInvalid}
+	case bd.BrowseDirection > ua.BrowseDirectionBoth:
+		return &ua.BrowseResult{StatusCode: ua.StatusBadBrowseDirectionInvalid}
+	}
+	if n, ok := s.extraNode(bd.NodeID); ok {
+		return s.browseExtra(gs, bd, n)
+	}
+	nsp, err := gs.Namespace(int(bd.NodeID.Namespace()))
+	if err != nil {
+		return &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDUnknown}
+	}
+	if bd.NodeID.Namespace() != 0 {
+		return nsp.Browse(bd)
+	}
+	res := nsp.Browse(&ua.BrowseDescription{NodeID: bd.NodeID, BrowseDirection: ua.BrowseDirectionBoth,
+		ReferenceTypeID: ua.NewTwoByteNodeID(0), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)})
+	if res.StatusCode != ua.StatusGood {
+		return res
+	}
+	refs := s.fixNS0Refs(bd.NodeID, res.References)
+	refs = append(refs, s.extraChildren(bd.NodeID, false)...)
+	return filterRefs(bd, refs)
 }
 
 // publicEndpoints are gopcua's endpoint descriptions for the public URL,

@@ -1,4 +1,4 @@
-package simserver
+package uaserver
 
 import (
 	"crypto/rsa"
@@ -20,7 +20,7 @@ func GenerateCertificate(appURI string, hosts ...string) ([]byte, *rsa.PrivateKe
 	if appURI == "" {
 		return nil, nil, fmt.Errorf("application URI %q: not an absolute URI", appURI)
 	}
-	return pki.GenerateCertificate(pki.CertTemplate{AppURI: appURI, Hosts: hosts, CommonName: "uamirror simserver",
+	return pki.GenerateCertificate(pki.CertTemplate{AppURI: appURI, Hosts: hosts, CommonName: "uamirror",
 		NotAfter: time.Now().AddDate(10, 0, 0)})
 }
 
@@ -74,4 +74,21 @@ func parseRSAKey(der []byte) (*rsa.PrivateKey, error) {
 		return nil, errors.New("not an RSA key (OPC UA security policies need RSA)")
 	}
 	return rk, nil
+}
+
+// certificateURI checks that key belongs to the certificate der and
+// returns the certificate's first URI SAN ("" when it has none).
+func certificateURI(der []byte, key *rsa.PrivateKey) (string, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", fmt.Errorf("parsing certificate: %w", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || key == nil || !pub.Equal(&key.PublicKey) {
+		return "", errors.New("certificate and key do not match")
+	}
+	if len(cert.URIs) > 0 {
+		return cert.URIs[0].String(), nil
+	}
+	return "", nil
 }

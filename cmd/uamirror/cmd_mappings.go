@@ -19,12 +19,10 @@ import (
 	"github.com/uamirror/uamirror/mapping"
 )
 
-func init() { extraCommands = append(extraCommands, newMappingsCmd) }
-
 func newMappingsCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mappings",
-		Short: "Import and export item mappings (CSV ⇄ YAML)",
+		Short: "Mappings: import and export (CSV ⇄ YAML), apply to a pair, list the running ones",
 	}
 	var into, out string
 	imp := &cobra.Command{

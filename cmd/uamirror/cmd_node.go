@@ -25,12 +25,6 @@ import (
 	"github.com/uamirror/uamirror/redundancy"
 )
 
-func init() {
-	extraCommands = append(extraCommands,
-		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleNode) },
-		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleArbiter) })
-}
-
 // pairFlags are the flags shared by `node` and `arbiter`.
 type pairFlags struct {
 	id, data, admin, config string
@@ -80,10 +74,10 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.StringVar(&f.data, "data", "", "data directory (raft log and snapshots)")
 	fl.StringVar(&f.admin, "admin", "", "admin API listen address (default: this member's admin=)")
 	fl.StringVar(&f.opcua, "opcua", "", "serve the pair's state on an OPC UA endpoint at HOST:PORT (empty: off)")
-	fl.StringArrayVar(&f.members, "member", nil, "a member: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
+	fl.StringArrayVar(&f.members, "member", nil, "a `member`: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
 	if role == redundancy.RoleNode {
 		fl.StringVarP(&f.config, "config", "c", "", "mirror config (YAML) that seeds the pair at first start")
-		fl.StringArrayVar(&f.overrides, "server-endpoint", nil, "NAME=URL: this node reaches server NAME at URL (node-local; repeat)")
+		fl.StringArrayVar(&f.overrides, "server-endpoint", nil, "`NAME=URL`: this node reaches server NAME at URL (node-local; repeat)")
 	}
 	fl.StringVar(&f.policy, "policy", "any", "server monitor policy: any or all")
 	fl.DurationVar(&f.faultDelay, "fault-delay", 2*time.Second, "a server must be failed this long before the monitor acts")

@@ -30,23 +30,14 @@ const (
 
 const defaultNode = "http://127.0.0.1:7201"
 
-func init() {
-	extraCommands = append(extraCommands, newSwitchoverCmd, newStatusCmd, newEventsCmd)
-}
-
 func nodeFlag(cmd *cobra.Command, a *app) {
-	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL; env UAMIRROR_NODE)")
+	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL)")
 	addCredFlags(cmd) // cmd_pairctl_auth.go
 }
 
-// nodeURL is --node if given, else $UAMIRROR_NODE, else the local default.
-// (Several commands share the flag name, so it is read per command rather
-// than through one viper key.)
+// nodeURL is --node (or UAMIRROR_NODE, see env.go), else the local default.
 func nodeURL(cmd *cobra.Command) string {
-	if f := cmd.Flags().Lookup("node"); f != nil && f.Changed {
-		return f.Value.String()
-	}
-	if v := os.Getenv("UAMIRROR_NODE"); v != "" {
+	if v, _ := cmd.Flags().GetString("node"); v != "" {
 		return v
 	}
 	return defaultNode

@@ -87,17 +87,17 @@ func ServiceLevelFor(st redundancy.Status) byte {
 		}
 	}
 	switch st.Role {
-	case "active":
+	case redundancy.PairActive:
 		if st.Ready && !down {
 			return ServiceLevelActive
 		}
 		return ServiceLevelActiveDegraded
-	case "standby":
+	case redundancy.PairStandby:
 		if st.Ready {
 			return ServiceLevelStandbyReady
 		}
 		return ServiceLevelStandbyDegraded
-	case "arbiter", "":
+	case redundancy.PairArbiter, "":
 		return ServiceLevelMaintenance
 	}
 	return ServiceLevelNoData
@@ -210,7 +210,8 @@ func (u *UAServer) Run(ctx context.Context) error {
 	defer t.Stop()
 	var last struct {
 		level              byte
-		role, active       string
+		role               redundancy.PairRole
+		active             string
 		epoch              uint64
 		ready, initialised bool
 	}

@@ -289,12 +289,12 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 			case err != nil:
 				roles = append(roles, m.id+"=down")
 			default:
-				r := st.Role
-				if st.Role == "standby" && st.Ready {
+				r := string(st.Role)
+				if st.Role == redundancy.PairStandby && st.Ready {
 					r = "standby(READY)"
 				}
 				roles = append(roles, m.id+"="+r)
-				if st.Role == "active" {
+				if st.Role == redundancy.PairActive {
 					active, epoch = m.id, st.Epoch
 				}
 			}

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,9 +142,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
 	mr := &memberRole{}
-	mr.role.Store("standby") // a node starts as standby (gate closed)
+	mr.role.Store(redundancy.PairStandby) // a node starts as standby (gate closed)
 	if role == redundancy.RoleArbiter {
-		mr.role.Store("arbiter")
+		mr.role.Store(redundancy.PairArbiter)
 	}
 	log := a.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return diagnostics.RoleFields(c, mr.get)
@@ -223,14 +221,13 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if sec.adminTLS != nil {
 		ln, adminScheme = tls.NewListener(ln, sec.adminTLS), "https"
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errCh := make(chan error, 3) // Run, Serve and the OPC UA endpoint
+	// The member's components run as one group (group.go): the first to
+	// return stops the others; runMember returns after all have returned.
+	g := newGroup(ctx)
+	defer g.cancel() // also on the early returns below
 	mr.node.Store(node)
 	if _, ok := any(node).(roleReporter); !ok {
-		wg.Add(1)
-		go func() { defer wg.Done(); mr.follow(ctx, node) }()
+		g.add("role follower", func(ctx context.Context) error { mr.follow(ctx, node); return nil })
 	}
 	// The engine is asked for on every request: the node rebuilds it when
 	// the pair's config changes.
@@ -247,29 +244,19 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if f.opcua != "" {
 		uas, err := diagnostics.NewUAServer(diagnostics.UAServerConfig{Addr: f.opcua, Pair: uaPairFor(node, sec), Engine: engine, Logger: log})
 		if err == nil {
-			err = uas.Start(ctx)
+			err = uas.Start(g.ctx)
 		}
 		if err != nil {
 			_ = ln.Close()
 			return &exitError{code: 1, err: fmt.Errorf("--opcua %s: %w", f.opcua, err)}
 		}
 		fmt.Fprintf(&ready, " opcua=%s", uas.Endpoint())
-		wg.Add(1)
-		go func() { defer wg.Done(); errCh <- uas.Run(ctx); cancel() }()
+		g.add("OPC UA endpoint", uas.Run)
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); errCh <- node.Run(ctx); cancel() }()
-	go func() { defer wg.Done(); errCh <- admin.Serve(ctx, ln); cancel() }()
+	g.add("pair node", node.Run) // raft, the peer link and the engine
+	g.add("admin API", func(ctx context.Context) error { return admin.Serve(ctx, ln) })
 	fmt.Fprintln(cmd.OutOrStdout(), ready.String())
-	wg.Wait()
-	close(errCh)
-	var errs []error
-	for e := range errCh {
-		if e != nil && !errors.Is(e, context.Canceled) {
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
+	return g.wait()
 }
 
 // withEndpointOverrides returns a copy of mc in which the named servers
@@ -345,7 +332,7 @@ func certWarnings(st bridge.Stats, now time.Time) []string {
 // roleReporter is the optional capability of a pair member to report its
 // role and epoch cheaply (from atomics), for every log line.
 type roleReporter interface {
-	Role() (role string, epoch uint64)
+	Role() (role redundancy.PairRole, epoch uint64)
 }
 
 // memberRole is the RoleFunc of a member's logger. The logger exists
@@ -354,9 +341,13 @@ type roleReporter interface {
 // refreshes a copy from Status every followInterval.
 type memberRole struct {
 	node  atomic.Pointer[redundancy.Node]
-	role  atomic.Value // string
+	role  atomic.Value // redundancy.PairRole
 	epoch atomic.Uint64
 }
+
+// The node reports its role cheaply; without this check a change of the
+// signature would silently fall back to following Status.
+var _ roleReporter = (*redundancy.Node)(nil)
 
 // followInterval is how stale the logged role may be without a
 // roleReporter.
@@ -365,11 +356,12 @@ const followInterval = 200 * time.Millisecond
 func (m *memberRole) get() (string, uint64) {
 	if n := m.node.Load(); n != nil {
 		if rr, ok := any(n).(roleReporter); ok {
-			return rr.Role()
+			r, epoch := rr.Role()
+			return string(r), epoch
 		}
 	}
-	r, _ := m.role.Load().(string)
-	return r, m.epoch.Load()
+	r, _ := m.role.Load().(redundancy.PairRole)
+	return string(r), m.epoch.Load()
 }
 
 func (m *memberRole) follow(ctx context.Context, n *redundancy.Node) {

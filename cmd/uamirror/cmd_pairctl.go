@@ -166,7 +166,7 @@ func newStatusCmd(a *app) *cobra.Command {
 
 func printStatus(w io.Writer, st redundancy.Status) {
 	fmt.Fprintf(w, "node %s: %s   active: %s   epoch: %d   policy: %s   ready: %v\n",
-		st.Node, strings.ToUpper(st.Role), st.Active, st.Epoch, st.Policy, st.Ready)
+		st.Node, strings.ToUpper(string(st.Role)), st.Active, st.Epoch, st.Policy, st.Ready)
 	if st.LocalDiff != "" {
 		fmt.Fprintln(w, "WARNING:", st.LocalDiff)
 	}
@@ -203,7 +203,7 @@ func printStatus(w io.Writer, st redundancy.Status) {
 			fmt.Fprintln(w, "WARNING:", wn)
 		}
 	}
-	if st.Role == "active" {
+	if st.Role == redundancy.PairActive {
 		fmt.Fprintf(w, "standby ready: %v\n", st.StandbyReady)
 	}
 }

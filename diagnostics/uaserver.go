@@ -288,7 +288,7 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 		st := u.cfg.Pair.Status()
 		switch name {
 		case "Role":
-			return value(st.Role), true
+			return value(string(st.Role)), true
 		case "Active":
 			return value(st.Active), true
 		case "Epoch":

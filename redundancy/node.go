@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/mapping"
@@ -211,7 +210,7 @@ func (n *Node) openRaft() error {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	store, err := openRaftStore(n.cfg.DataDir, n.log)
 	if err != nil {
 		return fmt.Errorf("raft store in %s: %w", n.cfg.DataDir, err)
 	}
@@ -683,7 +682,7 @@ func (n *Node) ForcePromote(ctx context.Context) error {
 	}
 	n.log.Warn("FORCED PROMOTION: rewriting the pair's membership to this node alone (the other member is assumed dead)")
 	n.closeRaft()
-	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	store, err := openRaftStore(n.cfg.DataDir, n.log)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -72,17 +71,6 @@ func startBrowser(t *testing.T) *chrome {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return &chrome{t: t, ctx: ctx}
-}
-
-func httpJSON(u string, out any) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	defer c.CloseIdleConnections()
-	res, err := c.Get(u)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	return json.NewDecoder(res.Body).Decode(out)
 }
 
 // cdpRun runs one DevTools action with browserCallTimeout.

@@ -15,7 +15,8 @@ import (
 // (envName). A flag given on the command line wins. A repeated flag
 // (--member, --server-endpoint, --tls-pin, …) takes several values from
 // one variable, separated by spaces or newlines (--tls-pin also by
-// commas). An empty variable counts as unset.
+// commas). An empty variable counts as unset. The flags in envSkip have
+// no environment form.
 //
 // Besides the flags, UAMIRROR_TOKEN holds the admin API token itself (the
 // operator commands; --token-file wins).
@@ -29,8 +30,20 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// envSkip are the flags with no environment form.
-var envSkip = map[string]bool{"help": true}
+// envSkip are the flags with no environment form, and why.
+var envSkip = map[string]string{
+	"help": "",
+	// A variable left in a shell profile must never turn every switchover
+	// into a forced one (a forced promotion of a lone survivor can make a
+	// second writer when the other node is not really down).
+	"force": "command line only: never from the environment",
+}
+
+// envSkipped reports whether flag name has no environment form.
+func envSkipped(name string) bool {
+	_, ok := envSkip[name]
+	return ok
+}
 
 // envListSep splits the value of a repeated flag's variable.
 func envListSep(flag string) func(rune) bool {
@@ -53,7 +66,7 @@ func applyEnv(cmd *cobra.Command) error {
 	var errs []error
 	fs := cmd.Flags()
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || envSkip[f.Name] {
+		if f.Changed || envSkipped(f.Name) {
 			return
 		}
 		env := envName(f.Name)
@@ -76,10 +89,13 @@ func applyEnv(cmd *cobra.Command) error {
 }
 
 // bindEnv names the environment form in the help text of every flag of
-// cmd and its subcommands (" [$UAMIRROR_DATA]").
+// cmd and its subcommands (" [$UAMIRROR_DATA]"), or says there is none.
 func bindEnv(cmd *cobra.Command) {
 	annotate := func(f *pflag.Flag) {
-		if envSkip[f.Name] {
+		if why, ok := envSkip[f.Name]; ok {
+			if why != "" && !strings.Contains(f.Usage, why) {
+				f.Usage += " (" + why + ")"
+			}
 			return
 		}
 		tag := "[$" + envName(f.Name) + "]"

@@ -22,7 +22,7 @@ func commandPaths(t *testing.T) [][]string {
 	t.Helper()
 	var paths [][]string
 	walk(newRootCmd(), func(c *cobra.Command) {
-		if c.Name() == "help" || c.Name() == "completion" {
+		if c.Name() == "help" {
 			return
 		}
 		paths = append(paths, strings.Fields(strings.TrimPrefix(c.CommandPath(), "uamirror")))
@@ -81,6 +81,13 @@ func TestEveryFlagHasItsEnvForm(t *testing.T) {
 					return
 				}
 				env := envName(f.Name)
+				if why, skipped := envSkip[f.Name]; skipped {
+					if !strings.Contains(help, why) || strings.Contains(help, "[$"+env+"]") {
+						t.Errorf("--%s has no environment form: the help must say so (%q) and name no variable:\n%s", f.Name, why, help)
+					}
+					t.Setenv(env, "true") // must be ignored
+					return
+				}
 				if !strings.Contains(help, "--"+f.Name) || !strings.Contains(help, "[$"+env+"]") {
 					t.Errorf("--%s: the help does not show it with [$%s]:\n%s", f.Name, env, help)
 				}
@@ -99,6 +106,12 @@ func TestEveryFlagHasItsEnvForm(t *testing.T) {
 			}
 			cmd.Flags().VisitAll(func(f *pflag.Flag) {
 				if f.Name == "help" || f.Hidden {
+					return
+				}
+				if envSkipped(f.Name) {
+					if f.Changed {
+						t.Errorf("--%s was set from %s, which it must ignore", f.Name, envName(f.Name))
+					}
 					return
 				}
 				_, want := envSample(t, f)

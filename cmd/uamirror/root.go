@@ -77,6 +77,7 @@ with 'uamirror validate FILE' before 'uamirror run --config FILE'.`,
 	_ = a.v.BindPFlags(pf)
 
 	root.AddCommand(commands(a)...)
+	root.InitDefaultCompletionCmd() // now, so that bindEnv sees its flags
 	bindEnv(root)
 	return root
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/redundancy"
 )
 
 // newRegistry builds the admin API's own registry (never the global
@@ -73,8 +74,8 @@ func (c *pairCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *pairCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.pair.Status()
-	for _, r := range []string{"active", "standby", "arbiter"} {
-		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, b2f(st.Role == r), r)
+	for _, r := range []redundancy.PairRole{redundancy.PairActive, redundancy.PairStandby, redundancy.PairArbiter} {
+		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, b2f(st.Role == r), string(r))
 	}
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(st.Epoch))
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, b2f(st.Ready))

@@ -94,7 +94,7 @@ func (a *Admin) summary(w http.ResponseWriter, _ *http.Request) {
 }
 
 func summarize(st redundancy.Status, e Engine) Summary {
-	s := Summary{Node: st.Node, Role: st.Role, Epoch: st.Epoch, Active: st.Active, Time: time.Now(),
+	s := Summary{Node: st.Node, Role: string(st.Role), Epoch: st.Epoch, Active: st.Active, Time: time.Now(),
 		Servers: []ServerSummary{}, Mappings: MappingsSummary{States: map[string]int{}, Problems: []MappingItem{}}}
 	for _, ms := range mappingStates {
 		s.Mappings.States[ms.String()] = 0

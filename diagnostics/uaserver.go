@@ -93,17 +93,17 @@ func ServiceLevelFor(st redundancy.Status) byte {
 		}
 	}
 	switch st.Role {
-	case "active":
+	case redundancy.PairActive:
 		if st.Ready && !down {
 			return ServiceLevelActive
 		}
 		return ServiceLevelActiveDegraded
-	case "standby":
+	case redundancy.PairStandby:
 		if st.Ready {
 			return ServiceLevelStandbyReady
 		}
 		return ServiceLevelStandbyDegraded
-	case "arbiter", "":
+	case redundancy.PairArbiter, "":
 		return ServiceLevelMaintenance
 	}
 	return ServiceLevelNoData
@@ -283,7 +283,8 @@ func (u *UAServer) Run(ctx context.Context) error {
 	defer t.Stop()
 	var last struct {
 		level              byte
-		role, active       string
+		role               redundancy.PairRole
+		active             string
 		epoch              uint64
 		ready, initialised bool
 	}
@@ -359,7 +360,7 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 		st := u.cfg.Pair.Status()
 		switch name {
 		case "Role":
-			return value(st.Role), true
+			return value(string(st.Role)), true
 		case "Active":
 			return value(st.Active), true
 		case "Epoch":

@@ -32,6 +32,21 @@ const (
 	RoleArbiter Role = "arbiter"
 )
 
+// PairRole is what a member is in the pair right now: a node is active
+// or standby, an arbiter is an arbiter. Its string ("active", "standby",
+// "arbiter") is what Status carries in JSON, metrics and log lines.
+type PairRole string
+
+// Pair roles.
+const (
+	// PairActive: the node that writes (it holds the lease).
+	PairActive PairRole = "active"
+	// PairStandby: a node that mirrors into nothing, ready to take over.
+	PairStandby PairRole = "standby"
+	// PairArbiter: the arbiter (it never mirrors).
+	PairArbiter PairRole = "arbiter"
+)
+
 // Member is one member of the pair.
 type Member struct {
 	ID   string

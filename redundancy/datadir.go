@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.uber.org/zap"
 )
 
@@ -65,4 +66,88 @@ func (n *Node) dataDirProblem() string {
 		return *p
 	}
 	return ""
+}
+
+// The raft log and stable store in the data directory. uamirror wrote
+// raftStoreV1 with raft-boltdb v1 (boltdb, archived); it now keeps the
+// store in raftStoreFile with raft-boltdb/v2 (bbolt) and migrates a v1
+// store once, with raftboltdb.MigrateToV2, keeping the v1 file as
+// raftStoreV1Done.
+const (
+	raftStoreFile    = "raft-v2.db"
+	raftStoreV1      = "raft.db"
+	raftStoreV1Done  = "raft.db.v1-migrated"
+	raftStoreTmpFile = "raft-v2.db.migrating"
+)
+
+// openRaftStore opens the raft store in dir, first migrating a store that
+// raft-boltdb v1 wrote. A migration that stopped half-way (a crash) is
+// redone from the v1 file, which is renamed only after the v2 file is in
+// place and synced. log may be nil.
+func openRaftStore(dir string, log *zap.Logger) (*raftboltdb.BoltStore, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	path := filepath.Join(dir, raftStoreFile)
+	v1 := filepath.Join(dir, raftStoreV1)
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		// Already v2. A v1 file still beside it is a migration that
+		// stopped before renaming it: finish that.
+		if _, err := os.Stat(v1); err == nil {
+			if err := os.Rename(v1, filepath.Join(dir, raftStoreV1Done)); err != nil {
+				return nil, fmt.Errorf("raft store: setting the migrated v1 store aside: %w", err)
+			}
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if _, err := os.Stat(v1); err == nil {
+			if err := migrateRaftStore(dir); err != nil {
+				return nil, err
+			}
+			log.Info("migrated the raft store to raft-boltdb v2 (bbolt)", zap.String("dir", dir),
+				zap.String("from", raftStoreV1), zap.String("to", raftStoreFile), zap.String("v1_kept_as", raftStoreV1Done))
+		}
+	default:
+		return nil, fmt.Errorf("raft store: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("raft store %s: %w", path, err)
+	}
+	return store, nil
+}
+
+// migrateRaftStore copies the v1 store of dir into a new v2 file.
+func migrateRaftStore(dir string) error {
+	tmp := filepath.Join(dir, raftStoreTmpFile)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("raft store migration: removing a half-done %s: %w", tmp, err)
+	}
+	st, err := raftboltdb.MigrateToV2(filepath.Join(dir, raftStoreV1), tmp)
+	if err != nil {
+		return fmt.Errorf("raft store migration from %s to raft-boltdb v2: %w", raftStoreV1, err)
+	}
+	if err := errors.Join(st.Sync(), st.Close()); err != nil {
+		return fmt.Errorf("raft store migration: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, raftStoreFile)); err != nil {
+		return fmt.Errorf("raft store migration: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("raft store migration: %w", err)
+	}
+	if err := os.Rename(filepath.Join(dir, raftStoreV1), filepath.Join(dir, raftStoreV1Done)); err != nil {
+		return fmt.Errorf("raft store migration: setting the v1 store aside: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }

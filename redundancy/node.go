@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/mapping"
@@ -267,7 +265,7 @@ func (n *Node) openParts() (RaftParts, error) {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
 		return RaftParts{}, fmt.Errorf("data dir: %w", err)
 	}
-	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	store, err := openRaftStore(n.cfg.DataDir, n.log)
 	if err != nil {
 		return RaftParts{}, fmt.Errorf("raft store in %s: %w", n.cfg.DataDir, err)
 	}

@@ -444,7 +444,7 @@ type MemberStatus struct {
 // Status is a node's view of the pair.
 type Status struct {
 	Node         string         `json:"node"`
-	Role         string         `json:"role"` // active, standby, arbiter
+	Role         PairRole       `json:"role"` // active, standby, arbiter
 	Epoch        uint64         `json:"epoch"`
 	Active       string         `json:"active"`
 	Leader       string         `json:"leader"`
@@ -480,11 +480,11 @@ func (n *Node) Status() Status {
 	}
 	switch {
 	case n.self.Role == RoleArbiter:
-		s.Role = "arbiter"
+		s.Role = PairArbiter
 	case n.active.Load():
-		s.Role = "active"
+		s.Role = PairActive
 	default:
-		s.Role = "standby"
+		s.Role = PairStandby
 	}
 	if d := n.localDiff.Load(); d != nil {
 		s.LocalDiff = *d
@@ -507,13 +507,13 @@ func (n *Node) Status() Status {
 	n.peerMu.Unlock()
 	s.DataDir = n.dataDirProblem()
 	switch s.Role {
-	case "active":
+	case PairActive:
 		_, ok := n.gate.Permit()
 		s.Ready = ok
 		if !ok {
 			s.NotReady = "no write lease (the pair's quorum is not confirmed)"
 		}
-	case "standby":
+	case PairStandby:
 		cur := n.activeCfg.Load()
 		switch {
 		case s.DataDir != "":
@@ -532,7 +532,7 @@ func (n *Node) Status() Status {
 		}
 		s.Ready = s.NotReady == ""
 		s.StandbyReady = s.Ready
-	case "arbiter":
+	case PairArbiter:
 		s.Ready = r != nil && s.Leader != ""
 		if !s.Ready {
 			s.NotReady = "no leader known"
@@ -591,13 +591,13 @@ func (n *Node) Mirror() Mirror {
 
 // Role returns this member's role (active, standby or arbiter) and the
 // epoch it knows, from atomics: cheap enough for every log line.
-func (n *Node) Role() (string, uint64) {
+func (n *Node) Role() (PairRole, uint64) {
 	switch {
 	case n.self.Role == RoleArbiter:
-		return "arbiter", n.fsm.epoch()
+		return PairArbiter, n.fsm.epoch()
 	case n.active.Load():
-		return "active", n.epoch.Load()
+		return PairActive, n.epoch.Load()
 	default:
-		return "standby", n.fsm.epoch()
+		return PairStandby, n.fsm.epoch()
 	}
 }

@@ -19,8 +19,6 @@ import (
 	"github.com/uamirror/uamirror/mapping"
 )
 
-func init() { extraCommands = append(extraCommands, newBrowseCmd) }
-
 // browseFlags are the options of `uamirror browse`.
 type browseFlags struct {
 	endpoint, config, output string

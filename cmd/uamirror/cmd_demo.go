@@ -17,8 +17,6 @@ import (
 	"github.com/uamirror/uamirror/simserver"
 )
 
-func init() { extraCommands = append(extraCommands, newDemoCmd) }
-
 func newDemoCmd(a *app) *cobra.Command {
 	var (
 		n         int
@@ -58,7 +56,7 @@ values/s, latency and mapping states.`,
 	cmd.Flags().DurationVar(&killAfter, "kill-after", 8*time.Second, "kill -9 the active node after this long (pair mode)")
 	cmd.Flags().BoolVar(&single, "single", false, "run the engine alone in this process (no pair)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-	cmd.Flags().String("pki", "", "secure demo: the plc is reached over Basic256Sha256/SignAndEncrypt (its certificate pinned) with the certificate store in this folder (a node uses DIR/<id>; env UAMIRROR_PKI)")
+	cmd.Flags().String("pki", "", "secure demo: the plc is reached over Basic256Sha256/SignAndEncrypt (its certificate pinned) with the certificate store in this folder (a node uses DIR/<id>)")
 	return cmd
 }
 

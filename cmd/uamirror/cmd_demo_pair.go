@@ -158,9 +158,7 @@ func (j *journalWatch) poll() {
 }
 
 func getStatus(ctx context.Context, admin string) (redundancy.Status, error) {
-	var st redundancy.Status
-	_, err := call(ctx, admin, http.MethodGet, "/api/v1/status", nil, &st)
-	return st, err
+	return adminClient(ctx, admin).Status(ctx)
 }
 
 // runPairDemo runs the redundant pair as child processes: two simulation
@@ -311,12 +309,12 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 			case err != nil:
 				roles = append(roles, m.id+"=down")
 			default:
-				r := st.Role
-				if st.Role == "standby" && st.Ready {
+				r := string(st.Role)
+				if st.Role == redundancy.PairStandby && st.Ready {
 					r = "standby(READY)"
 				}
 				roles = append(roles, m.id+"="+r)
-				if st.Role == "active" {
+				if st.Role == redundancy.PairActive {
 					active, epoch = m.id, st.Epoch
 				}
 			}
@@ -333,17 +331,15 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 			nodes[active].kill()
 			killed, killedAt = active, time.Now()
 		case killed != "" && !restarted && active != "" && active != killed:
-			var evs struct {
-				Events []redundancy.Event `json:"events"`
-			}
+			var evs []redundancy.Event
 			for _, m := range ms {
 				if m.id == active {
-					_, _ = call(ctx, m.admin, http.MethodGet, "/api/v1/events", nil, &evs)
+					evs, _ = adminClient(ctx, m.admin).Events(ctx)
 				}
 			}
 			gap := "measuring"
-			if k := len(evs.Events); k > 0 && evs.Events[k-1].GapMS != nil {
-				gap = fmt.Sprintf("%.0f ms", *evs.Events[k-1].GapMS)
+			if k := len(evs); k > 0 && evs[k-1].GapMS != nil {
+				gap = fmt.Sprintf("%.0f ms", *evs[k-1].GapMS)
 			} else if k > 0 {
 				continue // wait for the first write of the new active
 			}

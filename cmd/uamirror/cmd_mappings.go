@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -16,15 +16,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/mapping"
 )
-
-func init() { extraCommands = append(extraCommands, newMappingsCmd) }
 
 func newMappingsCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mappings",
-		Short: "Import and export item mappings (CSV ⇄ YAML)",
+		Short: "Mappings: import and export (CSV ⇄ YAML), apply to a pair, list the running ones",
 	}
 	var into, out string
 	imp := &cobra.Command{
@@ -97,14 +96,9 @@ admin API (--node) for the pair's replicated config, the one that runs;
 				cfg = c
 			} else {
 				node := nodeURL(cmd)
-				var view struct {
-					YAML string `json:"yaml"`
-				}
-				if _, err := call(cmd.Context(), node, http.MethodGet, "/api/v1/config", nil, &view); err != nil {
-					if _, ok := err.(*exitError); ok {
-						return err
-					}
-					return &exitError{code: exitFailed, err: err}
+				view, err := adminClient(cmd.Context(), node).Config(cmd.Context())
+				if err != nil {
+					return exitFor(err)
 				}
 				if exFormat == "yaml" {
 					return writeOut(cmd, exOut, []byte(view.YAML))
@@ -198,24 +192,15 @@ to that server).
 // fetchMappings reads every page of GET /api/v1/mappings.
 func fetchMappings(ctx context.Context, node, state, server string) ([]diagnostics.MappingItem, error) {
 	items := []diagnostics.MappingItem{}
+	c := adminClient(ctx, node)
 	for page := 1; ; page++ {
-		q := url.Values{"page": {strconv.Itoa(page)}, "per_page": {"1000"}}
-		if state != "" {
-			q.Set("state", state)
+		res, err := c.Mappings(ctx, adminclient.MappingQuery{State: state, Server: server, Page: page, PerPage: 1000})
+		var ae *adminclient.APIError
+		if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest {
+			return nil, &exitError{code: exitUsage, err: err}
 		}
-		if server != "" {
-			q.Set("server", server)
-		}
-		var res diagnostics.MappingPage
-		code, err := call(ctx, node, http.MethodGet, "/api/v1/mappings?"+q.Encode(), nil, &res)
 		if err != nil {
-			if _, ok := err.(*exitError); ok {
-				return nil, err
-			}
-			if code == http.StatusBadRequest {
-				return nil, &exitError{code: exitUsage, err: err}
-			}
-			return nil, &exitError{code: exitFailed, err: err}
+			return nil, exitFor(err)
 		}
 		items = append(items, res.Items...)
 		if page >= res.Pages || len(res.Items) == 0 {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,12 +23,6 @@ import (
 	"github.com/uamirror/uamirror/pki"
 	"github.com/uamirror/uamirror/redundancy"
 )
-
-func init() {
-	extraCommands = append(extraCommands,
-		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleNode) },
-		func(a *app) *cobra.Command { return newMemberCmd(a, redundancy.RoleArbiter) })
-}
 
 // pairFlags are the flags shared by `node` and `arbiter`.
 type pairFlags struct {
@@ -87,10 +80,10 @@ The member prints one line "<role> ready id=… admin=http://…" once serving
 	fl.StringVar(&f.data, "data", "", "data directory (raft log and snapshots)")
 	fl.StringVar(&f.admin, "admin", "", "admin API listen address (default: this member's admin=)")
 	fl.StringVar(&f.opcua, "opcua", "", "serve the pair's state on an OPC UA endpoint at HOST:PORT (empty: off)")
-	fl.StringArrayVar(&f.members, "member", nil, "a member: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
+	fl.StringArrayVar(&f.members, "member", nil, "a `member`: id=…,role=node|arbiter,raft=host:port,peer=host:port,admin=host:port (repeat)")
 	if role == redundancy.RoleNode {
 		fl.StringVarP(&f.config, "config", "c", "", "mirror config (YAML) that seeds the pair at first start")
-		fl.StringArrayVar(&f.overrides, "server-endpoint", nil, "NAME=URL: this node reaches server NAME at URL (node-local; repeat)")
+		fl.StringArrayVar(&f.overrides, "server-endpoint", nil, "`NAME=URL`: this node reaches server NAME at URL (node-local; repeat)")
 	}
 	fl.StringVar(&f.policy, "policy", "any", "server monitor policy: any or all")
 	fl.DurationVar(&f.faultDelay, "fault-delay", 2*time.Second, "a server must be failed this long before the monitor acts")
@@ -160,9 +153,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
 	mr := &memberRole{}
-	mr.role.Store("standby") // a node starts as standby (gate closed)
+	mr.role.Store(redundancy.PairStandby) // a node starts as standby (gate closed)
 	if role == redundancy.RoleArbiter {
-		mr.role.Store("arbiter")
+		mr.role.Store(redundancy.PairArbiter)
 	}
 	log := a.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return diagnostics.RoleFields(c, mr.get)
@@ -243,14 +236,13 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	if sec.adminTLS != nil {
 		ln, adminScheme = tls.NewListener(ln, sec.adminTLS), "https"
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errCh := make(chan error, 3) // Run, Serve and the OPC UA endpoint
+	// The member's components run as one group (group.go): the first to
+	// return stops the others; runMember returns after all have returned.
+	g := newGroup(ctx)
+	defer g.cancel() // also on the early returns below
 	mr.node.Store(node)
 	if _, ok := any(node).(roleReporter); !ok {
-		wg.Add(1)
-		go func() { defer wg.Done(); mr.follow(ctx, node) }()
+		g.add("role follower", func(ctx context.Context) error { mr.follow(ctx, node); return nil })
 	}
 	// The engine is asked for on every request: the node rebuilds it when
 	// the pair's config changes.
@@ -277,29 +269,19 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			return &exitError{code: 2, err: fmt.Errorf("--opcua %s: %w: give --admin-token-file (the OPC UA user %q with the token as password may call Failover) or --opcua-insecure", f.opcua, err, opcuaOperator)}
 		}
 		if err == nil {
-			err = uas.Start(ctx)
+			err = uas.Start(g.ctx)
 		}
 		if err != nil {
 			_ = ln.Close()
 			return &exitError{code: 1, err: fmt.Errorf("--opcua %s: %w", f.opcua, err)}
 		}
 		fmt.Fprintf(&ready, " opcua=%s", uas.Endpoint())
-		wg.Add(1)
-		go func() { defer wg.Done(); errCh <- uas.Run(ctx); cancel() }()
+		g.add("OPC UA endpoint", uas.Run)
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); errCh <- node.Run(ctx); cancel() }()
-	go func() { defer wg.Done(); errCh <- admin.Serve(ctx, ln); cancel() }()
+	g.add("pair node", node.Run) // raft, the peer link and the engine
+	g.add("admin API", func(ctx context.Context) error { return admin.Serve(ctx, ln) })
 	fmt.Fprintln(cmd.OutOrStdout(), ready.String())
-	wg.Wait()
-	close(errCh)
-	var errs []error
-	for e := range errCh {
-		if e != nil && !errors.Is(e, context.Canceled) {
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
+	return g.wait()
 }
 
 // warnAdminSecurity logs, at every start, an admin API left open on
@@ -409,7 +391,7 @@ func certWarnings(st bridge.Stats, now time.Time) []string {
 // roleReporter is the optional capability of a pair member to report its
 // role and epoch cheaply (from atomics), for every log line.
 type roleReporter interface {
-	Role() (role string, epoch uint64)
+	Role() (role redundancy.PairRole, epoch uint64)
 }
 
 // memberRole is the RoleFunc of a member's logger. The logger exists
@@ -418,9 +400,13 @@ type roleReporter interface {
 // refreshes a copy from Status every followInterval.
 type memberRole struct {
 	node  atomic.Pointer[redundancy.Node]
-	role  atomic.Value // string
+	role  atomic.Value // redundancy.PairRole
 	epoch atomic.Uint64
 }
+
+// The node reports its role cheaply; without this check a change of the
+// signature would silently fall back to following Status.
+var _ roleReporter = (*redundancy.Node)(nil)
 
 // followInterval is how stale the logged role may be without a
 // roleReporter.
@@ -429,11 +415,12 @@ const followInterval = 200 * time.Millisecond
 func (m *memberRole) get() (string, uint64) {
 	if n := m.node.Load(); n != nil {
 		if rr, ok := any(n).(roleReporter); ok {
-			return rr.Role()
+			r, epoch := rr.Role()
+			return string(r), epoch
 		}
 	}
-	r, _ := m.role.Load().(string)
-	return r, m.epoch.Load()
+	r, _ := m.role.Load().(redundancy.PairRole)
+	return string(r), m.epoch.Load()
 }
 
 func (m *memberRole) follow(ctx context.Context, n *redundancy.Node) {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,7 +39,9 @@ func TestPairRefusesOpenNonLoopback(t *testing.T) {
 	p := harness.Start(t, append(args, "--pair-insecure")...)
 	var st redundancy.Status
 	harness.Eventually(t, 10*time.Second, "status of the insecure member", func() bool {
-		return httpJSON("http://"+admin+"/api/v1/status", &st) == nil
+		var err error
+		st, err = adminclient.New("http://"+admin, adminclient.Options{}).Status(context.Background())
+		return err == nil
 	})
 	if !strings.HasPrefix(st.PairSecurity, "INSECURE") {
 		t.Errorf("status pair_security = %q", st.PairSecurity)

@@ -27,9 +27,9 @@ var securityFlagNames = []string{"tls-ca", "tls-cert", "tls-key",
 
 func addSecurityFlags(fl *pflag.FlagSet) {
 	fl.String("tls-ca", "", "pair CA certificate (PEM): members whose certificates it signed may join (raft, peer link, admin)")
-	fl.String("tls-cert", "", "this member's certificate (PEM; from `uamirror pki init-pair`): turns on mutual TLS for raft and the peer link")
+	fl.String("tls-cert", "", "this member's certificate (PEM; from 'uamirror pki init-pair'): turns on mutual TLS for raft and the peer link")
 	fl.String("tls-key", "", "this member's private key (PEM); it never leaves this machine")
-	fl.StringArray("tls-pin", nil, "trust a member certificate by its SHA-256 fingerprint instead of (or besides) the CA (repeat)")
+	fl.StringArray("tls-pin", nil, "trust a member certificate by its SHA-256 `fingerprint` instead of (or besides) the CA (repeat)")
 	fl.String("admin-tls-cert", "", "admin API certificate (PEM; default: --tls-cert when given)")
 	fl.String("admin-tls-key", "", "admin API private key (PEM; default: --tls-key)")
 	fl.String("admin-token-file", "", "file holding the bearer token that commands (switchover, mapping changes) and non-local reads need")
@@ -75,11 +75,9 @@ func loadSecurity(a *app, cmd *cobra.Command, members []redundancy.Member) (memb
 	}
 	var pins [][sha256.Size]byte
 	// viper turns a repeated string flag into one comma-joined string;
-	// read the flag itself, or UAMIRROR_TLS_PIN (comma- or space-separated).
+	// read the flag itself (UAMIRROR_TLS_PIN, comma- or space-separated,
+	// arrives through it: env.go).
 	pinList, _ := cmd.Flags().GetStringArray("tls-pin")
-	if !cmd.Flags().Changed("tls-pin") {
-		pinList = strings.FieldsFunc(os.Getenv("UAMIRROR_TLS_PIN"), func(r rune) bool { return r == ',' || r == ' ' })
-	}
 	for _, p := range pinList {
 		pin, err := pki.ParsePairPin(p)
 		if err != nil {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/redundancy"
 )
 
@@ -30,78 +30,42 @@ const (
 
 const defaultNode = "http://127.0.0.1:7201"
 
-func init() {
-	extraCommands = append(extraCommands, newSwitchoverCmd, newStatusCmd, newEventsCmd)
-}
-
 func nodeFlag(cmd *cobra.Command, a *app) {
-	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL; env UAMIRROR_NODE)")
+	cmd.Flags().String("node", defaultNode, "admin API of the node to ask (URL)")
 	addCredFlags(cmd) // cmd_pairctl_auth.go
 }
 
-// nodeURL is --node if given, else $UAMIRROR_NODE, else the local default.
-// (Several commands share the flag name, so it is read per command rather
-// than through one viper key.)
+// nodeURL is --node (or UAMIRROR_NODE, see env.go), else the local default.
 func nodeURL(cmd *cobra.Command) string {
-	if f := cmd.Flags().Lookup("node"); f != nil && f.Changed {
-		return f.Value.String()
-	}
-	if v := os.Getenv("UAMIRROR_NODE"); v != "" {
+	if v, _ := cmd.Flags().GetString("node"); v != "" {
 		return v
 	}
 	return defaultNode
 }
 
-// call does one admin API request and decodes the JSON answer into out.
-// A non-2xx answer becomes an error carrying the node's message.
-func call(ctx context.Context, node, method, path string, body []byte, out any) (int, error) {
-	creds := credsFrom(ctx)
-	if !strings.HasPrefix(node, "http://") && !strings.HasPrefix(node, "https://") {
-		if creds.tls {
-			node = "https://" + node
-		} else {
-			node = "http://" + node
-		}
+// adminClient returns the admin API client of node with the command's
+// credentials (addCredFlags).
+func adminClient(ctx context.Context, node string) *adminclient.Client {
+	c := credsFrom(ctx)
+	return adminclient.New(node, adminclient.Options{HTTPClient: c.client, Token: c.token, HTTPS: c.tls})
+}
+
+// exitFor gives an admin API error its exit code: 3 when the node could
+// not be reached, 5 when it refused the credentials, 2 for a bad --node,
+// else 1.
+func exitFor(err error) error {
+	var ae *adminclient.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, adminclient.ErrUnreachable):
+		return &exitError{code: exitNoNode, err: err}
+	case errors.Is(err, adminclient.ErrUnauthorized) && errors.As(err, &ae):
+		return &exitError{code: exitUnauthorized, err: fmt.Errorf("node %s: %w (see --token-file, --cert)", ae.Node, err)}
+	case errors.Is(err, adminclient.ErrBadURL):
+		return &exitError{code: exitUsage, err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(node, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, &exitError{code: exitUsage, err: err}
-	}
-	if creds.token != "" {
-		req.Header.Set("Authorization", "Bearer "+creds.token)
-	}
-	res, err := creds.client.Do(req)
-	if err != nil {
-		return 0, &exitError{code: exitNoNode, err: fmt.Errorf("node %s: %w", node, err)}
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if res.StatusCode/100 != 2 {
-		var e struct {
-			Error  string   `json:"error"`
-			Errors []string `json:"errors"`
-		}
-		_ = json.Unmarshal(data, &e)
-		msg := e.Error
-		if msg == "" {
-			msg = strings.TrimSpace(string(data))
-		}
-		for _, s := range e.Errors {
-			msg += "\n  " + s
-		}
-		if res.StatusCode == http.StatusUnauthorized || (res.StatusCode == http.StatusForbidden && strings.HasPrefix(msg, "Forbidden: ")) {
-			return res.StatusCode, &exitError{code: exitUnauthorized, err: fmt.Errorf("node %s: %s (see --token-file, --cert)", node, msg)}
-		}
-		return res.StatusCode, fmt.Errorf("%s", msg)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return res.StatusCode, fmt.Errorf("node answer: %w", err)
-		}
-	}
-	return res.StatusCode, nil
+	return &exitError{code: exitFailed, err: err}
 }
 
 func newSwitchoverCmd(a *app) *cobra.Command {
@@ -117,20 +81,12 @@ forwards it to the active. It is refused while the standby is not READY
 really down.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body, _ := json.Marshal(map[string]any{"to": to, "force": force})
-			var res struct {
-				Warning string            `json:"warning"`
-				Status  redundancy.Status `json:"status"`
+			res, err := adminClient(cmd.Context(), nodeURL(cmd)).Switchover(cmd.Context(), diagnostics.SwitchoverRequest{To: to, Force: force})
+			if errors.Is(err, redundancy.ErrStandbyNotReady) {
+				return &exitError{code: exitNotReady, err: err}
 			}
-			code, err := call(cmd.Context(), nodeURL(cmd), http.MethodPost, "/api/v1/switchover", body, &res)
 			if err != nil {
-				if code == http.StatusConflict && strings.Contains(err.Error(), "not ready") {
-					return &exitError{code: exitNotReady, err: err}
-				}
-				if _, ok := err.(*exitError); ok {
-					return err
-				}
-				return &exitError{code: exitFailed, err: err}
+				return exitFor(err)
 			}
 			if res.Warning != "" {
 				fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", res.Warning)
@@ -152,12 +108,9 @@ func newStatusCmd(a *app) *cobra.Command {
 		Short: "Show the pair: members, who is active, servers, readiness",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st redundancy.Status
-			if _, err := call(cmd.Context(), nodeURL(cmd), http.MethodGet, "/api/v1/status", nil, &st); err != nil {
-				if _, ok := err.(*exitError); ok {
-					return err
-				}
-				return &exitError{code: exitFailed, err: err}
+			st, err := adminClient(cmd.Context(), nodeURL(cmd)).Status(cmd.Context())
+			if err != nil {
+				return exitFor(err)
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -175,7 +128,7 @@ func newStatusCmd(a *app) *cobra.Command {
 
 func printStatus(w io.Writer, st redundancy.Status) {
 	fmt.Fprintf(w, "node %s: %s   active: %s   epoch: %d   policy: %s   ready: %v\n",
-		st.Node, strings.ToUpper(st.Role), st.Active, st.Epoch, st.Policy, st.Ready)
+		st.Node, strings.ToUpper(string(st.Role)), st.Active, st.Epoch, st.Policy, st.Ready)
 	if st.LocalDiff != "" {
 		fmt.Fprintln(w, "WARNING:", st.LocalDiff)
 	}
@@ -212,7 +165,7 @@ func printStatus(w io.Writer, st redundancy.Status) {
 			fmt.Fprintln(w, "WARNING:", wn)
 		}
 	}
-	if st.Role == "active" {
+	if st.Role == redundancy.PairActive {
 		fmt.Fprintf(w, "standby ready: %v\n", st.StandbyReady)
 	}
 }
@@ -224,23 +177,18 @@ func newEventsCmd(a *app) *cobra.Command {
 		Short: "Show the switchover journal",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var res struct {
-				Events []redundancy.Event `json:"events"`
-			}
-			if _, err := call(cmd.Context(), nodeURL(cmd), http.MethodGet, "/api/v1/events", nil, &res); err != nil {
-				if _, ok := err.(*exitError); ok {
-					return err
-				}
-				return &exitError{code: exitFailed, err: err}
+			events, err := adminClient(cmd.Context(), nodeURL(cmd)).Events(cmd.Context())
+			if err != nil {
+				return exitFor(err)
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(res.Events)
+				return enc.Encode(events)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tFROM\tTO\tEPOCH\tREASON\tGAP\tDETAIL")
-			for _, e := range res.Events {
+			for _, e := range events {
 				gap := "-"
 				if e.GapMS != nil {
 					gap = fmt.Sprintf("%.0f ms", *e.GapMS)
@@ -261,14 +209,9 @@ func applyMappings(ctx context.Context, node, path string) (string, error) {
 	if err != nil {
 		return "", &exitError{code: exitUsage, err: err}
 	}
-	var res struct {
-		Delta string `json:"delta"`
+	delta, err := adminClient(ctx, node).ApplyMappings(ctx, path, b)
+	if err != nil {
+		return "", exitFor(err)
 	}
-	if _, err := call(ctx, node, http.MethodPut, "/api/v1/mappings?file="+url.QueryEscape(path), b, &res); err != nil {
-		if _, ok := err.(*exitError); ok {
-			return "", err
-		}
-		return "", &exitError{code: exitFailed, err: err}
-	}
-	return res.Delta, nil
+	return delta, nil
 }

@@ -32,10 +32,10 @@ type adminCredsKey struct{}
 // call finds them.
 func addCredFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.String("token-file", "", "file holding the admin API bearer token (env UAMIRROR_TOKEN_FILE; or the token itself in UAMIRROR_TOKEN)")
-	fl.String("cacert", "", "CA certificate (PEM) to verify an https --node (env UAMIRROR_CACERT; default: the system roots)")
-	fl.String("cert", "", "client certificate (PEM) for the admin API (env UAMIRROR_CERT)")
-	fl.String("key", "", "client certificate key (PEM) (env UAMIRROR_KEY)")
+	fl.String("token-file", "", "file holding the admin API bearer token (or the token itself in $UAMIRROR_TOKEN)")
+	fl.String("cacert", "", "CA certificate (PEM) to verify an https --node (default: the system roots)")
+	fl.String("cert", "", "client certificate (PEM) for the admin API")
+	fl.String("key", "", "client certificate key (PEM)")
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		if prev != nil {
@@ -52,17 +52,16 @@ func addCredFlags(cmd *cobra.Command) {
 	}
 }
 
-// flagOrEnv returns the flag if set, else the environment variable.
-func flagOrEnv(cmd *cobra.Command, name, env string) string {
-	if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
-		return f.Value.String()
-	}
-	return os.Getenv(env)
+// flagString returns the string flag name (set on the command line or
+// from its UAMIRROR_ variable, see env.go).
+func flagString(cmd *cobra.Command, name string) string {
+	v, _ := cmd.Flags().GetString(name)
+	return v
 }
 
 func loadCreds(cmd *cobra.Command) (*adminCreds, error) {
 	c := &adminCreds{token: strings.TrimSpace(os.Getenv("UAMIRROR_TOKEN"))}
-	if f := flagOrEnv(cmd, "token-file", "UAMIRROR_TOKEN_FILE"); f != "" {
+	if f := flagString(cmd, "token-file"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
@@ -71,7 +70,7 @@ func loadCreds(cmd *cobra.Command) (*adminCreds, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	custom := false
-	if f := flagOrEnv(cmd, "cacert", "UAMIRROR_CACERT"); f != "" {
+	if f := flagString(cmd, "cacert"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("--cacert: %w", err)
@@ -82,7 +81,7 @@ func loadCreds(cmd *cobra.Command) (*adminCreds, error) {
 		}
 		custom = true
 	}
-	cert, key := flagOrEnv(cmd, "cert", "UAMIRROR_CERT"), flagOrEnv(cmd, "key", "UAMIRROR_KEY")
+	cert, key := flagString(cmd, "cert"), flagString(cmd, "key")
 	if (cert == "") != (key == "") {
 		return nil, errors.New("--cert and --key go together")
 	}

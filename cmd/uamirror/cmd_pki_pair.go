@@ -15,10 +15,6 @@ import (
 	"github.com/uamirror/uamirror/pki"
 )
 
-func init() {
-	pkiSubcommands = append(pkiSubcommands, newPKIInitPairCmd)
-}
-
 func newPKIInitPairCmd(*app) *cobra.Command {
 	var out string
 	var members, arbiters []string
@@ -82,8 +78,8 @@ only. Keys are written 0600; existing files are never overwritten.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&out, "out", "", "directory to create the files in")
-	fl.StringArrayVar(&members, "member", nil, "a bridge node: ID=HOST[,HOST…] or the node's id=…,raft=…,peer=…,admin=… syntax (twice)")
-	fl.StringArrayVar(&arbiters, "arbiter", nil, "the arbiter: ID=HOST[,HOST…] (optional)")
+	fl.StringArrayVar(&members, "member", nil, "a bridge `node`: ID=HOST[,HOST…] or the node's id=…,raft=…,peer=…,admin=… syntax (twice)")
+	fl.StringArrayVar(&arbiters, "arbiter", nil, "the `arbiter`: ID=HOST[,HOST…] (optional)")
 	fl.IntVar(&days, "days", 825, "validity of the member certificates in days")
 	return cmd
 }

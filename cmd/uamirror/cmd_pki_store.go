@@ -17,10 +17,6 @@ import (
 	"github.com/uamirror/uamirror/pki"
 )
 
-func init() {
-	pkiSubcommands = append(pkiSubcommands, newPKIListCmd, newPKITrustCmd, newPKIRejectCmd, newPKICreateCmd)
-}
-
 // defaultPKIDir is the OPC UA certificate store of `run`, `demo` and
 // `pki …` when neither --pki nor UAMIRROR_PKI is given; a pair node uses
 // <--data>/pki.
@@ -30,7 +26,7 @@ const defaultPKIDir = "pki"
 // the command runs, not here: several commands have the flag, and viper
 // keeps one flag per key.
 func addPKIFlag(cmd *cobra.Command, def string) {
-	cmd.Flags().String("pki", "", "OPC UA certificate store folder (env UAMIRROR_PKI; default "+def+")")
+	cmd.Flags().String("pki", "", "OPC UA certificate store folder (default "+def+")")
 }
 
 // pkiDir returns the --pki folder of the running command (flag, then
@@ -231,7 +227,7 @@ be given the new one (own/certs/uamirror.der).`,
 		},
 	}
 	cmd.Flags().StringVar(&appURI, "app-uri", "", "ApplicationURI (URI SAN; default urn:<hostname>:uamirror)")
-	cmd.Flags().StringSliceVar(&hosts, "host", nil, "host names and IPs for the SANs (repeat; default hostname, localhost, 127.0.0.1)")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "`host` names and IPs for the SANs (repeat; default hostname, localhost, 127.0.0.1)")
 	addPKIFlag(cmd, defaultPKIDir)
 	return cmd
 }

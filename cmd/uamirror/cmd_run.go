@@ -7,8 +7,6 @@ import (
 	"github.com/uamirror/uamirror/bridge"
 )
 
-func init() { extraCommands = append(extraCommands, newRunCmd) }
-
 func newRunCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",

@@ -18,8 +18,6 @@ import (
 	"github.com/uamirror/uamirror/simserver"
 )
 
-func init() { extraCommands = append(extraCommands, newSimserverCmd) }
-
 func newSimserverCmd(a *app) *cobra.Command {
 	var (
 		cfg          = simserver.DefaultConfig()
@@ -114,10 +112,10 @@ one per line, and answers each with one line on stdout ("ok ..." or
 	f.IntVar(&cfg.Changing, "changing", 0, "how many of the first variables change (0: all)")
 	f.StringVar(&cfg.NamespaceURI, "namespace-uri", cfg.NamespaceURI, "namespace URI of the variables")
 	f.StringVar(&cfg.ApplicationURI, "application-uri", "", "application URI (default urn:uamirror:simserver:HOST:PORT)")
-	f.StringVar(&security, "security", "None", `endpoints to offer, e.g. "None,Basic256Sha256:Sign,Basic256Sha256:SignAndEncrypt" (None is always offered)`)
+	f.StringVar(&security, "security", "None", "endpoints to offer, e.g. None,Basic256Sha256:Sign,Basic256Sha256:SignAndEncrypt (None is always offered)")
 	f.StringVar(&cfg.CertFile, "cert", "", "server certificate (PEM or DER; default: self-signed, generated)")
 	f.StringVar(&cfg.KeyFile, "key", "", "server RSA key (PEM or DER)")
-	f.StringArrayVar(&users, "user", nil, "accept only this user: NAME:PASSWORD_FILE (repeat; needs a secure --security endpoint)")
+	f.StringArrayVar(&users, "user", nil, "accept only this `user`: NAME:PASSWORD_FILE (repeat; needs a secure --security endpoint)")
 	f.StringVar(&cfg.JournalFile, "journal", "", "append every accepted write to this file as a JSON line")
 	f.BoolVar(&cfg.RejectTimestamps, "reject-timestamps", false, "answer Bad_WriteNotSupported to writes that carry a timestamp (like some PLCs)")
 	f.IntVar(&serviceLevel, "service-level", 255, "initial ServiceLevel (0..255)")

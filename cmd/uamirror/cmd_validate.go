@@ -9,8 +9,6 @@ import (
 	"github.com/uamirror/uamirror/mapping"
 )
 
-func init() { extraCommands = append(extraCommands, newValidateCmd) }
-
 func newValidateCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE...",

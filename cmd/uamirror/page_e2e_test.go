@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
 )
@@ -81,10 +81,14 @@ func startPair(t *testing.T, n int, o pairOpts) *testPair {
 	return p
 }
 
+// client returns the admin API client of member id.
+func (p *testPair) client(id string) *adminclient.Client {
+	return adminclient.New(p.admin[id], adminclient.Options{Timeout: 2 * time.Second})
+}
+
 // status reads a member's /api/v1/status (zero Status if unreachable).
 func (p *testPair) status(id string) redundancy.Status {
-	var st redundancy.Status
-	_ = httpJSON(p.admin[id]+"/api/v1/status", &st)
+	st, _ := p.client(id).Status(context.Background())
 	return st
 }
 
@@ -105,8 +109,7 @@ func (p *testPair) waitReady(t *testing.T, timeout time.Duration) (string, uint6
 	})
 	if !ok {
 		for _, id := range []string{"a", "b"} {
-			var st redundancy.Status
-			err := httpJSON(p.admin[id]+"/api/v1/status", &st)
+			st, err := p.client(id).Status(context.Background())
 			b, _ := json.Marshal(st)
 			t.Logf("status of %s: %v %s\nstderr tail: %s", id, err, b, tail(p.nodes[id].Stderr.String(), 3000))
 		}
@@ -227,21 +230,14 @@ func TestStatusPage(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		c := &http.Client{Timeout: 5 * time.Second}
-		defer c.CloseIdleConnections()
-		res, err := c.Get(p.admin[standby] + "/metrics")
+		metrics, err := p.client(standby).GetRaw(t.Context(), "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer res.Body.Close()
-		var body strings.Builder
-		sc := bufio.NewScanner(res.Body)
-		for sc.Scan() {
-			body.WriteString(sc.Text() + "\n")
-		}
+		body := string(metrics)
 		for _, want := range []string{`uamirror_pair_role{role="active"} 1`, fmt.Sprintf("uamirror_pair_epoch %d", epoch+1),
 			`uamirror_pair_switchovers_total{reason="manual"} 1`, `uamirror_server_up{server="plc"} 1`, `uamirror_mappings{state="held"} 1`} {
-			if !strings.Contains(body.String(), want) {
+			if !strings.Contains(body, want) {
 				t.Errorf("/metrics of %s lacks %q", standby, want)
 			}
 		}

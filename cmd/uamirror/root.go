@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
+
+	"github.com/uamirror/uamirror/redundancy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -42,6 +44,9 @@ with 'uamirror validate FILE' before 'uamirror run --config FILE'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd); err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			l, err := newLogger(a.v.GetString("log-format"), a.v.GetString("log-level"))
 			if err != nil {
 				return &exitError{code: 2, err: err}
@@ -71,19 +76,43 @@ with 'uamirror validate FILE' before 'uamirror run --config FILE'.`,
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 	_ = a.v.BindPFlags(pf)
 
-	root.AddCommand(
-		newVersionCmd(),
-	)
-	for _, c := range extraCommands {
-		root.AddCommand(c(a))
-	}
+	root.AddCommand(commands(a)...)
+	root.InitDefaultCompletionCmd() // now, so that bindEnv sees its flags
+	bindEnv(root)
 	return root
 }
 
-// extraCommands are registered by the files that define them (one file
-// per command), in their init; keeping registration beside each command
-// lets files be added without touching this one.
-var extraCommands []func(*app) *cobra.Command
+// commands is the command tree below the root: every command and
+// subcommand of uamirror, in one place.
+func commands(a *app) []*cobra.Command {
+	pki := &cobra.Command{
+		Use:   "pki",
+		Short: "Certificates: the OPC UA application certificate and trust lists, the pair's TLS",
+		Args:  cobra.NoArgs,
+	}
+	pki.AddCommand(
+		newPKIListCmd(a),   // cmd_pki_store.go
+		newPKITrustCmd(a),  // cmd_pki_store.go
+		newPKIRejectCmd(a), // cmd_pki_store.go
+		newPKICreateCmd(a), // cmd_pki_store.go
+		newPKIInitPairCmd(a),
+	)
+	return []*cobra.Command{
+		newVersionCmd(),
+		newValidateCmd(a),
+		newRunCmd(a),
+		newMemberCmd(a, redundancy.RoleNode),    // cmd_node.go
+		newMemberCmd(a, redundancy.RoleArbiter), // cmd_node.go
+		newSwitchoverCmd(a),                     // cmd_pairctl.go
+		newStatusCmd(a),                         // cmd_pairctl.go
+		newEventsCmd(a),                         // cmd_pairctl.go
+		newMappingsCmd(a),                       // import, export, apply, list
+		newBrowseCmd(a),
+		newSimserverCmd(a),
+		newDemoCmd(a),
+		pki,
+	}
+}
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

@@ -1,10 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"github.com/uamirror/uamirror/redundancy"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,20 +11,15 @@ import (
 	"time"
 
 	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/pki"
 	"github.com/uamirror/uamirror/test/harness"
 )
 
-// httpGet returns the body of GET u ("" when it fails).
-func httpGet(u string) string {
-	c := &http.Client{Timeout: 3 * time.Second}
-	defer c.CloseIdleConnections()
-	res, err := c.Get(u)
-	if err != nil {
-		return ""
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+// httpGet returns the body of GET path on the admin API at base ("" when
+// it fails).
+func httpGet(base, path string) string {
+	b, _ := adminclient.New(base, adminclient.Options{Timeout: 3 * time.Second}).GetRaw(context.Background(), path)
 	return string(b)
 }
 
@@ -116,8 +109,7 @@ mappings:
 	}
 
 	summary := func(id string) diagnostics.Summary {
-		var s diagnostics.Summary
-		_ = httpJSON(admin[id]+"/api/v1/summary", &s)
+		s, _ := adminclient.New(admin[id], adminclient.Options{Timeout: 3 * time.Second}).Summary(context.Background())
 		return s
 	}
 	server := func(s diagnostics.Summary, name string) diagnostics.ServerSummary {
@@ -152,7 +144,7 @@ mappings:
 	if s.OwnCertificate == nil || s.OwnCertificate.ExpiresSoon {
 		t.Errorf("own certificate in the summary: %+v", s.OwnCertificate)
 	}
-	metrics := httpGet(admin["a"] + "/metrics")
+	metrics := httpGet(admin["a"], "/metrics")
 	for _, want := range []string{`uamirror_certificate_expires_soon{kind="server",server="plc_ok"} 1`,
 		`uamirror_certificate_expires_soon{kind="own",server=""} 0`,
 		`uamirror_certificate_expiry_seconds{kind="server",server="plc_ok"} 8639`} {
@@ -162,8 +154,8 @@ mappings:
 	}
 
 	// … and in the status (API and `uamirror status`), as a warning.
-	var st redundancy.Status
-	if err := httpJSON(admin["a"]+"/api/v1/status", &st); err != nil || st.Health == nil ||
+	st, err := adminclient.New(admin["a"], adminclient.Options{}).Status(context.Background())
+	if err != nil || st.Health == nil ||
 		len(st.Health.Warnings) != 1 || !strings.Contains(st.Health.Warnings[0], "server plc_ok certificate "+thumb) ||
 		!strings.Contains(st.Health.Warnings[0], "expires soon") {
 		t.Errorf("status warnings: %v %+v", err, st.Health)
@@ -178,7 +170,7 @@ mappings:
 	for _, id := range []string{"a", "b"} {
 		for _, p := range []string{"/api/v1/status", "/api/v1/summary", "/api/v1/mappings", "/api/v1/pair",
 			"/api/v1/events", "/metrics"} {
-			body := httpGet(admin[id] + p)
+			body := httpGet(admin[id], p)
 			if body == "" {
 				t.Errorf("node %s: GET %s: empty", id, p)
 			}

@@ -167,7 +167,8 @@ func (m *Member) RoleNow() (string, uint64) {
 	if n == nil {
 		return "down", 0
 	}
-	return n.Role()
+	role, epoch := n.Role()
+	return string(role), epoch
 }
 
 // Start starts (or restarts, on its stores) member id.

@@ -19,17 +19,14 @@
 package fault
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,6 +38,7 @@ import (
 	"time"
 
 	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -430,16 +428,11 @@ func (e *bed) writeConfig(path string, mapped int) string {
 // even while the host is isolated) ----
 
 func (e *bed) get(m *member, path string, out any) error {
-	res, err := m.client.Get(e.adminURL(m) + path)
-	if err != nil {
-		return err
+	c := adminclient.New(e.adminURL(m), adminclient.Options{HTTPClient: m.client})
+	if err := c.Get(context.Background(), path, out); err != nil {
+		return fmt.Errorf("GET %s on %s: %w", path, m.id, err)
 	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, m.id, res.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
+	return nil
 }
 
 func (e *bed) status(m *member) (redundancy.Status, error) {

@@ -51,10 +51,7 @@ func Binary(t testing.TB) string {
 		binPath = filepath.Join(dir, "uamirror")
 		args := []string{"build", "-o", binPath}
 		if raceEnabled {
-			// boltdb/bolt (raft's store) fails the race build's pointer
-			// checks (checkptr) on every fresh database; the race detector
-			// stays on, only that package's checkptr is off.
-			args = append(args, "-race", "-gcflags=github.com/boltdb/bolt=-d=checkptr=0")
+			args = append(args, "-race")
 		}
 		args = append(args, "./cmd/uamirror")
 		cmd := exec.Command("go", args...)

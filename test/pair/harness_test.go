@@ -13,12 +13,9 @@
 package pair
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +28,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/uamirror/uamirror/diagnostics"
+	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -454,17 +452,16 @@ func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 
 // ---- admin API ----
 
+// admin returns the admin API client of m.
+func (p *pair) admin(m *member) *adminclient.Client {
+	return adminclient.New(p.o.scheme+m.admin, adminclient.Options{HTTPClient: p.client})
+}
+
 func (p *pair) get(m *member, path string, out any) error {
-	res, err := p.client.Get(p.o.scheme + m.admin + path)
-	if err != nil {
-		return err
+	if err := p.admin(m).Get(context.Background(), path, out); err != nil {
+		return fmt.Errorf("GET %s on %s: %w", path, m.id, err)
 	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, m.id, res.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
+	return nil
 }
 
 func (p *pair) status(m *member) (redundancy.Status, error) {
@@ -504,14 +501,8 @@ func (p *pair) events() ([]redundancy.Event, error) {
 
 // switchover asks m (POST /api/v1/switchover) to hand the active role over.
 func (p *pair) switchover(m *member) error {
-	res, err := p.client.Post(p.o.scheme+m.admin+"/api/v1/switchover", "application/json", strings.NewReader(`{}`))
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("switchover on %s: %s: %s", m.id, res.Status, bytes.TrimSpace(body))
+	if _, err := p.admin(m).Switchover(context.Background(), diagnostics.SwitchoverRequest{}); err != nil {
+		return fmt.Errorf("switchover on %s: %w", m.id, err)
 	}
 	return nil
 }

@@ -244,7 +244,6 @@ func TestBadFiles(t *testing.T) {
 		"columns.bad.csv": {
 			"1: colour: ErrUnknownKey",
 			"1: source_node: ErrDuplicate",
-			"1: column 7: ErrMissing",
 			"1: target_node: ErrMissing",
 		},
 		"cells.bad.csv": {
@@ -255,6 +254,14 @@ func TestBadFiles(t *testing.T) {
 			"5: sampling_interval: ErrInvalidValue",
 			"5: queue_size: ErrInvalidValue",
 			"5: enabled: ErrInvalidValue",
+		},
+		"utf16-nobom.bad.csv": {
+			"1: : ErrSyntax",
+		},
+		"cells-beyond.bad.csv": {
+			"3: : ErrSyntax",
+			"4: column 6: ErrSyntax",
+			"5: : ErrSyntax",
 		},
 		"syntax.bad.csv": {
 			"3: : ErrSyntax",

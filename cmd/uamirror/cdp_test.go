@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -59,12 +60,24 @@ type chrome struct {
 // browser.
 func startBrowser(t *testing.T) *chrome {
 	t.Helper()
+	// Everything the browser writes stays in the test's temp dir: its
+	// profile, and its own temp files (the org.chromium.Chromium.*
+	// singleton directory, shared memory files) through TMPDIR and HOME.
 	dir := t.TempDir()
+	for _, d := range []string{"profile", "tmp", "home"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd := exec.Command(chromiumPath, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1",
+		"--disable-dev-shm-usage", "--user-data-dir="+filepath.Join(dir, "profile"), "--remote-debugging-address=127.0.0.1",
 		"--remote-debugging-port=0", "--window-size=1400,1000", "about:blank")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"), "HOME="+filepath.Join(dir, "home"),
+		"XDG_CONFIG_HOME="+filepath.Join(dir, "home", ".config"), "XDG_CACHE_HOME="+filepath.Join(dir, "home", ".cache"))
+	// Its own process group, so that the cleanup ends the renderer and
+	// zygote processes too before the temp dir is removed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -96,9 +109,17 @@ func startBrowser(t *testing.T) *chrome {
 		if b.page != nil {
 			b.page.close()
 		}
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		<-drained
+		// The group's other processes are not our children: wait until
+		// they are gone, so none writes into the temp dir while the
+		// testing package removes it.
+		if !harness.WaitFor(10*time.Second, func() bool {
+			return errors.Is(syscall.Kill(-cmd.Process.Pid, 0), syscall.ESRCH)
+		}) {
+			t.Errorf("chromium processes of group %d still alive 10s after SIGKILL", cmd.Process.Pid)
+		}
 	})
 	var wsURL string
 	select {

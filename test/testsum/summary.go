@@ -30,6 +30,7 @@ type pkg struct {
 	failed   int
 	skipped  int
 	running  map[string]time.Time // tests started and not ended
+	tops     []string             // top-level tests run
 	outputs  map[string]*strings.Builder
 	pkgOut   strings.Builder // output outside any test
 	failures []string        // names of failed tests, in order
@@ -134,6 +135,9 @@ func (s *summary) event(ev event) {
 	switch ev.Action {
 	case "run":
 		p.running[ev.Test] = s.now()
+		if !strings.Contains(ev.Test, "/") {
+			p.tops = append(p.tops, ev.Test)
+		}
 	case "output":
 		b := p.outputs[ev.Test]
 		if b == nil {
@@ -183,7 +187,11 @@ func (s *summary) pkgDone(p *pkg, ev event) {
 	if ev.Action == "fail" {
 		status = "FAIL"
 	}
-	s.printf("%s  %-28s %7.1fs  %s\n", status, short(p.name), ev.Elapsed, counts)
+	label := short(p.name)
+	if len(p.tops) == 1 && strings.HasPrefix(p.tops[0], "Fuzz") {
+		label += " " + p.tops[0] // a fuzzing run (fuzz.sh)
+	}
+	s.printf("%s  %-28s %7.1fs  %s\n", status, label, ev.Elapsed, counts)
 	if ev.Action == "fail" {
 		for _, t := range p.failures {
 			s.printf("---- %s %s:\n%s", short(p.name), t, indent(p.outputs[t]))
@@ -201,7 +209,7 @@ func (s *summary) pkgDone(p *pkg, ev event) {
 	}
 	// The package may run again (a fuzz target): start afresh.
 	p.passed, p.failed, p.skipped = 0, 0, 0
-	p.failures = nil
+	p.failures, p.tops = nil, nil
 	p.outputs = map[string]*strings.Builder{}
 	p.running = map[string]time.Time{}
 	p.pkgOut.Reset()

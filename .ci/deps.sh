@@ -20,7 +20,7 @@ lock=test/nodeopcua/package-lock.json stamp=test/nodeopcua/node_modules/.uamirro
 if cmp -s "$lock" "$stamp" 2>/dev/null; then
   echo "deps: node-opcua installed (test/nodeopcua/node_modules)"
 else
-  echo "deps: npm ci in test/nodeopcua (node-opcua 2.182.2, ~250 packages; ~30 s with an empty npm cache)"
+  echo "deps: npm ci in test/nodeopcua (node-opcua 2.182.2, 145 packages, ~20 s)"
   (cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error)
   cp "$lock" "$stamp"
 fi
@@ -46,7 +46,9 @@ else
   exit 0
 fi
 mkdir -p "$(dirname "$log")"
-echo "deps: apt-get install ${missing[*]} ${sudo[*]:+(through sudo) }— on a fresh Debian 12 chromium brings ~140 packages (~350 MB) and takes a few minutes; log: $log"
+size=
+case " ${missing[*]} " in *" chromium "*) size=" — on a fresh Debian 12 chromium brings ~140 packages (~350 MB), a few minutes";; esac
+echo "deps: apt-get install ${missing[*]}${sudo[*]:+ through sudo}${size}; log: $log"
 start=$SECONDS
 if ! { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; } >>"$log" 2>&1; then
   echo "deps: apt-get failed; the end of $log:" >&2

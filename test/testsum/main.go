@@ -12,11 +12,12 @@
 //
 // Usage:
 //
-//	{ go test -json ./...; bash .ci/fuzz.sh -json; } | go run ./test/testsum
+//	{ go test -json ./...; bash .ci/fuzz.sh -json; } | go run ./test/testsum [-packages N]
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,8 @@ import (
 )
 
 func main() {
+	total := flag.Int("packages", 0, "how many packages the run has (for the progress lines; 0: count as they start)")
+	flag.Parse()
 	lines := make(chan string)
 	readErr := make(chan error, 1)
 	go func() { // owned by main: it ends at EOF, and main waits for that
@@ -43,6 +46,7 @@ func main() {
 		}
 	}()
 	s := newSummary(os.Stdout, time.Now)
+	s.total = *total
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for done := false; !done; {

@@ -47,6 +47,7 @@ type summary struct {
 	now      func() time.Time
 	started  time.Time
 	lastOut  time.Time
+	total    int // packages in the run, if known
 	pkgs     map[string]*pkg
 	order    []string
 	build    map[string]*strings.Builder // build output by import path
@@ -221,7 +222,7 @@ func (s *summary) heartbeat() {
 	if now.Sub(s.lastOut) < 30*time.Second {
 		return
 	}
-	done, total := 0, len(s.order)
+	done, total := 0, max(s.total, len(s.order))
 	var running []string
 	for _, name := range s.order {
 		p := s.pkgs[name]

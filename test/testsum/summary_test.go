@@ -151,3 +151,16 @@ func TestFixtureNotInTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHeartbeatKnownTotal: with -packages, the count is of the whole run.
+func TestHeartbeatKnownTotal(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	s := newSummary(&b, func() time.Time { return now })
+	s.total = 14
+	now = now.Add(40 * time.Second)
+	s.heartbeat()
+	if want := "… 40s elapsed, 0/14 packages done; compiling"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("heartbeat %q, want it to start with %q", b.String(), want)
+	}
+}

@@ -1,6 +1,8 @@
-# uamirror — `make test` runs on a fresh machine with only Go, gcc, Node/npm
-# and apt: it installs what the tests need, then runs them with -race.
+# uamirror — `make test` runs on a fresh machine with only Go, gcc, make,
+# Node/npm and apt (as root, or a user with sudo): it installs what the
+# tests need, then runs them with -race and fuzzes every fuzz target.
 
+SHELL    := /bin/bash
 GO       ?= go
 FUZZTIME ?= 10s
 
@@ -12,35 +14,37 @@ build:
 demo:
 	$(GO) run ./cmd/uamirror demo
 
-# Test dependencies: node-opcua (third-party OPC UA server) from npm, pinned;
-# Chromium (Debian package) for the status page test; iproute2, nftables and
-# iptables for the fault matrix's network lab (test/fault, test/netlab; it
-# also needs root, and skips without it).
+# Test dependencies, installed only when missing (see .ci/deps.sh):
+# node-opcua (third-party OPC UA server) from npm, pinned; Chromium (Debian
+# package) for the status page test; iproute2, nftables and iptables for
+# the fault matrix's network lab (test/fault, test/netlab; it also needs
+# root, and skips without it). apt-get runs as root or through sudo, its
+# output in .make/apt.log.
 deps:
-	cd test/nodeopcua && npm ci --no-audit --no-fund --loglevel=error
-	{ command -v chromium && command -v ip && command -v nft && command -v iptables; } >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium iproute2 nftables iptables; }
+	@bash .ci/deps.sh
 
 fmt-check:
+	@echo "gofmt, go vet"
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/nodeopcua/node_modules/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
 
-# Bounded fuzzing of every parser.
+# Bounded fuzzing of every fuzz target in the tree (found by .ci/fuzz.sh:
+# every func FuzzXxx(*testing.F)), FUZZTIME each.
 fuzz:
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzParseNodeID
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzParseYAML
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./mapping/ FuzzReadCSV
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./bridge/ FuzzConvert
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./redundancy/ FuzzPeerSync
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./redundancy/ FuzzDecodeVariant
-	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh ./diagnostics/ FuzzAdminRequests
+	@FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
+# The tests with -race and the fuzz targets, as `go test -json` through
+# test/testsum: a line per package as it ends, every failed test's output,
+# every skipped test with its reason, and a closing line
+# "N passed, N failed, N skipped". Non-zero exit on any failure.
 test: deps fmt-check vet
-	$(GO) test -race -count=1 -timeout 15m ./...
-	$(MAKE) fuzz
+	@echo "go test -race ./... then $$(bash .ci/fuzz.sh -list | wc -l) fuzz targets for $(FUZZTIME) each: ~6-10 min on 2 cores; compiling takes 1-4 min before the first package ends"
+	@set -o pipefail; { rc=0; $(GO) test -race -count=1 -timeout 15m -json ./... || rc=1; \
+		FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh -json || rc=1; exit $$rc; } | \
+		$(GO) run ./test/testsum -packages $$($(GO) list ./... | wc -l)
 
 # The whole fault matrix (root; ~10 min) and the soak (not part of `make test`).
 fault-full:

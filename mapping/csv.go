@@ -1,10 +1,13 @@
 // CSV form of mappings (also described in CSV.md).
 //
 // A mapping CSV file is RFC 4180 CSV, UTF-8 (a leading byte-order mark is
-// ignored), with a header row naming the columns. Columns may come in any
-// order; each may appear once; unknown columns are errors. Every row is
-// one mapping. Cells are trimmed of surrounding spaces; an empty cell
-// means "not set" (the default). The columns:
+// ignored) or UTF-16 with a byte-order mark, separated by commas,
+// semicolons or tabs (or what a "sep=X" first line names), with a header
+// row naming the columns. Columns may come in any order; each may appear
+// once; unknown columns are errors; columns without a name are ignored
+// while their cells are empty. Every row is one mapping; rows of
+// separators only are skipped. Cells are trimmed of surrounding spaces; an
+// empty cell means "not set" (the default). The columns:
 //
 //	id                  mapping UUID; empty: ReadCSV assigns a new random one
 //	source_server       required column: server name of the source
@@ -36,12 +39,17 @@
 package mapping
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -80,35 +88,60 @@ func CSVColumns() []string {
 // once the mappings are in a Config). It returns every problem found as
 // Errors, each naming file, line and column.
 //
+// What spreadsheets write is accepted: UTF-8 with or without a byte-order
+// mark, UTF-16 with one; a first line "sep=;" naming the separator, or
+// else a comma, semicolon or tab separator recognised from the header;
+// rows that hold nothing but separators and blanks; columns without a
+// name in the header, as long as their cells are empty. Anything else
+// (UTF-16 without a byte-order mark, UTF-32) is refused with the reason.
+//
 // Mappings without an id get a new random UUID (AssignIDs), so write the
 // result out to keep them stable.
 func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
-	cr := csv.NewReader(r)
-	var errs errorList
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: read csv %s: %w", file, err)
+	}
+	text, ferr := csvText(data, file)
+	if ferr != nil {
+		return nil, Errors{ferr}
+	}
+	sep, skipped, ferr := csvSeparator(text, file)
+	if ferr != nil {
+		return nil, Errors{ferr}
+	}
+	text = text[skipped:]
+	offset := 0 // lines before the reader's first line (the sep= line)
+	if skipped > 0 {
+		offset = 1
+	}
 
+	cr := csv.NewReader(strings.NewReader(text))
+	cr.Comma = sep
+	cr.FieldsPerRecord = -1 // counted here, with a better message
+	var errs errorList
 	header, err := cr.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			errs.add(Pos{file, 1}, "", "", ErrMissing, "empty file: the first line must be the header (%s)", strings.Join(csvColumns, ","))
+			errs.add(Pos{file, 1 + offset}, "", "", ErrMissing, "empty file: the first line must be the header (%s)", strings.Join(csvColumns, ","))
 			return nil, errs.errs
 		}
-		return nil, Errors{csvSyntaxError(file, err)}
+		return nil, Errors{csvSyntaxError(file, offset, err)}
 	}
+	headerLine, _ := cr.FieldPos(0)
+	headerLine += offset
 	col := map[string]int{}
 	for i, h := range header {
-		if i == 0 {
-			h = strings.TrimPrefix(h, "\uFEFF")
-		}
 		h = strings.TrimSpace(h)
-		line, _ := cr.FieldPos(i)
 		switch {
 		case h == "":
-			errs.add(Pos{file, line}, fmt.Sprintf("column %d", i+1), "", ErrMissing, "empty column name in the header")
+			// A column without a name: spreadsheets add them. Its cells
+			// must be empty (checked per row).
 		case !contains(csvColumns, h):
-			errs.add(Pos{file, line}, h, "", ErrUnknownKey, "unknown column %q%s", h, suggest(h, csvColumns))
+			errs.add(Pos{file, headerLine}, h, "", ErrUnknownKey, "unknown column %q%s", h, suggest(h, csvColumns))
 		default:
 			if first, dup := col[h]; dup {
-				errs.add(Pos{file, line}, h, "", ErrDuplicate, "column given twice (columns %d and %d)", first+1, i+1)
+				errs.add(Pos{file, headerLine}, h, "", ErrDuplicate, "column given twice (columns %d and %d)", first+1, i+1)
 				continue
 			}
 			col[h] = i
@@ -116,12 +149,11 @@ func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
 	}
 	for _, req := range csvRequired {
 		if _, ok := col[req]; !ok {
-			errs.add(Pos{file, 1}, req, "", ErrMissing, "required column is missing")
+			errs.add(Pos{file, headerLine}, req, "", ErrMissing, "required column is missing")
 		}
 	}
-	if errs.errs != nil {
-		return nil, errs.errs
-	}
+	// The rows are checked even when the header has problems, so that one
+	// run shows every error.
 
 	var ms []Mapping
 	for {
@@ -130,14 +162,17 @@ func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
 			break
 		}
 		if err != nil {
-			errs.errs = append(errs.errs, csvSyntaxError(file, err))
-			var pe *csv.ParseError
-			if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
-				continue // the reader goes on with the next record
-			}
+			errs.errs = append(errs.errs, csvSyntaxError(file, offset, err))
 			break
 		}
+		if blankRecord(rec) {
+			continue // a row of separators only
+		}
 		line, _ := cr.FieldPos(0)
+		line += offset
+		if !checkCells(&errs, Pos{file, line}, header, rec, sep) {
+			continue
+		}
 		row := csvRow{file: file, line: line, rec: rec, col: col, errs: &errs}
 		ms = append(ms, row.mapping())
 	}
@@ -146,6 +181,125 @@ func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
 	}
 	AssignIDs(ms)
 	return ms, nil
+}
+
+// csvText decodes the bytes of a CSV file: UTF-8 (a byte-order mark is
+// dropped) or UTF-16 with a byte-order mark (as spreadsheets save
+// "Unicode text"). Encodings it cannot tell apart reliably are refused
+// with the reason; invalid UTF-8 in cells is reported per cell.
+func csvText(data []byte, file string) (string, *FieldError) {
+	refuse := func(msg string) *FieldError {
+		return &FieldError{Pos: Pos{file, 1}, Msg: msg, Err: ErrSyntax}
+	}
+	switch {
+	case bytes.HasPrefix(data, []byte{0xFF, 0xFE, 0, 0}), bytes.HasPrefix(data, []byte{0, 0, 0xFE, 0xFF}):
+		return "", refuse("the file is UTF-32, which is not supported: save it as CSV UTF-8")
+	case bytes.HasPrefix(data, []byte{0xEF, 0xBB, 0xBF}):
+		return string(data[3:]), nil
+	case bytes.HasPrefix(data, []byte{0xFF, 0xFE}):
+		return utf16Text(data[2:], binary.LittleEndian, refuse)
+	case bytes.HasPrefix(data, []byte{0xFE, 0xFF}):
+		return utf16Text(data[2:], binary.BigEndian, refuse)
+	}
+	// UTF-16 without a byte-order mark: a header of ASCII names has a zero
+	// byte beside every letter.
+	if len(data) >= 4 && (data[0] == 0 && data[2] == 0 || data[1] == 0 && data[3] == 0) {
+		return "", refuse("the file looks like UTF-16 without a byte-order mark: save it as CSV UTF-8 (or UTF-16 with a byte-order mark)")
+	}
+	return string(data), nil
+}
+
+// utf16Text decodes UTF-16 code units in byte order bo. Unpaired
+// surrogates become U+FFFD.
+func utf16Text(b []byte, bo binary.ByteOrder, refuse func(string) *FieldError) (string, *FieldError) {
+	if len(b)%2 != 0 {
+		return "", refuse("the file starts with a UTF-16 byte-order mark but has an odd number of bytes: it is cut off or not UTF-16")
+	}
+	units := make([]uint16, len(b)/2)
+	for i := range units {
+		units[i] = bo.Uint16(b[2*i:])
+	}
+	return string(utf16.Decode(units)), nil
+}
+
+// csvSeparators are the separators recognised from the header, by how
+// many known column names each one splits it into.
+var csvSeparators = []rune{',', ';', '\t'}
+
+// sepLine matches the "sep=;" first line spreadsheets write and read.
+var sepLine = regexp.MustCompile(`(?i)^"?sep=(.)"?[,;\t]*$`)
+
+// csvSeparator finds the separator of text: given by a "sep=X" first line
+// (skipped then has that line's length), or the one of csvSeparators that
+// splits the header into the most known column names (comma on a tie).
+func csvSeparator(text, file string) (sep rune, skipped int, _ *FieldError) {
+	first, _, found := strings.Cut(text, "\n")
+	first = strings.TrimSuffix(first, "\r")
+	if m := sepLine.FindStringSubmatch(first); m != nil {
+		r, _ := utf8.DecodeRuneInString(m[1])
+		if r == '"' || r == '\r' || r == '\n' || r == utf8.RuneError || unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' {
+			return 0, 0, &FieldError{Pos: Pos{file, 1}, Value: m[1], Err: ErrInvalidValue,
+				Msg: "the sep= line names a separator that cannot separate CSV cells; use sep=, or sep=; or sep=<tab>"}
+		}
+		skipped = len(text) // only the sep= line
+		if found {
+			skipped = strings.Index(text, "\n") + 1
+		}
+		return r, skipped, nil
+	}
+	best, bestN := ',', -1
+	for _, c := range csvSeparators {
+		n := 0
+		for _, name := range strings.Split(first, string(c)) {
+			if contains(csvColumns, strings.TrimSpace(strings.Trim(strings.TrimSpace(name), `"`))) {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = c, n
+		}
+	}
+	return best, 0, nil
+}
+
+// blankRecord reports whether every cell of rec is empty or blank.
+func blankRecord(rec []string) bool {
+	for _, c := range rec {
+		if strings.TrimSpace(c) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCells reports cells that have no column (beyond the header, or
+// under a header cell without a name) and rows shorter than the header.
+// It returns false when the row cannot be read as a mapping.
+func checkCells(errs *errorList, pos Pos, header, rec []string, sep rune) bool {
+	var stray []int // cells with a value but no column name
+	for i, c := range rec {
+		if strings.TrimSpace(c) != "" && (i >= len(header) || strings.TrimSpace(header[i]) == "") {
+			stray = append(stray, i)
+		}
+	}
+	switch {
+	case len(rec) > len(header) && len(stray) > 0:
+		// More cells than columns: most often a separator inside a cell
+		// that is not quoted.
+		hint := ""
+		if sep == ';' || sep == ',' {
+			hint = fmt.Sprintf(`; a cell that holds %q must be quoted ("ns=2;s=a")`, sep)
+		}
+		errs.add(pos, "", "", ErrSyntax, "the row has %d cells but the header %d columns%s", len(rec), len(header), hint)
+		return false
+	case len(rec) < len(header):
+		errs.add(pos, "", "", ErrSyntax, "the row has %d cells but the header %d columns (every row needs a cell, maybe empty, for every column)", len(rec), len(header))
+		return false
+	}
+	for _, i := range stray {
+		errs.add(pos, fmt.Sprintf("column %d", i+1), strings.TrimSpace(rec[i]), ErrSyntax, "a value in a column without a name in the header")
+	}
+	return len(stray) == 0
 }
 
 // AssignIDs gives every mapping without an id a new random UUID (v4).
@@ -159,16 +313,17 @@ func AssignIDs(ms []Mapping) {
 	}
 }
 
-// csvSyntaxError turns an encoding/csv error into a FieldError.
-func csvSyntaxError(file string, err error) *FieldError {
+// csvSyntaxError turns an encoding/csv error into a FieldError; offset is
+// the number of file lines before the reader's first line.
+func csvSyntaxError(file string, offset int, err error) *FieldError {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
 		where := fmt.Sprintf("column %d", pe.Column)
 		if pe.Line != pe.StartLine {
-			where = fmt.Sprintf("line %d, column %d", pe.Line, pe.Column)
+			where = fmt.Sprintf("line %d, column %d", pe.Line+offset, pe.Column)
 		}
 		return &FieldError{
-			Pos: Pos{file, pe.StartLine},
+			Pos: Pos{file, pe.StartLine + offset},
 			Msg: fmt.Sprintf("%v (%s)", pe.Err, where),
 			Err: fmt.Errorf("%w: %w", ErrSyntax, err),
 		}

@@ -3,6 +3,7 @@ package mapping
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -156,5 +157,129 @@ func TestCSVDocumented(t *testing.T) {
 				t.Errorf("%s does not document column %s", f, c)
 			}
 		}
+	}
+}
+
+// TestReadCSVSpreadsheets: the files spreadsheets write (a sep= line,
+// semicolons, UTF-16 with a byte-order mark, tabs, columns without a name
+// and rows of separators only) read to the same mappings, at the same
+// lines, as testdata/good/mappings.csv.
+func TestReadCSVSpreadsheets(t *testing.T) {
+	want := readCSVFile(t, "testdata/good/mappings.csv")
+	tests := []struct {
+		file  string
+		lines []int // line of each mapping in the file
+	}{
+		{"testdata/good/spreadsheet-excel-sep.csv", []int{3, 5, 6, 7, 8, 9}},
+		{"testdata/good/spreadsheet-semicolon.csv", []int{2, 3, 4, 5, 6, 7}},
+		{"testdata/good/spreadsheet-utf16le.csv", []int{2, 3, 4, 5, 6, 7}},
+		{"testdata/good/spreadsheet-utf16be.csv", []int{3, 4, 5, 6, 7, 8}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			got := readCSVFile(t, tt.file)
+			if len(got) != len(want) {
+				t.Fatalf("%d mappings, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if a, b := got[i].Canonical(), want[i].Canonical(); !bytes.Equal(a, b) {
+					t.Errorf("mapping %d:\n%s\nwant:\n%s", i, a, b)
+				}
+				if got[i].Pos.Line != tt.lines[i] {
+					t.Errorf("mapping %d at line %d, want %d", i, got[i].Pos.Line, tt.lines[i])
+				}
+			}
+		})
+	}
+}
+
+func readCSVFile(t *testing.T, path string) []Mapping {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := ReadCSV(bytes.NewReader(b), path)
+	if err != nil {
+		t.Fatalf("ReadCSV(%s):\n%v", path, err)
+	}
+	return ms
+}
+
+// TestReadCSVSeparators: how the separator and the encoding are found,
+// and what is refused with which reason.
+func TestReadCSVSeparators(t *testing.T) {
+	const hdr = "source_server,source_node,target_server,target_node"
+	semi := strings.ReplaceAll(hdr, ",", ";")
+	utf16le := func(s string) string {
+		b := []byte{0xFF, 0xFE}
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name, in string
+		nodes    []string // source nodes read
+		lines    []int
+		err      string // the error instead
+	}{
+		{"comma", hdr + "\na,i=1,b,i=2\n", []string{"i=1"}, []int{2}, ""},
+		{"semicolon from the header", semi + "\na;\"ns=2;s=x\";b;i=2\n", []string{"ns=2;s=x"}, []int{2}, ""},
+		{"tab from the header", strings.ReplaceAll(hdr, ",", "\t") + "\na\tns=2;s=x\tb\ti=2\n", []string{"ns=2;s=x"}, []int{2}, ""},
+		{"sep line", "sep=;\n" + semi + "\na;i=1;b;i=2\n", []string{"i=1"}, []int{3}, ""},
+		{"sep line in capitals, CRLF, quoted", "\"SEP=|\"\r\n" + strings.ReplaceAll(hdr, ",", "|") + "\r\na|i=1|b|i=2\r\n", []string{"i=1"}, []int{3}, ""},
+		{"sep line overrides the header", "sep=,\n" + semi + "\n", nil, nil,
+			`s.csv:2: source_server;source_node;target_server;target_node: unknown column "source_server;source_node;target_server;target_node"`},
+		{"sep line only", "sep=;\n", nil, nil, "s.csv:2: empty file: the first line must be the header"},
+		{"sep letter", "sep=x\n" + hdr + "\n", nil, nil, `s.csv:1: the sep= line names a separator that cannot separate CSV cells; use sep=, or sep=; or sep=<tab> (value "x")`},
+		{"sep quote", "sep=\"\n" + hdr + "\n", nil, nil, `s.csv:1: the sep= line names a separator`},
+		{"line numbers after the sep line", "sep=;\n" + semi + "\na;\"i=1\n", nil, nil, `s.csv:3: extraneous or missing " in quoted-field`},
+		{"rows of separators", hdr + ",,\n,,,,,\n , ,,,,\na,i=1,b,i=2,,\n,,,,,\n", []string{"i=1"}, []int{4}, ""},
+		{"unnamed column in the middle", "source_server,,source_node,target_server,target_node\na,,i=1,b,i=2\n", []string{"i=1"}, []int{2}, ""},
+		{"value in an unnamed column", hdr + ",\na,i=1,b,i=2,x\n", nil, nil, `s.csv:2: column 5: a value in a column without a name in the header (value "x")`},
+		{"unquoted separator in a cell", semi + "\na;ns=2;s=x;b;i=2\n", nil, nil, `s.csv:2: the row has 5 cells but the header 4 columns; a cell that holds ';' must be quoted`},
+		{"short row", hdr + "\na,i=1,b\n", nil, nil, "s.csv:2: the row has 3 cells but the header 4 columns"},
+		{"utf-8 bom and sep line", "\uFEFFsep=;\n" + semi + "\na;i=1;b;i=2\n", []string{"i=1"}, []int{3}, ""},
+		{"utf-16 le", utf16le(hdr + "\r\na,i=1,b,i=2\r\n"), []string{"i=1"}, []int{2}, ""},
+		{"utf-16 odd length", utf16le(hdr) + "x", nil, nil, "s.csv:1: the file starts with a UTF-16 byte-order mark but has an odd number of bytes"},
+		{"utf-16 without bom", utf16le(hdr)[2:], nil, nil, "s.csv:1: the file looks like UTF-16 without a byte-order mark"},
+		{"utf-32", "\xFF\xFE\x00\x00s\x00\x00\x00", nil, nil, "s.csv:1: the file is UTF-32, which is not supported"},
+		{"latin-1 cell", hdr + "\na,ns=2;s=Gr\xFC\xDFe,b,i=2\n", nil, nil, `s.csv:2: source_node: not valid UTF-8 (save the file as UTF-8)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := ReadCSV(strings.NewReader(tt.in), "s.csv")
+			if tt.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.err) {
+					t.Fatalf("error:\n%v\nwant one starting with:\n%s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nodes []string
+			var lines []int
+			for _, m := range ms {
+				nodes = append(nodes, m.Source.Node)
+				lines = append(lines, m.Pos.Line)
+			}
+			if strings.Join(nodes, "|") != strings.Join(tt.nodes, "|") || fmt.Sprint(lines) != fmt.Sprint(tt.lines) {
+				t.Errorf("source nodes %q at lines %v, want %q at %v", nodes, lines, tt.nodes, tt.lines)
+			}
+		})
+	}
+}
+
+// TestReadCSVOneRun: an unknown column does not hide the errors in the
+// rows.
+func TestReadCSVOneRun(t *testing.T) {
+	in := "source_server,source_node,target_server,target_node,colour,queue_size\na,i=1,b,i=2,red,many\n"
+	_, err := ReadCSV(strings.NewReader(in), "o.csv")
+	want := "o.csv:1: colour: unknown column \"colour\"; allowed: " + strings.Join(csvColumns, ", ") + "\n" +
+		`o.csv:2: queue_size: must be a whole number in 0..4294967295 (value "many")`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
 }

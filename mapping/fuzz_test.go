@@ -93,6 +93,13 @@ func FuzzParseYAML(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseYAML(data, "fuzz.yml")
+		// The one-run check validates what decoded of a broken file: it
+		// must not panic, and it fails exactly when one of the two steps
+		// does.
+		vc, vErr := ParseAndValidate(data, "fuzz.yml")
+		if (vc == nil) == (vErr == nil) {
+			t.Fatalf("ParseAndValidate: config %v with error %v", vc != nil, vErr)
+		}
 		if err != nil {
 			if c != nil {
 				t.Fatal("config with an error")
@@ -100,9 +107,15 @@ func FuzzParseYAML(f *testing.F) {
 			if _, ok := err.(Errors); !ok {
 				t.Fatalf("error is %T", err)
 			}
+			if vErr == nil {
+				t.Fatal("ParseAndValidate accepts what ParseYAML refuses")
+			}
 			return
 		}
 		verr := c.Validate() // must not panic
+		if (verr == nil) != (vErr == nil) {
+			t.Fatalf("Validate: %v, ParseAndValidate: %v", verr, vErr)
+		}
 		for i := range c.Mappings {
 			_ = c.Effective(&c.Mappings[i])
 		}

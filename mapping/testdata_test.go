@@ -141,6 +141,7 @@ func TestBadFiles(t *testing.T) {
 			"23: logging: ErrUnknownKey",
 		},
 		"secret.bad.yml": {
+			"5: servers[0].auth.type: ErrMissing", // from Validate, in the same run
 			"7: servers[0].auth.password: ErrSecretInConfig",
 			"10: servers[1].password: ErrSecretInConfig",
 		},
@@ -223,6 +224,16 @@ func TestBadFiles(t *testing.T) {
 			"11: mappings[2].id: ErrInvalidValue",
 			"14: mappings[3].id: ErrInvalidValue",
 		},
+		"onerun.bad.yml": {
+			"6: servers[0].secrity_mode: ErrUnknownKey",
+			"8: servers[1].endpoints[0]: ErrInvalidValue",
+			"11: mappings[0].target.server: ErrUnknownServer",
+			"12: mappings[0].deadband.value: ErrBadRange",
+			"14: mappings[1].target.node: ErrInvalidNodeID",
+			"15: mappings[1].directon: ErrUnknownKey",
+			"18: mappings[2].scaling.eng_high: ErrInvalidValue",
+			"18: mappings[2].scaling.raw_high: ErrBadRange",
+		},
 		"engine.bad.yml": {
 			"4: engine.write_batch: ErrInvalidValue",
 			"5: engine.writes_in_flight: ErrInvalidValue",
@@ -233,7 +244,6 @@ func TestBadFiles(t *testing.T) {
 		"columns.bad.csv": {
 			"1: colour: ErrUnknownKey",
 			"1: source_node: ErrDuplicate",
-			"1: column 7: ErrMissing",
 			"1: target_node: ErrMissing",
 		},
 		"cells.bad.csv": {
@@ -244,6 +254,14 @@ func TestBadFiles(t *testing.T) {
 			"5: sampling_interval: ErrInvalidValue",
 			"5: queue_size: ErrInvalidValue",
 			"5: enabled: ErrInvalidValue",
+		},
+		"utf16-nobom.bad.csv": {
+			"1: : ErrSyntax",
+		},
+		"cells-beyond.bad.csv": {
+			"3: : ErrSyntax",
+			"4: column 6: ErrSyntax",
+			"5: : ErrSyntax",
 		},
 		"syntax.bad.csv": {
 			"3: : ErrSyntax",
@@ -274,11 +292,12 @@ func TestBadFiles(t *testing.T) {
 			var c *Config
 			if strings.HasSuffix(f, ".csv") {
 				c, err = loadCSVConfig(t, f)
+				if err == nil {
+					err = c.Validate()
+				}
 			} else {
-				c, err = Load(f)
-			}
-			if err == nil {
-				err = c.Validate()
+				// What `uamirror validate` reports: every error in one run.
+				_, err = LoadAndValidate(f)
 			}
 			if err == nil {
 				t.Fatal("no error")

@@ -29,27 +29,112 @@ func Load(path string) (*Config, error) {
 // the Pos of every server, group and mapping. It checks structure only:
 // syntax, unknown keys (at every level), value types, secrets written into
 // the file. On failure it returns nil and Errors listing every problem
-// found. Cross-field checks are Validate's.
+// found. Cross-field checks are Validate's; ParseAndValidate does both in
+// one run.
 //
 // A mapping without an id gets DeriveID(source, target). Anchors, aliases
 // and merge keys (<<) are supported. Durations are Go duration strings
 // ("100ms", "5s").
 func ParseYAML(data []byte, file string) (*Config, error) {
+	c, errs, _ := parseYAML(data, file)
+	if errs != nil {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// LoadAndValidate reads the YAML configuration in the file at path and
+// returns it if it parses and validates; otherwise nil and the problems
+// of both steps at once (see ParseAndValidate).
+func LoadAndValidate(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: read config: %w", err)
+	}
+	return ParseAndValidate(data, path)
+}
+
+// ParseAndValidate is ParseYAML followed by Validate, reporting every
+// problem in one run: when the file parses but has structural errors
+// (unknown keys, wrong types, missing keys), the part that did decode is
+// validated too, so the user does not fix the unknown keys first only to
+// meet the range errors next. A Validate error about a field that
+// already has a structural error (the same field, or one inside it), or
+// about the key an unknown key probably meant (the did-you-mean), is left
+// out: it is a consequence, not a second problem. A YAML syntax
+// error stops at once (nothing decoded). The result is nil and Errors in
+// file and line order, or the valid config.
+func ParseAndValidate(data []byte, file string) (*Config, error) {
+	c, errs, covered := parseYAML(data, file)
+	if c == nil {
+		return nil, errs
+	}
+	verr := c.Validate()
+	if verr == nil && errs == nil {
+		return c, nil
+	}
+	var ves Errors
+	if verr != nil && !errors.As(verr, &ves) {
+		return nil, verr
+	}
+	// A server or group whose name did not decode makes every reference
+	// to it look unknown.
+	namesLost := map[error]bool{}
+	for _, e := range errs {
+		if m := lostName.FindStringSubmatch(e.Field); m != nil {
+			namesLost[map[string]error{"servers": ErrUnknownServer, "groups": ErrUnknownGroup}[m[1]]] = true
+		}
+	}
+	for _, ve := range ves {
+		if namesLost[ve.Err] {
+			continue
+		}
+		if !coveredBy(ve.Field, covered) {
+			errs = append(errs, ve)
+		}
+	}
+	errs.sortByPos()
+	return nil, errs
+}
+
+// lostName matches the field of a structural error that loses a server's
+// or group's name: the list, an element or its name.
+var lostName = regexp.MustCompile(`^(servers|groups)(\[\d+\](\.name)?)?$`)
+
+// coveredBy reports whether field is, or lies inside, one of paths
+// ("mappings[1].target.server" lies inside "mappings[1].target").
+func coveredBy(field string, paths []string) bool {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(field, p); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+			return true
+		}
+	}
+	return false
+}
+
+// parseYAML decodes data. It returns a nil config on a syntax error (with
+// that error), else the config as far as it decoded, the structural
+// errors found (nil when there are none) and the field paths those errors
+// cover (see ParseAndValidate).
+func parseYAML(data []byte, file string) (*Config, Errors, []string) {
 	c := &Config{File: file}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return c, nil // empty file: an empty configuration
+			return c, nil, nil // empty file: an empty configuration
 		}
-		return nil, Errors{syntaxError(data, file, err)}
+		return nil, Errors{syntaxError(data, file, err)}, nil
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		return nil, Errors{{Pos: Pos{file, extra.Line}, Msg: "a config file holds one YAML document; remove the second (---)", Err: ErrSyntax}}
+		return nil, Errors{{Pos: Pos{file, extra.Line}, Msg: "a config file holds one YAML document; remove the second (---)", Err: ErrSyntax}}, nil
 	case !errors.Is(err, io.EOF):
-		return nil, Errors{syntaxError(data, file, err)}
+		return nil, Errors{syntaxError(data, file, err)}, nil
 	}
 
 	d := &decoder{file: file, lines: fieldLines{}, budget: 10*countNodes(&doc) + 100_000}
@@ -58,17 +143,21 @@ func ParseYAML(data []byte, file string) (*Config, error) {
 		root = root.Content[0]
 	}
 	d.config(root, c)
-	if d.errs.errs != nil {
-		d.errs.errs.sortByPos()
-		return nil, d.errs.errs
-	}
 	for i := range c.Mappings {
 		if c.Mappings[i].ID == "" {
 			c.Mappings[i].ID = DeriveID(c.Mappings[i].Source, c.Mappings[i].Target)
 		}
 	}
 	c.lines = d.lines
-	return c, nil
+	if d.errs.errs == nil {
+		return c, nil, nil
+	}
+	d.errs.errs.sortByPos()
+	covered := d.meant
+	for _, e := range d.errs.errs {
+		covered = append(covered, e.Field)
+	}
+	return c, d.errs.errs, covered
 }
 
 // idNamespace is the UUIDv5 namespace of derived mapping ids:
@@ -193,6 +282,9 @@ type decoder struct {
 	// budget bounds the nodes visited, so that aliases cannot make a small
 	// file expand without limit ("billion laughs").
 	budget int
+	// meant are the paths of the keys that unknown keys probably meant
+	// (their did-you-mean).
+	meant []string
 }
 
 // loc is where the decoder is: the full path for messages, and the item
@@ -375,6 +467,9 @@ func (d *decoder) object(n *yaml.Node, l loc, allowed, required []string, fn fun
 				continue
 			}
 			d.errorf(p.k, cl, "", ErrUnknownKey, "unknown key %q%s", p.key, suggest(p.key, allowed))
+			if c := closest(p.key, allowed); c != "" {
+				d.meant = append(d.meant, l.child(c).path)
+			}
 			continue
 		}
 		present[p.key] = true

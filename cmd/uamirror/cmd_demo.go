@@ -24,6 +24,7 @@ func newDemoCmd(a *app) *cobra.Command {
 		duration  time.Duration
 		killAfter time.Duration
 		single    bool
+		keepLogs  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -35,7 +36,9 @@ member's role, the epoch, values written per second and bad writes (read from
 the scada server's write journal). After --kill-after it kills the active
 node with SIGKILL, shows the takeover and the measured gap, and restarts the
 killed node, which rejoins as standby. Ctrl-C (or --duration) stops every
-child process.
+child process. The members' logs are in a temporary directory (printed at
+the start), removed at the end unless --keep-logs is given or the demo
+failed; the last line says which.
 
 With --single it runs the engine alone in this process instead and prints
 values/s, latency and mapping states.`,
@@ -48,7 +51,7 @@ values/s, latency and mapping states.`,
 			if !secure {
 				pkiPath = ""
 			}
-			return runPairDemo(cmd.Context(), cmd.OutOrStdout(), n, rate, duration, killAfter, pkiPath)
+			return runPairDemo(cmd.Context(), cmd.OutOrStdout(), n, rate, duration, killAfter, pkiPath, keepLogs)
 		},
 	}
 	cmd.Flags().IntVar(&n, "mappings", 1000, "number of mapped items")
@@ -56,7 +59,8 @@ values/s, latency and mapping states.`,
 	cmd.Flags().DurationVar(&killAfter, "kill-after", 8*time.Second, "kill -9 the active node after this long (pair mode)")
 	cmd.Flags().BoolVar(&single, "single", false, "run the engine alone in this process (no pair)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-	cmd.Flags().String("pki", "", "secure demo: the plc is reached over Basic256Sha256/SignAndEncrypt (its certificate pinned) with the certificate store in this folder (a node uses DIR/<id>)")
+	cmd.Flags().BoolVar(&keepLogs, "keep-logs", false, "keep the members' logs and data directories at the end (pair mode; they are kept anyway when the demo fails)")
+	cmd.Flags().String("pki", "", "secure demo: the plc is reached over Basic256Sha256/SignAndEncrypt (its certificate pinned) with the certificate store in this folder (a node uses DIR/<id>; env UAMIRROR_PKI)")
 	return cmd
 }
 

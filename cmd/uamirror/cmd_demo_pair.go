@@ -163,11 +163,13 @@ func getStatus(ctx context.Context, admin string) (redundancy.Status, error) {
 
 // runPairDemo runs the redundant pair as child processes: two simulation
 // servers, an arbiter and two nodes; kills the active after killAfter and
-// shows the takeover.
-func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, duration, killAfter time.Duration, pkiPath string) (err error) {
+// shows the takeover. The members' logs and data are in a temporary
+// directory, removed at the end unless keepLogs is set or the demo
+// failed; the last line says which.
+func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, duration, killAfter time.Duration, pkiPath string, keepLogs bool) (err error) {
 	dir, err := os.MkdirTemp("", "uamirror-demo-")
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: log directory: %w", err)
 	}
 	var procs []*demoProc
 	var mu sync.Mutex
@@ -177,10 +179,15 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		for i := len(procs) - 1; i >= 0; i-- {
 			procs[i].stop()
 		}
-		if err == nil {
-			os.RemoveAll(dir)
-		} else {
+		switch {
+		case err != nil || keepLogs:
 			fmt.Fprintf(out, "logs kept in %s\n", dir)
+		default:
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				fmt.Fprintf(out, "could not remove the logs in %s: %v\n", dir, rerr)
+				return
+			}
+			fmt.Fprintf(out, "logs in %s removed (--keep-logs keeps them)\n", dir)
 		}
 	}()
 	add := func(p *demoProc) {
@@ -276,9 +283,9 @@ func runPairDemo(ctx context.Context, out io.Writer, n int, rate float64, durati
 		add(p)
 		nodes[m.id] = p
 	}
-	fmt.Fprintf(out, "uamirror pair demo: %d mappings, %.0f changes/s; plc %s → scada %s\nmembers: a, b (bridge nodes), arbiter; logs in %s\n"+
+	fmt.Fprintf(out, "uamirror pair demo: %d mappings, %.0f changes/s; plc %s → scada %s\nmembers: a, b (bridge nodes), arbiter; logs in %s (%s)\n"+
 		"secured: mutual TLS on raft and the peer link, https admin APIs (throwaway pair PKI in %s)\n",
-		n, rate, plcEP, scadaEP, dir, filepath.Dir(pairPKI.CACert))
+		n, rate, plcEP, scadaEP, dir, map[bool]string{true: "kept at the end", false: "removed at the end unless --keep-logs"}[keepLogs], filepath.Dir(pairPKI.CACert))
 	if duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, duration)

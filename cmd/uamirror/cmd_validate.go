@@ -40,17 +40,10 @@ file:line: field: message (value "…"), and exits 1 if there was any.`,
 	}
 }
 
-// loadConfig reads and validates a config file. Errors are
-// mapping.Errors where they concern the content.
+// loadConfig reads and validates a config file, reporting every problem
+// in one run. Errors are mapping.Errors where they concern the content.
 func loadConfig(path string) (*mapping.Config, error) {
-	cfg, err := mapping.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return mapping.LoadAndValidate(path)
 }
 
 // printConfigErrors prints each error of a config on its own line to

@@ -363,3 +363,34 @@ func TestRaftPortConnectionBounds(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRaftFirstRPC: whatever arrives as a connection's first RPC, the
+// guard decodes and checks it without panicking, and passes nothing that
+// does not name a member at its address.
+func FuzzRaftFirstRPC(f *testing.F) {
+	f.Add([]byte("\x03\x81\xafProtocolVersion\x03"))
+	f.Add(encodeRPC(f, rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: hdr("a", "127.0.0.1:7001"), Term: 1,
+		Entries: []*raft.Log{{Index: 1, Term: 1, Data: []byte("x")}}}))
+	f.Add(encodeRPC(f, rpcInstallSnapshot, &raft.InstallSnapshotRequest{RPCHeader: hdr("a", "127.0.0.1:7001"), Size: 3}))
+	f.Add(encodeRPC(f, rpcRequestVote, &raft.RequestVoteRequest{RPCHeader: hdr("b", "127.0.0.1:7002"), Term: 2}))
+	g := newRaftGuard([]Member{{ID: "a", Raft: "127.0.0.1:7001"}, {ID: "b", Raft: "127.0.0.1:7002"}},
+		func() string { return "a" }, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		client, server := net.Pipe()
+		defer server.Close()
+		go func() { _, _ = client.Write(b); client.Close() }()
+		l := &pairListener{live: map[*liveConn]struct{}{}}
+		p := &raftProxy{g: g, c: &liveConn{Conn: server, l: l}}
+		p.budget = &budgetReader{r: p.c, left: maxRaftMessage}
+		p.br = bufio.NewReaderSize(p.budget, 4096)
+		p.dec = codec.NewDecoder(p.br, &codec.MsgpackHandle{})
+		m, err := p.read(false)
+		if err != nil {
+			return
+		}
+		h := m.cmd.(raft.WithRPCHeader).GetRPCHeader()
+		if mm, ok := g.addrs[string(h.ID)]; !ok || !addrIn(string(h.Addr), mm) {
+			t.Fatalf("passed an RPC naming %q at %q", h.ID, h.Addr)
+		}
+	})
+}

@@ -540,6 +540,7 @@ func (n *Node) promote(r *raft.Raft, st PairState) {
 		return
 	}
 	n.forced.Store(false)
+	n.lastTimeoutNow.Store(nil) // journaled (or superseded by a handover): not for a later election
 	n.epoch.Store(ev.Epoch)
 	n.active.Store(true)
 	if !lastWrite.IsZero() {

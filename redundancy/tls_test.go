@@ -41,7 +41,7 @@ func testPKI(t *testing.T) map[string]*PairTLS {
 }
 
 // TestPairStreamLayer: a member dials another's raft port over mutual
-// TLS and the bytes flow; a certificate of another CA is refused (and
+// TLS and its RPC reaches raft's end; a certificate of another CA is refused (and
 // journaled) on the listener side and never reaches Accept; a dialer
 // refuses a server whose certificate names another member than the one
 // configured at that address; Close ends Accept and leaks nothing.

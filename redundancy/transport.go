@@ -93,10 +93,12 @@ type raftGuard struct {
 	leader func() string
 	// onTimeoutNow is called for every TimeoutNow passed on to raft.
 	onTimeoutNow func(from string)
+	// bodyTimeout is rpcBodyTimeout (shorter in tests).
+	bodyTimeout time.Duration
 }
 
 func newRaftGuard(members []Member, leader func() string, onTimeoutNow func(string)) *raftGuard {
-	g := &raftGuard{members: members, addrs: map[string][]string{}, leader: leader, onTimeoutNow: onTimeoutNow}
+	g := &raftGuard{members: members, addrs: map[string][]string{}, leader: leader, onTimeoutNow: onTimeoutNow, bodyTimeout: rpcBodyTimeout}
 	for _, m := range members {
 		g.addrs[m.ID] = append(g.addrs[m.ID], m.Raft)
 		if a, err := net.ResolveTCPAddr("tcp", m.Raft); err == nil {
@@ -199,7 +201,7 @@ func (p *raftProxy) read(wait bool) (*rpcMsg, error) {
 		return nil, err
 	}
 	if wait {
-		if err := p.c.SetReadDeadline(time.Now().Add(rpcBodyTimeout)); err != nil {
+		if err := p.c.SetReadDeadline(time.Now().Add(p.g.bodyTimeout)); err != nil {
 			return nil, err
 		}
 	}
@@ -333,7 +335,7 @@ func (p *raftProxy) requests(first *rpcMsg) {
 func (p *raftProxy) copySnapshot(w io.Writer, n int64) error {
 	buf := make([]byte, 32<<10)
 	for n > 0 {
-		if err := p.c.SetReadDeadline(time.Now().Add(rpcBodyTimeout)); err != nil {
+		if err := p.c.SetReadDeadline(time.Now().Add(p.g.bodyTimeout)); err != nil {
 			return err
 		}
 		p.budget.left = int64(len(buf)) + 4096
@@ -361,7 +363,7 @@ func (p *raftProxy) responses() {
 	for {
 		n, err := p.outer.Read(buf)
 		if n > 0 {
-			if derr := p.c.SetWriteDeadline(time.Now().Add(rpcBodyTimeout)); derr != nil {
+			if derr := p.c.SetWriteDeadline(time.Now().Add(p.g.bodyTimeout)); derr != nil {
 				return
 			}
 			if _, werr := p.c.Write(buf[:n]); werr != nil {

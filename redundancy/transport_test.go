@@ -74,6 +74,10 @@ type guarded struct {
 }
 
 func startGuarded(t *testing.T, p *PairTLS, members func(self string) []Member) *guarded {
+	return startGuardedT(t, p, members, rpcBodyTimeout)
+}
+
+func startGuardedT(t *testing.T, p *PairTLS, members func(self string) []Member, bodyTimeout time.Duration) *guarded {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -94,8 +98,10 @@ func startGuarded(t *testing.T, p *PairTLS, members func(self string) []Member) 
 	if p != nil {
 		pl.verify = p.Verifier.Verify
 	}
-	pl.admit = newRaftGuard(ms, func() string { g.mu.Lock(); defer g.mu.Unlock(); return g.leader },
-		func(from string) { g.mu.Lock(); g.timeouts = append(g.timeouts, from); g.mu.Unlock() }).admit
+	rg := newRaftGuard(ms, func() string { g.mu.Lock(); defer g.mu.Unlock(); return g.leader },
+		func(from string) { g.mu.Lock(); g.timeouts = append(g.timeouts, from); g.mu.Unlock() })
+	rg.bodyTimeout = bodyTimeout
+	pl.admit = rg.admit
 	g.sl = &raftStreamLayer{pairListener: pl.start(), tls: p, members: ms}
 	g.wg.Add(1)
 	go func() {
@@ -361,5 +367,83 @@ func TestRaftPortConnectionBounds(t *testing.T) {
 		if !closedByPeer(c, 2*time.Second) {
 			t.Errorf("oldest connection %d not evicted", i)
 		}
+	}
+}
+
+// FuzzRaftFirstRPC: whatever arrives as a connection's first RPC, the
+// guard decodes and checks it without panicking, and passes nothing that
+// does not name a member at its address.
+func FuzzRaftFirstRPC(f *testing.F) {
+	f.Add([]byte("\x03\x81\xafProtocolVersion\x03"))
+	f.Add(encodeRPC(f, rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: hdr("a", "127.0.0.1:7001"), Term: 1,
+		Entries: []*raft.Log{{Index: 1, Term: 1, Data: []byte("x")}}}))
+	f.Add(encodeRPC(f, rpcInstallSnapshot, &raft.InstallSnapshotRequest{RPCHeader: hdr("a", "127.0.0.1:7001"), Size: 3}))
+	f.Add(encodeRPC(f, rpcRequestVote, &raft.RequestVoteRequest{RPCHeader: hdr("b", "127.0.0.1:7002"), Term: 2}))
+	g := newRaftGuard([]Member{{ID: "a", Raft: "127.0.0.1:7001"}, {ID: "b", Raft: "127.0.0.1:7002"}},
+		func() string { return "a" }, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		client, server := net.Pipe()
+		defer server.Close()
+		go func() { _, _ = client.Write(b); client.Close() }()
+		l := &pairListener{live: map[*liveConn]struct{}{}}
+		p := &raftProxy{g: g, c: &liveConn{Conn: server, l: l}}
+		p.budget = &budgetReader{r: p.c, left: maxRaftMessage}
+		p.br = bufio.NewReaderSize(p.budget, 4096)
+		p.dec = codec.NewDecoder(p.br, &codec.MsgpackHandle{})
+		m, err := p.read(false)
+		if err != nil {
+			return
+		}
+		h := m.cmd.(raft.WithRPCHeader).GetRPCHeader()
+		if mm, ok := g.addrs[string(h.ID)]; !ok || !addrIn(string(h.Addr), mm) {
+			t.Fatalf("passed an RPC naming %q at %q", h.ID, h.Addr)
+		}
+	})
+}
+
+// TestRaftSlowRPC: an admitted member connection that starts an RPC and
+// then trickles or stops is closed after the body deadline (raft's end
+// sees the connection end); one that idles between RPCs is kept.
+func TestRaftSlowRPC(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	own := testPKI(t)
+	g := startGuardedT(t, own["b"], func(self string) []Member {
+		return []Member{{ID: "a", Role: RoleNode, Raft: "127.0.0.1:7001"}, {ID: "b", Role: RoleNode, Raft: self}}
+	}, 300*time.Millisecond)
+	c, err := tls.Dial("tcp", g.addr, own["a"].ClientConfig("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ae := encodeRPC(t, rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: hdr("a", "127.0.0.1:7001"), Term: 1})
+	if _, err := c.Write(ae); err != nil {
+		t.Fatal(err)
+	}
+	var sc net.Conn
+	select {
+	case sc = <-g.accepted:
+		defer sc.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("not admitted")
+	}
+	decodeRPC(t, sc)
+	// Idle for three body deadlines: kept.
+	if closedByPeer(c, time.Second) {
+		t.Fatal("an idle admitted connection was closed")
+	}
+	// Half an RPC, then silence: closed after the body deadline.
+	t0 := time.Now()
+	if _, err := c.Write(ae[:len(ae)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if !closedByPeer(c, 5*time.Second) {
+		t.Fatal("a stalled RPC kept its connection")
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("closed after %s, want about 300 ms", d)
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sc.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("raft's end still open: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/uamirror/uamirror/diagnostics/adminclient"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,6 +46,10 @@ func TestPairRefusesOpenNonLoopback(t *testing.T) {
 	})
 	if !strings.HasPrefix(st.PairSecurity, "INSECURE") {
 		t.Errorf("status pair_security = %q", st.PairSecurity)
+	}
+	if out, err := exec.Command(harness.Binary(t), "status", "--node", "http://"+admin).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "WARNING: pair INSECURE") {
+		t.Errorf("uamirror status: %v\n%s", err, out)
 	}
 	harness.Eventually(t, 10*time.Second, "WARN about --pair-insecure", func() bool {
 		return strings.Contains(p.Stderr.String(), "PAIR INSECURE")

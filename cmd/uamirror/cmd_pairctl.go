@@ -132,6 +132,9 @@ func printStatus(w io.Writer, st redundancy.Status) {
 	if st.LocalDiff != "" {
 		fmt.Fprintln(w, "WARNING:", st.LocalDiff)
 	}
+	if strings.HasPrefix(st.PairSecurity, "INSECURE") {
+		fmt.Fprintln(w, "WARNING: pair", st.PairSecurity)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tROLE\tRAFT\tADMIN\tLINK")
 	for _, m := range st.Members {

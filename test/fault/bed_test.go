@@ -206,7 +206,7 @@ func start(t *testing.T, o opts) *bed {
 		if sec != nil {
 			m.args = append(m.args, sec.args(m.id)...)
 		} else {
-			m.args = append(m.args, "--admin-insecure")
+			m.args = append(m.args, "--admin-insecure", "--pair-insecure") // raft and peer on namespace IPs: refused without it
 		}
 	}
 	t.Cleanup(func() {

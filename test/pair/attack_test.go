@@ -261,9 +261,11 @@ func flood(t *testing.T, addr string, n int, hello []byte, hold time.Duration) (
 
 // TestConnectionFlood: 5,000 idle connections to the active's raft port
 // and to the standby's peer port, plain and secured. #12 measured 181 MB
-// → 1.12 GB on the raft port. The memory stays bounded, the server
-// closes the connections (at once past the admission limit, the rest
-// after the admission deadline), and the pair does not move.
+// → 1.12 GB on the raft port; before the fix this test measured +45 MB,
+// none closed, and the pair switched over under the flood. The memory
+// stays bounded, the server closes the connections (at once past the
+// admission limit, the rest after the admission deadline), and the pair
+// does not move.
 func TestConnectionFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods")
@@ -314,7 +316,8 @@ func TestConnectionFlood(t *testing.T) {
 				after := rssKB(t, tgt.m.proc.Pid())
 				t.Logf("%s %s: 5000 idle connections (%.1fs): RSS %d → peak %d → after %d KiB; %d closed by the server while held",
 					name, tgt.what, time.Since(t0).Seconds(), before, peak, after, closed)
-				if peak-before > 64<<10 {
+				if peak-before > 16<<10 { // before the fix: +45 MB on the raft port, +41 MB on the peer port
+
 					t.Errorf("%s: RSS grew by %d KiB under the flood", tgt.what, peak-before)
 				}
 				if closed < 4900 {

@@ -152,10 +152,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	cfg.PairInsecure = sec.pairInsecure
 	// Every line a member logs carries node, role and epoch; role and
 	// epoch are read when the line is written (see memberRole).
-	mr := &memberRole{}
-	mr.role.Store(redundancy.PairStandby) // a node starts as standby (gate closed)
+	mr := &memberRole{start: redundancy.PairStandby} // a node starts as standby (gate closed)
 	if role == redundancy.RoleArbiter {
-		mr.role.Store(redundancy.PairArbiter)
+		mr.start = redundancy.PairArbiter
 	}
 	log := a.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return diagnostics.RoleFields(c, mr.get)
@@ -241,9 +240,6 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	g := newGroup(ctx)
 	defer g.cancel() // also on the early returns below
 	mr.node.Store(node)
-	if _, ok := any(node).(roleReporter); !ok {
-		g.add("role follower", func(ctx context.Context) error { mr.follow(ctx, node); return nil })
-	}
 	// The engine is asked for on every request: the node rebuilds it when
 	// the pair's config changes.
 	engine := func() diagnostics.Engine {
@@ -388,52 +384,18 @@ func certWarnings(st bridge.Stats, now time.Time) []string {
 	return out
 }
 
-// roleReporter is the optional capability of a pair member to report its
-// role and epoch cheaply (from atomics), for every log line.
-type roleReporter interface {
-	Role() (role redundancy.PairRole, epoch uint64)
-}
-
 // memberRole is the RoleFunc of a member's logger. The logger exists
-// before the node (the node logs through it), so the node arrives later.
-// When the node cannot report its role cheaply (no roleReporter), follow
-// refreshes a copy from Status every followInterval.
+// before the node (the node logs through it), so the node arrives later;
+// until then the lines carry the role the member starts in.
 type memberRole struct {
 	node  atomic.Pointer[redundancy.Node]
-	role  atomic.Value // redundancy.PairRole
-	epoch atomic.Uint64
+	start redundancy.PairRole
 }
-
-// The node reports its role cheaply; without this check a change of the
-// signature would silently fall back to following Status.
-var _ roleReporter = (*redundancy.Node)(nil)
-
-// followInterval is how stale the logged role may be without a
-// roleReporter.
-const followInterval = 200 * time.Millisecond
 
 func (m *memberRole) get() (string, uint64) {
 	if n := m.node.Load(); n != nil {
-		if rr, ok := any(n).(roleReporter); ok {
-			r, epoch := rr.Role()
-			return string(r), epoch
-		}
+		r, epoch := n.Role() // from atomics: cheap enough for every line
+		return string(r), epoch
 	}
-	r, _ := m.role.Load().(redundancy.PairRole)
-	return string(r), m.epoch.Load()
-}
-
-func (m *memberRole) follow(ctx context.Context, n *redundancy.Node) {
-	t := time.NewTicker(followInterval)
-	defer t.Stop()
-	for {
-		st := n.Status()
-		m.role.Store(st.Role)
-		m.epoch.Store(st.Epoch)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return string(m.start), 0
 }

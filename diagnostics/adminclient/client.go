@@ -97,8 +97,13 @@ type TransportError struct {
 	Err  error
 }
 
-func (e *TransportError) Error() string        { return "node " + e.Node + ": " + e.Err.Error() }
-func (e *TransportError) Unwrap() error        { return e.Err }
+// Error names the node and the cause.
+func (e *TransportError) Error() string { return "node " + e.Node + ": " + e.Err.Error() }
+
+// Unwrap returns the cause (a *url.Error, a context error …).
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Is matches ErrUnreachable.
 func (e *TransportError) Is(target error) bool { return target == ErrUnreachable }
 
 // APIError is an answer other than 2xx, with the node's message.

@@ -196,7 +196,7 @@ func New(o Options) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, self: self, opts: o, log: log.Named("pair").With(zap.String("node", cfg.ID)),
-		kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1)}
+		kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1), syncSem: make(chan struct{}, 1)}
 	n.fsm = &fsm{}
 	n.gate = newGate(cfg.ID, n.fsm.recorded)
 	n.fsm.changed = func() { n.wake(); n.gate.signal() }

@@ -94,7 +94,6 @@ func (n *Node) servePeer(ctx context.Context) (*http.Server, error) {
 	if n.cfg.TLS != nil {
 		pl.verify = n.cfg.TLS.Verifier.Verify
 	}
-	n.syncSem = make(chan struct{}, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/sync", n.handleSync)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: peerReadTimeout,

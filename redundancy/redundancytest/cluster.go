@@ -174,7 +174,9 @@ func (m *Member) RoleNow() (string, uint64) {
 // Start starts (or restarts, on its stores) member id.
 func (c *Cluster) Start(id string) {
 	m := c.Member(id)
-	cfg := redundancy.Config{ID: id, DataDir: m.dir, Members: c.members}
+	// PairInsecure: the members talk over raft's in-memory transport and
+	// an in-process peer link; their "addresses" are names, no port opens.
+	cfg := redundancy.Config{ID: id, DataDir: m.dir, Members: c.members, PairInsecure: true}
 	if c.o.Config != nil {
 		c.o.Config(&cfg)
 	}

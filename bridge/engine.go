@@ -4,9 +4,17 @@
 //
 // The engine owns its goroutines: Run starts them and returns only after
 // all have exited. It writes only while its Gate is open, reconciling the
-// targets each time the gate opens under a new epoch. It never imports
-// the redundancy layer; that layer implements Gate and reads the engine's
+// targets each time the gate opens under a new epoch, and its lease
+// watcher resets at once every session with a Write unanswered when the
+// gate's lease lapses (fence.go, LeaseAbortBound). It never imports the
+// redundancy layer; that layer implements Gate and reads the engine's
 // state through Snapshot and Stats.
+//
+// A value travels one way through four files: conn.go (a session's
+// notifications) → engine.go (router: ClientHandle → flow) → flow.go (the
+// flow's state machine and value rules, under the mapping's own lock) →
+// writer.go (newest value per node, batches, the gate asked before each
+// Write). docs/ARCHITECTURE.md draws it.
 //
 // Ordering rules (documented in README "Engine semantics"):
 //   - per target node only the newest pending value is kept and a node

@@ -205,7 +205,10 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 		c.stats.writeErrors.Add(uint64(len(batch)))
 		c.log.Debug("write request failed", zap.Int("values", len(batch)), zap.Error(err))
 		w.settle(batch, nil, err)
-		cl.fault(err)
+		// The request may still sit in the send queue (a timeout on a
+		// stalled link): reset the session now rather than when its loop
+		// gets round to the fault (it may be inside a keep-alive Read).
+		cl.abort(err)
 		return
 	}
 	c.e.stats.writeLatency.observe(time.Since(start))

@@ -41,10 +41,11 @@ fuzz:
 # every skipped test with its reason, and a closing line
 # "N passed, N failed, N skipped". Non-zero exit on any failure.
 test: deps fmt-check vet
-	@echo "go test -race ./... then $$(bash .ci/fuzz.sh -list | wc -l) fuzz targets for $(FUZZTIME) each: ~6-10 min on 2 cores; compiling takes 1-4 min before the first package ends"
+	@echo "go test -race ./... then $$(bash .ci/fuzz.sh -list | wc -l) fuzz targets for $(FUZZTIME) each: ~10-15 min on 2 cores; compiling takes 1-4 min before the first package ends"
+	@$(GO) build -o .make/testsum ./test/testsum
 	@set -o pipefail; { rc=0; $(GO) test -race -count=1 -timeout 15m -json ./... || rc=1; \
 		FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh -json || rc=1; exit $$rc; } | \
-		$(GO) run ./test/testsum -packages $$($(GO) list ./... | wc -l)
+		.make/testsum -packages $$($(GO) list ./... | wc -l)
 
 # The whole fault matrix (root; ~10 min) and the soak (not part of `make test`).
 fault-full:

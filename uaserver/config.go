@@ -308,6 +308,29 @@ func (c Config) Validate() error {
 	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
 		bad("Users: this gopcua version's SessionService layout is not the one uaserver/users.go expects")
 	}
+	l := c.Limits
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxReferencesPerNode", l.MaxReferencesPerNode}, {"MaxBrowseContinuationPoints", l.MaxBrowseContinuationPoints},
+		{"MaxNodesPerBrowse", l.MaxNodesPerBrowse}, {"MaxNodesPerTranslateBrowsePathsToNodeIds", l.MaxNodesPerTranslateBrowsePathsToNodeIds},
+		{"MaxNodesPerRegisterNodes", l.MaxNodesPerRegisterNodes}, {"MaxNodesPerMethodCall", l.MaxNodesPerMethodCall},
+	} {
+		if f.v < 0 {
+			bad("Limits.%s %d: want ≥ 0", f.name, f.v)
+		}
+	}
+	if r := c.Redundancy; r != nil {
+		switch r.Support {
+		case ua.RedundancySupportCold, ua.RedundancySupportWarm, ua.RedundancySupportHot, ua.RedundancySupportHotAndMirrored:
+		default:
+			bad("Redundancy.Support %v: want a non-transparent mode (Cold, Warm, Hot, HotAndMirrored)", r.Support)
+		}
+		if r.ServerURIs == nil {
+			bad("Redundancy.ServerURIs: nil")
+		}
+	}
 	if c.SecureOnly && !c.needsCert() {
 		bad("SecureOnly: Security offers no secure endpoint")
 	}

@@ -141,6 +141,11 @@ type UAServerConfig struct {
 	// Insecure allows a non-loopback endpoint without Security (anyone
 	// who reaches it may read the pair's state and call Failover).
 	Insecure bool
+	// Forward is how a standby forwards an operator's Failover to the
+	// active's admin API: its bearer Token and, with ForwardTLS, https
+	// (the node's own AdminAuth). The zero value forwards over plain
+	// http without credentials.
+	Forward AdminAuth
 }
 
 // UASecurity secures the pair's OPC UA endpoint (issue 12.4): only secure
@@ -507,7 +512,7 @@ func (u *UAServer) call(ctx context.Context, req *ua.CallMethodRequest) *ua.Call
 	err := u.cfg.Pair.Switchover(ctx, "", false)
 	var na *redundancy.NotActiveError
 	if errors.As(err, &na) && na.Admin != "" {
-		err = u.forward(ctx, na.Admin)
+		err = u.forward(ctx, na.Active, na.Admin)
 	}
 	if err == nil {
 		u.log.Warn("switchover done (OPC UA Failover)")
@@ -525,16 +530,27 @@ func (u *UAServer) call(ctx context.Context, req *ua.CallMethodRequest) *ua.Call
 	return &ua.CallMethodResult{StatusCode: code, OutputArguments: []*ua.Variant{ua.MustVariant(err.Error())}}
 }
 
-// forward asks the active's admin API for the switchover (as the admin
-// API's own switchover does when it reaches a standby).
-func (u *UAServer) forward(ctx context.Context, admin string) error {
-	url := "http://" + strings.TrimPrefix(admin, "http://") + "/api/v1/switchover"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+// forward asks the admin API of the active (member id at admin) for the
+// switchover, as the admin API's own switchover does when it reaches a
+// standby: with the node's token and over TLS when the pair's admin API
+// is secured.
+func (u *UAServer) forward(ctx context.Context, id, admin string) error {
+	admin = strings.TrimPrefix(strings.TrimPrefix(admin, "http://"), "https://")
+	base, client := "http://"+admin, u.http
+	if f := u.cfg.Forward.ForwardTLS; f != nil {
+		tr := &http.Transport{TLSClientConfig: f(id)}
+		defer tr.CloseIdleConnections()
+		base, client = "https://"+admin, &http.Client{Timeout: u.http.Timeout, Transport: tr}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/switchover", nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set(forwardedHeader, "1")
-	res, err := u.http.Do(req)
+	if len(u.cfg.Forward.Token) > 0 {
+		req.Header.Set("Authorization", "Bearer "+string(u.cfg.Forward.Token))
+	}
+	res, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("forwarding to the active at %s: %w", admin, err)
 	}

@@ -39,8 +39,8 @@ type (
 // Defaults of the simulation.
 const (
 	DefaultHost          = uaserver.DefaultHost
-	DefaultNamespaceURI  = uaserver.DefaultNamespaceURI
-	DefaultFolder        = uaserver.DefaultFolder
+	DefaultNamespaceURI  = "urn:uamirror:simserver"
+	DefaultFolder        = "Sim"
 	ApplicationURIPrefix = "urn:uamirror:simserver:"
 	ProductName          = "uamirror simserver"
 )
@@ -53,8 +53,15 @@ var (
 )
 
 // New builds a simulation server: uaserver.New with the simulation's
-// identity in the fields cfg leaves empty.
+// identity (namespace urn:uamirror:simserver, folder Sim, product
+// "uamirror simserver") in the fields cfg leaves empty.
 func New(cfg Config) (*Server, error) {
+	if cfg.NamespaceURI == "" {
+		cfg.NamespaceURI = DefaultNamespaceURI
+	}
+	if cfg.Folder == "" {
+		cfg.Folder = DefaultFolder
+	}
 	if cfg.LoggerName == "" {
 		cfg.LoggerName = "simserver"
 	}
@@ -75,7 +82,11 @@ func New(cfg Config) (*Server, error) {
 
 // DefaultConfig returns the simserver command's defaults: 100 variables
 // of cycling types on 127.0.0.1, ephemeral port, static values.
-func DefaultConfig() Config { return uaserver.DefaultConfig() }
+func DefaultConfig() Config {
+	c := uaserver.DefaultConfig()
+	c.NamespaceURI, c.Folder = DefaultNamespaceURI, DefaultFolder
+	return c
+}
 
 // ParseSecurity parses a comma-separated list of security policies
 // ("None,Basic256Sha256:Sign").

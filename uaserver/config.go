@@ -16,7 +16,7 @@ import (
 // Defaults applied by New to empty fields.
 const (
 	DefaultHost         = "127.0.0.1"
-	DefaultNamespaceURI = "urn:uamirror:simserver"
+	DefaultNamespaceURI = "urn:uamirror:uaserver"
 )
 
 // Sentinel errors; returned errors wrap them.
@@ -161,7 +161,7 @@ type Config struct {
 	// Changing is how many of the first variables change; 0 means all.
 	Changing int
 	// NamespaceURI names the variables' namespace (default
-	// urn:uamirror:simserver).
+	// urn:uamirror:uaserver; the simulation's: urn:uamirror:simserver).
 	NamespaceURI string
 	// ApplicationURI is the server's application URI and the URI SAN of a
 	// generated certificate (default ApplicationURIPrefix<host>:<port>).
@@ -210,7 +210,7 @@ type Config struct {
 	// handler (see Extension).
 	Extension *Extension
 	// Folder is the string id and browse name of the folder under Objects
-	// that organizes the variables (default DefaultFolder, "Sim").
+	// that organizes the variables (default DefaultFolder, "Vars"; the simulation's: "Sim").
 	Folder string
 	// Users, when not empty, are the only identities accepted (user name →
 	// password): the server then offers UserName tokens on its secure
@@ -226,9 +226,9 @@ type Config struct {
 	Roles map[string][]string
 }
 
-// DefaultConfig returns the configuration of the simserver command's
-// defaults: 100 variables of cycling types on 127.0.0.1, ephemeral port,
-// static values.
+// DefaultConfig returns 100 variables of cycling types on 127.0.0.1, an
+// ephemeral port, static values (the simulation's defaults, under the
+// core's names).
 func DefaultConfig() Config {
 	return Config{Host: DefaultHost, Vars: 100, NamespaceURI: DefaultNamespaceURI}
 }
@@ -307,6 +307,29 @@ func (c Config) Validate() error {
 	}
 	if len(c.Users) > 0 && !sessionServiceLayoutOK() {
 		bad("Users: this gopcua version's SessionService layout is not the one uaserver/users.go expects")
+	}
+	l := c.Limits
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxReferencesPerNode", l.MaxReferencesPerNode}, {"MaxBrowseContinuationPoints", l.MaxBrowseContinuationPoints},
+		{"MaxNodesPerBrowse", l.MaxNodesPerBrowse}, {"MaxNodesPerTranslateBrowsePathsToNodeIds", l.MaxNodesPerTranslateBrowsePathsToNodeIds},
+		{"MaxNodesPerRegisterNodes", l.MaxNodesPerRegisterNodes}, {"MaxNodesPerMethodCall", l.MaxNodesPerMethodCall},
+	} {
+		if f.v < 0 {
+			bad("Limits.%s %d: want ≥ 0", f.name, f.v)
+		}
+	}
+	if r := c.Redundancy; r != nil {
+		switch r.Support {
+		case ua.RedundancySupportCold, ua.RedundancySupportWarm, ua.RedundancySupportHot, ua.RedundancySupportHotAndMirrored:
+		default:
+			bad("Redundancy.Support %v: want a non-transparent mode (Cold, Warm, Hot, HotAndMirrored)", r.Support)
+		}
+		if r.ServerURIs == nil {
+			bad("Redundancy.ServerURIs: nil")
+		}
 	}
 	if c.SecureOnly && !c.needsCert() {
 		bad("SecureOnly: Security offers no secure endpoint")

@@ -33,6 +33,12 @@ func TestValidate(t *testing.T) {
 		{"security policy", Config{Security: []SecurityPolicy{{"Basic512", ua.MessageSecurityModeSign}}}, "not supported"},
 		{"cert without key", Config{CertFile: "c.pem"}, "give both or neither"},
 		{"two journals", Config{Journal: &strings.Builder{}, JournalFile: "j"}, "at most one"},
+		{"negative limit", Config{Limits: Limits{MaxReferencesPerNode: -1}}, "Limits.MaxReferencesPerNode -1"},
+		{"transparent redundancy", Config{Redundancy: &Redundancy{Support: ua.RedundancySupportTransparent,
+			ServerURIs: func() []string { return nil }}}, "Redundancy.Support"},
+		{"redundancy without URIs", Config{Redundancy: &Redundancy{Support: ua.RedundancySupportHot}}, "Redundancy.ServerURIs"},
+		{"secure only without a secure endpoint", Config{SecureOnly: true}, "SecureOnly"},
+		{"roles of an unknown user", Config{Roles: map[string][]string{"x": {"operator"}}}, `user "x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -32,7 +32,9 @@ import (
 type Extension struct {
 	// Var returns the value of the variable ns=<server's namespace>;s=name
 	// and true, or false when there is no such variable. It must not
-	// shadow the simulated variables (v0 …) or the folder (Sim).
+	// shadow the table's variables (v0 …), the folder (Config.Folder) or
+	// the core's own nodes (ServerUriArray, <method>/InputArguments,
+	// <method>/OutputArguments).
 	Var func(name string) (*ua.DataValue, bool)
 	// NS0 returns the value of the namespace-0 variable with numeric id
 	// i and true, or false to leave the node to gopcua's nodeset (which
@@ -42,8 +44,9 @@ type Extension struct {
 	NS0 func(i uint32) (*ua.DataValue, bool)
 	// Call performs one method call (Part 4, 5.11.2). nil leaves the
 	// Call service to gopcua, which answers Bad_ServiceUnsupported. ctx
-	// ends after CallTimeout or when the server closes. A nil result
-	// answers Bad_MethodInvalid.
+	// ends after CallTimeout or when the server closes, and carries who
+	// calls (CallerFrom): a method that changes something checks it. A
+	// nil result answers Bad_MethodInvalid.
 	Call func(ctx context.Context, req *ua.CallMethodRequest) *ua.CallMethodResult
 	// CallTimeout bounds one method call (default 10 s).
 	CallTimeout time.Duration

@@ -11,7 +11,7 @@ import (
 
 // DefaultFolder is the string id (and browse name) of the folder under
 // Objects that organizes the variables, unless Config.Folder names another.
-const DefaultFolder = "Sim"
+const DefaultFolder = "Vars"
 
 // accessReadWrite is AccessLevel CurrentRead|CurrentWrite.
 const accessReadWrite = byte(ua.AccessLevelTypeCurrentRead | ua.AccessLevelTypeCurrentWrite)

@@ -353,10 +353,10 @@ func TestBrowse(t *testing.T) {
 		}
 		return resp.Results[0].References
 	}
-	simID := ua.NewStringNodeID(s.NamespaceIndex(), "Sim")
+	simID := ua.NewStringNodeID(s.NamespaceIndex(), DefaultFolder)
 	found := false
 	for _, r := range browse(ua.NewNumericNodeID(0, id.ObjectsFolder), ua.BrowseDirectionForward, id.HierarchicalReferences) {
-		if r.NodeID.NodeID.Equal(simID) && r.BrowseName.Name == "Sim" {
+		if r.NodeID.NodeID.Equal(simID) && r.BrowseName.Name == DefaultFolder {
 			found = true
 		}
 	}

@@ -1,13 +1,16 @@
 package uaserver
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
 )
 
 func TestUsers(t *testing.T) {
@@ -123,5 +126,43 @@ func TestCaller(t *testing.T) {
 		if got := call(tc.mode, tc.auth, tc.tok); got != tc.want {
 			t.Errorf("%s: the method saw %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestPasswordNeedsEncryptionWithTheSessionNonce: a password in clear is
+// refused (it crossed the network unencrypted), and so is one encrypted
+// with a nonce that is not the session's current one (a captured token
+// replayed); a correctly made token passes (TestUsers, through gopcua's
+// client).
+func TestPasswordNeedsEncryptionWithTheSessionNonce(t *testing.T) {
+	sec := []SecurityPolicy{{Policy: "Basic256Sha256", Mode: ua.MessageSecurityModeSignAndEncrypt}}
+	s := startServer(t, Config{Vars: 1, Security: sec, Users: map[string]string{"alice": "s3cret-pw"}})
+	s.mu.Lock()
+	gs := s.gs
+	s.mu.Unlock()
+	req := func(tok *ua.UserNameIdentityToken) *ua.ActivateSessionRequest {
+		return &ua.ActivateSessionRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewNumericNodeID(0, 4711)},
+			UserIdentityToken: ua.NewExtensionObject(tok)}
+	}
+	if _, code := s.checkUser(gs, req(&ua.UserNameIdentityToken{UserName: "alice", Password: []byte("s3cret-pw")})); code != ua.StatusBadIdentityTokenInvalid {
+		t.Errorf("password in clear: %v, want Bad_IdentityTokenInvalid", code)
+	}
+	alg, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, nil, &s.key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := bytes.Repeat([]byte{7}, serverNonceLen)
+	plain := binary.LittleEndian.AppendUint32(nil, uint32(len("s3cret-pw")+len(nonce)))
+	plain = append(append(plain, "s3cret-pw"...), nonce...)
+	enc, err := alg.Encrypt(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := &ua.UserNameIdentityToken{UserName: "alice", Password: enc, EncryptionAlgorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep"}
+	if pw, n, err := s.decryptPassword(tok); err != nil || string(pw) != "s3cret-pw" || !bytes.Equal(n, nonce) {
+		t.Fatalf("decrypt: %q %x %v", pw, n, err)
+	}
+	if _, code := s.checkUser(gs, req(tok)); code != ua.StatusBadIdentityTokenInvalid {
+		t.Errorf("right password, nonce not the session's: %v, want Bad_IdentityTokenInvalid", code)
 	}
 }

@@ -26,11 +26,17 @@ import (
 // Limits.MaxBrowseContinuationPoints (the next Browse that needs one gets
 // Bad_NoContinuationPoints for that node), and it is dropped when it is
 // read to the end, released, older than continuationPointTTL, or its
-// session is gone.
+// session is gone; all sessions together hold at most
+// maxContinuationPoints.
 
 // continuationPointTTL bounds how long an unreleased continuation point
 // is kept.
 const continuationPointTTL = 10 * time.Minute
+
+// maxContinuationPoints bounds the continuation points of all sessions
+// together (a point may hold the rest of a 100,000-reference result):
+// many sessions cannot pile them up.
+const maxContinuationPoints = 64
 
 // contPoint is the rest of one node's Browse result.
 type contPoint struct {
@@ -83,7 +89,7 @@ func (s *Server) newContPoint(gs *server.Server, session *ua.NodeID, rest []*ua.
 	}
 	// Sessions that are gone leave their points behind: drop them when
 	// the table grows.
-	if len(s.cps) >= 4*s.cfg.Limits.MaxBrowseContinuationPoints {
+	if len(s.cps) >= min(4*s.cfg.Limits.MaxBrowseContinuationPoints, maxContinuationPoints) {
 		alive := map[string]bool{}
 		for k, cp := range s.cps {
 			a, seen := alive[cp.session]
@@ -96,6 +102,9 @@ func (s *Server) newContPoint(gs *server.Server, session *ua.NodeID, rest []*ua.
 				delete(s.cps, k)
 			}
 		}
+	}
+	if len(s.cps) >= maxContinuationPoints {
+		return nil, false
 	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id) // crypto/rand.Read never fails (Go 1.24)

@@ -259,6 +259,11 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			return &exitError{code: 2, err: err}
 		}
 		ucfg.Pair, ucfg.Engine, ucfg.Logger = uaPairFor(node, sec), engine, log
+		if ucfg.Security != nil {
+			// Failover authenticates its caller: the node itself, forwarding
+			// to the active with the node's admin credentials.
+			ucfg.Pair, ucfg.Forward = node, sec.admin
+		}
 		uas, err := diagnostics.NewUAServer(ucfg)
 		if errors.Is(err, diagnostics.ErrUAInsecure) {
 			_ = ln.Close()

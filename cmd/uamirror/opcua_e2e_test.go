@@ -279,6 +279,22 @@ func TestOPCUANonLoopbackNeedsSecurity(t *testing.T) {
 		t.Fatal("no opcua endpoint in the ready line")
 	}
 	local := fmt.Sprintf("opc.tcp://127.0.0.1:%d", uaPort)
+	failover := func(auth opcua.Option, tok ua.UserTokenType) ua.StatusCode {
+		return secureFailover(t, ctx, local, auth, tok)
+	}
+	if got := failover(opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous); got != ua.StatusBadUserAccessDenied {
+		t.Errorf("anonymous Failover: %v, want Bad_UserAccessDenied", got)
+	}
+	if got := failover(opcua.AuthUsername("operator", token), ua.UserTokenTypeUserName); got == ua.StatusBadUserAccessDenied || got == ua.StatusOK {
+		t.Errorf("operator Failover on a lone node: %v, want it authorised and refused by the pair (no READY standby)", got)
+	}
+}
+
+// secureFailover calls Failover on the node's OPC UA endpoint at local
+// over Basic256Sha256 SignAndEncrypt (failing the test if the endpoint
+// offers None) and returns the call's status.
+func secureFailover(t *testing.T, ctx context.Context, local string, auth opcua.Option, tok ua.UserTokenType) ua.StatusCode {
+	t.Helper()
 	eps, err := opcua.GetEndpoints(ctx, local)
 	if err != nil {
 		t.Fatal(err)
@@ -297,31 +313,56 @@ func TestOPCUANonLoopbackNeedsSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failover := func(auth opcua.Option, tok ua.UserTokenType) ua.StatusCode {
-		t.Helper()
-		c, err := opcua.NewClient(local, opcua.AutoReconnect(false), auth, opcua.SecurityFromEndpoint(ep, tok),
-			opcua.Certificate(cder), opcua.PrivateKey(ckey), opcua.ApplicationURI("urn:uamirror:test:client"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Connect(ctx); err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		defer c.Close(context.Background())
-		ns, err := c.FindNamespace(ctx, "urn:uamirror:pair")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.NewStringNodeID(ns, "Pair"), MethodID: ua.NewStringNodeID(ns, "Pair/Failover")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.StatusCode
+	c, err := opcua.NewClient(local, opcua.AutoReconnect(false), auth, opcua.SecurityFromEndpoint(ep, tok),
+		opcua.Certificate(cder), opcua.PrivateKey(ckey), opcua.ApplicationURI("urn:uamirror:test:client"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := failover(opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous); got != ua.StatusBadUserAccessDenied {
-		t.Errorf("anonymous Failover: %v, want Bad_UserAccessDenied", got)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
 	}
-	if got := failover(opcua.AuthUsername("operator", token), ua.UserTokenTypeUserName); got == ua.StatusBadUserAccessDenied || got == ua.StatusOK {
-		t.Errorf("operator Failover on a lone node: %v, want it authorised and refused by the pair (no READY standby)", got)
+	defer c.Close(context.Background())
+	ns, err := c.FindNamespace(ctx, "urn:uamirror:pair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.NewStringNodeID(ns, "Pair"), MethodID: ua.NewStringNodeID(ns, "Pair/Failover")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode
+}
+
+// TestOPCUASecuredFailover: a pair whose admin API has a token serves a
+// secured OPC UA endpoint on each node. An anonymous Failover is refused
+// (Bad_UserAccessDenied) and changes nothing; the operator's Failover
+// called on the standby is forwarded to the active with the node's token
+// and switches the pair over.
+func TestOPCUASecuredFailover(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	const token = "secured-failover-token-0123456789"
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPair(t, 4, pairOpts{noArbiter: true, nodeArgs: []string{"--opcua", "127.0.0.1:0", "--admin-token-file", tokenFile}})
+	active, epoch := p.waitReady(t, 90*time.Second)
+	standby := map[string]string{"a": "b", "b": "a"}[active]
+	ctx := harness.Context(t)
+	local := func(id string) string { return p.nodes[id].Ready("opcua") }
+
+	if got := secureFailover(t, ctx, local(active), opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous); got != ua.StatusBadUserAccessDenied {
+		t.Fatalf("anonymous Failover: %v, want Bad_UserAccessDenied", got)
+	}
+	if st := p.status(active); st.Role != "active" || st.Epoch != epoch {
+		t.Fatalf("after the refused Failover: %s is %s at epoch %d (was active at %d)", active, st.Role, st.Epoch, epoch)
+	}
+	if got := secureFailover(t, ctx, local(standby), opcua.AuthUsername("operator", token), ua.UserTokenTypeUserName); got != ua.StatusOK {
+		t.Fatalf("operator Failover on the standby: %v, want Good", got)
+	}
+	if !harness.WaitFor(30*time.Second, func() bool {
+		st := p.status(standby)
+		return st.Role == "active" && st.Epoch > epoch
+	}) {
+		t.Fatalf("the operator's Failover did not make %s active: %+v", standby, p.status(standby))
 	}
 }

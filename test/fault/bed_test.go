@@ -499,16 +499,12 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 		if err != nil {
 			return false, err.Error()
 		}
-		act, sby = e.a, e.b
-		sAct, sSby := sa, sb
-		if sb.Role == "active" {
-			act, sby, sAct, sSby = e.b, e.a, sb, sa
+		ok, bActive, ep, state := harness.StablePair(sa, sb, e.cfgHash)
+		act, sby, epoch = e.a, e.b, ep
+		sSby := sb
+		if bActive {
+			act, sby, sSby = e.b, e.a, sa
 		}
-		state := fmt.Sprintf("a: %s; b: %s; standby_ready=%v", brief(sa), brief(sb), sAct.StandbyReady)
-		ok := sAct.Role == "active" && sSby.Role == "standby" && sAct.Ready && sSby.Ready && sAct.StandbyReady &&
-			sAct.Epoch == sSby.Epoch && sAct.Active == act.id && sSby.Active == act.id &&
-			sAct.ConfigHash == e.cfgHash && sSby.ConfigHash == e.cfgHash
-		epoch = sAct.Epoch
 		if !ok {
 			pw.Check(e.t, sSby, e.pendingOf(sby))
 		}
@@ -530,26 +526,6 @@ func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
 	}
 }
 
-func brief(st redundancy.Status) string {
-	s := fmt.Sprintf("%s ready=%v epoch=%d active=%q raft=%s config=%.8s", st.Role, st.Ready, st.Epoch, st.Active, st.RaftState, st.ConfigHash)
-	if st.Health != nil {
-		for _, h := range st.Health.Servers {
-			if !h.Up {
-				s += " " + h.Name + "=DOWN"
-			}
-		}
-		if st.Health.Reason != "" {
-			s += " (" + st.Health.Reason + ")"
-		}
-	}
-	for _, m := range st.Members {
-		if m.Link != "self" {
-			s += " " + m.ID + ":" + m.Link
-		}
-	}
-	return s
-}
-
 // waitActive waits until m is active (and writing) under an epoch after
 // `after`, and returns that epoch.
 func (e *bed) waitActive(m *member, after uint64, timeout time.Duration) uint64 {
@@ -561,7 +537,7 @@ func (e *bed) waitActive(m *member, after uint64, timeout time.Duration) uint64 
 			return false, err.Error()
 		}
 		epoch = st.Epoch
-		return st.Role == "active" && st.Ready && st.Epoch > after && st.Active == m.id, m.id + ": " + brief(st)
+		return st.Role == "active" && st.Ready && st.Epoch > after && st.Active == m.id, m.id + ": " + harness.Brief(st)
 	})
 	return epoch
 }

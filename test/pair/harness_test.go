@@ -538,16 +538,12 @@ func (p *pair) waitStable(timeout time.Duration) (act, sby *member, epoch uint64
 		if err != nil {
 			return false, err.Error()
 		}
-		act, sby = p.a, p.b
-		sAct, sSby := sa, sb
-		if sb.Role == "active" {
-			act, sby, sAct, sSby = p.b, p.a, sb, sa
+		ok, bActive, ep, state := harness.StablePair(sa, sb, p.cfgHash)
+		act, sby, epoch = p.a, p.b, ep
+		sSby := sb
+		if bActive {
+			act, sby, sSby = p.b, p.a, sa
 		}
-		state := fmt.Sprintf("a: %s; b: %s; standby_ready=%v", brief(sa), brief(sb), sAct.StandbyReady)
-		ok := sAct.Role == "active" && sSby.Role == "standby" && sAct.Ready && sSby.Ready && sAct.StandbyReady &&
-			sAct.Epoch == sSby.Epoch && sAct.Active == act.id && sSby.Active == act.id &&
-			sAct.ConfigHash == p.cfgHash && sSby.ConfigHash == p.cfgHash
-		epoch = sAct.Epoch
 		if !ok {
 			pw.Check(p.t, sSby, p.pendingOf(sby))
 		}
@@ -569,27 +565,6 @@ func (p *pair) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
 	}
 }
 
-// brief describes a member's status in one line.
-func brief(st redundancy.Status) string {
-	s := fmt.Sprintf("%s ready=%v epoch=%d active=%q raft=%s config=%.8s", st.Role, st.Ready, st.Epoch, st.Active, st.RaftState, st.ConfigHash)
-	if st.Health != nil {
-		for _, h := range st.Health.Servers {
-			if !h.Up {
-				s += " " + h.Name + "=DOWN"
-			}
-		}
-		if st.Health.Reason != "" {
-			s += " (" + st.Health.Reason + ")"
-		}
-	}
-	for _, m := range st.Members {
-		if m.Link != "self" {
-			s += " " + m.ID + ":" + m.Link
-		}
-	}
-	return s
-}
-
 // waitActive waits until m is the active, writing under epoch.
 func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 	p.t.Helper()
@@ -598,7 +573,7 @@ func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "active" && st.Ready && st.Epoch == epoch && st.Active == m.id, m.id + ": " + brief(st)
+		return st.Role == "active" && st.Ready && st.Epoch == epoch && st.Active == m.id, m.id + ": " + harness.Brief(st)
 	})
 }
 
@@ -612,7 +587,7 @@ func (p *pair) waitStandby(m *member, epoch uint64, timeout time.Duration) {
 			return false, err.Error()
 		}
 		pw.Check(p.t, st, p.pendingOf(m))
-		return st.Role == "standby" && st.Ready && st.Epoch == epoch && st.Active == p.other(m).id, m.id + ": " + brief(st)
+		return st.Role == "standby" && st.Ready && st.Epoch == epoch && st.Active == p.other(m).id, m.id + ": " + harness.Brief(st)
 	})
 }
 

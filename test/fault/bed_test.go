@@ -19,17 +19,14 @@
 package fault
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -429,18 +426,12 @@ func (e *bed) writeConfig(path string, mapped int) string {
 // ---- admin API (dialed from inside the member's own host, which works
 // even while the host is isolated) ----
 
-func (e *bed) get(m *member, path string, out any) error {
-	res, err := m.client.Get(e.adminURL(m) + path)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, m.id, res.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
+// admin is m's admin API client.
+func (e *bed) admin(m *member) harness.Admin {
+	return harness.Admin{Name: m.id, Base: e.adminURL(m), Client: m.client}
 }
+
+func (e *bed) get(m *member, path string, out any) error { return e.admin(m).Get(path, out) }
 
 func (e *bed) status(m *member) (redundancy.Status, error) {
 	var st redundancy.Status
@@ -518,13 +509,7 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 const pendingLimit = settle / 2
 
 // pendingOf lists m's pending mappings from its admin API.
-func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
-	return func() (diagnostics.MappingPage, error) {
-		var pg diagnostics.MappingPage
-		err := e.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
-		return pg, err
-	}
-}
+func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) { return e.admin(m).Pending }
 
 // waitActive waits until m is active (and writing) under an epoch after
 // `after`, and returns that epoch.

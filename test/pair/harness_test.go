@@ -15,7 +15,6 @@ package pair
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -454,18 +453,12 @@ func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 
 // ---- admin API ----
 
-func (p *pair) get(m *member, path string, out any) error {
-	res, err := p.client.Get(p.o.scheme + m.admin + path)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, m.id, res.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
+// admin is m's admin API client.
+func (p *pair) admin(m *member) harness.Admin {
+	return harness.Admin{Name: m.id, Base: p.o.scheme + m.admin, Client: p.client}
 }
+
+func (p *pair) get(m *member, path string, out any) error { return p.admin(m).Get(path, out) }
 
 func (p *pair) status(m *member) (redundancy.Status, error) {
 	var st redundancy.Status
@@ -558,11 +551,7 @@ const pendingLimit = settle / 2
 
 // pendingOf lists m's pending mappings from its admin API.
 func (p *pair) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
-	return func() (diagnostics.MappingPage, error) {
-		var pg diagnostics.MappingPage
-		err := p.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
-		return pg, err
-	}
+	return p.admin(m).Pending
 }
 
 // waitActive waits until m is the active, writing under epoch.

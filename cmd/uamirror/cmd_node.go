@@ -344,6 +344,16 @@ func (m *mirrorAdapter) Observe(id string, rev bool, v *ua.Variant, ts time.Time
 }
 func (m *mirrorAdapter) WaitIdle(ctx context.Context) error { return m.e.WaitIdle(ctx) }
 
+// AbortInFlight implements redundancy.Aborter: the engine resets every
+// session with a Write unanswered (RST, unsent bytes dropped), then the
+// aborted requests settle.
+func (m *mirrorAdapter) AbortInFlight(ctx context.Context) error {
+	m.e.AbortWrites()
+	return m.e.WaitIdle(ctx)
+}
+
+var _ redundancy.Aborter = (*mirrorAdapter)(nil)
+
 // Health: a server is up while its session is connected; the node is
 // ready when every session is up and no mapping is pending or quarantined.
 func (m *mirrorAdapter) Health() redundancy.Health {

@@ -3,6 +3,10 @@ package redundancytest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -232,5 +236,55 @@ func TestForceLoneSurvivorKeepsWriting(t *testing.T) {
 	if r, _ := c.Member(standby).RoleNow(); r != "active" {
 		t.Errorf("%s is %s after the dead members returned, want active", standby, r)
 	}
+	noViolations(t, c)
+}
+
+// freezeSelf stops this whole test process with SIGSTOP for d: a child
+// shell sends the SIGCONT. Every in-memory member stands still at once,
+// as a node does under SIGSTOP.
+func freezeSelf(t *testing.T, d time.Duration) {
+	t.Helper()
+	cont := exec.Command("sh", "-c", fmt.Sprintf("sleep %.3f; kill -CONT %d", d.Seconds(), os.Getpid()))
+	if err := cont.Start(); err != nil {
+		t.Skipf("cannot start the thawing child: %v", err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := cont.Wait(); err != nil {
+		t.Fatalf("thawing child: %v", err)
+	}
+}
+
+// TestLeasePauseDistrustsConfirmations: after the process stood still
+// (SIGSTOP), no node writes until quorum confirmations can no longer be
+// answers to heartbeats sent before the pause: raft's VerifyLeader counts
+// such stale answers, and one extended a thawed old active's lease in the
+// starved fault matrix (two writers). Without the pause watch the leader
+// re-verifies and writes within a tick of the thaw.
+func TestLeasePauseDistrustsConfirmations(t *testing.T) {
+	c, _, _ := activePair(t, Options{})
+	freezeSelf(t, 800*time.Millisecond)
+	thawed := time.Now()
+	for time.Since(thawed) < 1500*time.Millisecond {
+		for _, id := range []string{"a", "b"} {
+			if m := c.Member(id).Mirror(); m != nil {
+				if _, ok := m.Gate().Permit(); ok {
+					t.Fatalf("%s's gate permits writes %s after the process stood still 800ms", id, time.Since(thawed).Round(time.Millisecond))
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.WaitFor(10*time.Second, "a node writing again after the pause", func() bool {
+		for _, id := range []string{"a", "b"} {
+			if m := c.Member(id).Mirror(); m != nil {
+				if _, ok := m.Gate().Permit(); ok {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	noViolations(t, c)
 }

@@ -38,7 +38,6 @@ import (
 	"time"
 
 	"github.com/uamirror/uamirror/diagnostics"
-	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -427,13 +426,12 @@ func (e *bed) writeConfig(path string, mapped int) string {
 // ---- admin API (dialed from inside the member's own host, which works
 // even while the host is isolated) ----
 
-func (e *bed) get(m *member, path string, out any) error {
-	c := adminclient.New(e.adminURL(m), adminclient.Options{HTTPClient: m.client})
-	if err := c.Get(context.Background(), path, out); err != nil {
-		return fmt.Errorf("GET %s on %s: %w", path, m.id, err)
-	}
-	return nil
+// admin is m's admin API client.
+func (e *bed) admin(m *member) harness.Admin {
+	return harness.NewAdmin(m.id, e.adminURL(m), m.client)
 }
+
+func (e *bed) get(m *member, path string, out any) error { return e.admin(m).Get(path, out) }
 
 func (e *bed) status(m *member) (redundancy.Status, error) {
 	var st redundancy.Status
@@ -492,16 +490,12 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 		if err != nil {
 			return false, err.Error()
 		}
-		act, sby = e.a, e.b
-		sAct, sSby := sa, sb
-		if sb.Role == "active" {
-			act, sby, sAct, sSby = e.b, e.a, sb, sa
+		ok, bActive, ep, state := harness.StablePair(sa, sb, e.cfgHash)
+		act, sby, epoch = e.a, e.b, ep
+		sSby := sb
+		if bActive {
+			act, sby, sSby = e.b, e.a, sa
 		}
-		state := fmt.Sprintf("a: %s; b: %s; standby_ready=%v", brief(sa), brief(sb), sAct.StandbyReady)
-		ok := sAct.Role == "active" && sSby.Role == "standby" && sAct.Ready && sSby.Ready && sAct.StandbyReady &&
-			sAct.Epoch == sSby.Epoch && sAct.Active == act.id && sSby.Active == act.id &&
-			sAct.ConfigHash == e.cfgHash && sSby.ConfigHash == e.cfgHash
-		epoch = sAct.Epoch
 		if !ok {
 			pw.Check(e.t, sSby, e.pendingOf(sby))
 		}
@@ -515,33 +509,7 @@ func (e *bed) waitStable(timeout time.Duration) (act, sby *member, epoch uint64)
 const pendingLimit = settle / 2
 
 // pendingOf lists m's pending mappings from its admin API.
-func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
-	return func() (diagnostics.MappingPage, error) {
-		var pg diagnostics.MappingPage
-		err := e.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
-		return pg, err
-	}
-}
-
-func brief(st redundancy.Status) string {
-	s := fmt.Sprintf("%s ready=%v epoch=%d active=%q raft=%s config=%.8s", st.Role, st.Ready, st.Epoch, st.Active, st.RaftState, st.ConfigHash)
-	if st.Health != nil {
-		for _, h := range st.Health.Servers {
-			if !h.Up {
-				s += " " + h.Name + "=DOWN"
-			}
-		}
-		if st.Health.Reason != "" {
-			s += " (" + st.Health.Reason + ")"
-		}
-	}
-	for _, m := range st.Members {
-		if m.Link != "self" {
-			s += " " + m.ID + ":" + m.Link
-		}
-	}
-	return s
-}
+func (e *bed) pendingOf(m *member) func() (diagnostics.MappingPage, error) { return e.admin(m).Pending }
 
 // waitActive waits until m is active (and writing) under an epoch after
 // `after`, and returns that epoch.
@@ -554,7 +522,7 @@ func (e *bed) waitActive(m *member, after uint64, timeout time.Duration) uint64 
 			return false, err.Error()
 		}
 		epoch = st.Epoch
-		return st.Role == "active" && st.Ready && st.Epoch > after && st.Active == m.id, m.id + ": " + brief(st)
+		return st.Role == "active" && st.Ready && st.Epoch > after && st.Active == m.id, m.id + ": " + harness.Brief(st)
 	})
 	return epoch
 }

@@ -45,7 +45,7 @@ func TestDelayLoss(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "active" && st.Epoch == epoch, brief(st)
+		return st.Role == "active" && st.Epoch == epoch, harness.Brief(st)
 	})
 	e.waitLive(time.Now(), settle)
 	// The largest silence at the target while the link was degraded.
@@ -257,7 +257,7 @@ func TestStandbyDiskFull(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "active" && st.Epoch == epoch, brief(st)
+		return st.Role == "active" && st.Epoch == epoch, harness.Brief(st)
 	})
 	e.waitLive(changedAt, settle)
 	// What the standby reports: not READY, and why, in its status.
@@ -267,7 +267,7 @@ func TestStandbyDiskFull(t *testing.T) {
 		return !st.Ready && strings.Contains(st.NotReady, "no space left on device") &&
 			strings.Contains(st.DataDir, "no space left on device")
 	})
-	report := brief(st)
+	report := harness.Brief(st)
 	logged := strings.Contains(sby.proc.Stderr.String(), "no space left on device")
 	t.Logf("standby with a full disk: status %s (not_ready %q); 'no space left on device' in its log: %v", report, st.NotReady, logged)
 	if !reported {

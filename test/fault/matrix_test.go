@@ -29,7 +29,7 @@ func TestCutPeerLink(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "active" && st.Epoch == epoch, brief(st)
+		return st.Role == "active" && st.Epoch == epoch, harness.Brief(st)
 	})
 	e.waitLive(time.Now(), settle) // and it still writes new values
 	e.lab.Heal(hA, hB)
@@ -60,7 +60,7 @@ func TestIsolateActive(t *testing.T) {
 			return false, err.Error()
 		}
 		downAfter = time.Since(isoAt)
-		return st.Role != "active", brief(st)
+		return st.Role != "active", harness.Brief(st)
 	})
 	newEpoch := e.waitActive(sby, epoch, settle)
 	ev := e.waitEvent(newEpoch, settle)
@@ -133,7 +133,7 @@ func TestCutFromServer(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return st.Role == "active" && st.Epoch == epoch, brief(st)
+			return st.Role == "active" && st.Epoch == epoch, harness.Brief(st)
 		})
 		cutAt := time.Now()
 		e.lab.Cut(act.host, hSCADA)
@@ -160,7 +160,7 @@ func serverDown(e *bed, m *member, name string) (bool, string) {
 	}
 	for _, s := range st.Health.Servers {
 		if s.Name == name {
-			return !s.Up, brief(st)
+			return !s.Up, harness.Brief(st)
 		}
 	}
 	return false, "no " + name + " in the health"

@@ -280,7 +280,7 @@ func (s *starver) killDuringUpdate(act, sby *member, epoch uint64) {
 			return false, err.Error()
 		}
 		hash = st.ConfigHash
-		return hash != "", brief(st)
+		return hash != "", harness.Brief(st)
 	})
 	switch hash {
 	case newHash:

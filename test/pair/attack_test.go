@@ -79,7 +79,7 @@ func TestRaftTimeoutNowInjection(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.Role == "standby" && s.Epoch == epoch && s.Active == act.id, brief(s)
+		return s.Role == "standby" && s.Epoch == epoch && s.Active == act.id, harness.Brief(s)
 	})
 	for _, want := range []string{"names no member of the pair", "not the leader this member follows"} {
 		harness.WaitState(t, 5*time.Second, "refusal journaled: "+want, func() (bool, string) { return hasRefusal(p, sby, want) })
@@ -127,7 +127,7 @@ func TestRaftRPCWithAnotherMembersCertificate(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.Role == "standby" && s.Epoch == epoch, brief(s)
+		return s.Role == "standby" && s.Epoch == epoch, harness.Brief(s)
 	})
 }
 
@@ -326,7 +326,7 @@ func TestConnectionFlood(t *testing.T) {
 			}
 			s, err := p.status(act)
 			if err != nil || s.Role != "active" || s.Epoch != epoch {
-				t.Errorf("after the flood: %v %s", err, brief(s))
+				t.Errorf("after the flood: %v %s", err, harness.Brief(s))
 			}
 		})
 	}

@@ -28,7 +28,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/uamirror/uamirror/diagnostics"
-	"github.com/uamirror/uamirror/diagnostics/adminclient"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
@@ -452,17 +451,12 @@ func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 
 // ---- admin API ----
 
-// admin returns the admin API client of m.
-func (p *pair) admin(m *member) *adminclient.Client {
-	return adminclient.New(p.o.scheme+m.admin, adminclient.Options{HTTPClient: p.client})
+// admin is m's admin API client.
+func (p *pair) admin(m *member) harness.Admin {
+	return harness.NewAdmin(m.id, p.o.scheme+m.admin, p.client)
 }
 
-func (p *pair) get(m *member, path string, out any) error {
-	if err := p.admin(m).Get(context.Background(), path, out); err != nil {
-		return fmt.Errorf("GET %s on %s: %w", path, m.id, err)
-	}
-	return nil
-}
+func (p *pair) get(m *member, path string, out any) error { return p.admin(m).Get(path, out) }
 
 func (p *pair) status(m *member) (redundancy.Status, error) {
 	var st redundancy.Status
@@ -529,16 +523,12 @@ func (p *pair) waitStable(timeout time.Duration) (act, sby *member, epoch uint64
 		if err != nil {
 			return false, err.Error()
 		}
-		act, sby = p.a, p.b
-		sAct, sSby := sa, sb
-		if sb.Role == "active" {
-			act, sby, sAct, sSby = p.b, p.a, sb, sa
+		ok, bActive, ep, state := harness.StablePair(sa, sb, p.cfgHash)
+		act, sby, epoch = p.a, p.b, ep
+		sSby := sb
+		if bActive {
+			act, sby, sSby = p.b, p.a, sa
 		}
-		state := fmt.Sprintf("a: %s; b: %s; standby_ready=%v", brief(sa), brief(sb), sAct.StandbyReady)
-		ok := sAct.Role == "active" && sSby.Role == "standby" && sAct.Ready && sSby.Ready && sAct.StandbyReady &&
-			sAct.Epoch == sSby.Epoch && sAct.Active == act.id && sSby.Active == act.id &&
-			sAct.ConfigHash == p.cfgHash && sSby.ConfigHash == p.cfgHash
-		epoch = sAct.Epoch
 		if !ok {
 			pw.Check(p.t, sSby, p.pendingOf(sby))
 		}
@@ -553,32 +543,7 @@ const pendingLimit = settle / 2
 
 // pendingOf lists m's pending mappings from its admin API.
 func (p *pair) pendingOf(m *member) func() (diagnostics.MappingPage, error) {
-	return func() (diagnostics.MappingPage, error) {
-		var pg diagnostics.MappingPage
-		err := p.get(m, "/api/v1/mappings?state=pending&per_page=20", &pg)
-		return pg, err
-	}
-}
-
-// brief describes a member's status in one line.
-func brief(st redundancy.Status) string {
-	s := fmt.Sprintf("%s ready=%v epoch=%d active=%q raft=%s config=%.8s", st.Role, st.Ready, st.Epoch, st.Active, st.RaftState, st.ConfigHash)
-	if st.Health != nil {
-		for _, h := range st.Health.Servers {
-			if !h.Up {
-				s += " " + h.Name + "=DOWN"
-			}
-		}
-		if st.Health.Reason != "" {
-			s += " (" + st.Health.Reason + ")"
-		}
-	}
-	for _, m := range st.Members {
-		if m.Link != "self" {
-			s += " " + m.ID + ":" + m.Link
-		}
-	}
-	return s
+	return p.admin(m).Pending
 }
 
 // waitActive waits until m is the active, writing under epoch.
@@ -589,7 +554,7 @@ func (p *pair) waitActive(m *member, epoch uint64, timeout time.Duration) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "active" && st.Ready && st.Epoch == epoch && st.Active == m.id, m.id + ": " + brief(st)
+		return st.Role == "active" && st.Ready && st.Epoch == epoch && st.Active == m.id, m.id + ": " + harness.Brief(st)
 	})
 }
 
@@ -603,7 +568,7 @@ func (p *pair) waitStandby(m *member, epoch uint64, timeout time.Duration) {
 			return false, err.Error()
 		}
 		pw.Check(p.t, st, p.pendingOf(m))
-		return st.Role == "standby" && st.Ready && st.Epoch == epoch && st.Active == p.other(m).id, m.id + ": " + brief(st)
+		return st.Role == "standby" && st.Ready && st.Epoch == epoch && st.Active == p.other(m).id, m.id + ": " + harness.Brief(st)
 	})
 }
 

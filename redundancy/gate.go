@@ -57,7 +57,7 @@ func (g *Gate) recordedActive() bool {
 }
 
 // LeaseValid reports whether the lease holds now, open gate or not
-// (bridge.LeaseGate): the engine aborts the sessions with a Write in
+// (part of bridge.Gate): the engine aborts the sessions with a Write in
 // flight when it turns false. It is false too once the replicated state
 // names another active or a later epoch than the one the gate was last
 // opened under (epoch 0, never opened: only the lease counts).

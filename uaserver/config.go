@@ -178,9 +178,10 @@ type Config struct {
 	// URI SAN becomes the ApplicationURI.
 	Certificate []byte
 	PrivateKey  *rsa.PrivateKey
-	// SecureOnly offers no None endpoint: only the secure ones in
-	// Security. (gopcua still accepts a None secure channel for
-	// discovery; a method learns the channel's mode, see Caller.)
+	// SecureOnly offers no None endpoint, only the secure ones in
+	// Security, and refuses to activate a session on a None secure
+	// channel (gopcua opens one whatever the endpoints say; discovery
+	// over it still works).
 	SecureOnly bool
 	// Journal, when set, receives every accepted Write as one JSON line.
 	Journal io.Writer

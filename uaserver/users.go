@@ -135,6 +135,11 @@ func (s *Server) registerUserCheck(gs *server.Server) {
 			if !ok {
 				return fault(r, ua.StatusBadRequestTypeInvalid), nil
 			}
+			if m := channelMode(sc); s.cfg.SecureOnly && m != ua.MessageSecurityModeSign && m != ua.MessageSecurityModeSignAndEncrypt {
+				// gopcua opens a None channel whatever the endpoints say.
+				s.log.Info("session refused: secure endpoints only", zap.String("channel", m.String()))
+				return fault(r, ua.StatusBadSecurityModeRejected), nil
+			}
 			user := ""
 			if len(s.cfg.Users) > 0 {
 				var code ua.StatusCode

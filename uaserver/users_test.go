@@ -92,6 +92,15 @@ func TestCaller(t *testing.T) {
 			t.Fatalf("SecureOnly server offers %s", ep.SecurityPolicyURI)
 		}
 	}
+	// A None channel opens (gopcua's) but no session is activated on it.
+	none, err := opcua.NewClient(s.Endpoint(), opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := none.Connect(ctx); !errors.Is(err, ua.StatusBadSecurityModeRejected) {
+		t.Errorf("session on a None channel of a SecureOnly server: %v, want Bad_SecurityModeRejected", err)
+	}
+	_ = none.Close(ctx)
 	der, key, err := GenerateCertificate("urn:uamirror:test:client", "localhost")
 	if err != nil {
 		t.Fatal(err)

@@ -506,7 +506,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	st := n.fsm.State()
 	s := Status{Node: n.cfg.ID, Epoch: st.Epoch, Active: st.Active, Policy: n.cfg.Policy, ConfigHash: st.ConfigHash,
-		PairSecurity: n.cfg.securityMode(), Version: n.vers.local(), PairProtocol: n.PairProtocol(),
+		PairSecurity: n.cfg.securityMode(), Version: n.vers.local(), PairProtocol: pairProtocol(n.memberVersions(st)),
 		RecordedProtocol: st.Protocol, RecordedVersions: st.Versions, VersionProblem: n.vers.refusal()}
 	r := n.raft()
 	if r != nil {
@@ -580,8 +580,14 @@ func (n *Node) Status() Status {
 	if r != nil {
 		lastContact = r.LastContact()
 	}
+	known := n.memberVersions(st)
 	for _, m := range n.cfg.Members {
-		ms := MemberStatus{ID: m.ID, Role: m.Role, Raft: m.Raft, Admin: m.Admin, Link: "down", Version: n.vers.get(m.ID)}
+		ms := MemberStatus{ID: m.ID, Role: m.Role, Raft: m.Raft, Admin: m.Admin, Link: "down"}
+		for _, v := range known {
+			if v.ID == m.ID {
+				ms.Version = v
+			}
+		}
 		switch {
 		case m.ID == n.cfg.ID:
 			ms.Link = "self"

@@ -236,9 +236,30 @@ func (v *versions) refusal() string {
 }
 
 // PairProtocol returns the pair protocol the pair runs at, as far as
-// this node knows: the lowest of its members' (a member not heard from
-// counts as LegacyProtocol).
-func (n *Node) PairProtocol() int { return pairProtocol(n.vers.list()) }
+// this node knows: the lowest of its members'. A member it has not heard
+// from counts as LegacyProtocol, unless the replicated versions record
+// names it (an arbiter hears from nobody directly; a standby does not ask
+// the arbiter).
+func (n *Node) PairProtocol() int {
+	return pairProtocol(n.memberVersions(n.fsm.State()))
+}
+
+// memberVersions returns every member's version as this node knows it:
+// heard directly, else as the replicated record has it.
+func (n *Node) memberVersions(st PairState) []MemberVersion {
+	vs := n.vers.list()
+	for i, v := range vs {
+		if v.Source != "unknown" {
+			continue
+		}
+		for _, r := range st.Versions {
+			if r.ID == v.ID {
+				vs[i] = MemberVersion{ID: v.ID, VersionInfo: r.VersionInfo, Source: "recorded"}
+			}
+		}
+	}
+	return vs
+}
 
 // versionProbeInterval is how often the active asks the members without
 // a peer link (the arbiter) for their version.

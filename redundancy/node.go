@@ -1168,6 +1168,9 @@ func (n *Node) ApplyConfig(ctx context.Context, yaml []byte, file string) (mappi
 	if n.self.Role != RoleNode || !n.active.Load() {
 		return mapping.Delta{}, n.notActive()
 	}
+	if err := n.checkConfigChange(); err != nil { // version.go
+		return mapping.Delta{}, err
+	}
 	var d mapping.Delta
 	if old, err := parseConfig(n.fsm.State().Config); err == nil {
 		d = mapping.Diff(old, cfg)

@@ -186,6 +186,12 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	if o := n.other(); o != nil && sr.From == o.ID {
 		if err := n.peerHeard(o.ID, sr.Member); err != nil {
 			writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID, Member: &local, Error: "peer link: " + err.Error()})
+			if !n.active.Load() {
+				// Only the active streams: this member is the one joining
+				// a pair it cannot follow, and refuses to (the active
+				// carries on and sees this standby not READY).
+				n.haltOn(fmt.Errorf("refusing to join the pair: %w", err))
+			}
 			return
 		}
 	}
@@ -193,7 +199,7 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	if n.active.Load() || sr.Epoch != st.Epoch || sr.From != st.Active {
 		// Not the active of the current epoch (a stale active, one from an
 		// epoch this node has not applied yet, or we are active): refuse.
-		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID,
+		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID, Member: &local,
 			Error: fmt.Sprintf("sync from %s epoch %d refused: the pair's active is %q at epoch %d", sr.From, sr.Epoch, st.Active, st.Epoch)})
 		return
 	}

@@ -362,3 +362,25 @@ func (n *Node) haltOn(err error) {
 	n.log.Error("STOPPING: this member cannot follow the pair's state", zap.Error(err))
 	close(n.halted)
 }
+
+// ErrMixedVersions: a change an older member might not follow was
+// refused while the pair runs mixed versions.
+var ErrMixedVersions = errors.New("the pair runs mixed versions")
+
+// checkConfigChange refuses a mirror config change while the other
+// bridge node is known to run an older release: its strict parser may
+// not know a key this release takes, and a node whose config does not
+// parse runs no mirror and is never READY. The arbiter never parses the
+// mirror config and does not count.
+func (n *Node) checkConfigChange() error {
+	o := n.other()
+	if o == nil {
+		return nil
+	}
+	v := n.vers.get(o.ID)
+	if v.Source == "unknown" || v.Protocol >= ProtocolVersion {
+		return nil
+	}
+	return fmt.Errorf("%w: node %s runs %s, this node %s; it may not parse a config this release writes: "+
+		"finish the upgrade (docs/UPGRADE.md), then apply the mappings", ErrMixedVersions, o.ID, v.VersionInfo, n.vers.local())
+}

@@ -1,12 +1,19 @@
 package redundancy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
+
+	"github.com/uamirror/uamirror/mapping"
 )
 
 func TestCompatible(t *testing.T) {
@@ -142,3 +149,106 @@ func TestFSMVersionsRecord(t *testing.T) {
 type nopCloser struct{ *strings.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// testNode builds node id of a loopback pair (not started) with software
+// version v.
+func testNode(t *testing.T, id, v string) *Node {
+	t.Helper()
+	ms := []Member{{ID: "a", Role: RoleNode, Raft: "127.0.0.1:1", Peer: "127.0.0.1:2"},
+		{ID: "b", Role: RoleNode, Raft: "127.0.0.1:3", Peer: "127.0.0.1:4"}, {ID: "arb", Role: RoleArbiter, Raft: "127.0.0.1:5"}}
+	n, err := New(Options{Config: Config{ID: id, DataDir: t.TempDir(), Members: ms}, Version: v,
+		NewMirror: func(*mapping.Config, *Gate, func(string, bool, *ua.Variant, time.Time)) (Mirror, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.syncSem = make(chan struct{}, 1)
+	return n
+}
+
+// postSync posts a sync request from "a" announcing ann (nil: a v0.1.0
+// member) to n's peer handler and returns the answer.
+func postSync(t *testing.T, n *Node, ann *VersionInfo) (int, syncResponse) {
+	t.Helper()
+	body := mustJSON(t, syncRequest{From: "a", Epoch: 0, Member: ann})
+	rec := httptest.NewRecorder()
+	n.handleSync(rec, httptest.NewRequest(http.MethodPost, "/peer/v1/sync", bytes.NewReader(body)))
+	var resp syncResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Code, resp
+}
+
+// A standby hearing an active outside its window refuses the sync,
+// names both versions and stops (it refuses to join); one hearing a
+// v0.1.0 active (no announcement) or its own release takes it and
+// answers with its own version.
+func TestStandbyRefusesToJoinOutsideTheWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ann  *VersionInfo
+		stop bool
+		pair int
+	}{
+		{"previous release (no announcement)", nil, false, LegacyProtocol},
+		{"same release", &VersionInfo{Version: "v0.2.0", Protocol: ProtocolVersion, MinProtocol: MinProtocolVersion}, false, LegacyProtocol}, // the arbiter is not heard yet
+		{"two releases ahead", &VersionInfo{Version: "v0.4.0", Protocol: ProtocolVersion + 2, MinProtocol: ProtocolVersion + 1}, true, LegacyProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := testNode(t, "b", "v0.2.0")
+			code, resp := postSync(t, n, tc.ann)
+			if resp.Member == nil || resp.Member.Protocol != ProtocolVersion || resp.Member.Version != "v0.2.0" {
+				t.Errorf("answer announces %+v, want this member's version", resp.Member)
+			}
+			stopped := n.haltErr.Load() != nil
+			if stopped != tc.stop {
+				t.Fatalf("stopped = %v, want %v (answer %d %q)", stopped, tc.stop, code, resp.Error)
+			}
+			if tc.stop {
+				msg := (*n.haltErr.Load()).Error()
+				if code != http.StatusConflict || !strings.Contains(resp.Error, "v0.4.0 (protocol 3–4)") || !strings.Contains(msg, "v0.2.0 (protocol 1–2)") ||
+					!strings.Contains(msg, "v0.4.0") || !errors.Is(*n.haltErr.Load(), ErrVersionWindow) {
+					t.Errorf("answer %d %q, stop %q: want 409 naming both versions", code, resp.Error, msg)
+				}
+				if st := n.Status(); !strings.Contains(st.VersionProblem, "v0.4.0") || !strings.Contains(st.NotReady, "v0.4.0") {
+					t.Errorf("status does not say why: %+v", st)
+				}
+				select {
+				case <-n.halted:
+				default:
+					t.Error("halted not closed")
+				}
+				return
+			}
+			want := LegacyProtocol
+			if tc.ann != nil {
+				want = tc.ann.Protocol
+			}
+			if v := n.vers.get("a"); v.Protocol != want || v.Source != "peer link" {
+				t.Errorf("a's version as b knows it: %+v, want protocol %d from the peer link", v, want)
+			}
+			if p := n.PairProtocol(); p != tc.pair {
+				t.Errorf("pair protocol %d, want %d", p, tc.pair)
+			}
+		})
+	}
+}
+
+// A config change is refused while the other node runs the previous
+// release (it may not parse it), allowed once it runs this one.
+func TestConfigChangeWaitsForTheUpgrade(t *testing.T) {
+	n := testNode(t, "b", "v0.2.0")
+	if err := n.checkConfigChange(); err != nil {
+		t.Fatalf("other node not heard yet: %v", err)
+	}
+	n.vers.heard("a", nil, "peer link")
+	err := n.checkConfigChange()
+	if !errors.Is(err, ErrMixedVersions) || !strings.Contains(err.Error(), "v0.1.0 or older") || !strings.Contains(err.Error(), "v0.2.0 (protocol 1–2)") {
+		t.Fatalf("beside a v0.1.0 node: %v, want ErrMixedVersions naming both versions", err)
+	}
+	cur := Local("v0.2.0")
+	n.vers.heard("a", &cur, "peer link")
+	if err := n.checkConfigChange(); err != nil {
+		t.Fatalf("beside this release: %v", err)
+	}
+}

@@ -157,7 +157,9 @@ func testNode(t *testing.T, id, v string) *Node {
 	ms := []Member{{ID: "a", Role: RoleNode, Raft: "127.0.0.1:1", Peer: "127.0.0.1:2"},
 		{ID: "b", Role: RoleNode, Raft: "127.0.0.1:3", Peer: "127.0.0.1:4"}, {ID: "arb", Role: RoleArbiter, Raft: "127.0.0.1:5"}}
 	n, err := New(Options{Config: Config{ID: id, DataDir: t.TempDir(), Members: ms}, Version: v,
-		NewMirror: func(*mapping.Config, *Gate, func(string, bool, *ua.Variant, time.Time)) (Mirror, error) { return nil, nil }})
+		NewMirror: func(*mapping.Config, *Gate, func(string, bool, *ua.Variant, time.Time)) (Mirror, error) {
+			return nil, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

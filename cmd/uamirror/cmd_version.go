@@ -75,12 +75,13 @@ func memberVersionProbe(sec memberSecurity) func(ctx context.Context, m redundan
 		if m.Admin == "" {
 			return redundancy.VersionInfo{}, fmt.Errorf("member %s has no admin address", m.ID)
 		}
-		hc := &http.Client{}
-		o := adminclient.Options{HTTPClient: hc, Token: string(sec.admin.Token)}
+		// A transport per probe (every few seconds), closed after it: no
+		// idle connection stays behind in a shared one.
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		o := adminclient.Options{HTTPClient: &http.Client{Transport: tr}, Token: string(sec.admin.Token)}
 		if sec.admin.ForwardTLS != nil {
-			tr := &http.Transport{TLSClientConfig: sec.admin.ForwardTLS(m.ID)}
-			defer tr.CloseIdleConnections()
-			hc.Transport, o.HTTPS = tr, true
+			tr.TLSClientConfig, o.HTTPS = sec.admin.ForwardTLS(m.ID), true
 		}
 		st, err := adminclient.New(m.Admin, o).Status(ctx)
 		if err != nil {

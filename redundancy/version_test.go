@@ -2,6 +2,7 @@ package redundancy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -252,5 +253,37 @@ func TestConfigChangeWaitsForTheUpgrade(t *testing.T) {
 	n.vers.heard("a", &cur, "peer link")
 	if err := n.checkConfigChange(); err != nil {
 		t.Fatalf("beside this release: %v", err)
+	}
+}
+
+// A member whose fsm meets a command it cannot apply stops: Run returns
+// the error (the process exits with it) instead of running on.
+func TestRunStopsOnCommandItCannotApply(t *testing.T) {
+	n := testNode(t, "b", "v0.2.0")
+	n.opts.PeerTransport = http.DefaultTransport // no peer listener
+	store := raft.NewInmemStore()
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(n.self.Raft))
+	n.opts.OpenRaft = func() (RaftParts, error) {
+		return RaftParts{Logs: store, Stable: store, Snaps: raft.NewInmemSnapshotStore(), Trans: trans}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.raft() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("raft did not start")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	n.fsm.Apply(&raft.Log{Index: 7, Data: []byte(`{"op":"teleport"}`)})
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrProtocolTooNew) || !strings.Contains(err.Error(), `"teleport"`) {
+			t.Fatalf("Run returned %v, want ErrProtocolTooNew naming the command", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not stop after the fsm met a command it cannot apply")
 	}
 }

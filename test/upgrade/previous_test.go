@@ -57,6 +57,20 @@ func git(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// missingFromHistory reports whether commit sha is missing from the
+// repository's history (a shallow clone), with a message that says so
+// loudly and how to fix it.
+func missingFromHistory(ctx context.Context, sha string) (msg string, missing bool) {
+	_, err := git(ctx, "cat-file", "-e", sha+"^{commit}")
+	if err == nil {
+		return "", false
+	}
+	shallow, _ := git(ctx, "rev-parse", "--is-shallow-repository")
+	return fmt.Sprintf("THE PREVIOUS RELEASE %s (v0.1.0, test/upgrade/PREVIOUS_RELEASE) IS NOT IN THIS REPOSITORY'S HISTORY "+
+		"(shallow clone: %s): the mixed-version upgrade test cannot run. Fetch the history (git fetch --unshallow) to run it. (%v)",
+		sha[:12], shallow, err), true
+}
+
 // buildPrevious builds the previous release's binary into t.TempDir()
 // from a temporary detached worktree of the repository (removed in
 // Cleanup) and returns its path. Without the commit in the repository's
@@ -66,11 +80,7 @@ func buildPrevious(t *testing.T) string {
 	sha := previousRelease(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	if _, err := git(ctx, "cat-file", "-e", sha+"^{commit}"); err != nil {
-		shallow, _ := git(ctx, "rev-parse", "--is-shallow-repository")
-		msg := fmt.Sprintf("THE PREVIOUS RELEASE %s (v0.1.0, test/upgrade/PREVIOUS_RELEASE) IS NOT IN THIS REPOSITORY'S HISTORY "+
-			"(shallow clone: %s): the mixed-version upgrade test cannot run. Fetch the history (git fetch --unshallow) to run it. (%v)",
-			sha[:12], shallow, err)
+	if msg, missing := missingFromHistory(ctx, sha); missing {
 		if required() {
 			t.Fatal(msg + " — failing because CI=true or UAMIRROR_UPGRADE_REQUIRE=1")
 		}

@@ -221,6 +221,13 @@ func (v *versions) list() []MemberVersion {
 	return out
 }
 
+// set records a member's version (the arbiter's, from its admin API).
+func (v *versions) set(mv MemberVersion) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.m[mv.ID] = mv
+}
+
 // get returns member id's version.
 func (v *versions) get(id string) MemberVersion {
 	v.mu.Lock()
@@ -238,8 +245,8 @@ func (v *versions) refusal() string {
 // PairProtocol returns the pair protocol the pair runs at, as far as
 // this node knows: the lowest of its members'. A member it has not heard
 // from counts as LegacyProtocol, unless the replicated versions record
-// names it (an arbiter hears from nobody directly; a standby does not ask
-// the arbiter).
+// names it (an arbiter hears from nobody directly; a node whose probe of
+// the arbiter fails knows it from the record).
 func (n *Node) PairProtocol() int {
 	return pairProtocol(n.memberVersions(n.fsm.State()))
 }
@@ -298,10 +305,7 @@ func (n *Node) probeVersions(ctx context.Context) {
 			continue
 		}
 		if n.opts.MemberVersion == nil {
-			l := n.vers.local()
-			n.vers.mu.Lock()
-			n.vers.m[m.ID] = MemberVersion{ID: m.ID, VersionInfo: l, Source: "assumed (same build)"}
-			n.vers.mu.Unlock()
+			n.vers.set(MemberVersion{ID: m.ID, VersionInfo: n.vers.local(), Source: "assumed (same build)"})
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -314,9 +318,7 @@ func (n *Node) probeVersions(ctx context.Context) {
 		if err := Compatible(n.vers.local(), m.ID, vi); err != nil {
 			n.log.Error("member outside the compatibility window", zap.String("member", m.ID), zap.Error(err))
 		}
-		n.vers.mu.Lock()
-		n.vers.m[m.ID] = MemberVersion{ID: m.ID, VersionInfo: vi.orLegacy(), Source: "admin API"}
-		n.vers.mu.Unlock()
+		n.vers.set(MemberVersion{ID: m.ID, VersionInfo: vi.orLegacy(), Source: "admin API"})
 	}
 }
 

@@ -102,7 +102,7 @@ func buildPrevious(t *testing.T) string {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/uamirror")
 	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=readonly -buildvcs=false"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the previous release %s: %v\n%s", sha[:12], err, out)
 	}

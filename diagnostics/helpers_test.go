@@ -70,7 +70,11 @@ func activePair(node string) *fakePair {
 	return &fakePair{
 		st: redundancy.Status{Node: node, Role: "active", Epoch: 3, Active: node, Ready: true, StandbyReady: true,
 			ConfigHash: "abc123", Policy: redundancy.PolicyAny,
-			Members:    []redundancy.MemberStatus{{ID: node, Role: redundancy.RoleNode, Link: "self"}, {ID: "b", Role: redundancy.RoleNode, Link: "up"}},
+			Version: redundancy.Local("v0.2.0"), PairProtocol: 1,
+			Members: []redundancy.MemberStatus{
+				{ID: node, Role: redundancy.RoleNode, Link: "self", Version: redundancy.MemberVersion{ID: node, VersionInfo: redundancy.Local("v0.2.0"), Source: "self"}},
+				{ID: "b", Role: redundancy.RoleNode, Link: "up", Version: redundancy.MemberVersion{ID: "b",
+					VersionInfo: redundancy.VersionInfo{Version: "v0.1.0 or older (announces no version)", Protocol: 1, MinProtocol: 1}, Source: "peer link"}}},
 			PeerHealth: &redundancy.Health{Ready: true, Servers: []redundancy.ServerHealth{{Name: "plc", Up: true, ServiceLevel: 200}}}},
 		events: []redundancy.Event{
 			{Time: t0, To: node, Epoch: 1, Reason: "bootstrap"},

@@ -2,6 +2,8 @@ package diagnostics
 
 import (
 	"net/http"
+	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +62,14 @@ var (
 		"The standby's view of each server (reported over the peer link, on the active only): 1 when its session is up.", "server")
 	descPeerLevel = desc("uamirror_peer_server_service_level",
 		"The standby's view of each server's ServiceLevel (on the active only).", "server")
+	descBuildInfo = desc("uamirror_build_info",
+		"Always 1; labels name this member's software version and the pair protocols it speaks (min_protocol–protocol).",
+		"version", "protocol", "min_protocol", "goversion")
+	descPairProtocol = desc("uamirror_pair_protocol",
+		"The pair protocol the pair runs at as this member knows it: the lowest of its members' (lower than this member's own while versions are mixed).")
+	descMemberVersion = desc("uamirror_pair_member_version_info",
+		"Always 1 per member whose version this member knows; labels name it (a member announcing no version is v0.1.0 or older, protocol 1).",
+		"member", "version", "protocol")
 )
 
 // pairCollector exports Pair.Status and Pair.Events.
@@ -67,7 +77,8 @@ type pairCollector struct{ pair Pair }
 
 func (c *pairCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRole, descEpoch, descReady, descStandbyReady, descMemberLink,
-		descSwitchovers, descLastSwitchover, descLocalDiff, descInfo, descPeerUp, descPeerLevel} {
+		descSwitchovers, descLastSwitchover, descLocalDiff, descInfo, descPeerUp, descPeerLevel,
+		descBuildInfo, descPairProtocol, descMemberVersion} {
 		ch <- d
 	}
 }
@@ -84,6 +95,14 @@ func (c *pairCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, st.Node, st.ConfigHash)
 	for _, m := range st.Members {
 		ch <- prometheus.MustNewConstMetric(descMemberLink, prometheus.GaugeValue, 1, m.ID, m.Link)
+		if m.Version.Protocol > 0 && m.Version.Source != "unknown" {
+			ch <- prometheus.MustNewConstMetric(descMemberVersion, prometheus.GaugeValue, 1, m.ID, m.Version.Version, strconv.Itoa(m.Version.Protocol))
+		}
+	}
+	if st.Version.Protocol > 0 {
+		ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, st.Version.Version,
+			strconv.Itoa(st.Version.Protocol), strconv.Itoa(st.Version.MinProtocol), runtime.Version())
+		ch <- prometheus.MustNewConstMetric(descPairProtocol, prometheus.GaugeValue, float64(st.PairProtocol))
 	}
 	if st.PeerHealth != nil {
 		for _, s := range st.PeerHealth.Servers {

@@ -375,6 +375,23 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 		}
 	case "ServerUri":
 		return value(UAServerURIPrefix + u.self), true
+	case "Version", "PairProtocol", "MemberVersions":
+		st := u.cfg.Pair.Status()
+		switch name {
+		case "Version":
+			return value(st.Version.String()), true
+		case "PairProtocol":
+			return value(int32(st.PairProtocol)), true
+		}
+		out := []string{}
+		for _, m := range st.Members {
+			v := "unknown"
+			if m.Version.Source != "unknown" && m.Version.Protocol > 0 {
+				v = m.Version.String()
+			}
+			out = append(out, m.ID+"="+v)
+		}
+		return value(out), true
 	}
 	if rest, ok := strings.CutPrefix(name, "LastSwitchover/"); ok {
 		evs := u.cfg.Pair.Events()

@@ -225,6 +225,17 @@ func TestUAServerBrowse(t *testing.T) {
 	if dv := readOne(child(pairObj, "Role", ua.NodeClassVariable), ua.AttributeIDValue); dv.Value.Value() != "active" {
 		t.Errorf("Role: %v", dv.Value)
 	}
+	// Versions (#17): this member's, the pair's protocol, every member's.
+	if dv := readOne(child(pairObj, "Version", ua.NodeClassVariable), ua.AttributeIDValue); dv.Value.Value() != "v0.2.0 (protocol 1–2)" {
+		t.Errorf("Version: %v", dv.Value)
+	}
+	if dv := readOne(child(pairObj, "PairProtocol", ua.NodeClassVariable), ua.AttributeIDValue); dv.Value.Value() != int32(1) {
+		t.Errorf("PairProtocol: %v", dv.Value)
+	}
+	dv := readOne(child(pairObj, "MemberVersions", ua.NodeClassVariable), ua.AttributeIDValue)
+	if mv, _ := dv.Value.Value().([]string); len(mv) != 2 || mv[0] != "a=v0.2.0 (protocol 1–2)" || !strings.HasPrefix(mv[1], "b=v0.1.0 or older") {
+		t.Errorf("MemberVersions: %v", dv.Value)
+	}
 
 	// Per server.
 	scada := child(child(pairObj, "Servers", ua.NodeClassObject), "scada", ua.NodeClassObject)

@@ -16,6 +16,7 @@ import (
 //
 //	Pair
 //	  Role, Active, Epoch, Ready, ServerUri
+//	  Version, PairProtocol, MemberVersions (String, Int32, String[] "id=version (protocol …)")
 //	  Failover()                       (node id Pair/Failover)
 //	  Servers/<name>/{Up, ServiceLevel}
 //	  Mappings/{pending, ok, …, Problems}
@@ -36,7 +37,7 @@ import (
 const uaFolder = uaPairObject
 
 var (
-	uaTopVars      = []string{"Role", "Active", "Epoch", "Ready", "ServerUri"}
+	uaTopVars      = []string{"Role", "Active", "Epoch", "Ready", "ServerUri", "Version", "PairProtocol", "MemberVersions"}
 	uaTopObjects   = []string{"Servers", "Mappings", "LastSwitchover"}
 	uaServerFields = []string{"Up", "ServiceLevel"}
 	uaSwitchFields = []string{"Time", "From", "To", "Reason", "Epoch"}

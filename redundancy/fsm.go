@@ -53,6 +53,14 @@ type PairState struct {
 	Epoch      uint64    `json:"epoch"`
 	Handover   *Handover `json:"handover,omitempty"`
 	Journal    []Event   `json:"journal,omitempty"`
+	// Protocol is the pair protocol recorded by the last "versions"
+	// record (0: none yet, the pair runs LegacyProtocol). A member whose
+	// build speaks less stops (ErrProtocolTooNew).
+	Protocol int `json:"protocol,omitempty"`
+	// Versions are the members' versions as the active recorded them
+	// when every member spoke protocol 2 or newer (the "versions" record,
+	// applied only then).
+	Versions []MemberVersion `json:"versions,omitempty"`
 }
 
 const maxJournal = 1000
@@ -67,14 +75,31 @@ type command struct {
 	Event    *Event    `json:"event,omitempty"`
 	Handover *Handover `json:"handover,omitempty"`
 	GapMS    float64   `json:"gap_ms,omitempty"`
+	// Need is the pair protocol the command needs (omitted for the ops of
+	// protocol 1, which v0.1.0 sends without it): a member speaking less
+	// stops rather than skip it.
+	Need int `json:"need,omitempty"`
+	// Protocol and Versions: the "versions" record (protocol 2).
+	Protocol int             `json:"protocol,omitempty"`
+	Versions []MemberVersion `json:"versions,omitempty"`
 }
 
 // fsm applies commands to PairState. Apply, Snapshot and Restore are
 // called by raft from one goroutine; State may be called from any.
+//
+// A command it cannot apply (an op it does not know, one that needs a
+// newer protocol, undecodable data) stops it: that and every later
+// command are refused without changing the state, and halt is called
+// once, so that the member stops instead of running on a state that
+// silently differs from the other members'.
 type fsm struct {
 	mu      sync.Mutex
 	st      PairState
 	changed func() // called after every apply (must not block)
+	// halt is called once, outside the lock, when the fsm stops (must
+	// not block); nil: only the Apply results say so.
+	halt   func(error)
+	failed error // set once the fsm stopped
 	// rec mirrors st.Active and st.Epoch for the gate's hot path.
 	rec atomic.Pointer[activeRec]
 }
@@ -96,12 +121,55 @@ func (f *fsm) recorded() (string, uint64) {
 // publish updates rec; called with f.mu held.
 func (f *fsm) publish() { f.rec.Store(&activeRec{f.st.Active, f.st.Epoch}) }
 
+// stop records why the fsm stops and calls halt (the first time);
+// called with f.mu held, it returns the function to call after unlocking.
+func (f *fsm) stop(err error) func() {
+	if f.failed != nil {
+		return func() {}
+	}
+	f.failed = err
+	if h := f.halt; h != nil {
+		return func() { h(err) }
+	}
+	return func() {}
+}
+
+// check returns why c cannot be applied by this build (nil: it can).
+func check(l *raft.Log, c command) error {
+	need := max(c.Need, c.needs())
+	switch {
+	case c.needs() == 0:
+		return fmt.Errorf("%w: raft entry %d is command %q, unknown to this member (protocol %d–%d, needs %d): "+
+			"upgrade this member to the release of the other members", ErrProtocolTooNew, l.Index, c.Op, MinProtocolVersion, ProtocolVersion, c.Need)
+	case need > ProtocolVersion:
+		return fmt.Errorf("%w: raft entry %d (%q) needs pair protocol %d, this member speaks %d–%d: upgrade this member",
+			ErrProtocolTooNew, l.Index, c.Op, need, MinProtocolVersion, ProtocolVersion)
+	}
+	return nil
+}
+
 func (f *fsm) Apply(l *raft.Log) any {
 	var c command
-	if err := json.Unmarshal(l.Data, &c); err != nil {
-		return fmt.Errorf("decode command: %w", err)
-	}
+	derr := json.Unmarshal(l.Data, &c)
 	f.mu.Lock()
+	if f.failed != nil {
+		err := f.failed
+		f.mu.Unlock()
+		return err
+	}
+	if derr != nil {
+		err := fmt.Errorf("%w: raft entry %d does not decode: %w", ErrProtocolTooNew, l.Index, derr)
+		after := f.stop(err)
+		f.mu.Unlock()
+		after()
+		return err
+	}
+	if err := check(l, c); err != nil {
+		after := f.stop(err)
+		f.mu.Unlock()
+		after()
+		return err
+	}
 	var res any
 	switch c.Op {
 	case "config":
@@ -129,8 +197,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 				break
 			}
 		}
-	default:
-		res = fmt.Errorf("unknown op %q", c.Op)
+	case "versions":
+		f.st.Protocol = c.Protocol
+		f.st.Versions = append([]MemberVersion(nil), c.Versions...)
 	}
 	f.publish()
 	f.mu.Unlock()
@@ -146,6 +215,7 @@ func (f *fsm) State() PairState {
 	defer f.mu.Unlock()
 	s := f.st
 	s.Journal = append([]Event(nil), f.st.Journal...)
+	s.Versions = append([]MemberVersion(nil), f.st.Versions...)
 	return s
 }
 
@@ -164,6 +234,14 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.mu.Lock()
+	if st.Protocol > ProtocolVersion {
+		err := fmt.Errorf("%w: the snapshot is of a pair running protocol %d, this member speaks %d–%d: upgrade this member",
+			ErrProtocolTooNew, st.Protocol, MinProtocolVersion, ProtocolVersion)
+		after := f.stop(err)
+		f.mu.Unlock()
+		after()
+		return err
+	}
 	f.st = st
 	f.publish()
 	f.mu.Unlock()

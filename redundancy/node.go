@@ -88,6 +88,16 @@ type Options struct {
 	// not listen on its peer address: the caller routes each request to
 	// the other node's PeerHandler. For tests in one process.
 	PeerTransport http.RoundTripper
+	// Version is this member's software version, announced to the other
+	// members with the pair protocols it speaks (version.go).
+	Version string
+	// MemberVersion, when set, asks a member without a peer link (the
+	// arbiter) for its version; cmd asks its admin API. It is called by
+	// a bridge node's own goroutine, with a deadline in ctx. A member
+	// that announces no version is a release from before the negotiation
+	// (return a zero VersionInfo). nil: the arbiter is taken to run this
+	// build.
+	MemberVersion func(ctx context.Context, m Member) (VersionInfo, error)
 }
 
 // RaftParts are the raft stores and transport of a member.
@@ -174,6 +184,13 @@ type Node struct {
 	// syncSem and bodyLimit bound the peer link's requests (peer.go).
 	syncSem   chan struct{}
 	bodyLimit atomic.Pointer[bodyLimit]
+
+	// vers are the members' announced versions (version.go); haltErr is
+	// set, and halted closed, when the fsm stops (a command this build
+	// cannot apply): Run then returns haltErr.
+	vers    *versions
+	haltErr atomic.Pointer[error]
+	halted  chan struct{}
 }
 
 type stateKey struct {
@@ -197,7 +214,9 @@ func New(o Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, self: self, opts: o, log: log.Named("pair").With(zap.String("node", cfg.ID)),
 		kick: make(chan struct{}, 1), notify: make(chan bool, 16), pend: map[stateKey]wireState{}, gapCh: make(chan float64, 1), syncSem: make(chan struct{}, 1)}
-	n.fsm = &fsm{}
+	n.fsm = &fsm{halt: n.haltOn}
+	n.halted = make(chan struct{})
+	n.vers = newVersions(cfg.ID, Local(o.Version), cfg.Members)
 	n.gate = newGate(cfg.ID, n.fsm.recorded)
 	n.fsm.changed = func() { n.wake(); n.gate.signal() }
 	n.refusals = newRefusalJournal(cfg.ID, n.log.Named("tls"))
@@ -356,7 +375,8 @@ func (n *Node) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() { defer wg.Done(); <-ctx.Done(); _ = srv.Close() }()
 		}
-		wg.Add(3)
+		wg.Add(4)
+		go func() { defer wg.Done(); n.versionLoop(ctx) }()
 		go func() { defer wg.Done(); n.leaseLoop(ctx) }()
 		go func() { defer wg.Done(); n.syncLoop(ctx) }()
 		go func() { defer wg.Done(); n.rejoinLoop(ctx) }()
@@ -371,11 +391,18 @@ func (n *Node) Run(ctx context.Context) error {
 				return
 			case <-n.notify:
 				n.wake()
+			case <-n.halted:
+				cancel() // the fsm stopped: so does the member
+				return
 			}
 		}
 	}()
-	n.log.Info("member started", zap.String("member_role", string(n.self.Role)), zap.String("raft", n.self.Raft))
+	n.log.Info("member started", zap.String("member_role", string(n.self.Role)), zap.String("raft", n.self.Raft),
+		zap.Stringer("version", n.vers.local()))
 	n.controlLoop(ctx, &wg)
+	if e := n.haltErr.Load(); e != nil {
+		return *e
+	}
 	return nil
 }
 
@@ -1140,6 +1167,9 @@ func (n *Node) ApplyConfig(ctx context.Context, yaml []byte, file string) (mappi
 	}
 	if n.self.Role != RoleNode || !n.active.Load() {
 		return mapping.Delta{}, n.notActive()
+	}
+	if err := n.checkConfigChange(); err != nil { // version.go
+		return mapping.Delta{}, err
 	}
 	var d mapping.Delta
 	if old, err := parseConfig(n.fsm.State().Config); err == nil {

@@ -63,6 +63,9 @@ type syncRequest struct {
 	ConfigHash  string      `json:"config_hash"`
 	LastWriteAt time.Time   `json:"last_write_at"`
 	States      []wireState `json:"states,omitempty"`
+	// Member is the sender's version (protocol 2; absent from a v0.1.0
+	// member, which speaks LegacyProtocol).
+	Member *VersionInfo `json:"member_version,omitempty"`
 }
 
 // syncResponse is the standby's answer: its health and readiness.
@@ -75,6 +78,8 @@ type syncResponse struct {
 	Ready      bool   `json:"ready"`
 	ConfigHash string `json:"config_hash"`
 	Error      string `json:"error,omitempty"`
+	// Member is the standby's version (protocol 2; see syncRequest).
+	Member *VersionInfo `json:"member_version,omitempty"`
 }
 
 type peerMemberKey struct{}
@@ -176,18 +181,31 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})
 		return
 	}
+	local := n.vers.local()
+	if o := n.other(); o != nil && sr.From == o.ID {
+		if err := n.peerHeard(o.ID, sr.Member); err != nil {
+			writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID, Member: &local, Error: "peer link: " + err.Error()})
+			if !n.active.Load() {
+				// Only the active streams: this member is the one joining
+				// a pair it cannot follow, and refuses to (the active
+				// carries on and sees this standby not READY).
+				n.haltOn(fmt.Errorf("refusing to join the pair: %w", err))
+			}
+			return
+		}
+	}
 	st = n.fsm.State()
 	if n.active.Load() || sr.Epoch != st.Epoch || sr.From != st.Active {
 		// Not the active of the current epoch (a stale active, one from an
 		// epoch this node has not applied yet, or we are active): refuse.
-		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID,
+		writeJSON(w, http.StatusConflict, syncResponse{Node: n.cfg.ID, Member: &local,
 			Error: fmt.Sprintf("sync from %s epoch %d refused: the pair's active is %q at epoch %d", sr.From, sr.Epoch, st.Active, st.Epoch)})
 		return
 	}
 	n.mirrorMu.Lock()
 	m := n.mirror
 	n.mirrorMu.Unlock()
-	resp := syncResponse{Node: n.cfg.ID, ConfigHash: st.ConfigHash}
+	resp := syncResponse{Node: n.cfg.ID, ConfigHash: st.ConfigHash, Member: &local}
 	horizon := time.Now().Add(n.cfg.MaxClockSkew)
 	if m != nil {
 		typer, _ := m.(TargetTyper)
@@ -394,7 +412,8 @@ func (n *Node) flush(ctx context.Context) {
 
 // sendSync sends one sync request and records the answer.
 func (n *Node) sendSync(ctx context.Context, o *Member, st PairState, states []wireState) error {
-	sr := syncRequest{From: n.cfg.ID, Epoch: n.epoch.Load(), ConfigHash: st.ConfigHash, States: states}
+	local := n.vers.local()
+	sr := syncRequest{From: n.cfg.ID, Epoch: n.epoch.Load(), ConfigHash: st.ConfigHash, States: states, Member: &local}
 	if lw := n.lastWriteAt.Load(); lw != 0 {
 		sr.LastWriteAt = time.Unix(0, lw)
 	}
@@ -414,6 +433,14 @@ func (n *Node) sendSync(ctx context.Context, o *Member, st PairState, states []w
 	defer res.Body.Close()
 	var resp syncResponse
 	err = json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&resp)
+	if err == nil && resp.Node == o.ID {
+		if verr := n.peerHeard(o.ID, resp.Member); verr != nil {
+			n.peerMu.Lock()
+			n.peerReady = false
+			n.peerMu.Unlock()
+			return verr
+		}
+	}
 	if err == nil && res.StatusCode != http.StatusOK {
 		err = errors.New(resp.Error)
 	}
@@ -438,6 +465,9 @@ type MemberStatus struct {
 	// Link: up when this node heard from it recently (peer link for the
 	// other bridge node, raft membership and leader contact otherwise).
 	Link string `json:"link"`
+	// Version is the member's announced version and pair protocols
+	// (Source "unknown": not heard yet).
+	Version MemberVersion `json:"version"`
 }
 
 // Status is a node's view of the pair.
@@ -464,13 +494,25 @@ type Status struct {
 	// PairSecurity says how raft and the peer link are protected
 	// ("mutual TLS", "plain TCP on loopback only", or INSECURE…).
 	PairSecurity string `json:"pair_security"`
+	// Version is this member's version and the pair protocols it speaks.
+	Version VersionInfo `json:"version"`
+	// PairProtocol is the protocol the pair runs at as this node knows
+	// it: the lowest of its members' (version.go).
+	PairProtocol int `json:"pair_protocol"`
+	// RecordedProtocol and RecordedVersions are the replicated "versions"
+	// record (0 and none while a member of protocol 1 is in the pair).
+	RecordedProtocol int             `json:"recorded_protocol,omitempty"`
+	RecordedVersions []MemberVersion `json:"recorded_versions,omitempty"`
+	// VersionProblem says why the other node cannot join ("" when it can).
+	VersionProblem string `json:"version_problem,omitempty"`
 }
 
 // Status returns this node's view of the pair.
 func (n *Node) Status() Status {
 	st := n.fsm.State()
 	s := Status{Node: n.cfg.ID, Epoch: st.Epoch, Active: st.Active, Policy: n.cfg.Policy, ConfigHash: st.ConfigHash,
-		PairSecurity: n.cfg.securityMode()}
+		PairSecurity: n.cfg.securityMode(), Version: n.vers.local(), PairProtocol: pairProtocol(n.memberVersions(st)),
+		RecordedProtocol: st.Protocol, RecordedVersions: st.Versions, VersionProblem: n.vers.refusal()}
 	r := n.raft()
 	if r != nil {
 		s.RaftState = r.State().String()
@@ -517,6 +559,8 @@ func (n *Node) Status() Status {
 		switch {
 		case s.DataDir != "":
 			s.NotReady = s.DataDir
+		case s.VersionProblem != "":
+			s.NotReady = s.VersionProblem
 		case s.Health == nil:
 			s.NotReady = "no mirror running (no config applied yet)"
 		case !s.Health.Ready:
@@ -541,8 +585,14 @@ func (n *Node) Status() Status {
 	if r != nil {
 		lastContact = r.LastContact()
 	}
+	known := n.memberVersions(st)
 	for _, m := range n.cfg.Members {
 		ms := MemberStatus{ID: m.ID, Role: m.Role, Raft: m.Raft, Admin: m.Admin, Link: "down"}
+		for _, v := range known {
+			if v.ID == m.ID {
+				ms.Version = v
+			}
+		}
 		switch {
 		case m.ID == n.cfg.ID:
 			ms.Link = "self"

@@ -164,7 +164,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		return err
 	}
 	defer restoreStdLog()
-	opts := redundancy.Options{Config: cfg, Logger: log}
+	opts := redundancy.Options{Config: cfg, Logger: log, Version: softwareVersion(), MemberVersion: memberVersionProbe(sec)}
 	if role == redundancy.RoleNode {
 		if f.config != "" {
 			b, err := os.ReadFile(f.config)

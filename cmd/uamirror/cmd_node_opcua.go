@@ -36,7 +36,7 @@ func addOPCUAFlags(fl *pflag.FlagSet) {
 // token a non-loopback address is refused unless --opcua-insecure.
 func opcuaConfig(a *app, cmd *cobra.Command, f pairFlags, sec memberSecurity, log *zap.Logger) (diagnostics.UAServerConfig, error) {
 	_ = a.v.BindPFlag("opcua-insecure", cmd.Flags().Lookup("opcua-insecure"))
-	cfg := diagnostics.UAServerConfig{Addr: f.opcua, Version: version, Insecure: a.v.GetBool("opcua-insecure")}
+	cfg := diagnostics.UAServerConfig{Addr: f.opcua, Version: softwareVersion(), Insecure: a.v.GetBool("opcua-insecure")}
 	host, _, err := net.SplitHostPort(f.opcua)
 	if err != nil {
 		return cfg, fmt.Errorf("--opcua %s: %w", f.opcua, err)

@@ -136,11 +136,12 @@ func printStatus(w io.Writer, st redundancy.Status) {
 		fmt.Fprintln(w, "WARNING: pair", st.PairSecurity)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tROLE\tRAFT\tADMIN\tLINK")
+	fmt.Fprintln(tw, "MEMBER\tROLE\tRAFT\tADMIN\tLINK\tVERSION")
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, m.Raft, m.Admin, m.Link)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, m.Raft, m.Admin, m.Link, memberVersion(m.Version))
 	}
 	tw.Flush()
+	printVersions(w, st)
 	if st.Health != nil {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -217,4 +218,31 @@ func applyMappings(ctx context.Context, node, path string) (string, error) {
 		return "", exitFor(err)
 	}
 	return delta, nil
+}
+
+// memberVersion is a member's version for the status table.
+func memberVersion(v redundancy.MemberVersion) string {
+	switch {
+	case v.Source == "unknown" || v.Source == "" && v.Protocol == 0:
+		return "? (not heard yet)"
+	case v.MinProtocol == v.Protocol:
+		return fmt.Sprintf("%s protocol %d", v.Version, v.Protocol)
+	}
+	return fmt.Sprintf("%s protocol %d-%d", v.Version, v.MinProtocol, v.Protocol)
+}
+
+// printVersions prints the pair protocol line and a refused version.
+func printVersions(w io.Writer, st redundancy.Status) {
+	if st.Version.Protocol == 0 {
+		fmt.Fprintln(w, "pair protocol: not announced (this node runs v0.1.0 or older)")
+		return
+	}
+	line := fmt.Sprintf("pair protocol: %d (this node %s)", st.PairProtocol, st.Version)
+	if st.PairProtocol < st.Version.Protocol {
+		line += "; mixed versions: new records wait until every member is upgraded"
+	}
+	fmt.Fprintln(w, line)
+	if st.VersionProblem != "" {
+		fmt.Fprintln(w, "WARNING:", st.VersionProblem)
+	}
 }

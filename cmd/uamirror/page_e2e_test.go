@@ -164,6 +164,14 @@ func TestStatusPage(t *testing.T) {
 			strings.Contains(b.text(`#members tr[data-member="`+standby+`"]`), "STANDBY") &&
 			strings.Contains(b.text(`#members tr[data-member="arb"]`), "ARBITER")
 	})
+	waitText("every member's version (#17)", 30*time.Second, func() bool {
+		for _, m := range []string{"a", "b", "arb"} {
+			if !strings.Contains(b.text(`#members tr[data-member="`+m+`"]`), "(protocol 1–2)") {
+				return false
+			}
+		}
+		return strings.Contains(b.text("#self"), "version ")
+	})
 	waitText("the held mapping with its reason", 30*time.Second, func() bool {
 		row := b.text(`#problems tr[data-state="held"]`)
 		return strings.Contains(row, "held") && strings.Contains(row, "BadNoCommunication")

@@ -114,25 +114,6 @@ func commands(a *app) []*cobra.Command {
 	}
 }
 
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version and the OPC UA stack in use",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			stack := "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, d := range bi.Deps {
-					if d.Path == "github.com/gopcua/opcua" {
-						stack = d.Version
-					}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "uamirror %s (gopcua %s)\n", version, stack)
-		},
-	}
-}
-
 // newLogger builds the process logger: console encoding on a terminal,
 // JSON otherwise, or as the format flag says.
 func newLogger(format, level string) (*zap.Logger, error) {

@@ -23,6 +23,11 @@ import (
 	"github.com/uamirror/uamirror/redundancy"
 )
 
+// demoChildReady bounds the wait for a demo child's ready line: a first
+// start on a busy 2-core machine (a race build in the tests) has taken
+// over 30 s.
+const demoChildReady = 90 * time.Second
+
 // demoProc is a child process of the pair demo. The demo owns it: stop
 // kills it and waits.
 type demoProc struct {
@@ -79,9 +84,9 @@ func startChild(ctx context.Context, dir, name string, args ...string) (*demoPro
 		return p, kv, nil
 	case <-p.done:
 		return nil, nil, fmt.Errorf("%s exited before it was ready (see %s)", name, filepath.Join(dir, name+".log"))
-	case <-time.After(30 * time.Second):
+	case <-time.After(demoChildReady):
 		p.kill()
-		return nil, nil, fmt.Errorf("%s not ready after 30 s", name)
+		return nil, nil, fmt.Errorf("%s not ready after %s", name, demoChildReady)
 	case <-ctx.Done():
 		p.kill()
 		return nil, nil, ctx.Err()

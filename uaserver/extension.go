@@ -219,6 +219,29 @@ func (s *Server) extraRef(n ExtraNode) *ua.ReferenceDescription {
 // browseExtra answers Browse of an extra node: its type definition, its
 // parent (inverse) and its children.
 func (s *Server) browseExtra(gs *server.Server, bd *ua.BrowseDescription, n ExtraNode) *ua.BrowseResult {
+	res, kids := s.browseExtraParts(gs, bd, n)
+	for _, k := range kids {
+		res.References = append(res.References, s.extraRef(k.node()))
+	}
+	return res
+}
+
+// kidRef is an extension child that a Browse returns, kept compact until
+// its reference is sent: a continuation point over 100,000 children holds
+// these, not 100,000 ReferenceDescriptions (~400 B each).
+type kidRef struct {
+	name, browseName    string
+	class               ua.NodeClass
+	property, browseNS0 bool
+}
+
+func (k kidRef) node() ExtraNode {
+	return ExtraNode{Name: k.name, BrowseName: k.browseName, BrowseNS0: k.browseNS0, Class: k.class, Property: k.property}
+}
+
+// browseExtraParts answers Browse of an extra node as references (type
+// definition, parent, method properties) and the matching children.
+func (s *Server) browseExtraParts(gs *server.Server, bd *ua.BrowseDescription, n ExtraNode) (*ua.BrowseResult, []kidRef) {
 	var all []*ua.ReferenceDescription
 	if td, tdName, tdClass := typeDefinition(n); tdName != "" {
 		all = append(all, &ua.ReferenceDescription{
@@ -253,15 +276,27 @@ func (s *Server) browseExtra(gs *server.Server, bd *ua.BrowseDescription, n Extr
 		}
 	}
 	all = append(all, up)
-	if n.Class == ua.NodeClassObject && s.cfg.Extension.Children != nil {
-		for _, c := range s.cfg.Extension.Children(n.Name) {
-			all = append(all, s.extraRef(c))
-		}
-	}
 	for _, p := range methodProperties(n) {
 		all = append(all, s.extraRef(p))
 	}
-	return filterRefs(bd, all)
+	var kids []kidRef
+	if n.Class == ua.NodeClassObject && s.cfg.Extension.Children != nil {
+		for _, c := range s.cfg.Extension.Children(n.Name) {
+			ref := refHasComponent
+			if c.Property {
+				ref = refHasProperty
+			}
+			if !refMatches(bd, &ua.ReferenceDescription{ReferenceTypeID: ref, IsForward: true, NodeClass: c.Class}) {
+				continue
+			}
+			bn := c.BrowseName
+			if bn == "" {
+				bn = c.Name
+			}
+			kids = append(kids, kidRef{name: c.Name, browseName: bn, class: c.Class, property: c.Property, browseNS0: c.BrowseNS0})
+		}
+	}
+	return filterRefs(bd, all), kids
 }
 
 // extraChildren returns the forward references to the extension's

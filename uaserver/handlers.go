@@ -412,14 +412,29 @@ func (s *Server) browse(gs *server.Server, r ua.Request) ua.Response {
 	max := s.browseLimit(req.RequestedMaxReferencesPerNode)
 	results := make([]*ua.BrowseResult, len(req.NodesToBrowse))
 	for k, bd := range req.NodesToBrowse {
-		res := s.browseAll(gs, bd)
+		var (
+			res  *ua.BrowseResult
+			kids []kidRef
+		)
+		if n, ok := s.extraNode(bdNodeID(bd)); ok {
+			res, kids = s.browseExtraParts(gs, bd, n)
+		} else {
+			res = s.browseAll(gs, bd)
+		}
 		if res.StatusCode == ua.StatusGood {
-			res = s.page(gs, req.RequestHeader.AuthenticationToken, res.References, max)
+			res = s.page(gs, req.RequestHeader.AuthenticationToken, res.References, kids, max)
 		}
 		results[k] = res
 	}
 	return &ua.BrowseResponse{ResponseHeader: respHeader(r, ua.StatusOK), Results: results,
 		DiagnosticInfos: []*ua.DiagnosticInfo{}}
+}
+
+func bdNodeID(bd *ua.BrowseDescription) *ua.NodeID {
+	if bd == nil || bd.BrowseDirection > ua.BrowseDirectionBoth {
+		return nil
+	}
+	return bd.NodeID
 }
 
 // browseAll returns every reference of one node that bd asks for: the

@@ -36,15 +36,34 @@ const continuationPointTTL = 10 * time.Minute
 // maxContinuationPoints bounds the continuation points of all sessions
 // together (a point may hold the rest of a 100,000-reference result):
 // many sessions cannot pile them up.
-const maxContinuationPoints = 64
+const maxContinuationPoints = 16
 
-// contPoint is the rest of one node's Browse result.
+// contPoint is the rest of one node's Browse result: references, then
+// extension children made into references page by page (at 100,000
+// mappings a point holds ~9 MiB, not the ~42 MiB of their references).
 type contPoint struct {
 	session string // the authentication token of the session that made it
 	refs    []*ua.ReferenceDescription
+	kids    []kidRef
 	max     int // references per BrowseNext page
 	created time.Time
 }
+
+// take removes and returns the next n references of cp.
+func (s *Server) take(cp *contPoint, n int) []*ua.ReferenceDescription {
+	out := make([]*ua.ReferenceDescription, 0, min(n, len(cp.refs)+len(cp.kids)))
+	for len(out) < n && len(cp.refs) > 0 {
+		out = append(out, cp.refs[0])
+		cp.refs = cp.refs[1:]
+	}
+	for len(out) < n && len(cp.kids) > 0 {
+		out = append(out, s.extraRef(cp.kids[0].node()))
+		cp.kids = cp.kids[1:]
+	}
+	return out
+}
+
+func (cp *contPoint) empty() bool { return len(cp.refs) == 0 && len(cp.kids) == 0 }
 
 // browseLimit returns how many references per node a Browse may return.
 func (s *Server) browseLimit(requested uint32) int {
@@ -55,22 +74,24 @@ func (s *Server) browseLimit(requested uint32) int {
 	return lim
 }
 
-// page cuts refs to max references and stores the rest in a continuation
-// point of session.
-func (s *Server) page(gs *server.Server, session *ua.NodeID, refs []*ua.ReferenceDescription, max int) *ua.BrowseResult {
-	if max <= 0 || len(refs) <= max {
-		return &ua.BrowseResult{StatusCode: ua.StatusGood, References: refs}
+// page returns the first max references of refs followed by kids and
+// stores the rest in a continuation point of session.
+func (s *Server) page(gs *server.Server, session *ua.NodeID, refs []*ua.ReferenceDescription, kids []kidRef, max int) *ua.BrowseResult {
+	cp := &contPoint{refs: refs, kids: kids, max: max}
+	if max <= 0 || len(refs)+len(kids) <= max {
+		return &ua.BrowseResult{StatusCode: ua.StatusGood, References: s.take(cp, len(refs)+len(kids))}
 	}
-	cp, ok := s.newContPoint(gs, session, refs[max:], max)
+	first := s.take(cp, max)
+	id, ok := s.newContPoint(gs, session, cp)
 	if !ok {
 		return &ua.BrowseResult{StatusCode: ua.StatusBadNoContinuationPoints}
 	}
-	return &ua.BrowseResult{StatusCode: ua.StatusGood, References: refs[:max:max], ContinuationPoint: cp}
+	return &ua.BrowseResult{StatusCode: ua.StatusGood, References: first, ContinuationPoint: id}
 }
 
-// newContPoint stores rest for session, or reports false when the session
-// holds its maximum of continuation points.
-func (s *Server) newContPoint(gs *server.Server, session *ua.NodeID, rest []*ua.ReferenceDescription, max int) ([]byte, bool) {
+// newContPoint stores the rest cp for session, or reports false when the
+// session (or the server) holds its maximum of continuation points.
+func (s *Server) newContPoint(gs *server.Server, session *ua.NodeID, cp *contPoint) ([]byte, bool) {
 	key := session.String()
 	now := time.Now()
 	s.cpMu.Lock()
@@ -108,7 +129,8 @@ func (s *Server) newContPoint(gs *server.Server, session *ua.NodeID, rest []*ua.
 	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id) // crypto/rand.Read never fails (Go 1.24)
-	s.cps[string(id)] = &contPoint{session: key, refs: rest, max: max, created: now}
+	cp.session, cp.created = key, now
+	s.cps[string(id)] = cp
 	return id, true
 }
 
@@ -139,10 +161,8 @@ func (s *Server) browseNext(gs *server.Server, r ua.Request) ua.Response {
 			results[k] = &ua.BrowseResult{StatusCode: ua.StatusGood, References: []*ua.ReferenceDescription{}}
 			continue
 		}
-		n := min(cp.max, len(cp.refs))
-		res := &ua.BrowseResult{StatusCode: ua.StatusGood, References: cp.refs[:n:n]}
-		cp.refs = cp.refs[n:]
-		if len(cp.refs) == 0 {
+		res := &ua.BrowseResult{StatusCode: ua.StatusGood, References: s.take(cp, cp.max)}
+		if cp.empty() {
 			delete(s.cps, string(id))
 		} else {
 			res.ContinuationPoint = id

@@ -148,7 +148,7 @@ func New(o Options) (*Engine, error) {
 	e.flows = make([]*flow, 2*len(o.Config.Mappings))
 	for i := range o.Config.Mappings {
 		m := &o.Config.Mappings[i]
-		ms := &mstate{index: i, m: m}
+		ms := &mstate{index: i, m: m, tol: e.tune.ClockSkew}
 		e.maps[i] = ms
 		e.byID[m.ID] = ms
 		src, dst := byName[m.Source.Server], byName[m.Target.Server]

@@ -31,9 +31,29 @@ const (
 	StateQuarantined
 	// StateDisabled: the mapping is disabled in the config.
 	StateDisabled
+	// StateClock: values flow, but the source's timestamps stepped back
+	// or run ahead of this node's clock by more than the skew tolerance
+	// (mapping.Engine.ClockSkew), or (both) one side's clock is behind
+	// the other's; the reason says by how much. It clears clockHold
+	// after the last such value.
+	StateClock
+	// StateStale: the source server is disconnected; the target keeps the
+	// last value read before. It ends with the first value of the next
+	// session.
+	StateStale
 )
 
-var stateNames = [...]string{"pending", "ok", "held", "bad", "quarantined", "disabled"}
+var stateNames = [...]string{"pending", "ok", "held", "bad", "quarantined", "disabled", "clock", "stale"}
+
+// States returns every mapping state in order (for exporters that list
+// states with no flow as 0).
+func States() []State {
+	out := make([]State, len(stateNames))
+	for i := range out {
+		out[i] = State(i)
+	}
+	return out
+}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -128,6 +148,25 @@ type flow struct {
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
+
+	// Ordering (see accept). sessTS is the timestamp of the last value
+	// of the source's current session (sessSeen: there was one); goodPeer
+	// says the cached good value came from the peer stream (observe).
+	// goodSeq and srcSeq are the mapping's order
+	// numbers (ms.seq) of good and of lastSrc: in a both mapping they say
+	// which side changed last, whatever the two servers' clocks say.
+	sessTS   time.Time
+	sessSeen bool
+	goodPeer bool
+	goodSeq  uint64
+	srcSeq   uint64
+	// srcStatus is the status of the last value read from the source:
+	// a status change is a change (deadband or not).
+	srcStatus ua.StatusCode
+	// clockAt is the receive time of the last clock anomaly, clockWhy
+	// its description (StateClock).
+	clockAt  time.Time
+	clockWhy string
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -139,9 +178,13 @@ type mstate struct {
 	m     *mapping.Mapping
 	fwd   *flow // source → target (read, both)
 	rev   *flow // target → source (write, both)
-	// lastTS is the newest source timestamp accepted in either
-	// direction: a value older than it lost a conflict (both) or is stale.
-	lastTS time.Time
+	// tol is the clock skew tolerance (mapping.Engine.ClockSkew): source
+	// timestamps are compared only across sources (a both conflict, a
+	// cached peer value against a fresh one), and only beyond it.
+	tol time.Duration
+	// seq numbers the values the mapping accepted, in the order it
+	// accepted them (the receive order).
+	seq uint64
 }
 
 // both reports whether the mapping is bidirectional.
@@ -176,16 +219,26 @@ func valueDV(v *ua.Variant, ts time.Time) *ua.DataValue {
 // queue is read under the mapping's lock, so a value accepted while the
 // gate opens is either queued or seen by the reconcile (reconcileWith).
 //
+// Ordering: within one session of the source, values are taken in the
+// server's order whatever their timestamps; a timestamp that steps back
+// or runs ahead of this node's clock beyond the skew tolerance sets the
+// flow to StateClock (the value is still taken). Timestamps decide only
+// between two sources, and only beyond the tolerance: a cached value from
+// a peer or an earlier session that is newer (a fresh value within the
+// tolerance of it is stale), and a both conflict (a change on one side
+// while our write to that side is on its way).
+//
 // The rules, in order: a disabled flow ignores everything; Bad and
 // Uncertain values are never written as values (the flow is held; with
-// on_bad write_status the last good value goes out carrying the status);
-// our own write coming back from the other side is an echo, not a change
-// (and if it landed over a newer change there, that change is repaired);
-// a value older than the newest the mapping holds is stale (a conflict
-// lost, for both); before the target type is known the raw value is
-// kept; a value within the deadband of the last accepted one changes
-// nothing; a value that does not convert makes the flow bad; anything
-// else is the new last good value.
+// on_bad write_status the last good value goes out carrying the status,
+// once per status change); our own write coming back from the other side
+// is an echo, not a change (and if it landed over a newer change there,
+// that change is repaired); a value older than a cached one from another
+// source is stale (a conflict lost, for both); before the target type is
+// known the raw value is kept; a value within the deadband of the last
+// accepted one changes nothing (unless the status changed); a value that
+// does not convert makes the flow bad; anything else is the new last good
+// value.
 func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (write, repair *ua.DataValue, v verdict) {
 	ms := f.ms
 	ms.mu.Lock()
@@ -195,14 +248,17 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	}
 	ts := valueTime(dv, now)
 	queue := queueing != nil && queueing.Load()
+	first := !f.sessSeen // the session's first value: its current one
+	f.checkClock(ts, now)
+	statusChanged := dv.Status != f.srcStatus
+	f.srcStatus = dv.Status
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, "source status "+statusName(dv.Status))
 		}
-		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && ts.After(ms.lastTS) && queue {
+		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && statusChanged && queue {
 			// The last good value, carrying the bad status: targets that
 			// show quality show it; the value itself stays the good one.
-			ms.lastTS = ts
 			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
 				Value: f.good, Status: dv.Status, SourceTimestamp: ts}, nil, vBadSource
 		}
@@ -211,36 +267,52 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	if dv.Value == nil {
 		return nil, nil, vIgnored
 	}
-	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value, ts) {
-		if ts.Before(ms.lastTS) && f.lastSrc != nil && !f.lastSrcTS.Before(ms.lastTS) && queue {
+	opp := f.opposite()
+	if opp != nil && opp.takeEcho(dv.Value, ts) {
+		if f.lastSrc != nil && f.srcSeq > opp.goodSeq && queue {
 			// A true conflict we lost the race on: our (older) write landed
 			// on this side after this side's own newer change. Put the
 			// newer value back, so both sides end on the newest.
 			opp.addEcho(f.lastSrc, f.lastSrcTS)
 			return nil, valueDV(f.lastSrc, f.lastSrcTS), vConflictLost
 		}
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, opp.goodSeq
+		f.settle(now) // a first value that is an echo resolves the flow too
 		return nil, nil, vEcho
 	}
-	if ts.Before(ms.lastTS) {
-		// Older than what this mapping already holds: a conflict lost
-		// (both) or a stale value after a reconnect.
-		if f.state == StatePending {
-			f.setState(StateOK, "") // resolved: its value is known, just not the newest
-		}
+	// Against a value cached from the peer (or, for a session's first
+	// value, from an earlier session) timestamps decide.
+	foreign := f.good != nil && (f.goodPeer || first)
+	if foreign && f.goodTS.After(ts) && f.goodTS.Sub(ts) <= ms.tol {
+		// A fresh value just older than the cached one: the cache is
+		// ahead, within the clock skew.
+		f.settle(now)
 		return nil, nil, vStale
+	}
+	if foreign && f.goodTS.Sub(ts) > ms.tol {
+		f.clockAnomaly(now, "source timestamp "+f.goodTS.Sub(ts).Round(time.Millisecond).String()+" older than the cached value")
+	}
+	if opp != nil && opp.good != nil && opp.goodTS.Sub(ts) > ms.tol {
+		if opp.inFlight(now) {
+			// A both conflict: this side changed while our write of the
+			// other side's (newer) value to it is on its way; that write
+			// lands and wins.
+			f.settle(now)
+			return nil, nil, vStale
+		}
+		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+" behind the other side's older change")
 	}
 	if f.tr == nil {
 		// Destination type not known yet: keep the raw value; when the
 		// destination connects, targetTyped converts it and the resync
 		// writes it.
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		ms.seq++
+		f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, ms.seq
 		return nil, nil, vNoTargetType
 	}
-	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
-		if f.state == StateHeld {
-			f.setState(StateOK, "")
-		}
+	if f.good != nil && !statusChanged && !f.tr.changed(f.lastSrc, dv.Value) {
+		f.goodPeer = false // the session has caught up with the cache
+		f.settle(now)
 		return nil, nil, vUnchanged
 	}
 	out, err := f.tr.apply(dv.Value)
@@ -248,11 +320,12 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		f.setState(StateBad, err.Error())
 		return nil, nil, vConvError
 	}
-	f.lastSrc, f.lastSrcTS = dv.Value, ts
-	ms.lastTS = ts
-	f.good, f.goodTS = out, ts
+	ms.seq++
+	f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, ms.seq
+	f.good, f.goodTS, f.goodSeq, f.goodPeer = out, ts, ms.seq, false
 	if f.state != StateQuarantined {
 		f.setState(StateOK, "")
+		f.settle(now)
 	}
 	if !queue {
 		return nil, nil, vAccepted
@@ -261,6 +334,58 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		f.addEcho(out, ts)
 	}
 	return valueDV(out, ts), nil, vAccepted
+}
+
+// clockHold is how long StateClock stays after the last clock anomaly.
+const clockHold = time.Minute
+
+// checkClock checks ts, the timestamp of a value of the source's current
+// session received at now, against the session's previous one (a step
+// back) and this node's clock (ahead), and records it as the session's
+// latest. Caller holds ms.mu.
+func (f *flow) checkClock(ts, now time.Time) {
+	tol := f.ms.tol
+	switch {
+	case ts.Sub(now) > tol:
+		f.clockAnomaly(now, "source timestamp "+ts.Sub(now).Round(time.Millisecond).String()+" ahead of this node's clock")
+	case f.sessSeen && f.sessTS.Sub(ts) > tol:
+		f.clockAnomaly(now, "source timestamps stepped back by "+f.sessTS.Sub(ts).Round(time.Millisecond).String())
+	}
+	f.sessTS, f.sessSeen = ts, true
+}
+
+// clockAnomaly records a clock anomaly seen at now. Caller holds ms.mu.
+func (f *flow) clockAnomaly(now time.Time, why string) {
+	f.clockAt, f.clockWhy = now, why
+}
+
+// settle sets the state of a flow whose source delivered a good value at
+// now: ok, or clock while a clock anomaly is recent. Held, stale,
+// pending and clock flows recover; bad and quarantined ones do not (a
+// good conversion or write, or a retry, ends those). Caller holds ms.mu.
+func (f *flow) settle(now time.Time) {
+	switch f.state {
+	case StatePending, StateOK, StateHeld, StateStale, StateClock:
+	default:
+		return
+	}
+	if !f.clockAt.IsZero() && now.Sub(f.clockAt) < clockHold {
+		f.setState(StateClock, f.clockWhy)
+		return
+	}
+	f.setState(StateOK, "")
+}
+
+// inFlight reports whether a value this flow wrote may still come back
+// as an echo (written less than echoWindow before now). Caller holds
+// ms.mu.
+func (f *flow) inFlight(now time.Time) bool {
+	for i := 0; i < f.nEcho; i++ {
+		if now.Sub(f.echoes[i].at) < echoWindow {
+			return true
+		}
+	}
+	return false
 }
 
 // reconcileWith decides, from the target's current value cur (nil: not
@@ -272,16 +397,18 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	good, ts := f.good, f.goodTS
-	if good == nil || f.state == StateDisabled || ts.Before(ms.lastTS) {
-		// Nothing yet, disabled, or (both) the other direction holds the
-		// newer value: that flow writes it.
+	opp := f.opposite()
+	if good == nil || f.state == StateDisabled || opp != nil && opp.good != nil && opp.goodSeq > f.goodSeq {
+		// Nothing yet, disabled, or (both) the other direction changed
+		// last: that flow writes it.
 		return nil
 	}
 	curGood := cur != nil && isGood(cur.Status)
-	if ms.both() && curGood && cur.SourceTimestamp.After(ts) {
+	if opp != nil && curGood && cur.Value != nil && !variantEqual(cur.Value, opp.lastSrc) &&
+		cur.SourceTimestamp.After(ts) {
 		// In a both mapping the destination is a source too, and it holds
-		// a newer value: that value wins and flows the other way; never
-		// overwrite it with an older one.
+		// a value the other direction has not seen yet, stamped newer:
+		// it wins and flows the other way; never overwrite it.
 		return nil
 	}
 	if curGood && cur.Value != nil && variantEqual(cur.Value, good) {
@@ -303,14 +430,15 @@ func (f *flow) observe(v *ua.Variant, ts time.Time) {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if ts.After(ms.lastTS) {
-		ms.lastTS = ts
-	}
-	if ts.After(f.writtenTS) {
+	if ts.After(f.writtenTS) || f.writtenTS.Sub(ts) > ms.tol {
 		f.written, f.writtenTS = v, ts
 	}
-	if f.good == nil || ts.After(f.goodTS) {
-		f.good, f.goodTS = v, ts
+	// The active streams in its source session's order: a value older
+	// than the cache beyond the clock skew means the source's clock
+	// stepped back, and the peer's value is the newer one.
+	if f.good == nil || ts.After(f.goodTS) || f.goodTS.Sub(ts) > ms.tol {
+		ms.seq++
+		f.good, f.goodTS, f.goodSeq, f.goodPeer = v, ts, ms.seq, true
 	}
 }
 
@@ -319,9 +447,8 @@ func (f *flow) observe(v *ua.Variant, ts time.Time) {
 func (f *flow) wrote(dv *ua.DataValue) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if !dv.SourceTimestamp.Before(f.writtenTS) {
-		f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
-	}
+	// One Write per node is in flight: they settle in the order sent.
+	f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
 	if f.state == StateBad && dv.Value != nil {
 		f.setState(StateOK, "")
 	}
@@ -345,6 +472,9 @@ func (f *flow) writeRefused(code ua.StatusCode) {
 func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
+	// A new session: its order starts afresh, and the cache is from an
+	// earlier one.
+	f.sessSeen, f.sessTS = false, time.Time{}
 	if err != nil {
 		f.srcID = nil
 		if f.state != StateDisabled {
@@ -503,10 +633,7 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 			f.setState(StateBad, err.Error())
 			return
 		}
-		f.good, f.goodTS = out, f.lastSrcTS
-		if f.lastSrcTS.After(f.ms.lastTS) {
-			f.ms.lastTS = f.lastSrcTS
-		}
+		f.good, f.goodTS, f.goodSeq, f.goodPeer = out, f.lastSrcTS, f.srcSeq, false
 	}
 	if f.state == StatePending {
 		f.setState(StateOK, "")

@@ -36,7 +36,7 @@ func newFixture(tb testing.TB, m *mapping.Mapping, both bool, dst ua.TypeID) *fi
 		m.ID = "m"
 	}
 	a, b := &conn{name: "a"}, &conn{name: "b"}
-	x := &fixture{ms: &mstate{m: m}}
+	x := &fixture{ms: &mstate{m: m, tol: mapping.DefaultEngine().ClockSkew}}
 	x.fwd = &flow{ms: x.ms, from: a, to: b}
 	x.ms.fwd = x.fwd
 	if both {
@@ -74,6 +74,10 @@ type in struct {
 	src    time.Time     // SourceTimestamp (zero: none)
 	srv    time.Time     // ServerTimestamp (zero: none)
 	queue  *bool         // nil: queueing (active)
+	// session: the source's session was rebuilt before this value.
+	session bool
+	// peer: the value comes from the peer stream (observe), not the source.
+	peer bool
 
 	want       verdict
 	write      any           // value written to the flow's target (nil: none)
@@ -113,10 +117,43 @@ func TestFlowValueRules(t *testing.T) {
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0, writeTS: at(1), state: StateOK, checkState: true},
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0, writeTS: at(2)},
 		}},
-		{name: "an older value is stale and never written", m: double(), dst: ua.TypeIDDouble, ins: []in{
+		{name: "within a session an older timestamp is taken in the server's order", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
-			{v: 1.0, src: at(1), want: vStale},
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0, state: StateOK, checkState: true},
 			{v: 3.0, src: at(3), want: vAccepted, write: 3.0},
+		}},
+		// Clocks (item 1 of issue 14): never frozen, always visible.
+		{name: "a source clock stepping back 1 h: values flow, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+			{v: 3.0, src: at(90001 - 3600000), want: vAccepted, write: 3.0, state: StateClock, checkState: true},
+		}},
+		{name: "a source clock 1 h ahead: values flow, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(100000 + 3600000), want: vAccepted, write: 1.0, state: StateClock, checkState: true},
+			{v: 2.0, src: at(100001 + 3600000), want: vAccepted, write: 2.0},
+		}},
+		{name: "a step back within the skew tolerance is not a clock fault", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{v: 2.0, src: at(89000), want: vAccepted, write: 2.0, state: StateOK, checkState: true},
+		}},
+		{name: "a new session: a cached value newer within the tolerance wins", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{session: true, v: 0.5, src: at(89000), want: vStale, state: StateOK, checkState: true},
+			{v: 2.0, src: at(89500), want: vAccepted, write: 2.0},
+		}},
+		{name: "a new session after the source clock stepped back 1 h: taken, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{session: true, v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+		}},
+		{name: "a peer's cached value: a fresh one within the tolerance older is stale", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 3.0, src: at(90000)},
+			{v: 2.0, src: at(89000), queue: no, want: vStale},
+			{v: 3.0, src: at(90000), queue: no, want: vAccepted},  // the standby's own session catches up
+			{v: 4.0, src: at(89999), want: vAccepted, write: 4.0}, // now in the session's order
+		}},
+		{name: "a peer's cached value: the source clock stepped back 1 h: the fresh one is taken", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 3.0, src: at(90000)},
+			{v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
 		}},
 		{name: "same timestamp, same value: unchanged", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
@@ -129,7 +166,7 @@ func TestFlowValueRules(t *testing.T) {
 		// The one timestamp rule: source, else server, else receive time.
 		{name: "no source timestamp: the server's", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, srv: at(5), want: vAccepted, write: 1.0, writeTS: at(5)},
-			{v: 2.0, srv: at(4), want: vStale},
+			{v: 2.0, srv: at(4), want: vAccepted, write: 2.0, writeTS: at(4)},
 		}},
 		{name: "no timestamps: the receive time", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, want: vAccepted, write: 1.0, writeTS: now},
@@ -148,9 +185,26 @@ func TestFlowValueRules(t *testing.T) {
 			{rev: true, v: 1.0, src: at(40), want: vEcho},
 		}},
 		// Conflict on a both mapping: newest wins on both sides.
-		{name: "older change on the other side loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
-			{v: 1.0, src: at(5), want: vAccepted, write: 1.0},
+		{name: "a change older beyond the tolerance while our write is on its way loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(5000), want: vAccepted, write: 1.0},
 			{rev: true, v: 2.0, src: at(3), want: vStale},
+		}},
+		{name: "a conflict within the tolerance: the later received wins on both sides", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(5), want: vAccepted, write: 1.0},
+			{rev: true, v: 2.0, src: at(3), want: vAccepted, write: 2.0},
+			{rev: true, v: 1.0, src: at(5), want: vConflictLost, repair: 2.0}, // our write of 1 landed on B after
+		}},
+		{name: "both servers 5 min apart: changes flow both ways, the skew is shown", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(99000), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(99000), want: vEcho, state: StateOK, checkState: true},
+			{rev: true, v: 2.0, src: at(99000 - 300000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+			{v: 2.0, src: at(99000 - 300000), want: vEcho},
+			{v: 3.0, src: at(99500), want: vAccepted, write: 3.0},
+		}},
+		// Issue 14 item 6: a first value that is an echo resolves the flow.
+		{name: "both: a first value that is an echo leaves pending", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(1), want: vEcho, state: StateOK, checkState: true},
 		}},
 		{name: "our older write landed over a newer change: repaired", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},                 // A changed: written to B
@@ -161,7 +215,8 @@ func TestFlowValueRules(t *testing.T) {
 		{name: "bad source holds the last good value", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
 			{v: 0.0, status: ua.StatusBadSensorFailure, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
-			{v: 1.0, src: at(3), want: vUnchanged, state: StateOK, checkState: true},
+			{v: 1.0, src: at(3), want: vAccepted, write: 1.0, state: StateOK, checkState: true}, // a status change is a change
+			{v: 1.0, src: at(4), want: vUnchanged},
 		}},
 		{name: "uncertain source holds too", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
@@ -171,7 +226,8 @@ func TestFlowValueRules(t *testing.T) {
 		{name: "on_bad write_status: last good value with the status", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
 			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, write: 1.0, writeCode: ua.StatusBadCommunicationError, writeTS: at(2)},
-			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource}, // not newer: nothing
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource},                            // no status change: nothing
+			{v: 1.0, src: at(3), want: vAccepted, write: 1.0, writeCode: 0, state: StateOK, checkState: true}, // Bad→Good, same value
 		}},
 		{name: "on_bad write_status before any good value: nothing", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
 			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
@@ -218,6 +274,13 @@ func TestFlowValueRules(t *testing.T) {
 					f = x.rev
 				}
 				x.queueing.Store(s.queue == nil || *s.queue)
+				if s.session {
+					f.sourceResolved(ua.NewNumericNodeID(1, 1), nil)
+				}
+				if s.peer {
+					f.observe(ua.MustVariant(s.v), s.src)
+					continue
+				}
 				write, repair, v := f.accept(dv(s.v, s.status, s.src, s.srv), now, &x.queueing)
 				if v != s.want {
 					t.Errorf("value %d (%v): verdict %v, want %v", i, s.v, v, s.want)

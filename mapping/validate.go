@@ -295,6 +295,7 @@ func (v *validator) engine() {
 	v.checkDuration(top, "", "engine.publishing_interval", e.PublishingInterval)
 	v.checkDuration(top, "", "engine.retry_min", e.RetryMin)
 	v.checkDuration(top, "", "engine.retry_max", e.RetryMax)
+	v.checkDuration(top, "", "engine.clock_skew", e.ClockSkew)
 	if eff := v.c.EngineSettings(); e.RetryMin >= 0 && e.RetryMax >= 0 && eff.RetryMin > eff.RetryMax {
 		v.add(top, "", "engine.retry_min", eff.RetryMin.String(), ErrBadRange,
 			"retry_min is above retry_max (%s)", eff.RetryMax)

@@ -141,18 +141,24 @@ func (c *conn) supervise(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
 		ep := c.srv.Endpoints[attempt%len(c.srv.Endpoints)]
-		start := time.Now()
+		start, connects := time.Now(), c.stats.connects.Load()
 		err := c.runSession(ctx, ep)
 		c.setState(Disconnected)
+		c.level.Store(-1) // unknown until a session reads it again
 		if ctx.Err() != nil {
 			return
+		}
+		for _, f := range c.readFlows {
+			f.sourceLost("source server " + c.name + " disconnected")
 		}
 		c.stats.reconnects.Add(1)
 		if err != nil {
 			msg := err.Error()
 			c.lastErr.Store(&msg)
 		}
-		if time.Since(start) > 30*time.Second {
+		if c.stats.connects.Load() != connects || time.Since(start) > 30*time.Second {
+			// A session that came up resets the backoff: the next outage
+			// starts again at RetryMin.
 			attempt = 0
 		} else {
 			attempt++

@@ -485,6 +485,17 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	f.srcID = nid
 }
 
+// sourceLost records that the source server's session ended: a flow
+// that had values is stale until the next session delivers one.
+func (f *flow) sourceLost(why string) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	switch f.state {
+	case StateOK, StateHeld, StateClock:
+		f.setState(StateStale, why)
+	}
+}
+
 // targetResolved records the target node resolved on a new session of
 // the target server (err: quarantined). It reports whether the target's
 // type must be read (targetTyped).

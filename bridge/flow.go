@@ -295,10 +295,16 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	if opp != nil && opp.good != nil && opp.goodTS.Sub(ts) > ms.tol {
 		if opp.inFlight(now) {
 			// A both conflict: this side changed while our write of the
-			// other side's (newer) value to it is on its way; that write
-			// lands and wins.
+			// other side's (newer) value to it was on its way. That value
+			// wins; it is written again, since a server that coalesces may
+			// have taken our write before this change (its echo lost), and
+			// both sides must end on the same value.
 			f.settle(now)
-			return nil, nil, vStale
+			if !queue {
+				return nil, nil, vStale
+			}
+			opp.addEcho(opp.good, opp.goodTS)
+			return nil, valueDV(opp.good, opp.goodTS), vStale
 		}
 		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+" behind the other side's older change")
 	}

@@ -187,7 +187,7 @@ func TestFlowValueRules(t *testing.T) {
 		// Conflict on a both mapping: newest wins on both sides.
 		{name: "a change older beyond the tolerance while our write is on its way loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(5000), want: vAccepted, write: 1.0},
-			{rev: true, v: 2.0, src: at(3), want: vStale},
+			{rev: true, v: 2.0, src: at(3), want: vStale, repair: 1.0}, // written again: B ends on 1 too
 		}},
 		{name: "a conflict within the tolerance: the later received wins on both sides", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(5), want: vAccepted, write: 1.0},

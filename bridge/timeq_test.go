@@ -2,10 +2,15 @@ package bridge_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/simserver"
 	"github.com/uamirror/uamirror/test/harness"
 	"github.com/uamirror/uamirror/test/tcpproxy"
 )
@@ -95,4 +100,80 @@ func reconnectsOf(e *bridge.Engine, name string) uint64 {
 		}
 	}
 	return 0
+}
+
+// startSimClock is startSim with the server's clock off by off.
+func startSimClock(t *testing.T, n int, typ string, off time.Duration) *simserver.Server {
+	t.Helper()
+	s, err := simserver.New(simserver.Config{Vars: n, Type: typ, Logger: zap.NewNop(), JournalMemory: true, ClockOffset: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(harness.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestSourceClockStepsBackAndForward: a source whose clock steps back an
+// hour mid-run keeps being mirrored (values are taken in the session's
+// order), and so does one an hour ahead; the mapping shows clock with
+// the reason, never ok-and-frozen.
+func TestSourceClockStepsBackAndForward(t *testing.T) {
+	a, b := startSim(t, 1, "Double"), startSim(t, 1, "Double")
+	e := runEngine(t, pairConfig(t, a.Endpoint(), b.Endpoint(), 1, nil), nil)
+	waitConnected(t, e, 1)
+	a.SetValue(0, 1.0, time.Time{})
+	harness.Eventually(t, 10*time.Second, "b.v0 == 1", func() bool { return valueOf(b, 0) == 1.0 })
+
+	a.StepClock(-time.Hour)
+	for _, v := range []float64{2, 3} {
+		a.SetValue(0, v, time.Time{}) // stamped by a's clock, an hour back
+		harness.Eventually(t, 10*time.Second, fmt.Sprintf("after a step back of 1h: b.v0 == %v", v),
+			func() bool { return valueOf(b, 0) == v })
+	}
+	if st, why := mappingState(e, 0, false); st != bridge.StateClock || !strings.Contains(why, "stepped back") {
+		t.Fatalf("after a step back of 1h: state %v (%q), want clock, stepped back", st, why)
+	}
+
+	a.StepClock(2 * time.Hour) // now an hour ahead of this node
+	for _, v := range []float64{4, 5} {
+		a.SetValue(0, v, time.Time{})
+		harness.Eventually(t, 10*time.Second, fmt.Sprintf("1h ahead: b.v0 == %v", v),
+			func() bool { return valueOf(b, 0) == v })
+	}
+	if st, why := mappingState(e, 0, false); st != bridge.StateClock || !strings.Contains(why, "ahead") {
+		t.Fatalf("1h ahead: state %v (%q), want clock, ahead", st, why)
+	}
+}
+
+// TestBothPairFiveMinutesApart: a both mapping between two servers whose
+// clocks are 5 minutes apart mirrors changes made on either side in
+// turn: the skew decides nothing outside a true conflict.
+func TestBothPairFiveMinutesApart(t *testing.T) {
+	a, b := startSimClock(t, 1, "Double", -5*time.Minute), startSim(t, 1, "Double")
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), 1, func(i int, m *mapping.Mapping) { m.Direction = mapping.Both })
+	cfg.Engine.ClockSkew = 10 * time.Minute // above the skew, as the README says
+	e := runEngine(t, cfg, nil)
+	waitConnected(t, e, 2) // both flows: the start-up write came back as an echo
+	if err := e.WaitIdle(harness.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	for k, side := range []string{"b", "a", "b", "a"} {
+		v := float64(10 + k)
+		from, to := b, a
+		if side == "a" {
+			from, to = a, b
+		}
+		from.SetValue(0, v, time.Time{})
+		if !harness.WaitFor(10*time.Second, func() bool { return valueOf(to, 0) == v && valueOf(from, 0) == v }) {
+			for _, st := range e.Snapshot() {
+				t.Logf("%+v", st)
+			}
+			t.Logf("a %v %v b %v %v", valueOf(a, 0), a.Value(0).SourceTimestamp, valueOf(b, 0), b.Value(0).SourceTimestamp)
+		}
+		harness.Eventually(t, 10*time.Second, fmt.Sprintf("change %d on %s (%v) mirrored", k, side, v),
+			func() bool { return valueOf(to, 0) == v && valueOf(from, 0) == v })
+	}
 }

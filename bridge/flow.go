@@ -267,8 +267,9 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	if dv.Value == nil {
 		return nil, nil, vIgnored
 	}
+	val := fromWire(dv.Value)
 	opp := f.opposite()
-	if opp != nil && opp.takeEcho(dv.Value, ts) {
+	if opp != nil && opp.takeEcho(val, ts) {
 		if f.lastSrc != nil && f.srcSeq > opp.goodSeq && queue {
 			// A true conflict we lost the race on: our (older) write landed
 			// on this side after this side's own newer change. Put the
@@ -276,7 +277,7 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 			opp.addEcho(f.lastSrc, f.lastSrcTS)
 			return nil, valueDV(f.lastSrc, f.lastSrcTS), vConflictLost
 		}
-		f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, opp.goodSeq
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, opp.goodSeq
 		f.settle(now) // a first value that is an echo resolves the flow too
 		return nil, nil, vEcho
 	}
@@ -313,21 +314,21 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		// destination connects, targetTyped converts it and the resync
 		// writes it.
 		ms.seq++
-		f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, ms.seq
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
 		return nil, nil, vNoTargetType
 	}
-	if f.good != nil && !statusChanged && !f.tr.changed(f.lastSrc, dv.Value) {
+	if f.good != nil && !statusChanged && !f.tr.changed(f.lastSrc, val) {
 		f.goodPeer = false // the session has caught up with the cache
 		f.settle(now)
 		return nil, nil, vUnchanged
 	}
-	out, err := f.tr.apply(dv.Value)
+	out, err := f.tr.apply(val)
 	if err != nil {
 		f.setState(StateBad, err.Error())
 		return nil, nil, vConvError
 	}
 	ms.seq++
-	f.lastSrc, f.lastSrcTS, f.srcSeq = dv.Value, ts, ms.seq
+	f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
 	f.good, f.goodTS, f.goodSeq, f.goodPeer = out, ts, ms.seq, false
 	if f.state != StateQuarantined {
 		f.setState(StateOK, "")

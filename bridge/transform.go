@@ -217,7 +217,7 @@ func (t *transform) apply(v *ua.Variant) (*ua.Variant, error) {
 	switch {
 	case src == ua.TypeIDNull:
 		return nil, conversionErrorf("the value is empty (Null)")
-	case !t.scale && dst == src:
+	case !t.scale && dst == src && src != ua.TypeIDDateTime:
 		return v, nil // the hot path: nothing to do, nothing allocated
 	case t.scale && !isNumber(src):
 		return nil, conversionErrorf("cannot scale a %s value", typeName(src))

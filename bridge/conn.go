@@ -95,6 +95,9 @@ type session struct {
 	batchMon   int
 	faultOnce  sync.Once
 	faultCh    chan error
+	// types maps DataType nodes to built-in types on this session
+	// (types.go); used by the session's supervisor only.
+	types map[string]ua.TypeID
 
 	// sock is the client's TCP socket (dial.go), which abort closes
 	// without going through the client.
@@ -376,7 +379,8 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 }
 
 // resolveTargets resolves destination node ids on this session and reads
-// their DataType and ValueRank once (cached across reconnects).
+// their DataType and ValueRank (every session: a PLC download between two
+// sessions may have changed them), resolving subtypes to built-in types.
 func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) error {
 	var need []*flow
 	var ids []*ua.NodeID
@@ -397,6 +401,15 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	if err != nil {
 		return fmt.Errorf("%w: reading target types: %w", errFault, err)
 	}
+	var dts []*ua.NodeID
+	for i := range need {
+		if n, ok := res[2*i].Value.Value().(*ua.NodeID); ok && res[2*i].Status == ua.StatusOK {
+			dts = append(dts, n)
+		}
+	}
+	if err := c.resolveTypes(ctx, s, dts); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
 	for i, f := range need {
 		dt, vr := res[2*i], res[2*i+1]
 		if dt.Status != ua.StatusOK {
@@ -404,8 +417,8 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 			continue
 		}
 		vt := valueType{valueRank: -2}
-		if n, ok := dt.Value.Value().(*ua.NodeID); ok && n.Namespace() == 0 && n.IntID() <= 25 {
-			vt.id = ua.TypeID(n.IntID())
+		if n, ok := dt.Value.Value().(*ua.NodeID); ok {
+			vt.id = s.typeOf(n) // subtypes and enumerations resolved
 		}
 		if vr.Status == ua.StatusOK {
 			if r, ok := vr.Value.Value().(int32); ok {

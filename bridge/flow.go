@@ -462,13 +462,19 @@ func (f *flow) wrote(dv *ua.DataValue) {
 }
 
 // writeRefused records a Write the target refused for this node with a
-// bad status: an unknown node quarantines the target side (retried),
-// anything else makes the flow bad until a write succeeds.
+// bad status: an unknown node quarantines the target side (retried); a
+// type mismatch too, and the retry reads the target's type again (a PLC
+// download may have changed it); anything else makes the flow bad until
+// a write succeeds.
 func (f *flow) writeRefused(code ua.StatusCode) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if code == ua.StatusBadNodeIDUnknown || code == ua.StatusBadNodeIDInvalid {
+	switch code {
+	case ua.StatusBadNodeIDUnknown, ua.StatusBadNodeIDInvalid:
 		f.quarantine(sideTarget, "target: "+statusName(code))
+		return
+	case ua.StatusBadTypeMismatch:
+		f.quarantine(sideTarget, "target: "+statusName(code)+" (its type is read again)")
 		return
 	}
 	f.setState(StateBad, "write refused: "+statusName(code))
@@ -517,7 +523,8 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 		return false
 	}
 	f.dstID = nid
-	return !f.typeKnown
+	f.typeKnown = false // read on every session
+	return true
 }
 
 // targetUnreadable records that the target's DataType could not be read.

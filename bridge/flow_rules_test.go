@@ -413,8 +413,14 @@ func TestFlowQuarantineSides(t *testing.T) {
 	}
 
 	f.writeRefused(ua.StatusBadTypeMismatch)
+	if f.quarantinedOn() != sideTarget || !f.retryTarget() {
+		t.Fatalf("type mismatch on write: %v, want quarantined on the target with its type read again", x.state(false))
+	}
+	f.targetResolved(ua.NewNumericNodeID(1, 1), nil)
+	f.targetTyped(tr, vt, nil)
+	f.writeRefused(ua.StatusBadNotWritable)
 	if st := x.state(false); st != StateBad || f.quarantinedOn() != sideNone {
-		t.Fatalf("type mismatch on write: %v, want bad", st)
+		t.Fatalf("not writable: %v, want bad", st)
 	}
 	f.wrote(dv(1.0, 0, at(1), time.Time{}))
 	if st := x.state(false); st != StateOK {

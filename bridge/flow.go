@@ -418,7 +418,15 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 		// it wins and flows the other way; never overwrite it.
 		return nil
 	}
-	if curGood && cur.Value != nil && variantEqual(cur.Value, good) {
+	// The status is part of the value: with on_bad write_status a target
+	// of a Bad source carries that status (never Good over a Bad source);
+	// otherwise (hold) it holds the last good value, Good.
+	status := ua.StatusOK
+	if ms.m.OnBad == mapping.WriteStatus && !isGood(f.srcStatus) {
+		status = f.srcStatus
+	}
+	sameStatus := curGood && isGood(status) || cur != nil && cur.Status == status
+	if sameStatus && cur.Value != nil && variantEqual(cur.Value, good) {
 		if ts.After(f.writtenTS) {
 			f.written, f.writtenTS = good, ts
 		}
@@ -427,7 +435,12 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	if ms.both() {
 		f.addEcho(good, ts)
 	}
-	return valueDV(good, ts)
+	dv := valueDV(good, ts)
+	if status != ua.StatusOK {
+		dv.EncodingMask |= ua.DataValueStatusCode
+		dv.Status = status
+	}
+	return dv
 }
 
 // observe records that v with source timestamp ts was written to the

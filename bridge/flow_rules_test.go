@@ -348,6 +348,11 @@ func TestFlowReconcile(t *testing.T) {
 		target  *ua.DataValue
 		want    any // written (nil: nothing)
 		written bool
+		// onBad and srcBad: the mapping's on_bad and a Bad status read
+		// from the source after the cached value.
+		onBad    mapping.OnBad
+		srcBad   ua.StatusCode
+		wantCode ua.StatusCode
 	}{
 		{name: "nothing cached: nothing", target: dv(1.0, 0, at(0), time.Time{})},
 		{name: "target differs: the last good value", cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
@@ -356,14 +361,26 @@ func TestFlowReconcile(t *testing.T) {
 		{name: "target equal: recorded as written", cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
 		{name: "both, target newer: it flows the other way", both: true, cached: 2.0, target: dv(1.0, 0, at(5), time.Time{})},
 		{name: "both, target older: the last good value", both: true, cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
+		// Quality (issue 14 item 3): never Good over a Bad source.
+		{name: "write_status, source bad, target good: the status goes out", onBad: mapping.WriteStatus, srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusBadNoCommunication},
+		{name: "write_status, source bad, target already bad: nothing", onBad: mapping.WriteStatus, srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), written: true},
+		{name: "write_status, source good again, target bad: Good", onBad: mapping.WriteStatus,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), want: 2.0},
+		{name: "hold, source bad: the target holds the last good value", srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x := newFixture(t, &mapping.Mapping{}, tc.both, ua.TypeIDDouble)
+			x := newFixture(t, &mapping.Mapping{OnBad: tc.onBad}, tc.both, ua.TypeIDDouble)
 			if tc.cached != nil {
 				x.fwd.accept(dv(tc.cached, 0, at(1), time.Time{}), at(1), nil)
 			}
+			if tc.srcBad != 0 {
+				x.fwd.accept(dv(nil, tc.srcBad, at(2), time.Time{}), at(2), nil)
+			}
 			got := x.fwd.reconcileWith(tc.target)
-			checkDV(t, 0, "reconcile", got, tc.want, at(1), 0)
+			checkDV(t, 0, "reconcile", got, tc.want, at(1), tc.wantCode)
 			st := x.ms.appendStatus(nil)[0]
 			if tc.written != (st.Written != nil) {
 				t.Errorf("written %v, want recorded %v", st.Written, tc.written)

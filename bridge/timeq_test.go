@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/bridge"
@@ -176,4 +177,38 @@ func TestBothPairFiveMinutesApart(t *testing.T) {
 		harness.Eventually(t, 10*time.Second, fmt.Sprintf("change %d on %s (%v) mirrored", k, side, v),
 			func() bool { return valueOf(to, 0) == v && valueOf(from, 0) == v })
 	}
+}
+
+// TestTakeoverNeverWritesGoodOverBadSource (issue 14 item 3): a node
+// that takes over (its gate opens) while a write_status mapping's source
+// is Bad writes the target Bad, never Good, although the target's value
+// is already the last good one; when the source turns Good again with
+// the same value the target turns Good.
+func TestTakeoverNeverWritesGoodOverBadSource(t *testing.T) {
+	a, b := startSim(t, 1, "Double"), startSim(t, 1, "Double")
+	gate := bridge.NewManualGate(false, 0)
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), 1, func(_ int, m *mapping.Mapping) { m.OnBad = mapping.WriteStatus })
+	e := runEngine(t, cfg, gate)
+	ts := time.Now()
+	a.SetValue(0, 5.0, ts)
+	b.SetValue(0, 5.0, ts) // the old active wrote it
+	harness.Eventually(t, 10*time.Second, "standby cache filled", func() bool {
+		st := e.Snapshot()
+		return len(st) == 1 && st[0].Value != nil && st[0].Value.Value() == 5.0
+	})
+	a.SetStatus(0, ua.StatusBadNoCommunication)
+	harness.Eventually(t, 10*time.Second, "standby saw the source Bad", func() bool {
+		st, _ := mappingState(e, 0, false)
+		return st == bridge.StateHeld
+	})
+	gate.Set(true, 1)
+	harness.Eventually(t, 10*time.Second, "target Bad after the takeover", func() bool {
+		dv := b.Value(0)
+		return dv.Status == ua.StatusBadNoCommunication && dv.Value.Value() == 5.0
+	})
+	a.SetStatus(0, ua.StatusGood)
+	harness.Eventually(t, 10*time.Second, "target Good again, same value", func() bool {
+		dv := b.Value(0)
+		return dv.Status == ua.StatusGood && dv.Value.Value() == 5.0
+	})
 }

@@ -375,6 +375,9 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 	for _, f := range c.readFlows {
 		f.sourceResolved(f.resolveSrc(ns))
 	}
+	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
 	return c.resolveTargets(ctx, s, c.writeFlows)
 }
 
@@ -497,7 +500,11 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 		}
 		if len(retry) > 0 {
 			// The server refuses our deadband filter: monitor without it;
-			// the client-side deadband still applies.
+			// the client-side deadband takes over.
+			c.log.Warn("server refused the deadband filter; the client-side deadband applies",
+				zap.Int("items", len(retry)), zap.String("first_mapping", batch[retry[0]].ms.m.ID),
+				zap.String("status", res.Results[retry[0]].StatusCode.Error()))
+			c.stats.filtersRefused.Add(uint64(len(retry)))
 			reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
 			for k, i := range retry {
 				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
@@ -550,12 +557,9 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 	req.RequestedParameters.QueueSize = f.queueSize
 	req.RequestedParameters.DiscardOldest = true
 	if db := f.ms.m.Deadband; withFilter && db != nil && db.Value > 0 {
-		t := ua.DeadbandTypeAbsolute
-		if db.Type == mapping.DeadbandPercent {
-			t = ua.DeadbandTypePercent
-		}
+		t, v := deadbandFilter(f.ms.m, f.reverse)
 		req.RequestedParameters.Filter = ua.NewExtensionObject(&ua.DataChangeFilter{
-			Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: uint32(t), DeadbandValue: db.Value})
+			Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: uint32(t), DeadbandValue: v})
 	}
 	return req
 }

@@ -163,6 +163,11 @@ type flow struct {
 	// srcStatus is the status of the last value read from the source:
 	// a status change is a change (deadband or not).
 	srcStatus ua.StatusCode
+	// eu is the span of the source's EURange (0: unknown), the range of a
+	// percent deadband without scaling (readEURanges); band is f.tr with
+	// that deadband (nil: f.tr's own applies).
+	eu   float64
+	band *transform
 	// clockAt is the receive time of the last clock anomaly, clockWhy
 	// its description (StateClock).
 	clockAt  time.Time
@@ -317,7 +322,11 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
 		return nil, nil, vNoTargetType
 	}
-	if f.good != nil && !statusChanged && !f.tr.changed(f.lastSrc, val) {
+	db := f.tr
+	if f.band != nil {
+		db = f.band
+	}
+	if f.good != nil && !statusChanged && !db.changed(f.lastSrc, val) {
 		f.goodPeer = false // the session has caught up with the cache
 		f.settle(now)
 		return nil, nil, vUnchanged
@@ -662,6 +671,7 @@ func (ms *mstate) countStates(n map[State]int) {
 // standby from READY).
 func (f *flow) setTransform(tr *transform, dst valueType) {
 	f.tr, f.dstType, f.typeKnown = tr, dst, true
+	f.setBand()
 	if f.lastSrc == nil {
 		return
 	}
@@ -676,6 +686,38 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 	if f.state == StatePending {
 		f.setState(StateOK, "")
 	}
+}
+
+// setEURange records the span of the source's EURange (ok false: it has
+// none): a percent deadband without scaling is taken of it.
+func (f *flow) setEURange(span float64, ok bool) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if !ok {
+		span = 0
+	}
+	f.eu = span
+	f.setBand()
+}
+
+// euSpan returns the span of the source's EURange (0: unknown).
+func (f *flow) euSpan() float64 {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	return f.eu
+}
+
+// setBand derives the flow's deadband transform from f.tr and the
+// EURange. Caller holds ms.mu.
+func (f *flow) setBand() {
+	f.band = nil
+	db := f.ms.m.Deadband
+	if f.tr == nil || f.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
+		return
+	}
+	b := *f.tr
+	b.deadband, b.dbAbs = true, db.Value/100*f.eu
+	f.band = &b
 }
 
 // resolveSrc and resolveDst turn the flow's node strings (from the

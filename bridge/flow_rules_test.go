@@ -448,3 +448,58 @@ func TestFlowQuarantineSides(t *testing.T) {
 		t.Fatal("an unresolvable source is not quarantined on the source side")
 	}
 }
+
+// TestDeadbandFilter: the server-side deadband a mapping asks for (issue
+// 14 item 4): percent of the scaling range, as an absolute deadband in
+// the flow's source units, else the server's percent (of its EURange).
+func TestDeadbandFilter(t *testing.T) {
+	sc := &mapping.Scaling{RawLow: 0, RawHigh: 27648, EngLow: 0, EngHigh: 100}
+	for _, tc := range []struct {
+		name     string
+		m        mapping.Mapping
+		reverse  bool
+		wantType ua.DeadbandType
+		want     float64
+	}{
+		{"absolute", mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandAbsolute, Value: 0.5}}, false, ua.DeadbandTypeAbsolute, 0.5},
+		{"percent of the raw scaling range", mapping.Mapping{Scaling: sc, Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, false, ua.DeadbandTypeAbsolute, 276.48},
+		{"percent of the engineering range (reverse)", mapping.Mapping{Scaling: sc, Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, true, ua.DeadbandTypeAbsolute, 1},
+		{"percent without scaling: the server's EURange", mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, false, ua.DeadbandTypePercent, 1},
+	} {
+		typ, v := deadbandFilter(&tc.m, tc.reverse)
+		if typ != tc.wantType || v != tc.want {
+			t.Errorf("%s: %v %g, want %v %g", tc.name, typ, v, tc.wantType, tc.want)
+		}
+	}
+}
+
+// TestPercentDeadbandOfEURange: without scaling, a percent deadband is
+// taken of the source's EURange on the client side too; without one,
+// every change passes.
+func TestPercentDeadbandOfEURange(t *testing.T) {
+	m := &mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}
+	x := newFixture(t, m, false, ua.TypeIDDouble)
+	feed := func(v float64, ms int) verdict {
+		_, _, vd := x.fwd.accept(dv(v, 0, at(ms), time.Time{}), at(ms), &x.queueing)
+		return vd
+	}
+	if feed(10, 1) != vAccepted || feed(10.5, 2) != vAccepted {
+		t.Fatal("without an EURange a percent deadband must pass every change")
+	}
+	x.fwd.setEURange(200, true) // 1 % of 0..200: 2
+	for _, c := range []struct {
+		v    float64
+		want verdict
+	}{{11.5, vUnchanged}, {12.5, vUnchanged}, {12.6, vAccepted}, {13, vUnchanged}} {
+		if got := feed(c.v, 3); got != c.want {
+			t.Errorf("%g after the EURange 0..200: %v, want %v", c.v, got, c.want)
+		}
+	}
+	// The band survives a new target type (a new transform).
+	vt := valueType{id: ua.TypeIDDouble, valueRank: -1}
+	tr, _ := newTransform(m, false, vt)
+	x.fwd.targetTyped(tr, vt, nil)
+	if got := feed(13.5, 4); got != vUnchanged {
+		t.Errorf("after a new target type: %v, want unchanged", got)
+	}
+}

@@ -83,6 +83,10 @@ func TestTypesAgainstNodeOPCUA(t *testing.T) {
 			{Source: mapping.NodeRef{Server: "node", Node: tn("t.date1601")}, Target: mapping.NodeRef{Server: "sim", Node: node(28)}},
 			{Source: mapping.NodeRef{Server: "node", Node: tn("t.bytes")}, Target: mapping.NodeRef{Server: "sim", Node: node(13)}},
 			{Source: mapping.NodeRef{Server: "sim", Node: node(26)}, Target: mapping.NodeRef{Server: "node", Node: tn("t.double")}}, // Double → Double, then Float
+			// A percent deadband on a node without EURange: node-opcua
+			// refuses the filter; counted, logged, client-side instead.
+			{Source: mapping.NodeRef{Server: "node", Node: tn("t.enum")}, Target: mapping.NodeRef{Server: "sim", Node: node(21)},
+				Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}},
 		},
 	}
 	for i := range cfg.Mappings {
@@ -120,6 +124,15 @@ func TestTypesAgainstNodeOPCUA(t *testing.T) {
 		d, _ := valueOf(sim, 28).(time.Time)
 		st, _ := mappingState(e, 3, false)
 		return d.IsZero() && st == bridge.StateOK
+	})
+
+	harness.Eventually(t, 10*time.Second, "the refused deadband filter is counted", func() bool {
+		for _, sv := range e.Stats().Servers {
+			if sv.Name == "node" && sv.FiltersRefused > 0 {
+				return true
+			}
+		}
+		return false
 	})
 
 	// A PLC download makes t.double a Float: the next value is refused

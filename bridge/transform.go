@@ -479,3 +479,25 @@ func exceeds[N number](a, b N, db float64) bool {
 	d := math.Abs(float64(a) - float64(b))
 	return !(d <= db)
 }
+
+// deadbandFilter returns the server-side deadband of m's flow in
+// direction reverse (Part 4, 7.22.2). A percent deadband with scaling is
+// taken of the scaling range on the flow's source side (raw for the
+// forward flow, engineering for the reverse one) and sent as an absolute
+// deadband in those units: the server's percent would use the node's
+// EURange, not the range the mapping declares. Without scaling the
+// server's percent (of the EURange) is what the mapping asks for.
+func deadbandFilter(m *mapping.Mapping, reverse bool) (ua.DeadbandType, float64) {
+	db := m.Deadband
+	if db.Type != mapping.DeadbandPercent {
+		return ua.DeadbandTypeAbsolute, db.Value
+	}
+	if sc := m.Scaling; sc != nil {
+		span := sc.RawHigh - sc.RawLow
+		if reverse {
+			span = sc.EngHigh - sc.EngLow
+		}
+		return ua.DeadbandTypeAbsolute, db.Value / 100 * math.Abs(span)
+	}
+	return ua.DeadbandTypePercent, db.Value
+}

@@ -3,9 +3,13 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
 )
 
 // builtinOf returns the built-in type whose encoding a DataType node's
@@ -98,4 +102,102 @@ func (s *session) typeOf(n *ua.NodeID) ua.TypeID {
 		return 0
 	}
 	return s.types[n.String()]
+}
+
+// percentWithoutScaling reports whether f's mapping has a percent
+// deadband and no scaling: its range is then the source's EURange.
+func (f *flow) percentWithoutScaling() bool {
+	db := f.ms.m.Deadband
+	return db != nil && db.Type == mapping.DeadbandPercent && db.Value > 0 && f.ms.m.Scaling == nil
+}
+
+// readEURanges reads the EURange property (Part 8, 5.6.2) of the source
+// node of every flow in flows that has a percent deadband and no scaling,
+// and gives each flow its client-side deadband in source units. A source
+// without an EURange leaves that flow without a client-side deadband
+// (every change passes), with a warning: the percent has no range.
+func (c *conn) readEURanges(ctx context.Context, s *session, flows []*flow) error {
+	var need []*flow
+	for _, f := range flows {
+		if f.percentWithoutScaling() && f.node(false) != nil {
+			need = append(need, f)
+		}
+	}
+	for start := 0; start < len(need); start += s.batchRead {
+		batch := need[start:min(start+s.batchRead, len(need))]
+		req := &ua.BrowseRequest{NodesToBrowse: make([]*ua.BrowseDescription, len(batch))}
+		for k, f := range batch {
+			req.NodesToBrowse[k] = &ua.BrowseDescription{NodeID: f.node(false), BrowseDirection: ua.BrowseDirectionForward,
+				ReferenceTypeID: ua.NewNumericNodeID(0, id.HasProperty), IncludeSubtypes: true,
+				NodeClassMask: uint32(ua.NodeClassVariable), ResultMask: uint32(ua.BrowseResultMaskAll)}
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		res, err := s.client.Browse(rctx, req)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("browsing EURange properties: %w", err)
+		}
+		var props []*ua.ReadValueID
+		var owners []*flow
+		for k, r := range res.Results {
+			if k >= len(batch) {
+				break
+			}
+			found := false
+			for _, ref := range r.References {
+				if ref.BrowseName != nil && ref.BrowseName.Name == "EURange" && ref.NodeID != nil {
+					props = append(props, &ua.ReadValueID{NodeID: ref.NodeID.NodeID, AttributeID: ua.AttributeIDValue})
+					owners = append(owners, batch[k])
+					found = true
+					break
+				}
+			}
+			if !found {
+				batch[k].setEURange(0, false)
+			}
+		}
+		if len(props) == 0 {
+			continue
+		}
+		vals, err := c.readAll(ctx, s, props, s.batchRead)
+		if err != nil {
+			return fmt.Errorf("reading EURange properties: %w", err)
+		}
+		for k, dv := range vals {
+			rg := euRangeOf(dv)
+			owners[k].setEURange(rg, rg > 0)
+		}
+	}
+	for _, f := range need {
+		if f.euSpan() == 0 {
+			c.log.Warn("percent deadband without a range: no scaling and the source has no EURange; every change passes",
+				zap.String("mapping", f.ms.m.ID), zap.String("source", f.srcStr()))
+		}
+	}
+	return nil
+}
+
+// euRangeOf returns the span (high − low) of an EURange value (0: none).
+func euRangeOf(dv *ua.DataValue) float64 {
+	if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
+		return 0
+	}
+	eo, ok := dv.Value.Value().(*ua.ExtensionObject)
+	if !ok || eo == nil {
+		return 0
+	}
+	var r *ua.Range
+	switch x := eo.Value.(type) {
+	case *ua.Range:
+		r = x
+	case ua.Range:
+		r = &x
+	default:
+		return 0
+	}
+	span := r.High - r.Low
+	if math.IsNaN(span) || math.IsInf(span, 0) || span <= 0 {
+		return 0
+	}
+	return span
 }

@@ -312,7 +312,8 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 			opp.addEcho(opp.good, opp.goodTS)
 			return nil, valueDV(opp.good, opp.goodTS), vStale
 		}
-		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+" behind the other side's older change")
+		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+
+			" older than the other side's earlier change: the two servers' clocks differ by more than clock_skew")
 	}
 	if f.tr == nil {
 		// Destination type not known yet: keep the raw value; when the

@@ -428,6 +428,14 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 		// it wins and flows the other way; never overwrite it.
 		return nil
 	}
+	if ms.m.OnBad == mapping.WriteStatus && f.state == StateStale && cur != nil && cur.Value != nil && !isGood(cur.Status) {
+		// The source is disconnected: what this node knows of its status
+		// is old, and the target says Bad (the last active may have
+		// written it). Never Good over that; the source's next session
+		// decides. (With hold a Bad target is the target's own doing, and
+		// the last good value is written.)
+		return nil
+	}
 	// The status is part of the value: with on_bad write_status a target
 	// of a Bad source carries that status (never Good over a Bad source);
 	// otherwise (hold) it holds the last good value, Good.

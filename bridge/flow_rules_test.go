@@ -353,6 +353,7 @@ func TestFlowReconcile(t *testing.T) {
 		onBad    mapping.OnBad
 		srcBad   ua.StatusCode
 		wantCode ua.StatusCode
+		lost     bool // the source's session ended (stale)
 	}{
 		{name: "nothing cached: nothing", target: dv(1.0, 0, at(0), time.Time{})},
 		{name: "target differs: the last good value", cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
@@ -370,6 +371,8 @@ func TestFlowReconcile(t *testing.T) {
 			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), want: 2.0},
 		{name: "hold, source bad: the target holds the last good value", srcBad: ua.StatusBadNoCommunication,
 			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
+		{name: "source disconnected, target bad: never Good over it", onBad: mapping.WriteStatus, lost: true,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newFixture(t, &mapping.Mapping{OnBad: tc.onBad}, tc.both, ua.TypeIDDouble)
@@ -378,6 +381,9 @@ func TestFlowReconcile(t *testing.T) {
 			}
 			if tc.srcBad != 0 {
 				x.fwd.accept(dv(nil, tc.srcBad, at(2), time.Time{}), at(2), nil)
+			}
+			if tc.lost {
+				x.fwd.sourceLost("source server a disconnected")
 			}
 			got := x.fwd.reconcileWith(tc.target)
 			checkDV(t, 0, "reconcile", got, tc.want, at(1), tc.wantCode)

@@ -95,6 +95,9 @@ type session struct {
 	batchMon   int
 	faultOnce  sync.Once
 	faultCh    chan error
+	// types maps DataType nodes to built-in types on this session
+	// (types.go); used by the session's supervisor only.
+	types map[string]ua.TypeID
 
 	// sock is the client's TCP socket (dial.go), which abort closes
 	// without going through the client.
@@ -141,18 +144,24 @@ func (c *conn) supervise(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
 		ep := c.srv.Endpoints[attempt%len(c.srv.Endpoints)]
-		start := time.Now()
+		start, connects := time.Now(), c.stats.connects.Load()
 		err := c.runSession(ctx, ep)
 		c.setState(Disconnected)
+		c.level.Store(-1) // unknown until a session reads it again
 		if ctx.Err() != nil {
 			return
+		}
+		for _, f := range c.readFlows {
+			f.sourceLost("source server " + c.name + " disconnected")
 		}
 		c.stats.reconnects.Add(1)
 		if err != nil {
 			msg := err.Error()
 			c.lastErr.Store(&msg)
 		}
-		if time.Since(start) > 30*time.Second {
+		if c.stats.connects.Load() != connects || time.Since(start) > 30*time.Second {
+			// A session that came up resets the backoff: the next outage
+			// starts again at RetryMin.
 			attempt = 0
 		} else {
 			attempt++
@@ -366,11 +375,15 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 	for _, f := range c.readFlows {
 		f.sourceResolved(f.resolveSrc(ns))
 	}
+	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
 	return c.resolveTargets(ctx, s, c.writeFlows)
 }
 
 // resolveTargets resolves destination node ids on this session and reads
-// their DataType and ValueRank once (cached across reconnects).
+// their DataType and ValueRank (every session: a PLC download between two
+// sessions may have changed them), resolving subtypes to built-in types.
 func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) error {
 	var need []*flow
 	var ids []*ua.NodeID
@@ -391,6 +404,15 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	if err != nil {
 		return fmt.Errorf("%w: reading target types: %w", errFault, err)
 	}
+	var dts []*ua.NodeID
+	for i := range need {
+		if n, ok := res[2*i].Value.Value().(*ua.NodeID); ok && res[2*i].Status == ua.StatusOK {
+			dts = append(dts, n)
+		}
+	}
+	if err := c.resolveTypes(ctx, s, dts); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
 	for i, f := range need {
 		dt, vr := res[2*i], res[2*i+1]
 		if dt.Status != ua.StatusOK {
@@ -398,8 +420,8 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 			continue
 		}
 		vt := valueType{valueRank: -2}
-		if n, ok := dt.Value.Value().(*ua.NodeID); ok && n.Namespace() == 0 && n.IntID() <= 25 {
-			vt.id = ua.TypeID(n.IntID())
+		if n, ok := dt.Value.Value().(*ua.NodeID); ok {
+			vt.id = s.typeOf(n) // subtypes and enumerations resolved
 		}
 		if vr.Status == ua.StatusOK {
 			if r, ok := vr.Value.Value().(int32); ok {
@@ -478,7 +500,11 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 		}
 		if len(retry) > 0 {
 			// The server refuses our deadband filter: monitor without it;
-			// the client-side deadband still applies.
+			// the client-side deadband takes over.
+			c.log.Warn("server refused the deadband filter; the client-side deadband applies",
+				zap.Int("items", len(retry)), zap.String("first_mapping", batch[retry[0]].ms.m.ID),
+				zap.String("status", res.Results[retry[0]].StatusCode.Error()))
+			c.stats.filtersRefused.Add(uint64(len(retry)))
 			reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
 			for k, i := range retry {
 				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
@@ -531,12 +557,9 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 	req.RequestedParameters.QueueSize = f.queueSize
 	req.RequestedParameters.DiscardOldest = true
 	if db := f.ms.m.Deadband; withFilter && db != nil && db.Value > 0 {
-		t := ua.DeadbandTypeAbsolute
-		if db.Type == mapping.DeadbandPercent {
-			t = ua.DeadbandTypePercent
-		}
+		t, v := deadbandFilter(f.ms.m, f.reverse)
 		req.RequestedParameters.Filter = ua.NewExtensionObject(&ua.DataChangeFilter{
-			Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: uint32(t), DeadbandValue: db.Value})
+			Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: uint32(t), DeadbandValue: v})
 	}
 	return req
 }

@@ -548,6 +548,14 @@ func (r rules) overflowRule() string {
 // themselves. On error *s is unchanged.
 func (r rules) convert(s *scalar, to ua.TypeID) error {
 	switch {
+	case s.id == to && to == ua.TypeIDDateTime:
+		t, _ := s.ref.(time.Time)
+		w, err := checkWireTime(t)
+		if err != nil {
+			return err
+		}
+		s.ref = w
+		return nil
 	case s.id == to:
 		return nil
 	case to == ua.TypeIDBoolean:
@@ -1028,4 +1036,151 @@ func arrayEqual(x, y any) bool {
 		}
 	}
 	return true
+}
+
+// DateTime on the wire (Part 6, 5.2.2.5) is 100 ns ticks since
+// 1601-01-01 UTC in an Int64. gopcua v0.9.0 goes through int64
+// nanoseconds since 1970 both ways, which holds only 1677-09-21 …
+// 2262-04-11: outside, ReadTime wraps silently to another date
+// (9999-12-31 reads as 1816-03-30) and WriteTime sends another date.
+
+const (
+	// ticks1970 is 1970-01-01 in ticks since 1601-01-01.
+	ticks1970 = 116444736000000000
+	// ticksMax is 9999-12-31T23:59:59.9999999Z in ticks since 1601.
+	ticksMax = 2650467743999999999
+)
+
+var (
+	// inv25 is the inverse of 25 modulo 2⁶⁴ (25 is odd).
+	inv25 = func() uint64 {
+		x := uint64(25) // Newton: each step doubles the correct low bits
+		for range 6 {
+			x *= 2 - 25*x
+		}
+		return x
+	}()
+	// nanoMin and nanoMax bound the times gopcua encodes right (int64 ns
+	// since 1970, truncated to 100 ns).
+	nanoMin = time.Unix(0, math.MinInt64+100).UTC()
+	nanoMax = time.Unix(0, math.MaxInt64-100).UTC()
+	// opcEpoch is 1601-01-01 UTC, the wire's 0 ("no time" or earlier).
+	opcEpoch = time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// wireTime returns the instant a DateTime decoded by gopcua stands for,
+// over the whole OPC UA range (1601–9999). gopcua decodes ticks t as
+// time.Unix(0, (t-ticks1970)·100 mod 2⁶⁴): that is invertible there,
+// since 100·x mod 2⁶⁴ fixes x modulo 2⁶², and only one x in the range
+// (8,400 years of ticks is less than 2⁶²) has it. A time that is right
+// already (any Go time in the range, at 100 ns resolution) maps to
+// itself. A wrapped value is never a multiple of 100 ns (100·x − k·2⁶⁴
+// with 0 < |k| ≤ 14), a right one in 1677–2262 always is.
+//
+// Only values decoded by gopcua (and times at 100 ns resolution) may be
+// passed: any other Go time whose nanoseconds are a multiple of 4 but not
+// of 100 would be taken for a wrapped one.
+func wireTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	ns := t.UnixNano()
+	if ns%100 == 0 && !t.Before(nanoMin) && !t.After(nanoMax) {
+		return t // right already
+	}
+	u := uint64(ns) // ≡ 100·x (mod 2⁶⁴)
+	if u%4 != 0 {
+		return t // not decoded from ticks
+	}
+	x := int64(((u >> 2) * inv25) & (1<<62 - 1)) // x mod 2⁶²
+	if x > ticksMax-ticks1970 {
+		x -= 1 << 62
+	}
+	if x < -ticks1970 {
+		return t // not a DateTime of the OPC UA range
+	}
+	sec, rem := x/1e7, x%1e7
+	if rem < 0 {
+		sec, rem = sec-1, rem+1e7
+	}
+	return time.Unix(sec, rem*100).UTC()
+}
+
+// checkWireTime reports whether t can be written as a DateTime through
+// gopcua without becoming another date, and returns what to write: the
+// time itself, or the zero time (encoded as 0) for 1601-01-01 and earlier
+// (Part 6, 5.2.2.5). Later or earlier times than gopcua can encode are
+// refused with a range error, never wrapped.
+func checkWireTime(t time.Time) (time.Time, error) {
+	switch {
+	case t.IsZero() || !t.After(opcEpoch):
+		return time.Time{}, nil
+	case t.Before(nanoMin) || t.After(nanoMax):
+		return t, rangeErrorf("DateTime %s is outside what the OPC UA stack (gopcua v0.9.0) can write without changing the date (%s … %s)",
+			t.UTC().Format(time.RFC3339Nano), nanoMin.Format("2006-01-02"), nanoMax.Format("2006-01-02"))
+	}
+	return t, nil
+}
+
+// fromWire repairs what gopcua v0.9.0 changes in a decoded value: a
+// DateTime outside 1677–2262 (wrapped, see wireTime) and a 0-byte
+// ByteString (decoded as nil, which would be written as null: it becomes
+// empty; a null ByteString on the wire reads the same and becomes empty
+// too). Other values are returned as they are, without allocating.
+func fromWire(v *ua.Variant) *ua.Variant {
+	if v == nil {
+		return v
+	}
+	switch x := v.Value().(type) {
+	case time.Time:
+		if w := wireTime(x); !w.Equal(x) {
+			if nv, err := ua.NewVariant(w); err == nil {
+				return nv
+			}
+		}
+	case []byte:
+		if x == nil {
+			if nv, err := ua.NewVariant([]byte{}); err == nil {
+				return nv
+			}
+		}
+	case []time.Time:
+		var out []time.Time
+		for i, t := range x {
+			if w := wireTime(t); !w.Equal(t) {
+				if out == nil {
+					out = append([]time.Time(nil), x...)
+				}
+				out[i] = w
+			}
+		}
+		if out != nil {
+			return withDims(v, out)
+		}
+	case [][]byte:
+		var out [][]byte
+		for i, b := range x {
+			if b == nil {
+				if out == nil {
+					out = append([][]byte(nil), x...)
+				}
+				out[i] = []byte{}
+			}
+		}
+		if out != nil {
+			return withDims(v, out)
+		}
+	}
+	return v
+}
+
+// withDims returns a Variant of the one-dimensional array a (v itself
+// when a cannot be put in a Variant). Multi-dimensional arrays decode as
+// nested slices and are not repaired.
+func withDims(v *ua.Variant, a any) *ua.Variant {
+	nv, err := ua.NewVariant(a)
+	if err != nil {
+		return v
+	}
+	return nv
 }

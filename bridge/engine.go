@@ -20,15 +20,16 @@
 //   - per target node only the newest pending value is kept and a node
 //     has at most one Write in flight, so an older value is never written
 //     after a newer one;
-//   - a value whose source timestamp is older than the newest one the
-//     mapping has accepted (in either direction) is dropped: for `both`
-//     mappings this resolves a true conflict newest-wins;
+//   - within one session of a source, values are taken in the server's
+//     order whatever their timestamps; timestamps decide only between
+//     two sources (a both conflict, a peer's cached value against a fresh
+//     one) and only beyond the clock skew tolerance (flow.accept);
 //   - a value written to one side of a `both` mapping that comes back from
 //     that side is recognised as an echo (compared after conversion, so it
 //     holds with deadbands and conversions) and not written back;
 //   - Bad and Uncertain source values are never written as values: the
-//     target holds its last good value (on_bad: hold) or receives only the
-//     status code (on_bad: write_status).
+//     target holds its last good value (on_bad: hold) or receives it with
+//     the source's status code (on_bad: write_status).
 package bridge
 
 import (
@@ -156,7 +157,7 @@ func New(o Options) (*Engine, error) {
 	e.flows = make([]*flow, 2*len(o.Config.Mappings))
 	for i := range o.Config.Mappings {
 		m := &o.Config.Mappings[i]
-		ms := &mstate{index: i, m: m}
+		ms := &mstate{index: i, m: m, tol: e.tune.ClockSkew}
 		e.maps[i] = ms
 		e.byID[m.ID] = ms
 		src, dst := byName[m.Source.Server], byName[m.Target.Server]

@@ -31,9 +31,29 @@ const (
 	StateQuarantined
 	// StateDisabled: the mapping is disabled in the config.
 	StateDisabled
+	// StateClock: values flow, but the source's timestamps stepped back
+	// or run ahead of this node's clock by more than the skew tolerance
+	// (mapping.Engine.ClockSkew), or (both) one side's clock is behind
+	// the other's; the reason says by how much. It clears clockHold
+	// after the last such value.
+	StateClock
+	// StateStale: the source server is disconnected; the target keeps the
+	// last value read before. It ends with the first value of the next
+	// session.
+	StateStale
 )
 
-var stateNames = [...]string{"pending", "ok", "held", "bad", "quarantined", "disabled"}
+var stateNames = [...]string{"pending", "ok", "held", "bad", "quarantined", "disabled", "clock", "stale"}
+
+// States returns every mapping state in order (for exporters that list
+// states with no flow as 0).
+func States() []State {
+	out := make([]State, len(stateNames))
+	for i := range out {
+		out[i] = State(i)
+	}
+	return out
+}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -128,6 +148,30 @@ type flow struct {
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
+
+	// Ordering (see accept). sessTS is the timestamp of the last value
+	// of the source's current session (sessSeen: there was one); goodPeer
+	// says the cached good value came from the peer stream (observe).
+	// goodSeq and srcSeq are the mapping's order
+	// numbers (ms.seq) of good and of lastSrc: in a both mapping they say
+	// which side changed last, whatever the two servers' clocks say.
+	sessTS   time.Time
+	sessSeen bool
+	goodPeer bool
+	goodSeq  uint64
+	srcSeq   uint64
+	// srcStatus is the status of the last value read from the source:
+	// a status change is a change (deadband or not).
+	srcStatus ua.StatusCode
+	// eu is the span of the source's EURange (0: unknown), the range of a
+	// percent deadband without scaling (readEURanges); band is f.tr with
+	// that deadband (nil: f.tr's own applies).
+	eu   float64
+	band *transform
+	// clockAt is the receive time of the last clock anomaly, clockWhy
+	// its description (StateClock).
+	clockAt  time.Time
+	clockWhy string
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -139,9 +183,13 @@ type mstate struct {
 	m     *mapping.Mapping
 	fwd   *flow // source → target (read, both)
 	rev   *flow // target → source (write, both)
-	// lastTS is the newest source timestamp accepted in either
-	// direction: a value older than it lost a conflict (both) or is stale.
-	lastTS time.Time
+	// tol is the clock skew tolerance (mapping.Engine.ClockSkew): source
+	// timestamps are compared only across sources (a both conflict, a
+	// cached peer value against a fresh one), and only beyond it.
+	tol time.Duration
+	// seq numbers the values the mapping accepted, in the order it
+	// accepted them (the receive order).
+	seq uint64
 }
 
 // both reports whether the mapping is bidirectional.
@@ -176,16 +224,26 @@ func valueDV(v *ua.Variant, ts time.Time) *ua.DataValue {
 // queue is read under the mapping's lock, so a value accepted while the
 // gate opens is either queued or seen by the reconcile (reconcileWith).
 //
+// Ordering: within one session of the source, values are taken in the
+// server's order whatever their timestamps; a timestamp that steps back
+// or runs ahead of this node's clock beyond the skew tolerance sets the
+// flow to StateClock (the value is still taken). Timestamps decide only
+// between two sources, and only beyond the tolerance: a cached value from
+// a peer or an earlier session that is newer (a fresh value within the
+// tolerance of it is stale), and a both conflict (a change on one side
+// while our write to that side is on its way).
+//
 // The rules, in order: a disabled flow ignores everything; Bad and
 // Uncertain values are never written as values (the flow is held; with
-// on_bad write_status the last good value goes out carrying the status);
-// our own write coming back from the other side is an echo, not a change
-// (and if it landed over a newer change there, that change is repaired);
-// a value older than the newest the mapping holds is stale (a conflict
-// lost, for both); before the target type is known the raw value is
-// kept; a value within the deadband of the last accepted one changes
-// nothing; a value that does not convert makes the flow bad; anything
-// else is the new last good value.
+// on_bad write_status the last good value goes out carrying the status,
+// once per status change); our own write coming back from the other side
+// is an echo, not a change (and if it landed over a newer change there,
+// that change is repaired); a value older than a cached one from another
+// source is stale (a conflict lost, for both); before the target type is
+// known the raw value is kept; a value within the deadband of the last
+// accepted one changes nothing (unless the status changed); a value that
+// does not convert makes the flow bad; anything else is the new last good
+// value.
 func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (write, repair *ua.DataValue, v verdict) {
 	ms := f.ms
 	ms.mu.Lock()
@@ -195,14 +253,17 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	}
 	ts := valueTime(dv, now)
 	queue := queueing != nil && queueing.Load()
+	first := !f.sessSeen // the session's first value: its current one
+	f.checkClock(ts, now)
+	statusChanged := dv.Status != f.srcStatus
+	f.srcStatus = dv.Status
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, "source status "+statusName(dv.Status))
 		}
-		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && ts.After(ms.lastTS) && queue {
+		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && statusChanged && queue {
 			// The last good value, carrying the bad status: targets that
 			// show quality show it; the value itself stays the good one.
-			ms.lastTS = ts
 			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
 				Value: f.good, Status: dv.Status, SourceTimestamp: ts}, nil, vBadSource
 		}
@@ -211,48 +272,77 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	if dv.Value == nil {
 		return nil, nil, vIgnored
 	}
-	if opp := f.opposite(); opp != nil && opp.takeEcho(dv.Value, ts) {
-		if ts.Before(ms.lastTS) && f.lastSrc != nil && !f.lastSrcTS.Before(ms.lastTS) && queue {
+	val := fromWire(dv.Value)
+	opp := f.opposite()
+	if opp != nil && opp.takeEcho(val, ts) {
+		if f.lastSrc != nil && f.srcSeq > opp.goodSeq && queue {
 			// A true conflict we lost the race on: our (older) write landed
 			// on this side after this side's own newer change. Put the
 			// newer value back, so both sides end on the newest.
 			opp.addEcho(f.lastSrc, f.lastSrcTS)
 			return nil, valueDV(f.lastSrc, f.lastSrcTS), vConflictLost
 		}
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, opp.goodSeq
+		f.settle(now) // a first value that is an echo resolves the flow too
 		return nil, nil, vEcho
 	}
-	if ts.Before(ms.lastTS) {
-		// Older than what this mapping already holds: a conflict lost
-		// (both) or a stale value after a reconnect.
-		if f.state == StatePending {
-			f.setState(StateOK, "") // resolved: its value is known, just not the newest
-		}
+	// Against a value cached from the peer (or, for a session's first
+	// value, from an earlier session) timestamps decide.
+	foreign := f.good != nil && (f.goodPeer || first)
+	if foreign && f.goodTS.After(ts) && f.goodTS.Sub(ts) <= ms.tol {
+		// A fresh value just older than the cached one: the cache is
+		// ahead, within the clock skew.
+		f.settle(now)
 		return nil, nil, vStale
+	}
+	if foreign && f.goodTS.Sub(ts) > ms.tol {
+		f.clockAnomaly(now, "source timestamp "+f.goodTS.Sub(ts).Round(time.Millisecond).String()+" older than the cached value")
+	}
+	if opp != nil && opp.good != nil && opp.goodTS.Sub(ts) > ms.tol {
+		if opp.inFlight(now) {
+			// A both conflict: this side changed while our write of the
+			// other side's (newer) value to it was on its way. That value
+			// wins; it is written again, since a server that coalesces may
+			// have taken our write before this change (its echo lost), and
+			// both sides must end on the same value.
+			f.settle(now)
+			if !queue {
+				return nil, nil, vStale
+			}
+			opp.addEcho(opp.good, opp.goodTS)
+			return nil, valueDV(opp.good, opp.goodTS), vStale
+		}
+		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+
+			" older than the other side's earlier change: the two servers' clocks differ by more than clock_skew")
 	}
 	if f.tr == nil {
 		// Destination type not known yet: keep the raw value; when the
 		// destination connects, targetTyped converts it and the resync
 		// writes it.
-		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		ms.seq++
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
 		return nil, nil, vNoTargetType
 	}
-	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
-		if f.state == StateHeld {
-			f.setState(StateOK, "")
-		}
+	db := f.tr
+	if f.band != nil {
+		db = f.band
+	}
+	if f.good != nil && !statusChanged && !db.changed(f.lastSrc, val) {
+		f.goodPeer = false // the session has caught up with the cache
+		f.settle(now)
 		return nil, nil, vUnchanged
 	}
-	out, err := f.tr.apply(dv.Value)
+	out, err := f.tr.apply(val)
 	if err != nil {
 		f.setState(StateBad, err.Error())
 		return nil, nil, vConvError
 	}
-	f.lastSrc, f.lastSrcTS = dv.Value, ts
-	ms.lastTS = ts
-	f.good, f.goodTS = out, ts
+	ms.seq++
+	f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
+	f.good, f.goodTS, f.goodSeq, f.goodPeer = out, ts, ms.seq, false
 	if f.state != StateQuarantined {
 		f.setState(StateOK, "")
+		f.settle(now)
 	}
 	if !queue {
 		return nil, nil, vAccepted
@@ -261,6 +351,58 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		f.addEcho(out, ts)
 	}
 	return valueDV(out, ts), nil, vAccepted
+}
+
+// clockHold is how long StateClock stays after the last clock anomaly.
+const clockHold = time.Minute
+
+// checkClock checks ts, the timestamp of a value of the source's current
+// session received at now, against the session's previous one (a step
+// back) and this node's clock (ahead), and records it as the session's
+// latest. Caller holds ms.mu.
+func (f *flow) checkClock(ts, now time.Time) {
+	tol := f.ms.tol
+	switch {
+	case ts.Sub(now) > tol:
+		f.clockAnomaly(now, "source timestamp "+ts.Sub(now).Round(time.Millisecond).String()+" ahead of this node's clock")
+	case f.sessSeen && f.sessTS.Sub(ts) > tol:
+		f.clockAnomaly(now, "source timestamps stepped back by "+f.sessTS.Sub(ts).Round(time.Millisecond).String())
+	}
+	f.sessTS, f.sessSeen = ts, true
+}
+
+// clockAnomaly records a clock anomaly seen at now. Caller holds ms.mu.
+func (f *flow) clockAnomaly(now time.Time, why string) {
+	f.clockAt, f.clockWhy = now, why
+}
+
+// settle sets the state of a flow whose source delivered a good value at
+// now: ok, or clock while a clock anomaly is recent. Held, stale,
+// pending and clock flows recover; bad and quarantined ones do not (a
+// good conversion or write, or a retry, ends those). Caller holds ms.mu.
+func (f *flow) settle(now time.Time) {
+	switch f.state {
+	case StatePending, StateOK, StateHeld, StateStale, StateClock:
+	default:
+		return
+	}
+	if !f.clockAt.IsZero() && now.Sub(f.clockAt) < clockHold {
+		f.setState(StateClock, f.clockWhy)
+		return
+	}
+	f.setState(StateOK, "")
+}
+
+// inFlight reports whether a value this flow wrote may still come back
+// as an echo (written less than echoWindow before now). Caller holds
+// ms.mu.
+func (f *flow) inFlight(now time.Time) bool {
+	for i := 0; i < f.nEcho; i++ {
+		if now.Sub(f.echoes[i].at) < echoWindow {
+			return true
+		}
+	}
+	return false
 }
 
 // reconcileWith decides, from the target's current value cur (nil: not
@@ -272,19 +414,37 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	good, ts := f.good, f.goodTS
-	if good == nil || f.state == StateDisabled || ts.Before(ms.lastTS) {
-		// Nothing yet, disabled, or (both) the other direction holds the
-		// newer value: that flow writes it.
+	opp := f.opposite()
+	if good == nil || f.state == StateDisabled || opp != nil && opp.good != nil && opp.goodSeq > f.goodSeq {
+		// Nothing yet, disabled, or (both) the other direction changed
+		// last: that flow writes it.
 		return nil
 	}
 	curGood := cur != nil && isGood(cur.Status)
-	if ms.both() && curGood && cur.SourceTimestamp.After(ts) {
+	if opp != nil && curGood && cur.Value != nil && !variantEqual(cur.Value, opp.lastSrc) &&
+		cur.SourceTimestamp.After(ts) {
 		// In a both mapping the destination is a source too, and it holds
-		// a newer value: that value wins and flows the other way; never
-		// overwrite it with an older one.
+		// a value the other direction has not seen yet, stamped newer:
+		// it wins and flows the other way; never overwrite it.
 		return nil
 	}
-	if curGood && cur.Value != nil && variantEqual(cur.Value, good) {
+	if ms.m.OnBad == mapping.WriteStatus && f.state == StateStale && cur != nil && cur.Value != nil && !isGood(cur.Status) {
+		// The source is disconnected: what this node knows of its status
+		// is old, and the target says Bad (the last active may have
+		// written it). Never Good over that; the source's next session
+		// decides. (With hold a Bad target is the target's own doing, and
+		// the last good value is written.)
+		return nil
+	}
+	// The status is part of the value: with on_bad write_status a target
+	// of a Bad source carries that status (never Good over a Bad source);
+	// otherwise (hold) it holds the last good value, Good.
+	status := ua.StatusOK
+	if ms.m.OnBad == mapping.WriteStatus && !isGood(f.srcStatus) {
+		status = f.srcStatus
+	}
+	sameStatus := curGood && isGood(status) || cur != nil && cur.Status == status
+	if sameStatus && cur.Value != nil && variantEqual(cur.Value, good) {
 		if ts.After(f.writtenTS) {
 			f.written, f.writtenTS = good, ts
 		}
@@ -293,7 +453,12 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	if ms.both() {
 		f.addEcho(good, ts)
 	}
-	return valueDV(good, ts)
+	dv := valueDV(good, ts)
+	if status != ua.StatusOK {
+		dv.EncodingMask |= ua.DataValueStatusCode
+		dv.Status = status
+	}
+	return dv
 }
 
 // observe records that v with source timestamp ts was written to the
@@ -303,14 +468,15 @@ func (f *flow) observe(v *ua.Variant, ts time.Time) {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if ts.After(ms.lastTS) {
-		ms.lastTS = ts
-	}
-	if ts.After(f.writtenTS) {
+	if ts.After(f.writtenTS) || f.writtenTS.Sub(ts) > ms.tol {
 		f.written, f.writtenTS = v, ts
 	}
-	if f.good == nil || ts.After(f.goodTS) {
-		f.good, f.goodTS = v, ts
+	// The active streams in its source session's order: a value older
+	// than the cache beyond the clock skew means the source's clock
+	// stepped back, and the peer's value is the newer one.
+	if f.good == nil || ts.After(f.goodTS) || f.goodTS.Sub(ts) > ms.tol {
+		ms.seq++
+		f.good, f.goodTS, f.goodSeq, f.goodPeer = v, ts, ms.seq, true
 	}
 }
 
@@ -319,22 +485,27 @@ func (f *flow) observe(v *ua.Variant, ts time.Time) {
 func (f *flow) wrote(dv *ua.DataValue) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if !dv.SourceTimestamp.Before(f.writtenTS) {
-		f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
-	}
+	// One Write per node is in flight: they settle in the order sent.
+	f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
 	if f.state == StateBad && dv.Value != nil {
 		f.setState(StateOK, "")
 	}
 }
 
 // writeRefused records a Write the target refused for this node with a
-// bad status: an unknown node quarantines the target side (retried),
-// anything else makes the flow bad until a write succeeds.
+// bad status: an unknown node quarantines the target side (retried); a
+// type mismatch too, and the retry reads the target's type again (a PLC
+// download may have changed it); anything else makes the flow bad until
+// a write succeeds.
 func (f *flow) writeRefused(code ua.StatusCode) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if code == ua.StatusBadNodeIDUnknown || code == ua.StatusBadNodeIDInvalid {
+	switch code {
+	case ua.StatusBadNodeIDUnknown, ua.StatusBadNodeIDInvalid:
 		f.quarantine(sideTarget, "target: "+statusName(code))
+		return
+	case ua.StatusBadTypeMismatch:
+		f.quarantine(sideTarget, "target: "+statusName(code)+" (its type is read again)")
 		return
 	}
 	f.setState(StateBad, "write refused: "+statusName(code))
@@ -345,6 +516,9 @@ func (f *flow) writeRefused(code ua.StatusCode) {
 func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
+	// A new session: its order starts afresh, and the cache is from an
+	// earlier one.
+	f.sessSeen, f.sessTS = false, time.Time{}
 	if err != nil {
 		f.srcID = nil
 		if f.state != StateDisabled {
@@ -353,6 +527,17 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 		return
 	}
 	f.srcID = nid
+}
+
+// sourceLost records that the source server's session ended: a flow
+// that had values is stale until the next session delivers one.
+func (f *flow) sourceLost(why string) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	switch f.state {
+	case StateOK, StateHeld, StateClock:
+		f.setState(StateStale, why)
+	}
 }
 
 // targetResolved records the target node resolved on a new session of
@@ -369,7 +554,8 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 		return false
 	}
 	f.dstID = nid
-	return !f.typeKnown
+	f.typeKnown = false // read on every session
+	return true
 }
 
 // targetUnreadable records that the target's DataType could not be read.
@@ -494,6 +680,7 @@ func (ms *mstate) countStates(n map[State]int) {
 // standby from READY).
 func (f *flow) setTransform(tr *transform, dst valueType) {
 	f.tr, f.dstType, f.typeKnown = tr, dst, true
+	f.setBand()
 	if f.lastSrc == nil {
 		return
 	}
@@ -503,14 +690,43 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 			f.setState(StateBad, err.Error())
 			return
 		}
-		f.good, f.goodTS = out, f.lastSrcTS
-		if f.lastSrcTS.After(f.ms.lastTS) {
-			f.ms.lastTS = f.lastSrcTS
-		}
+		f.good, f.goodTS, f.goodSeq, f.goodPeer = out, f.lastSrcTS, f.srcSeq, false
 	}
 	if f.state == StatePending {
 		f.setState(StateOK, "")
 	}
+}
+
+// setEURange records the span of the source's EURange (ok false: it has
+// none): a percent deadband without scaling is taken of it.
+func (f *flow) setEURange(span float64, ok bool) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if !ok {
+		span = 0
+	}
+	f.eu = span
+	f.setBand()
+}
+
+// euSpan returns the span of the source's EURange (0: unknown).
+func (f *flow) euSpan() float64 {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	return f.eu
+}
+
+// setBand derives the flow's deadband transform from f.tr and the
+// EURange. Caller holds ms.mu.
+func (f *flow) setBand() {
+	f.band = nil
+	db := f.ms.m.Deadband
+	if f.tr == nil || f.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
+		return
+	}
+	b := *f.tr
+	b.deadband, b.dbAbs = true, db.Value/100*f.eu
+	f.band = &b
 }
 
 // resolveSrc and resolveDst turn the flow's node strings (from the

@@ -36,7 +36,7 @@ func newFixture(tb testing.TB, m *mapping.Mapping, both bool, dst ua.TypeID) *fi
 		m.ID = "m"
 	}
 	a, b := &conn{name: "a"}, &conn{name: "b"}
-	x := &fixture{ms: &mstate{m: m}}
+	x := &fixture{ms: &mstate{m: m, tol: mapping.DefaultEngine().ClockSkew}}
 	x.fwd = &flow{ms: x.ms, from: a, to: b}
 	x.ms.fwd = x.fwd
 	if both {
@@ -74,6 +74,10 @@ type in struct {
 	src    time.Time     // SourceTimestamp (zero: none)
 	srv    time.Time     // ServerTimestamp (zero: none)
 	queue  *bool         // nil: queueing (active)
+	// session: the source's session was rebuilt before this value.
+	session bool
+	// peer: the value comes from the peer stream (observe), not the source.
+	peer bool
 
 	want       verdict
 	write      any           // value written to the flow's target (nil: none)
@@ -113,10 +117,43 @@ func TestFlowValueRules(t *testing.T) {
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0, writeTS: at(1), state: StateOK, checkState: true},
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0, writeTS: at(2)},
 		}},
-		{name: "an older value is stale and never written", m: double(), dst: ua.TypeIDDouble, ins: []in{
+		{name: "within a session an older timestamp is taken in the server's order", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
-			{v: 1.0, src: at(1), want: vStale},
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0, state: StateOK, checkState: true},
 			{v: 3.0, src: at(3), want: vAccepted, write: 3.0},
+		}},
+		// Clocks (item 1 of issue 14): never frozen, always visible.
+		{name: "a source clock stepping back 1 h: values flow, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+			{v: 3.0, src: at(90001 - 3600000), want: vAccepted, write: 3.0, state: StateClock, checkState: true},
+		}},
+		{name: "a source clock 1 h ahead: values flow, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(100000 + 3600000), want: vAccepted, write: 1.0, state: StateClock, checkState: true},
+			{v: 2.0, src: at(100001 + 3600000), want: vAccepted, write: 2.0},
+		}},
+		{name: "a step back within the skew tolerance is not a clock fault", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{v: 2.0, src: at(89000), want: vAccepted, write: 2.0, state: StateOK, checkState: true},
+		}},
+		{name: "a new session: a cached value newer within the tolerance wins", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{session: true, v: 0.5, src: at(89000), want: vStale, state: StateOK, checkState: true},
+			{v: 2.0, src: at(89500), want: vAccepted, write: 2.0},
+		}},
+		{name: "a new session after the source clock stepped back 1 h: taken, state clock", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(90000), want: vAccepted, write: 1.0},
+			{session: true, v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+		}},
+		{name: "a peer's cached value: a fresh one within the tolerance older is stale", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 3.0, src: at(90000)},
+			{v: 2.0, src: at(89000), queue: no, want: vStale},
+			{v: 3.0, src: at(90000), queue: no, want: vAccepted},  // the standby's own session catches up
+			{v: 4.0, src: at(89999), want: vAccepted, write: 4.0}, // now in the session's order
+		}},
+		{name: "a peer's cached value: the source clock stepped back 1 h: the fresh one is taken", m: double(), dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 3.0, src: at(90000)},
+			{v: 2.0, src: at(90000 - 3600000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
 		}},
 		{name: "same timestamp, same value: unchanged", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 2.0, src: at(2), want: vAccepted, write: 2.0},
@@ -129,7 +166,7 @@ func TestFlowValueRules(t *testing.T) {
 		// The one timestamp rule: source, else server, else receive time.
 		{name: "no source timestamp: the server's", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, srv: at(5), want: vAccepted, write: 1.0, writeTS: at(5)},
-			{v: 2.0, srv: at(4), want: vStale},
+			{v: 2.0, srv: at(4), want: vAccepted, write: 2.0, writeTS: at(4)},
 		}},
 		{name: "no timestamps: the receive time", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, want: vAccepted, write: 1.0, writeTS: now},
@@ -148,9 +185,26 @@ func TestFlowValueRules(t *testing.T) {
 			{rev: true, v: 1.0, src: at(40), want: vEcho},
 		}},
 		// Conflict on a both mapping: newest wins on both sides.
-		{name: "older change on the other side loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+		{name: "a change older beyond the tolerance while our write is on its way loses", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(5000), want: vAccepted, write: 1.0},
+			{rev: true, v: 2.0, src: at(3), want: vStale, repair: 1.0}, // written again: B ends on 1 too
+		}},
+		{name: "a conflict within the tolerance: the later received wins on both sides", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(5), want: vAccepted, write: 1.0},
-			{rev: true, v: 2.0, src: at(3), want: vStale},
+			{rev: true, v: 2.0, src: at(3), want: vAccepted, write: 2.0},
+			{rev: true, v: 1.0, src: at(5), want: vConflictLost, repair: 2.0}, // our write of 1 landed on B after
+		}},
+		{name: "both servers 5 min apart: changes flow both ways, the skew is shown", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(99000), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(99000), want: vEcho, state: StateOK, checkState: true},
+			{rev: true, v: 2.0, src: at(99000 - 300000), want: vAccepted, write: 2.0, state: StateClock, checkState: true},
+			{v: 2.0, src: at(99000 - 300000), want: vEcho},
+			{v: 3.0, src: at(99500), want: vAccepted, write: 3.0},
+		}},
+		// Issue 14 item 6: a first value that is an echo resolves the flow.
+		{name: "both: a first value that is an echo leaves pending", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{rev: true, v: 1.0, src: at(1), want: vEcho, state: StateOK, checkState: true},
 		}},
 		{name: "our older write landed over a newer change: repaired", m: double(), both: true, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},                 // A changed: written to B
@@ -161,7 +215,8 @@ func TestFlowValueRules(t *testing.T) {
 		{name: "bad source holds the last good value", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
 			{v: 0.0, status: ua.StatusBadSensorFailure, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
-			{v: 1.0, src: at(3), want: vUnchanged, state: StateOK, checkState: true},
+			{v: 1.0, src: at(3), want: vAccepted, write: 1.0, state: StateOK, checkState: true}, // a status change is a change
+			{v: 1.0, src: at(4), want: vUnchanged},
 		}},
 		{name: "uncertain source holds too", m: double(), dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
@@ -171,7 +226,8 @@ func TestFlowValueRules(t *testing.T) {
 		{name: "on_bad write_status: last good value with the status", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
 			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
 			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, write: 1.0, writeCode: ua.StatusBadCommunicationError, writeTS: at(2)},
-			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource}, // not newer: nothing
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource},                            // no status change: nothing
+			{v: 1.0, src: at(3), want: vAccepted, write: 1.0, writeCode: 0, state: StateOK, checkState: true}, // Bad→Good, same value
 		}},
 		{name: "on_bad write_status before any good value: nothing", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
 			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
@@ -218,6 +274,13 @@ func TestFlowValueRules(t *testing.T) {
 					f = x.rev
 				}
 				x.queueing.Store(s.queue == nil || *s.queue)
+				if s.session {
+					f.sourceResolved(ua.NewNumericNodeID(1, 1), nil)
+				}
+				if s.peer {
+					f.observe(ua.MustVariant(s.v), s.src)
+					continue
+				}
 				write, repair, v := f.accept(dv(s.v, s.status, s.src, s.srv), now, &x.queueing)
 				if v != s.want {
 					t.Errorf("value %d (%v): verdict %v, want %v", i, s.v, v, s.want)
@@ -285,6 +348,12 @@ func TestFlowReconcile(t *testing.T) {
 		target  *ua.DataValue
 		want    any // written (nil: nothing)
 		written bool
+		// onBad and srcBad: the mapping's on_bad and a Bad status read
+		// from the source after the cached value.
+		onBad    mapping.OnBad
+		srcBad   ua.StatusCode
+		wantCode ua.StatusCode
+		lost     bool // the source's session ended (stale)
 	}{
 		{name: "nothing cached: nothing", target: dv(1.0, 0, at(0), time.Time{})},
 		{name: "target differs: the last good value", cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
@@ -293,14 +362,31 @@ func TestFlowReconcile(t *testing.T) {
 		{name: "target equal: recorded as written", cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
 		{name: "both, target newer: it flows the other way", both: true, cached: 2.0, target: dv(1.0, 0, at(5), time.Time{})},
 		{name: "both, target older: the last good value", both: true, cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
+		// Quality (issue 14 item 3): never Good over a Bad source.
+		{name: "write_status, source bad, target good: the status goes out", onBad: mapping.WriteStatus, srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusBadNoCommunication},
+		{name: "write_status, source bad, target already bad: nothing", onBad: mapping.WriteStatus, srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), written: true},
+		{name: "write_status, source good again, target bad: Good", onBad: mapping.WriteStatus,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), want: 2.0},
+		{name: "hold, source bad: the target holds the last good value", srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
+		{name: "source disconnected, target bad: never Good over it", onBad: mapping.WriteStatus, lost: true,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x := newFixture(t, &mapping.Mapping{}, tc.both, ua.TypeIDDouble)
+			x := newFixture(t, &mapping.Mapping{OnBad: tc.onBad}, tc.both, ua.TypeIDDouble)
 			if tc.cached != nil {
 				x.fwd.accept(dv(tc.cached, 0, at(1), time.Time{}), at(1), nil)
 			}
+			if tc.srcBad != 0 {
+				x.fwd.accept(dv(nil, tc.srcBad, at(2), time.Time{}), at(2), nil)
+			}
+			if tc.lost {
+				x.fwd.sourceLost("source server a disconnected")
+			}
 			got := x.fwd.reconcileWith(tc.target)
-			checkDV(t, 0, "reconcile", got, tc.want, at(1), 0)
+			checkDV(t, 0, "reconcile", got, tc.want, at(1), tc.wantCode)
 			st := x.ms.appendStatus(nil)[0]
 			if tc.written != (st.Written != nil) {
 				t.Errorf("written %v, want recorded %v", st.Written, tc.written)
@@ -350,8 +436,14 @@ func TestFlowQuarantineSides(t *testing.T) {
 	}
 
 	f.writeRefused(ua.StatusBadTypeMismatch)
+	if f.quarantinedOn() != sideTarget || !f.retryTarget() {
+		t.Fatalf("type mismatch on write: %v, want quarantined on the target with its type read again", x.state(false))
+	}
+	f.targetResolved(ua.NewNumericNodeID(1, 1), nil)
+	f.targetTyped(tr, vt, nil)
+	f.writeRefused(ua.StatusBadNotWritable)
 	if st := x.state(false); st != StateBad || f.quarantinedOn() != sideNone {
-		t.Fatalf("type mismatch on write: %v, want bad", st)
+		t.Fatalf("not writable: %v, want bad", st)
 	}
 	f.wrote(dv(1.0, 0, at(1), time.Time{}))
 	if st := x.state(false); st != StateOK {
@@ -360,5 +452,60 @@ func TestFlowQuarantineSides(t *testing.T) {
 	f.sourceResolved(nil, errors.New("namespace gone"))
 	if f.quarantinedOn() != sideSource || f.node(false) != nil {
 		t.Fatal("an unresolvable source is not quarantined on the source side")
+	}
+}
+
+// TestDeadbandFilter: the server-side deadband a mapping asks for (issue
+// 14 item 4): percent of the scaling range, as an absolute deadband in
+// the flow's source units, else the server's percent (of its EURange).
+func TestDeadbandFilter(t *testing.T) {
+	sc := &mapping.Scaling{RawLow: 0, RawHigh: 27648, EngLow: 0, EngHigh: 100}
+	for _, tc := range []struct {
+		name     string
+		m        mapping.Mapping
+		reverse  bool
+		wantType ua.DeadbandType
+		want     float64
+	}{
+		{"absolute", mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandAbsolute, Value: 0.5}}, false, ua.DeadbandTypeAbsolute, 0.5},
+		{"percent of the raw scaling range", mapping.Mapping{Scaling: sc, Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, false, ua.DeadbandTypeAbsolute, 276.48},
+		{"percent of the engineering range (reverse)", mapping.Mapping{Scaling: sc, Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, true, ua.DeadbandTypeAbsolute, 1},
+		{"percent without scaling: the server's EURange", mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}, false, ua.DeadbandTypePercent, 1},
+	} {
+		typ, v := deadbandFilter(&tc.m, tc.reverse)
+		if typ != tc.wantType || v != tc.want {
+			t.Errorf("%s: %v %g, want %v %g", tc.name, typ, v, tc.wantType, tc.want)
+		}
+	}
+}
+
+// TestPercentDeadbandOfEURange: without scaling, a percent deadband is
+// taken of the source's EURange on the client side too; without one,
+// every change passes.
+func TestPercentDeadbandOfEURange(t *testing.T) {
+	m := &mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}}
+	x := newFixture(t, m, false, ua.TypeIDDouble)
+	feed := func(v float64, ms int) verdict {
+		_, _, vd := x.fwd.accept(dv(v, 0, at(ms), time.Time{}), at(ms), &x.queueing)
+		return vd
+	}
+	if feed(10, 1) != vAccepted || feed(10.5, 2) != vAccepted {
+		t.Fatal("without an EURange a percent deadband must pass every change")
+	}
+	x.fwd.setEURange(200, true) // 1 % of 0..200: 2
+	for _, c := range []struct {
+		v    float64
+		want verdict
+	}{{11.5, vUnchanged}, {12.5, vUnchanged}, {12.6, vAccepted}, {13, vUnchanged}} {
+		if got := feed(c.v, 3); got != c.want {
+			t.Errorf("%g after the EURange 0..200: %v, want %v", c.v, got, c.want)
+		}
+	}
+	// The band survives a new target type (a new transform).
+	vt := valueType{id: ua.TypeIDDouble, valueRank: -1}
+	tr, _ := newTransform(m, false, vt)
+	x.fwd.targetTyped(tr, vt, nil)
+	if got := feed(13.5, 4); got != vUnchanged {
+		t.Errorf("after a new target type: %v, want unchanged", got)
 	}
 }

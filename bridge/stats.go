@@ -48,6 +48,9 @@ type connStats struct {
 	writeRequests atomic.Uint64
 	writeErrors   atomic.Uint64
 	leaseAborts   atomic.Uint64
+	// filtersRefused counts monitored items whose deadband filter the
+	// server refused (the client-side deadband applies to them).
+	filtersRefused atomic.Uint64
 }
 
 // LatencyBounds are the upper bounds of the latency histogram buckets;
@@ -139,7 +142,11 @@ type ServerStats struct {
 	// with a Write unanswered: the lease lapsed (Gate.LeaseValid) or
 	// Engine.AbortWrites was called.
 	LeaseAborts uint64
-	Pending     int
+	// FiltersRefused counts monitored items created without their
+	// deadband filter because the server refused it (logged as a
+	// warning; the client-side deadband applies).
+	FiltersRefused uint64
+	Pending        int
 	// InFlight is the number of Write requests sent and not yet answered.
 	InFlight int
 	// Certificate is the server certificate of the last secure session
@@ -199,8 +206,9 @@ func (e *Engine) Stats() Stats {
 			KeepAlives: c.stats.keepAlives.Load(), Notifications: c.stats.notifications.Load(),
 			Writes: c.stats.writes.Load(), WriteRequests: c.stats.writeRequests.Load(),
 			WriteErrors: c.stats.writeErrors.Load(), LeaseAborts: c.stats.leaseAborts.Load(), Pending: c.w.pending(),
-			InFlight:    int(c.w.busy.Load()),
-			Certificate: c.cert.Load(), LastError: loadString(&c.lastErr),
+			FiltersRefused: c.stats.filtersRefused.Load(),
+			InFlight:       int(c.w.busy.Load()),
+			Certificate:    c.cert.Load(), LastError: loadString(&c.lastErr),
 		})
 	}
 	for _, ms := range e.maps {

@@ -217,7 +217,7 @@ func (t *transform) apply(v *ua.Variant) (*ua.Variant, error) {
 	switch {
 	case src == ua.TypeIDNull:
 		return nil, conversionErrorf("the value is empty (Null)")
-	case !t.scale && dst == src:
+	case !t.scale && dst == src && src != ua.TypeIDDateTime:
 		return v, nil // the hot path: nothing to do, nothing allocated
 	case t.scale && !isNumber(src):
 		return nil, conversionErrorf("cannot scale a %s value", typeName(src))
@@ -478,4 +478,26 @@ func exceeds[N number](a, b N, db float64) bool {
 	}
 	d := math.Abs(float64(a) - float64(b))
 	return !(d <= db)
+}
+
+// deadbandFilter returns the server-side deadband of m's flow in
+// direction reverse (Part 4, 7.22.2). A percent deadband with scaling is
+// taken of the scaling range on the flow's source side (raw for the
+// forward flow, engineering for the reverse one) and sent as an absolute
+// deadband in those units: the server's percent would use the node's
+// EURange, not the range the mapping declares. Without scaling the
+// server's percent (of the EURange) is what the mapping asks for.
+func deadbandFilter(m *mapping.Mapping, reverse bool) (ua.DeadbandType, float64) {
+	db := m.Deadband
+	if db.Type != mapping.DeadbandPercent {
+		return ua.DeadbandTypeAbsolute, db.Value
+	}
+	if sc := m.Scaling; sc != nil {
+		span := sc.RawHigh - sc.RawLow
+		if reverse {
+			span = sc.EngHigh - sc.EngLow
+		}
+		return ua.DeadbandTypeAbsolute, db.Value / 100 * math.Abs(span)
+	}
+	return ua.DeadbandTypePercent, db.Value
 }

@@ -179,8 +179,7 @@ var connStates = []bridge.ConnState{bridge.Disconnected, bridge.Connecting, brid
 
 // mappingStates are every mapping state, so that a state with no flow is
 // exported as 0 rather than missing.
-var mappingStates = []bridge.State{bridge.StatePending, bridge.StateOK, bridge.StateHeld,
-	bridge.StateBad, bridge.StateQuarantined, bridge.StateDisabled}
+var mappingStates = bridge.States()
 
 // engineCollector exports Engine.Stats of the engine running at scrape
 // time (nothing when none runs). Counters restart from 0 when the node

@@ -132,13 +132,14 @@ func summarize(st redundancy.Status, e Engine) Summary {
 	}
 	// The unhealthy ones need the (large) snapshot; take it only when
 	// the counts say there are some.
-	if stats.States[bridge.StateBad]+stats.States[bridge.StateQuarantined]+stats.States[bridge.StateHeld] == 0 {
+	if stats.States[bridge.StateBad]+stats.States[bridge.StateQuarantined]+stats.States[bridge.StateHeld]+
+		stats.States[bridge.StateClock]+stats.States[bridge.StateStale] == 0 {
 		return s
 	}
 	snap := e.Snapshot()
 	for i := range snap {
 		switch ms := &snap[i]; ms.State {
-		case bridge.StateBad, bridge.StateQuarantined, bridge.StateHeld:
+		case bridge.StateBad, bridge.StateQuarantined, bridge.StateHeld, bridge.StateClock, bridge.StateStale:
 			if len(s.Mappings.Problems) < maxProblems {
 				s.Mappings.Problems = append(s.Mappings.Problems, itemOf(ms))
 			} else {

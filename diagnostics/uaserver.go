@@ -452,7 +452,7 @@ func (u *UAServer) serverHealth(name string) (redundancy.ServerHealth, bool) {
 // uaMappingStates are the names of bridge.State, in order.
 var uaMappingStates = func() []string {
 	var out []string
-	for s := bridge.StatePending; s <= bridge.StateDisabled; s++ {
+	for _, s := range bridge.States() {
 		out = append(out, s.String())
 	}
 	return out

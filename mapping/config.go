@@ -49,6 +49,9 @@ func (c *Config) EngineSettings() Engine {
 	if e.RetryMax == 0 {
 		e.RetryMax = d.RetryMax
 	}
+	if e.ClockSkew == 0 {
+		e.ClockSkew = d.ClockSkew
+	}
 	return e
 }
 

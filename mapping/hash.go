@@ -133,6 +133,10 @@ func (c *Config) Hash() string {
 	e := c.EngineSettings()
 	w("engine", fmt.Sprintf("%d,%d,%d,%d,%d,%d", e.WriteBatch, e.WritesInFlight, e.SubscribeBatch,
 		e.PublishingInterval, e.RetryMin, e.RetryMax))
+	if e.ClockSkew != DefaultEngine().ClockSkew {
+		// Only when set: hashes of configs without it stay as they were.
+		w("engine.clock_skew", dur(e.ClockSkew))
+	}
 
 	ms := make([][]byte, len(c.Mappings))
 	for i := range c.Mappings {

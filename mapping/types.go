@@ -275,6 +275,15 @@ type Engine struct {
 	// (defaults 200ms and 10s); jitter is applied.
 	RetryMin time.Duration `yaml:"retry_min,omitempty" json:"retry_min,omitempty"`
 	RetryMax time.Duration `yaml:"retry_max,omitempty" json:"retry_max,omitempty"`
+	// ClockSkew is the clock skew tolerated between sources (default 2s).
+	// Within one source session values are taken in the server's order
+	// whatever their timestamps; timestamps decide only between two
+	// sources (a both conflict, a peer's cached value against a fresh
+	// one), and only when they differ by more than this. A source whose
+	// timestamps step back or run ahead of this node's clock by more than
+	// this shows the mapping state "clock". Set it above the worst skew
+	// between the two servers of a both mapping.
+	ClockSkew time.Duration `yaml:"clock_skew,omitempty" json:"clock_skew,omitempty"`
 }
 
 // DefaultEngine returns the engine tuning used for zero fields.
@@ -286,5 +295,6 @@ func DefaultEngine() Engine {
 		PublishingInterval: 100 * time.Millisecond,
 		RetryMin:           200 * time.Millisecond,
 		RetryMax:           10 * time.Second,
+		ClockSkew:          2 * time.Second,
 	}
 }

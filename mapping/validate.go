@@ -295,6 +295,7 @@ func (v *validator) engine() {
 	v.checkDuration(top, "", "engine.publishing_interval", e.PublishingInterval)
 	v.checkDuration(top, "", "engine.retry_min", e.RetryMin)
 	v.checkDuration(top, "", "engine.retry_max", e.RetryMax)
+	v.checkDuration(top, "", "engine.clock_skew", e.ClockSkew)
 	if eff := v.c.EngineSettings(); e.RetryMin >= 0 && e.RetryMax >= 0 && eff.RetryMin > eff.RetryMax {
 		v.add(top, "", "engine.retry_min", eff.RetryMin.String(), ErrBadRange,
 			"retry_min is above retry_max (%s)", eff.RetryMax)
@@ -615,12 +616,24 @@ func (v *validator) reportLoop(cycle []nodeKey, writer map[nodeKey]edge) {
 }
 
 // Warnings returns conditions that are valid but risky, one line each
-// ("file:line: servers[i].auth: …"): a username login over security
+// ("file:line: servers[i].auth: …"): a percent deadband without scaling
+// (its range is the source's EURange, known only at run time); a username login over security
 // None/None, where the password is protected only by the certificate the
 // server presents (the engine sends it only when that certificate is
 // trusted or pinned, and a None channel cannot bind the session to it).
 func (c *Config) Warnings() []string {
 	var out []string
+	for i, m := range c.Mappings {
+		if m.Deadband == nil || m.Deadband.Type != DeadbandPercent || m.Scaling != nil {
+			continue
+		}
+		at := fmt.Sprintf("mappings[%d].deadband", i)
+		if m.Pos.File != "" {
+			at = fmt.Sprintf("%s:%d: %s", m.Pos.File, m.Pos.Line, at)
+		}
+		out = append(out, fmt.Sprintf("%s: warning: percent deadband without scaling: its range is the source node's EURange, "+
+			"read at run time; on a source without one every change passes (give the mapping a scaling range, or use an absolute deadband)", at))
+	}
 	for i, s := range c.Servers {
 		if s.Auth.Type != "username" || orDefault(s.SecurityPolicy, "None") != "None" || orDefault(s.SecurityMode, "None") != "None" {
 			continue

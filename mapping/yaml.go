@@ -631,7 +631,7 @@ var (
 	deadbandKeys = []string{"type", "value"}
 	scalingKeys  = []string{"raw_low", "raw_high", "eng_low", "eng_high", "out_of_range"}
 	convertKeys  = []string{"to", "rounding", "overflow"}
-	engineKeys   = []string{"write_batch", "writes_in_flight", "subscribe_batch", "publishing_interval", "retry_min", "retry_max"}
+	engineKeys   = []string{"write_batch", "writes_in_flight", "subscribe_batch", "publishing_interval", "retry_min", "retry_max", "clock_skew"}
 )
 
 // config decodes the document root.
@@ -841,6 +841,8 @@ func (d *decoder) engine(n *yaml.Node, l loc, e *Engine) {
 			d.duration(v, l, &e.RetryMin)
 		case "retry_max":
 			d.duration(v, l, &e.RetryMax)
+		case "clock_skew":
+			d.duration(v, l, &e.ClockSkew)
 		}
 	})
 }

@@ -78,7 +78,7 @@ func TestParseYAMLValues(t *testing.T) {
 	if c.Mappings[2].IsEnabled() {
 		t.Error("mappings[2] should be disabled")
 	}
-	if c.Engine != (Engine{500, 2, 200, 250 * time.Millisecond, 100 * time.Millisecond, 30 * time.Second}) {
+	if c.Engine != (Engine{500, 2, 200, 250 * time.Millisecond, 100 * time.Millisecond, 30 * time.Second, 0}) {
 		t.Errorf("engine = %+v", c.Engine)
 	}
 }

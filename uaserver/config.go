@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/gopcua/opcua/uapolicy"
@@ -155,6 +156,10 @@ type Config struct {
 	// Type is "" to cycle through Types() by index, or one type name for
 	// every variable.
 	Type string
+	// ClockOffset is added to this server's clock: the source and server
+	// timestamps it stamps and ServerStatus.CurrentTime (tests run a
+	// server an hour behind with -1h). See Server.StepClock.
+	ClockOffset time.Duration
 	// Rate is the total number of value changes per second, spread
 	// round-robin over the first Changing variables; 0 means static.
 	Rate float64

@@ -362,7 +362,7 @@ func (s *Server) writeOneLocked(wv *ua.WriteValue, b *writeBatch) ua.StatusCode 
 	if code := checkVariant(t, wv.Value.Value); code != ua.StatusOK {
 		return code
 	}
-	dv := storedValue(wv.Value, b.now)
+	dv := storedValue(wv.Value, b.now.Add(s.ClockOffset()))
 	store(dv)
 	b.changes = append(b.changes, change{key: key, dv: dv})
 	b.entries = append(b.entries, JournalEntry{

@@ -106,7 +106,7 @@ func (s *Server) ns0Value(i uint32) (*ua.DataValue, bool) {
 	case id.Server_ServerStatus_StartTime:
 		v = s.started
 	case id.Server_ServerStatus_CurrentTime:
-		v = time.Now()
+		v = s.Now()
 	case id.Server_ServerStatus_State:
 		v = int32(ua.ServerStateRunning)
 	case id.Server_ServerStatus_SecondsTillShutdown:
@@ -180,7 +180,7 @@ func (s *Server) buildInfo() *ua.BuildInfo {
 }
 
 func (s *Server) serverStatus() *ua.ServerStatusDataType {
-	return &ua.ServerStatusDataType{StartTime: s.started, CurrentTime: time.Now(), State: ua.ServerStateRunning,
+	return &ua.ServerStatusDataType{StartTime: s.started, CurrentTime: s.Now(), State: ua.ServerStateRunning,
 		BuildInfo: s.buildInfo(), ShutdownReason: &ua.LocalizedText{}}
 }
 

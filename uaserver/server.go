@@ -33,7 +33,10 @@ import (
 // stopped by Close but not joined: the library offers no way to wait for
 // them; they exit within a publishing interval.
 type Server struct {
-	cfg     Config
+	cfg Config
+	// clock is the offset of this server's clock from the system clock
+	// (ns; Config.ClockOffset, moved by StepClock).
+	clock   atomic.Int64
 	log     *zap.Logger
 	ns      *namespace
 	vars    []simVar
@@ -142,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		started: time.Now(),
 		cps:     map[string]*contPoint{},
 	}
+	s.clock.Store(int64(cfg.ClockOffset))
 	s.cfg.Extension = s.withCore(cfg.Extension)
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	if cfg.Certificate != nil {
@@ -164,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.journal = j
 
-	now := time.Now()
+	now := s.Now()
 	s.vars = make([]simVar, cfg.Vars)
 	for i := range s.vars {
 		v := &s.vars[i]
@@ -451,7 +455,7 @@ func (s *Server) Value(i int) *ua.DataValue { return s.vars[i].value.Load() }
 // SetStatus), and notifies subscribers. It panics if i is out of range or
 // v is not a valid Variant value (a plain Go int is not).
 func (s *Server) SetValue(i int, v any, ts time.Time) {
-	now := time.Now()
+	now := s.Now()
 	if ts.IsZero() {
 		ts = now
 	}
@@ -475,7 +479,7 @@ func (s *Server) SetValue(i int, v any, ts time.Time) {
 // SetValue calls until SetStatus(i, ua.StatusGood). Client writes store
 // the status they carry. It panics if i is out of range.
 func (s *Server) SetStatus(i int, code ua.StatusCode) {
-	now := time.Now()
+	now := s.Now()
 	s.notifyMu.Lock()
 	defer s.notifyMu.Unlock()
 	v := &s.vars[i]
@@ -487,6 +491,20 @@ func (s *Server) SetStatus(i int, code ua.StatusCode) {
 	v.value.Store(&dv)
 	s.fanOutLocked([]change{{key: v.key, dv: &dv}})
 }
+
+// Now is this server's clock: the system clock plus its offset
+// (Config.ClockOffset, StepClock). Every timestamp the server stamps is
+// read from it.
+func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.clock.Load())) }
+
+// StepClock moves this server's clock by d (negative: back), as an NTP
+// step or a wrong manual setting does on a plant server: timestamps
+// stamped from now on jump by d. Safe for concurrent use.
+func (s *Server) StepClock(d time.Duration) { s.clock.Add(int64(d)) }
+
+// ClockOffset returns the offset of this server's clock from the system
+// clock.
+func (s *Server) ClockOffset() time.Duration { return time.Duration(s.clock.Load()) }
 
 // withStatus sets dv's status code and the matching encoding mask bit.
 func withStatus(dv *ua.DataValue, code ua.StatusCode) {
@@ -504,7 +522,7 @@ var serviceLevelKey = ua.NewNumericNodeID(0, id.Server_ServiceLevel).String()
 // SetServiceLevel sets Server.ServiceLevel (ns=0;i=2267, Part 5, 6.3.3)
 // and notifies its subscribers. Clients may also write it (a Byte).
 func (s *Server) SetServiceLevel(level byte) {
-	dv := scalarValue(level, time.Now())
+	dv := scalarValue(level, s.Now())
 	s.notifyMu.Lock()
 	defer s.notifyMu.Unlock()
 	s.serviceLevel.Store(dv)

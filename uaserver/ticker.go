@@ -36,7 +36,7 @@ func (s *Server) runTicker(changing int, rate float64) {
 			}
 			k := min(due-done, maxBurst)
 			done = due
-			ts := time.Now()
+			ts := s.Now()
 			dvs := make([]ua.DataValue, k) // one allocation per tick
 			batch = batch[:0]
 			for j := range dvs {

@@ -51,7 +51,9 @@ one per line, and answers each with one line on stdout ("ok ..." or
   bad I [STATUS]       give variable I a Bad status (default Bad_NoCommunication,
                        or a hex code such as 0x80000000); it sticks
   good I               clear it
-  drop                 close every client connection (the server stays up)`,
+  drop                 close every client connection (the server stays up)
+  clock step D         step the server's clock by the Go duration D (-1h: back
+                       an hour); every timestamp it stamps from then on moves`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -120,6 +122,7 @@ one per line, and answers each with one line on stdout ("ok ..." or
 	f.BoolVar(&cfg.RejectTimestamps, "reject-timestamps", false, "answer Bad_WriteNotSupported to writes that carry a timestamp (like some PLCs)")
 	f.IntVar(&serviceLevel, "service-level", 255, "initial ServiceLevel (0..255)")
 	f.BoolVar(&control, "control", false, "read control commands from stdin (see above)")
+	f.DurationVar(&cfg.ClockOffset, "clock-offset", 0, "offset of the server's clock from the system clock (-1h: an hour behind)")
 	return cmd
 }
 
@@ -234,8 +237,15 @@ func controlLine(srv *simserver.Server, line string) (string, error) {
 		}
 		srv.SetStatus(i, ua.StatusGood)
 		return fmt.Sprintf("ok good %d", i), nil
+	case cmd == "clock" && len(fields) == 3 && fields[1] == "step":
+		d, err := time.ParseDuration(fields[2])
+		if err != nil {
+			return "", fmt.Errorf("clock step %q: want a duration such as -1h", fields[2])
+		}
+		srv.StepClock(d)
+		return "ok clock offset " + srv.ClockOffset().String(), nil
 	case cmd == "drop" && len(fields) == 1:
 		return fmt.Sprintf("ok drop %d", srv.DropConnections()), nil
 	}
-	return "", fmt.Errorf("unknown command %q (want servicelevel N, set I VALUE, bad I [STATUS], good I or drop)", line)
+	return "", fmt.Errorf("unknown command %q (want servicelevel N, set I VALUE, bad I [STATUS], good I, drop or clock step D)", line)
 }

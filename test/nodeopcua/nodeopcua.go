@@ -55,6 +55,7 @@ const (
 	controlTimeout = 10 * time.Second
 	readyPrefix    = "nodeopcua ready endpoint="
 	ackPrefix      = "nodeopcua ack servicelevel "
+	retypeAck      = "nodeopcua ack retype "
 	logLines       = 200
 )
 
@@ -128,6 +129,7 @@ type process struct {
 	stdin   io.WriteCloser
 	ready   chan string // endpoint, once
 	acks    chan int    // ServiceLevel acks
+	retyped chan string // retype acks ("ID TYPE")
 	done    chan struct{}
 	waitErr error
 }
@@ -327,11 +329,12 @@ func (s *Server) start() error {
 		return err
 	}
 	p := &process{
-		cmd:   cmd,
-		stdin: stdin,
-		ready: make(chan string, 1),
-		acks:  make(chan int, 16),
-		done:  make(chan struct{}),
+		cmd:     cmd,
+		stdin:   stdin,
+		ready:   make(chan string, 1),
+		acks:    make(chan int, 16),
+		retyped: make(chan string, 16),
+		done:    make(chan struct{}),
 	}
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -361,6 +364,12 @@ func (s *Server) start() error {
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
 			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, retypeAck); ok {
+				select {
+				case p.retyped <- v:
+				default:
+				}
+			}
 			if v, ok := strings.CutPrefix(line, ackPrefix); ok {
 				if n, err := strconv.Atoi(v); err == nil {
 					select {
@@ -578,6 +587,43 @@ func (s *Server) SetServiceLevel(n byte) error {
 			return errors.New("nodeopcua: server exited")
 		case <-timer.C:
 			return fmt.Errorf("nodeopcua: no ack for servicelevel %d after %v", n, controlTimeout)
+		}
+	}
+}
+
+// Retype replaces the variable ns=<ns>;s=id of the Typed object by one of
+// DataType typ (Double, Float, Int32, Duration, UtcTime, ServerState,
+// DateTime, ByteString) with that type's initial value, as a PLC download
+// that changes a node's type does. It returns once the server acked it.
+// The Typed variables (t.duration, t.utctime, t.enum, t.date9999,
+// t.date1601, t.dateOld, t.double, t.bytes) are described in server.js.
+func (s *Server) Retype(id, typ string) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return errors.New("nodeopcua: server is not running")
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	for len(p.retyped) > 0 {
+		<-p.retyped
+	}
+	if _, err := fmt.Fprintf(p.stdin, "retype %s %s\n", id, typ); err != nil {
+		return fmt.Errorf("nodeopcua: write control line: %w", err)
+	}
+	timer := time.NewTimer(controlTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case got := <-p.retyped:
+			if got == id+" "+typ {
+				return nil
+			}
+		case <-p.done:
+			return errors.New("nodeopcua: server exited")
+		case <-timer.C:
+			return fmt.Errorf("nodeopcua: no ack for retype %s %s after %v", id, typ, controlTimeout)
 		}
 	}
 }

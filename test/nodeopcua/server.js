@@ -8,6 +8,9 @@
 // Control lines on stdin (one per line):
 //     servicelevel N     set Server/ServiceLevel (0..255); answered on stderr
 //                        with "nodeopcua ack servicelevel N"
+//     retype ID TYPE     replace variable ns=<ns>;s=ID of the Typed object by one
+//                        of DataType TYPE (a PLC download changing a node's
+//                        type); answered with "nodeopcua ack retype ID TYPE"
 //     exit               shut down
 // The process exits on SIGTERM, SIGINT or stdin EOF (so a dead parent leaves
 // no orphan), unless --ignore-stdin-eof is given.
@@ -351,6 +354,56 @@ async function main() {
         });
     }
 
+    // Typed: variables of DataType subtypes and edge values (issue 14):
+    //   t.duration   Duration (a Double subtype)      1.5
+    //   t.utctime    UtcTime (a DateTime subtype)     2024-01-01
+    //   t.enum       ServerState (an enumeration)     0 (Running), as Int32
+    //   t.date9999   DateTime                         9999-12-31T23:59:59.999Z
+    //   t.date1601   DateTime                         1601-01-01 (the wire's 0)
+    //   t.dateOld    DateTime                         1650-06-01
+    //   t.double     Double                           0 (a target to retype)
+    //   t.bytes      ByteString                       0 bytes
+    const typed = namespace.addObject({
+        organizedBy: addressSpace.rootFolder.objects,
+        browseName: "Typed",
+        nodeId: "s=Typed"
+    });
+    const TYPED_VALUES = {
+        Double: [DataType.Double, 0], Float: [DataType.Float, 0], Int32: [DataType.Int32, 0],
+        Duration: [DataType.Double, 1.5], UtcTime: [DataType.DateTime, new Date(Date.UTC(2024, 0, 1))],
+        ServerState: [DataType.Int32, 0], DateTime: [DataType.DateTime, new Date(Date.UTC(2024, 0, 1))],
+        ByteString: [DataType.ByteString, Buffer.alloc(0)]
+    };
+    const addTyped = (id, type, value) => {
+        const [vdt, v0] = TYPED_VALUES[type];
+        return namespace.addVariable({
+            componentOf: typed,
+            nodeId: `s=${id}`,
+            browseName: id,
+            dataType: type,
+            valueRank: -1,
+            accessLevel: "CurrentRead | CurrentWrite",
+            userAccessLevel: "CurrentRead | CurrentWrite",
+            minimumSamplingInterval: 0,
+            value: new Variant({ dataType: vdt, value: value === undefined ? v0 : value })
+        });
+    };
+    addTyped("t.duration", "Duration");
+    addTyped("t.utctime", "UtcTime");
+    addTyped("t.enum", "ServerState");
+    addTyped("t.date9999", "DateTime", new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999)));
+    addTyped("t.date1601", "DateTime", new Date(Date.UTC(1601, 0, 1)));
+    addTyped("t.dateOld", "DateTime", new Date(Date.UTC(1650, 5, 1)));
+    addTyped("t.double", "Double");
+    addTyped("t.bytes", "ByteString");
+    const retype = (id, type) => {
+        if (!TYPED_VALUES[type]) throw new Error(`retype: no type ${type}`);
+        const old = addressSpace.findNode(`ns=${namespace.index};s=${id}`);
+        if (!old) throw new Error(`retype: no node ${id}`);
+        addressSpace.deleteNode(old);
+        addTyped(id, type);
+    };
+
     const tStart = Date.now();
     await server.start();
     const port = server.endpoints[0].port;
@@ -392,6 +445,13 @@ async function main() {
             }
             setServiceLevel(n);
             process.stderr.write(`nodeopcua ack servicelevel ${n}\n`);
+        } else if (words[0] === "retype" && words.length === 3) {
+            try {
+                retype(words[1], words[2]);
+                process.stderr.write(`nodeopcua ack retype ${words[1]} ${words[2]}\n`);
+            } catch (err) {
+                process.stderr.write(`nodeopcua: ${err.message}\n`);
+            }
         } else if (words[0] === "exit") {
             shutdown(0, "exit command");
         } else if (words[0] !== "") {

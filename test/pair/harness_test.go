@@ -125,6 +125,12 @@ type pairOpts struct {
 	// proxyA: node a reaches both servers through TCP proxies (node b
 	// directly), so a test can cut a's links alone.
 	proxyA bool
+	// both makes every mapping bidirectional; scadaArgs are extra flags of
+	// the target server (e.g. --clock-offset); engine is extra YAML under
+	// engine: ("  clock_skew: 10m\n").
+	both      bool
+	scadaArgs []string
+	engine    string
 	// memberArgs, when set, adds flags to member id's command line (TLS).
 	memberArgs func(id string) []string
 	// scheme of the admin API ("http://" by default) and the client that
@@ -211,13 +217,13 @@ func startPair(t testing.TB, o pairOpts) *pair {
 		extra = []string{"--rate", fmt.Sprint(o.rate), "--changing", strconv.Itoa(o.changing)}
 	}
 	p.plc = startSim(t, o.vars, "", extra...)
-	p.scada = startSim(t, o.vars, filepath.Join(dir, "scada.journal"))
+	p.scada = startSim(t, o.vars, filepath.Join(dir, "scada.journal"), o.scadaArgs...)
 	// Give the static variables values the target does not hold yet, so
 	// the first active has something to write.
 	p.setStatic(t)
 
 	p.cfgPath = filepath.Join(dir, "mirror.yml")
-	p.cfgHash = writeConfig(t, p.cfgPath, p.plc.endpoint, p.scada.endpoint, o.mapped)
+	p.cfgHash = writeConfigOpts(t, p.cfgPath, p.plc.endpoint, p.scada.endpoint, o.mapped, o)
 
 	p.a = &member{id: "a", role: "node", raft: freeAddr(t), peer: freeAddr(t), admin: freeAddr(t)}
 	p.b = &member{id: "b", role: "node", raft: freeAddr(t), peer: freeAddr(t), admin: freeAddr(t)}
@@ -426,6 +432,12 @@ func (p *pair) waitLive(t0 time.Time, timeout time.Duration) {
 // mapped, fast timeouts) and returns its hash.
 func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 	t.Helper()
+	return writeConfigOpts(t, path, plc, scada, mapped, pairOpts{})
+}
+
+// writeConfigOpts is writeConfig with o's both and engine.
+func writeConfigOpts(t testing.TB, path, plc, scada string, mapped int, o pairOpts) string {
+	t.Helper()
 	var b strings.Builder
 	b.WriteString("servers:\n")
 	for _, s := range [][2]string{{"plc", plc}, {"scada", scada}} {
@@ -434,8 +446,11 @@ func writeConfig(t testing.TB, path, plc, scada string, mapped int) string {
 	b.WriteString("mappings:\n")
 	for i := range mapped {
 		fmt.Fprintf(&b, "  - source: {server: plc, node: %q}\n    target: {server: scada, node: %q}\n", nodeID(i), nodeID(i))
+		if o.both {
+			b.WriteString("    direction: both\n")
+		}
 	}
-	b.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 500ms\n")
+	b.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 500ms\n" + o.engine)
 	cfg, err := mapping.ParseYAML([]byte(b.String()), path)
 	if err == nil {
 		err = cfg.Validate()

@@ -148,6 +148,11 @@ type ServerStats struct {
 	// LastError is why the last session ended or failed to start ("" if
 	// none did). It never holds a secret.
 	LastError string
+	// Members are the servers of a redundant server set, in config order
+	// (nil for a single server); Switches counts changes of the member in
+	// use.
+	Members  []MemberStats
+	Switches uint64
 }
 
 // Stats is a copy of the engine's counters.
@@ -201,6 +206,7 @@ func (e *Engine) Stats() Stats {
 			WriteErrors: c.stats.writeErrors.Load(), LeaseAborts: c.stats.leaseAborts.Load(), Pending: c.w.pending(),
 			InFlight:    int(c.w.busy.Load()),
 			Certificate: c.cert.Load(), LastError: loadString(&c.lastErr),
+			Members: c.memberStats(), Switches: c.switches.Load(),
 		})
 	}
 	for _, ms := range e.maps {

@@ -232,7 +232,18 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 	// certificate's URI when there is one (Part 6, 6.2.2: they must match).
 	opts := []opcua.Option{opcua.ApplicationName("uamirror"), opcua.ApplicationURI("urn:uamirror:client")}
 	opts = append(opts, srvOpts...)
+	// The client's monitor reports a lost connection (EOF, reset) at
+	// once; gopcua's publish loop only pauses on it, so without this the
+	// session would end at the next keep-alive read.
+	var holder atomic.Pointer[session]
 	opts = append(opts,
+		opcua.StateChangedFunc(func(st opcua.ConnState) {
+			if st == opcua.Disconnected {
+				if s := holder.Load(); s != nil {
+					s.fault(errConnLost)
+				}
+			}
+		}),
 		opcua.AutoReconnect(false),
 		opcua.RequestTimeout(c.timeouts.Request),
 		opcua.Dialer(sessionDialer()), // before DialTimeout, which sets its timeout
@@ -266,9 +277,17 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		cancel()
 		return nil, fmt.Errorf("%w: %w", errFault, err)
 	}
-	return &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
-		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}, nil
+	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
+		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}
+	holder.Store(s)
+	if cl.State() == opcua.Disconnected {
+		s.fault(errConnLost) // lost before holder was set
+	}
+	return s, nil
 }
+
+// errConnLost ends a session whose connection the client saw end.
+var errConnLost = errors.New("connection lost")
 
 // closeSession closes s: reset first when a Write may still be queued in
 // the kernel (never held open for a graceful CloseSession), then a

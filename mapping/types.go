@@ -127,9 +127,9 @@ type ServerSet struct {
 	// be better by to replace the member in use (0..255; nil: the
 	// default, DefaultSetMargin).
 	Margin *int `yaml:"margin,omitempty" json:"margin,omitempty"`
-	// Discover takes the members from the first endpoint's
-	// ServerRedundancy/ServerUriArray (the listed endpoints are tried
-	// first).
+	// Discover would take the members from the first endpoint's
+	// ServerRedundancy/ServerUriArray. Not supported yet: Validate
+	// rejects true (list every member in Endpoints).
 	Discover bool `yaml:"discover,omitempty" json:"discover,omitempty"`
 }
 

@@ -424,6 +424,24 @@ func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.Pub
 	return d, nil
 }
 
+// coolDown deletes the data subscriptions of a warm member that is no
+// longer in use (if its session is still up).
+func (c *conn) coolDown(ctx context.Context, m *member) {
+	oms := m.ready.Load()
+	if oms == nil || m.active.Load() {
+		return
+	}
+	oms.mu.Lock()
+	d := oms.data
+	oms.data = nil
+	oms.mu.Unlock()
+	if d != nil {
+		cctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		d.cancel(cctx)
+		cancel()
+	}
+}
+
 // cancel deletes the data subscriptions (warm mode, member left).
 func (d *dataItems) cancel(ctx context.Context) {
 	for _, sub := range d.subs {
@@ -448,17 +466,9 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		ev.From = old.ep
 	}
 	if old != nil && c.srv.SetMode() == mapping.SetWarm {
-		if oms := old.ready.Load(); oms != nil {
-			oms.mu.Lock()
-			d := oms.data
-			oms.data = nil
-			oms.mu.Unlock()
-			if d != nil {
-				cctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-				d.cancel(cctx)
-				cancel()
-			}
-		}
+		// Warm: the member left carries no monitored items; deleted after
+		// the new member is in use, so a slow server never delays it.
+		defer c.coolDown(ctx, old)
 	}
 	if to < 0 {
 		c.setState(Connecting)

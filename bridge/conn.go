@@ -77,10 +77,11 @@ type conn struct {
 	lastErr atomic.Pointer[string]
 
 	// members are the servers of a redundant set (nil for a single
-	// server); setWake asks the set goroutine to choose again
-	// (members.go). switches counts changes of the member in use,
-	// lastSwitch is the last one.
-	members    []*member
+	// server; the set goroutine replaces the slice when discovery adds
+	// members, never an element of it); setWake asks the set goroutine
+	// to choose again (members.go). switches counts changes of the
+	// member in use, lastSwitch is the last one.
+	members    atomic.Pointer[[]*member]
 	setWake    chan struct{}
 	switches   atomic.Uint64
 	lastSwitch atomic.Pointer[ServerSwitch]
@@ -94,11 +95,11 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 	c.level.Store(-1)
 	if s.IsSet() {
 		c.setWake = make(chan struct{}, 1)
-		for i, ep := range s.Endpoints {
-			m := &member{idx: i, ep: ep, log: c.log.With(zap.String("member", ep))}
-			m.level.Store(-1)
-			c.members = append(c.members, m)
+		var ms []*member
+		for _, ep := range s.Endpoints {
+			ms = append(ms, c.newMember(len(ms), ep))
 		}
+		c.members.Store(&ms)
 	}
 	return c
 }
@@ -156,7 +157,7 @@ func (c *conn) setState(s ConnState) {
 // supervise connects, runs and rebuilds sessions until ctx is done. A
 // redundant server set is supervised member by member (members.go).
 func (c *conn) supervise(ctx context.Context) {
-	if len(c.members) > 0 {
+	if c.srv.IsSet() {
 		c.superviseSet(ctx)
 		return
 	}

@@ -99,7 +99,7 @@ func (e *Engine) abortInFlight(why error) int {
 	}
 	for _, c := range e.conns {
 		abort(c, c.live.Load())
-		for _, m := range c.members { // a server set: every member's session
+		for _, m := range c.memberList() { // a server set: every member's session
 			abort(c, m.live.Load())
 		}
 	}

@@ -110,6 +110,22 @@ type dataItems struct {
 
 func (m *member) setState(s ConnState) { m.state.Store(int32(s)) }
 
+// newMember builds member idx of the set for endpoint ep.
+func (c *conn) newMember(idx int, ep string) *member {
+	m := &member{idx: idx, ep: ep, log: c.log.With(zap.String("member", ep))}
+	m.level.Store(-1)
+	return m
+}
+
+// memberList returns the members of a server set (nil for a single
+// server). The slice is never modified; discovery replaces it.
+func (c *conn) memberList() []*member {
+	if p := c.members.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // setWake asks the set goroutine to run the selection rule; it never
 // blocks (a 1-buffered channel merges wakes).
 func (c *conn) wakeSet() {
@@ -125,15 +141,21 @@ func (c *conn) wakeSet() {
 func (c *conn) superviseSet(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, m := range c.members {
+	members := c.memberList()
+	for _, m := range members {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+	}
+	var discovered chan []string
+	if c.srv.Redundancy.Discover {
+		discovered = make(chan []string, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.discover(ctx, discovered) }()
 	}
 	margin := c.srv.SetMargin()
 	cur := -1
 	var curSess *memberSession
 	everUsed := false
-	views := make([]memberView, len(c.members))
 	// The first choice waits until every member has come up or failed
 	// once (at most the connect timeout): ties go to the first listed,
 	// not to the fastest.
@@ -147,21 +169,35 @@ func (c *conn) superviseSet(ctx context.Context) {
 		case <-c.setWake:
 		case <-grace.C:
 			graceOver = true
+		case eps := <-discovered:
+			// New members (the listed ones keep their indexes: ties still
+			// go to the first listed, then in ServerUriArray order).
+			next := append([]*member(nil), members...)
+			for _, ep := range eps {
+				m := c.newMember(len(next), ep)
+				next = append(next, m)
+				wg.Add(1)
+				go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+			}
+			members = next
+			c.members.Store(&next)
+			continue
 		}
 		if !graceOver {
 			graceOver = true
-			for _, m := range c.members {
+			for _, m := range members {
 				graceOver = graceOver && m.tried.Load()
 			}
 			if !graceOver {
 				continue
 			}
 		}
-		for i, m := range c.members {
+		views := make([]memberView, len(members))
+		for i, m := range members {
 			views[i] = memberView{usable: m.ready.Load() != nil && m.level.Load() >= 0, level: int(m.level.Load())}
 		}
 		next, why := selectMember(views, cur, margin)
-		if next == cur && (next < 0 || c.members[next].ready.Load() == curSess) {
+		if next == cur && (next < 0 || members[next].ready.Load() == curSess) {
 			continue
 		}
 		if next == cur {
@@ -172,7 +208,7 @@ func (c *conn) superviseSet(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("server set: switch failed; choosing again", zap.String("to", c.members[next].ep), zap.Error(err))
+			c.log.Warn("server set: switch failed; choosing again", zap.String("to", members[next].ep), zap.Error(err))
 			if ms != nil {
 				ms.s.fault(err)
 			}
@@ -456,7 +492,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 	var old *member
 	oldLevel := -1
 	if from >= 0 {
-		old = c.members[from]
+		old = c.memberList()[from]
 		old.active.Store(false)
 		oldLevel = int(old.level.Load())
 	}
@@ -479,7 +515,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		c.reportSwitch(ev, report)
 		return nil, nil
 	}
-	m := c.members[to]
+	m := c.memberList()[to]
 	ms := m.ready.Load()
 	if ms == nil {
 		return nil, fmt.Errorf("member %s went down", m.ep)
@@ -571,15 +607,16 @@ func (c *conn) catchUp(ctx context.Context) int {
 
 // memberStats returns the members of a set (nil for a single server).
 func (c *conn) memberStats() []MemberStats {
-	if len(c.members) == 0 {
+	members := c.memberList()
+	if len(members) == 0 {
 		return nil
 	}
-	out := make([]MemberStats, len(c.members))
+	out := make([]MemberStats, len(members))
 	var why string
 	if ev := c.lastSwitch.Load(); ev != nil {
 		why = ev.Reason
 	}
-	for i, m := range c.members {
+	for i, m := range members {
 		ms := MemberStats{Endpoint: m.ep, State: ConnState(m.state.Load()), ServiceLevel: int(m.level.Load()),
 			InUse: m.active.Load()}
 		if ms.InUse {

@@ -272,3 +272,50 @@ func TestServerSetTarget(t *testing.T) {
 		t.Fatalf("switches %v, want one to b2", evs)
 	}
 }
+
+// TestServerSetDiscover: with discover, the members come from the first
+// endpoint's ServerUriArray, resolved with FindServers; the discovered
+// member takes over when the first drops to 0.
+func TestServerSetDiscover(t *testing.T) {
+	const n = 4
+	start := func(uri string, rd *simserver.Redundancy) *simserver.Server {
+		s, err := simserver.New(simserver.Config{Vars: n, Type: "Double", Logger: zap.NewNop(), JournalMemory: true,
+			ApplicationURI: uri, Redundancy: rd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(harness.Context(t)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	a2 := start("urn:test:a2", nil)
+	a1 := start("urn:test:a1", &simserver.Redundancy{Support: ua.RedundancySupportHot,
+		ServerURIs: func() []string { return []string{"urn:test:a1", "urn:test:a2", "urn:test:unknown"} },
+		DiscoveryURLs: func(uri string) []string {
+			if uri == "urn:test:a2" {
+				return []string{a2.Endpoint()}
+			}
+			return nil
+		}})
+	b := startSim(t, n, "Double")
+	cfg := setConfig(t, []string{a1.Endpoint()}, []string{b.Endpoint()}, mapping.SetHot, n)
+	cfg.Servers[0].Redundancy.Discover = true
+	var log switchLog
+	e := runSetEngine(t, cfg, &log)
+	harness.Eventually(t, 15*time.Second, "a2 discovered and up", func() bool {
+		ms := e.Stats().Servers[0].Members
+		return len(ms) == 2 && ms[1].Endpoint == a2.Endpoint() && ms[1].State == bridge.Connected
+	})
+	if ep, ok := inUse(e, "a"); ep != a1.Endpoint() || !ok {
+		t.Fatalf("in use %q (%v), want the listed a1", ep, ok)
+	}
+	a1.SetServiceLevel(0)
+	harness.Eventually(t, 10*time.Second, "switch to the discovered a2", func() bool {
+		ep, ok := inUse(e, "a")
+		return ep == a2.Endpoint() && ok
+	})
+	a2.SetValue(1, 12.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "a2 → b", func() bool { return valueOf(b, 1) == 12.0 })
+}

@@ -185,7 +185,6 @@ func TestBadFiles(t *testing.T) {
 			"8: servers[1].redundancy.margin: ErrInvalidValue",
 			"12: servers[2].redundancy.margin: ErrInvalidValue",
 			"16: servers[3].redundancy.discover: ErrInvalidValue",
-			"19: servers[4].redundancy.discover: ErrInvalidValue",
 		},
 		"groups.bad.yml": {
 			"6: groups[1].name: ErrDuplicate",

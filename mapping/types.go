@@ -127,9 +127,10 @@ type ServerSet struct {
 	// be better by to replace the member in use (0..255; nil: the
 	// default, DefaultSetMargin).
 	Margin *int `yaml:"margin,omitempty" json:"margin,omitempty"`
-	// Discover would take the members from the first endpoint's
-	// ServerRedundancy/ServerUriArray. Not supported yet: Validate
-	// rejects true (list every member in Endpoints).
+	// Discover adds members from the first endpoint's
+	// ServerRedundancy/ServerUriArray, each resolved to its discovery URL
+	// with FindServers on that endpoint (once, at start). The listed
+	// endpoints stay members and come first.
 	Discover bool `yaml:"discover,omitempty" json:"discover,omitempty"`
 }
 

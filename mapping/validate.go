@@ -174,13 +174,6 @@ func (v *validator) servers() {
 			v.add(s.Pos, p, "redundancy.margin", strconv.Itoa(*r.Margin), ErrInvalidValue,
 				"must be a ServiceLevel difference in 0..255")
 		}
-		if r.Discover {
-			// ServerUriArray holds server URIs, not endpoint URLs; turning
-			// them into members needs FindServers on a discovery server,
-			// which the engine does not do yet.
-			v.add(s.Pos, p, "redundancy.discover", "true", ErrInvalidValue,
-				"discovering the members from ServerUriArray is not supported yet: list every member in endpoints")
-		}
 	}
 }
 

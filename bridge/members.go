@@ -322,6 +322,9 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 
 	keep := time.NewTicker(c.timeouts.KeepAlive)
 	defer keep.Stop()
+	retry := time.NewTimer(c.e.backoff(0))
+	defer retry.Stop()
+	retries := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -337,6 +340,18 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 			if lv >= 0 {
 				c.setLevel(m, lv)
 			}
+		case <-retry.C:
+			// The member in use retries the set's quarantined mappings,
+			// as a single server's session does.
+			ms.mu.Lock()
+			d := ms.data
+			ms.mu.Unlock()
+			if m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs) > 0 {
+				retries++
+			} else {
+				retries = 0
+			}
+			retry.Reset(c.e.backoff(retries))
 		}
 	}
 }

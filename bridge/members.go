@@ -212,6 +212,7 @@ func (c *conn) superviseSet(ctx context.Context) {
 			if ms != nil {
 				ms.s.fault(err)
 			}
+			c.setState(Connecting) // no member in use until the next choice
 			cur, curSess = -1, nil
 			c.wakeSet()
 			continue

@@ -76,6 +76,16 @@ type conn struct {
 	// lastErr is why the last session ended or failed to start.
 	lastErr atomic.Pointer[string]
 
+	// members are the servers of a redundant set (nil for a single
+	// server; the set goroutine replaces the slice when discovery adds
+	// members, never an element of it); setWake asks the set goroutine
+	// to choose again (members.go). switches counts changes of the
+	// member in use, lastSwitch is the last one.
+	members    atomic.Pointer[[]*member]
+	setWake    chan struct{}
+	switches   atomic.Uint64
+	lastSwitch atomic.Pointer[ServerSwitch]
+
 	stats connStats
 }
 
@@ -83,6 +93,14 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 	c := &conn{e: e, srv: s, name: s.Name, log: e.log.With(zap.String("server", s.Name)),
 		timeouts: s.EffectiveTimeouts()}
 	c.level.Store(-1)
+	if s.IsSet() {
+		c.setWake = make(chan struct{}, 1)
+		var ms []*member
+		for _, ep := range s.Endpoints {
+			ms = append(ms, c.newMember(len(ms), ep))
+		}
+		c.members.Store(&ms)
+	}
 	return c
 }
 
@@ -139,8 +157,13 @@ func (c *conn) setState(s ConnState) {
 	}
 }
 
-// supervise connects, runs and rebuilds sessions until ctx is done.
+// supervise connects, runs and rebuilds sessions until ctx is done. A
+// redundant server set is supervised member by member (members.go).
 func (c *conn) supervise(ctx context.Context) {
+	if c.srv.IsSet() {
+		c.superviseSet(ctx)
+		return
+	}
 	attempt := 0
 	for ctx.Err() == nil {
 		ep := c.srv.Endpoints[attempt%len(c.srv.Endpoints)]
@@ -196,11 +219,10 @@ func readPassword(srv *mapping.Server) (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
-// runSession builds a fresh client, subscribes everything, resyncs, and
-// runs until a fault. It always closes the client before returning.
-func (c *conn) runSession(ctx context.Context, ep string) error {
-	c.setState(Connecting)
-	c.endpoint.Store(&ep)
+// openSession builds a fresh client for endpoint ep and connects it
+// (auto-reconnect off, the server's timeouts). The caller closes the
+// session with closeSession.
+func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeouts.Connect)
 	defer cancel()
 	var (
@@ -214,13 +236,24 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		srvOpts, cert, err = clientOptions(cctx, c.srv, ep, c.e.security)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: client options: %w", errFault, err)
+		return nil, fmt.Errorf("%w: client options: %w", errFault, err)
 	}
 	// The ApplicationURI default comes first: the server options set the
 	// certificate's URI when there is one (Part 6, 6.2.2: they must match).
 	opts := []opcua.Option{opcua.ApplicationName("uamirror"), opcua.ApplicationURI("urn:uamirror:client")}
 	opts = append(opts, srvOpts...)
+	// The client's monitor reports a lost connection (EOF, reset) at
+	// once; gopcua's publish loop only pauses on it, so without this the
+	// session would end at the next keep-alive read.
+	var holder atomic.Pointer[session]
 	opts = append(opts,
+		opcua.StateChangedFunc(func(st opcua.ConnState) {
+			if st == opcua.Disconnected {
+				if s := holder.Load(); s != nil {
+					s.fault(errConnLost)
+				}
+			}
+		}),
 		opcua.AutoReconnect(false),
 		opcua.RequestTimeout(c.timeouts.Request),
 		opcua.Dialer(sessionDialer()), // before DialTimeout, which sets its timeout
@@ -229,18 +262,18 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	)
 	cl, err := opcua.NewClient(ep, opts...)
 	if err != nil {
-		return fmt.Errorf("%w: new client: %w", errFault, err)
+		return nil, fmt.Errorf("%w: new client: %w", errFault, err)
 	}
 	if err := cl.Connect(cctx); err != nil {
 		if userRejected(err) {
 			switch c.srv.Auth.Type {
 			case "username":
-				return fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
+				return nil, fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
 			case "certificate":
-				return fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, c.srv.Auth.CertFile, err)
+				return nil, fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, c.srv.Auth.CertFile, err)
 			}
 		}
-		return fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
+		return nil, fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
 	}
 	c.cert.Store(cert)
 	if cert != nil && time.Until(cert.NotAfter) < certExpiryWarning {
@@ -252,21 +285,45 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_ = cl.Close(closeCtx)
 		cancel()
-		return fmt.Errorf("%w: %w", errFault, err)
+		return nil, fmt.Errorf("%w: %w", errFault, err)
 	}
 	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
 		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}
+	holder.Store(s)
+	if cl.State() == opcua.Disconnected {
+		s.fault(errConnLost) // lost before holder was set
+	}
+	return s, nil
+}
+
+// errConnLost ends a session whose connection the client saw end.
+var errConnLost = errors.New("connection lost")
+
+// closeSession closes s: reset first when a Write may still be queued in
+// the kernel (never held open for a graceful CloseSession), then a
+// bounded Client.Close.
+func closeSession(s *session) {
+	if s.writes.Load() > 0 || s.writeFailed.Load() {
+		s.abort(errWritesAborted)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_ = s.client.Close(closeCtx)
+	cancel()
+}
+
+// runSession builds a fresh client, subscribes everything, resyncs, and
+// runs until a fault. It always closes the client before returning.
+func (c *conn) runSession(ctx context.Context, ep string) error {
+	c.setState(Connecting)
+	c.endpoint.Store(&ep)
+	s, err := c.openSession(ctx, ep)
+	if err != nil {
+		return err
+	}
 	c.live.Store(s)
 	defer func() {
 		c.sess.Store(nil)
-		if s.writes.Load() > 0 || s.writeFailed.Load() {
-			// A Write may still be queued in the kernel: never hold it
-			// open for a graceful CloseSession.
-			s.abort(errWritesAborted)
-		}
-		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_ = cl.Close(closeCtx)
-		cancel()
+		closeSession(s)
 		c.live.Store(nil)
 	}()
 	if err := c.prepare(ctx, s); err != nil {
@@ -347,6 +404,22 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 // prepare reads what the session needs before subscribing: namespaces,
 // operation limits, and the types of this server's destination nodes.
 func (c *conn) prepare(ctx context.Context, s *session) error {
+	if err := c.sessionInfo(ctx, s); err != nil {
+		return err
+	}
+	// Resolve every node this server holds, for both sides.
+	for _, f := range c.readFlows {
+		f.sourceResolved(f.resolveSrc(s.namespaces))
+	}
+	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
+	return c.resolveTargets(ctx, s, c.writeFlows)
+}
+
+// sessionInfo reads the namespace array and the operation limits of a
+// new session into s.
+func (c *conn) sessionInfo(ctx context.Context, s *session) error {
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
 	defer cancel()
 	ns, err := s.client.NamespaceArray(rctx)
@@ -371,14 +444,7 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 		lim(1, &s.batchWrite)
 		lim(2, &s.batchMon)
 	}
-	// Resolve every node this server holds, for both sides.
-	for _, f := range c.readFlows {
-		f.sourceResolved(f.resolveSrc(ns))
-	}
-	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
-		return fmt.Errorf("%w: %w", errFault, err)
-	}
-	return c.resolveTargets(ctx, s, c.writeFlows)
+	return nil
 }
 
 // resolveTargets resolves destination node ids on this session and reads
@@ -619,6 +685,20 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 
 // keepAlive reads ServerStatus.State and ServiceLevel with a deadline.
 func (c *conn) keepAlive(ctx context.Context, s *session) error {
+	lv, err := c.readStatus(ctx, s)
+	if err != nil {
+		return err
+	}
+	if lv >= 0 {
+		c.level.Store(int32(lv))
+	}
+	return nil
+}
+
+// readStatus reads ServerStatus.State and ServiceLevel with a deadline
+// and returns the ServiceLevel (-1: not readable). A server that is not
+// Running is an error.
+func (c *conn) readStatus(ctx context.Context, s *session) (int, error) {
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
 	defer cancel()
 	res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither,
@@ -627,19 +707,19 @@ func (c *conn) keepAlive(ctx context.Context, s *session) error {
 			{NodeID: ua.NewNumericNodeID(0, id.Server_ServiceLevel), AttributeID: ua.AttributeIDValue},
 		}})
 	if err != nil {
-		return err
+		return -1, err
 	}
 	if len(res.Results) != 2 {
-		return fmt.Errorf("status read: %d results", len(res.Results))
+		return -1, fmt.Errorf("status read: %d results", len(res.Results))
 	}
 	if st, ok := res.Results[0].Value.Value().(int32); ok && ua.ServerState(st) != ua.ServerStateRunning {
-		return fmt.Errorf("server state %d (not running)", st)
-	}
-	if lv, ok := res.Results[1].Value.Value().(uint8); ok {
-		c.level.Store(int32(lv))
+		return -1, fmt.Errorf("server state %d (not running)", st)
 	}
 	c.stats.keepAlives.Add(1)
-	return nil
+	if lv, ok := res.Results[1].Value.Value().(uint8); ok {
+		return int(lv), nil
+	}
+	return -1, nil
 }
 
 // probeSubscriptions proves the session's subscriptions still exist on

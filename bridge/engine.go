@@ -81,6 +81,11 @@ type Options struct {
 	// (from writer goroutines, concurrently; it must be fast and must not
 	// call back into the engine). Redundancy streams it to the standby.
 	OnWritten func(mappingID string, reverse bool, v *ua.Variant, sourceTS time.Time)
+	// OnServerSwitch, if set, is called after every change of the member
+	// in use of a redundant server set (from that set's goroutine; it
+	// must not block and must not call back into the engine). The pair
+	// journals it.
+	OnServerSwitch func(ServerSwitch)
 }
 
 // Engine mirrors values between servers. Create it with New, start it
@@ -94,6 +99,7 @@ type Engine struct {
 	// security is the certificate store (nil: security None only).
 	security Security
 	onWrit   func(string, bool, *ua.Variant, time.Time)
+	onSwitch func(ServerSwitch)
 
 	maps  []*mstate
 	flows []*flow // indexed by handle; nil where a mapping has no such flow
@@ -139,6 +145,7 @@ func New(o Options) (*Engine, error) {
 		optsFn:   o.ClientOptions,
 		security: o.Security,
 		onWrit:   o.OnWritten,
+		onSwitch: o.OnServerSwitch,
 		byID:     make(map[string]*mstate, len(o.Config.Mappings)),
 
 		fenceWake: make(chan struct{}, 1),

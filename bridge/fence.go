@@ -87,15 +87,20 @@ func (e *Engine) AbortWrites() int { return e.abortInFlight(errWritesAborted) }
 // abortInFlight resets every live session with a Write in flight.
 func (e *Engine) abortInFlight(why error) int {
 	n := 0
-	for _, c := range e.conns {
-		s := c.live.Load()
+	abort := func(c *conn, s *session) {
 		if s == nil || s.writes.Load() == 0 {
-			continue
+			return
 		}
 		if s.abort(why) {
 			n++
 			c.stats.leaseAborts.Add(1)
 			c.log.Warn("session socket reset with a Write unanswered", zap.Error(why))
+		}
+	}
+	for _, c := range e.conns {
+		abort(c, c.live.Load())
+		for _, m := range c.memberList() { // a server set: every member's session
+			abort(c, m.live.Load())
 		}
 	}
 	return n

@@ -155,6 +155,11 @@ type ServerStats struct {
 	// LastError is why the last session ended or failed to start ("" if
 	// none did). It never holds a secret.
 	LastError string
+	// Members are the servers of a redundant server set, in config order
+	// (nil for a single server); Switches counts changes of the member in
+	// use.
+	Members  []MemberStats
+	Switches uint64
 }
 
 // Stats is a copy of the engine's counters.
@@ -209,6 +214,7 @@ func (e *Engine) Stats() Stats {
 			FiltersRefused: c.stats.filtersRefused.Load(),
 			InFlight:       int(c.w.busy.Load()),
 			Certificate:    c.cert.Load(), LastError: loadString(&c.lastErr),
+			Members: c.memberStats(), Switches: c.switches.Load(),
 		})
 	}
 	for _, ms := range e.maps {

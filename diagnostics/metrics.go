@@ -134,6 +134,12 @@ var (
 		"1 for the current state of this node's connection to the server (disconnected, connecting, connected).", "server", "state")
 	descServerLevel = desc("uamirror_server_service_level",
 		"The server's ServiceLevel as last read by this node (absent while unknown).", "server")
+	descMemberLevel = desc("uamirror_server_member_service_level",
+		"ServiceLevel of each member of a redundant server set (absent while unknown or down).", "server", "endpoint")
+	descMemberInUse = desc("uamirror_server_member_in_use",
+		"1 for the member of a redundant server set in use.", "server", "endpoint")
+	descMemberSwitches = desc("uamirror_server_member_switches_total",
+		"Changes of the member in use of a redundant server set.", "server")
 	descNotifications = desc("uamirror_server_notifications_total",
 		"Data change notifications received from the server.", "server")
 	descWrites = desc("uamirror_server_writes_total",
@@ -188,7 +194,7 @@ var mappingStates = bridge.States()
 type engineCollector struct{ engine EngineFunc }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descServerUp, descServerState, descServerLevel, descNotifications,
+	for _, d := range []*prometheus.Desc{descServerUp, descServerState, descServerLevel, descMemberLevel, descMemberInUse, descMemberSwitches, descNotifications,
 		descWrites, descWriteRequests, descWriteErrors, descConnects, descReconnects, descKeepAlives, descLeaseAborts, descPending,
 		descMappings, descLatency, descWriteLatency, descBadSource, descEchoes, descStale, descConflicts, descConvErrors,
 		descReconcileWrites, descReconciles} {
@@ -215,6 +221,15 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if s.ServiceLevel >= 0 {
 			gauge(descServerLevel, float64(s.ServiceLevel), s.Name)
+		}
+		for _, m := range s.Members {
+			if m.ServiceLevel >= 0 {
+				gauge(descMemberLevel, float64(m.ServiceLevel), s.Name, m.Endpoint)
+			}
+			gauge(descMemberInUse, b2f(m.InUse), s.Name, m.Endpoint)
+		}
+		if len(s.Members) > 0 {
+			counter(descMemberSwitches, s.Switches, s.Name)
 		}
 		counter(descNotifications, s.Notifications, s.Name)
 		counter(descWrites, s.Writes, s.Name)

@@ -53,6 +53,21 @@ type ServerSummary struct {
 	Certificate *CertSummary `json:"certificate,omitempty"`
 	// LastError is why the last session ended or failed to start.
 	LastError string `json:"last_error,omitempty"`
+	// Members are the servers of a redundant server set (absent for a
+	// single server); Switches counts changes of the member in use.
+	Members  []MemberSummary `json:"members,omitempty"`
+	Switches uint64          `json:"switches,omitempty"`
+}
+
+// MemberSummary is one member of a redundant server set.
+type MemberSummary struct {
+	Endpoint     string `json:"endpoint"`
+	State        string `json:"state"`
+	ServiceLevel int    `json:"service_level"` // -1: unknown or down
+	InUse        bool   `json:"in_use"`
+	// Reason is why the member in use was chosen, or why another
+	// member's last session ended.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Totals are the engine's counters summed over the servers.
@@ -112,7 +127,8 @@ func summarize(st redundancy.Status, e Engine) Summary {
 		s.Servers = append(s.Servers, ServerSummary{Name: sv.Name, State: sv.State.String(), Endpoint: sv.Endpoint,
 			ServiceLevel: sv.ServiceLevel, Notifications: sv.Notifications, Writes: sv.Writes, WriteRequests: sv.WriteRequests,
 			WriteErrors: sv.WriteErrors, Connects: sv.Connects, Reconnects: sv.Reconnects, Pending: sv.Pending,
-			Certificate: certSummary(sv.Certificate, s.Time), LastError: sv.LastError})
+			Certificate: certSummary(sv.Certificate, s.Time), LastError: sv.LastError,
+			Members: memberSummaries(sv.Members), Switches: sv.Switches})
 		s.Totals.Notifications += sv.Notifications
 		s.Totals.Writes += sv.Writes
 		s.Totals.WriteErrors += sv.WriteErrors
@@ -229,4 +245,17 @@ func (a *Admin) memberStatus(ctx context.Context, id, admin string) (*redundancy
 		return nil, fmt.Errorf("bad answer: %w", err)
 	}
 	return &s, nil
+}
+
+// memberSummaries converts the members of a server set (nil for none).
+func memberSummaries(ms []bridge.MemberStats) []MemberSummary {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]MemberSummary, len(ms))
+	for i, m := range ms {
+		out[i] = MemberSummary{Endpoint: m.Endpoint, State: m.State.String(), ServiceLevel: m.ServiceLevel,
+			InUse: m.InUse, Reason: m.Reason}
+	}
+	return out
 }

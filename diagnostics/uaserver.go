@@ -44,6 +44,9 @@ import (
 //	Role, Active (String), Epoch (UInt64), Ready (Boolean)
 //	ServerUri (String): this node's own server URI (ApplicationUri)
 //	Servers/<name>/Up (Boolean), Servers/<name>/ServiceLevel (Int32)
+//	Servers/<name>/Members/<i>/Endpoint, /State, /Reason (String),
+//	  /ServiceLevel (Int32), /InUse (Boolean): each member of a redundant
+//	  server set (i from 0, config order)
 //	Mappings/<state> (UInt32): flows per state (pending, ok, held, bad,
 //	  quarantined, disabled); Mappings/Problems (String[]): "id: state:
 //	  reason" of each flow neither ok nor disabled
@@ -412,6 +415,9 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 			return value(ev.Epoch), true
 		}
 		return nil, false
+	}
+	if strings.HasPrefix(name, "Servers/") && strings.Count(name, "/") == 4 {
+		return u.memberVariable(name)
 	}
 	if rest, ok := strings.CutPrefix(name, "Servers/"); ok {
 		srv, field, ok := strings.Cut(rest, "/")

@@ -1,6 +1,7 @@
 package diagnostics
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 //	  Version, PairProtocol, MemberVersions (String, Int32, String[] "id=version (protocol …)")
 //	  Failover()                       (node id Pair/Failover)
 //	  Servers/<name>/{Up, ServiceLevel}
+//	  Servers/<name>/Members/<i>/{Endpoint, State, ServiceLevel, InUse, Reason}
+//	                                   (a redundant server set only; i from 0
+//	                                   in config order, from the engine)
 //	  Mappings/{pending, ok, …, Problems}
 //	  Mappings/Items/<id>/{State, Reason, Value, SourceTimestamp, From, To}
 //	  Mappings/Items/<id>/Reverse/{…}  (the reverse flow of a "both" mapping)
@@ -40,6 +44,7 @@ var (
 	uaTopVars      = []string{"Role", "Active", "Epoch", "Ready", "ServerUri", "Version", "PairProtocol", "MemberVersions"}
 	uaTopObjects   = []string{"Servers", "Mappings", "LastSwitchover"}
 	uaServerFields = []string{"Up", "ServiceLevel"}
+	uaMemberFields = []string{"Endpoint", "State", "ServiceLevel", "InUse", "Reason"}
 	uaSwitchFields = []string{"Time", "From", "To", "Reason", "Epoch"}
 	uaItemFields   = []string{"State", "Reason", "Value", "SourceTimestamp", "From", "To"}
 )
@@ -136,8 +141,21 @@ func (u *UAServer) uaChildren(parent string) []uaserver.ExtraNode {
 			}
 		}
 	case strings.HasPrefix(parent, "Servers/") && strings.Count(parent, "/") == 1:
-		if _, ok := u.serverHealth(strings.TrimPrefix(parent, "Servers/")); ok {
+		srv := strings.TrimPrefix(parent, "Servers/")
+		if _, ok := u.serverHealth(srv); ok {
 			out = fields(out, parent, uaServerFields)
+			if len(u.serverMembers(srv)) > 0 {
+				out = append(out, uaObject(parent+"/Members", parent))
+			}
+		}
+	case strings.HasPrefix(parent, "Servers/") && strings.HasSuffix(parent, "/Members") && strings.Count(parent, "/") == 2:
+		srv := strings.TrimSuffix(strings.TrimPrefix(parent, "Servers/"), "/Members")
+		for i := range u.serverMembers(srv) {
+			out = append(out, uaObject(parent+"/"+strconv.Itoa(i), parent))
+		}
+	case strings.HasPrefix(parent, "Servers/") && strings.Count(parent, "/") == 3:
+		if _, ok := u.member(parent); ok {
+			out = fields(out, parent, uaMemberFields)
 		}
 	case strings.HasPrefix(parent, uaItemsPrefix):
 		id, rev := strings.CutSuffix(strings.TrimPrefix(parent, uaItemsPrefix), "/"+uaReverse)
@@ -232,4 +250,58 @@ func cutLast(s string) (before, after string, ok bool) {
 		return "", "", false
 	}
 	return s[:i], s[i+1:], true
+}
+
+// serverMembers returns the members of server set name as the engine
+// sees them (nil for a single server or without an engine).
+func (u *UAServer) serverMembers(name string) []bridge.MemberStats {
+	e := u.cfg.Engine()
+	if e == nil {
+		return nil
+	}
+	for _, s := range e.Stats().Servers {
+		if s.Name == name {
+			return s.Members
+		}
+	}
+	return nil
+}
+
+// member returns the member of object path Servers/<name>/Members/<i>.
+func (u *UAServer) member(path string) (bridge.MemberStats, bool) {
+	parts := strings.Split(path, "/")
+	if len(parts) != 4 || parts[0] != "Servers" || parts[2] != "Members" {
+		return bridge.MemberStats{}, false
+	}
+	i, err := strconv.Atoi(parts[3])
+	ms := u.serverMembers(parts[1])
+	if err != nil || i < 0 || i >= len(ms) || strconv.Itoa(i) != parts[3] {
+		return bridge.MemberStats{}, false
+	}
+	return ms[i], true
+}
+
+// memberVariable serves Servers/<name>/Members/<i>/<field>.
+func (u *UAServer) memberVariable(name string) (*ua.DataValue, bool) {
+	path, field, ok := cutLast(name)
+	if !ok {
+		return nil, false
+	}
+	m, ok := u.member(path)
+	if !ok {
+		return nil, false
+	}
+	switch field {
+	case "Endpoint":
+		return value(m.Endpoint), true
+	case "State":
+		return value(m.State.String()), true
+	case "ServiceLevel":
+		return value(int32(m.ServiceLevel)), true
+	case "InUse":
+		return value(m.InUse), true
+	case "Reason":
+		return value(m.Reason), true
+	}
+	return nil, false
 }

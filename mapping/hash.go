@@ -116,6 +116,10 @@ func (c *Config) Hash() string {
 		}
 		t := s.EffectiveTimeouts()
 		w("timeouts", strings.Join([]string{dur(t.Connect), dur(t.Request), dur(t.KeepAlive), dur(t.Session), dur(t.DataAge)}, ","))
+		if s.IsSet() {
+			// Written for sets only: single servers hash as before.
+			w("redundancy", fmt.Sprintf("%s,%d,%t", s.SetMode(), s.SetMargin(), s.Redundancy.Discover))
+		}
 	}
 
 	groups := make([]*Group, len(c.Groups))

@@ -180,6 +180,12 @@ func TestBadFiles(t *testing.T) {
 			"41: servers[12].timeouts.connect: ErrInvalidValue",
 			"41: servers[12].timeouts.data_age: ErrInvalidValue",
 		},
+		"serverset.bad.yml": {
+			"4: servers[0].redundancy.mode: ErrInvalidValue",
+			"8: servers[1].redundancy.margin: ErrInvalidValue",
+			"12: servers[2].redundancy.margin: ErrInvalidValue",
+			"16: servers[3].redundancy.discover: ErrInvalidValue",
+		},
 		"groups.bad.yml": {
 			"6: groups[1].name: ErrDuplicate",
 			"7: groups[2].name: ErrMissing",

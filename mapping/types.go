@@ -95,8 +95,63 @@ type Server struct {
 	TrustedCertificates []string `yaml:"trusted_certificates,omitempty" json:"trusted_certificates,omitempty"`
 	// Timeouts of the connection supervisor.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	// Redundancy says how a redundant server set (several endpoints, or
+	// discover) is followed. Ignored for a single server.
+	Redundancy ServerSet `yaml:"redundancy,omitempty" json:"redundancy,omitempty"`
 
 	Pos Pos `yaml:"-" json:"-"`
+}
+
+// Modes of a redundant server set.
+const (
+	// SetHot keeps a session, the ServiceLevel subscription and every
+	// monitored item on each member: a failover needs no re-subscribe.
+	SetHot = "hot"
+	// SetWarm keeps a session and the ServiceLevel subscription on each
+	// member; the monitored items are created on the member taken in use.
+	SetWarm = "warm"
+)
+
+// DefaultSetMargin is the ServiceLevel margin of a server set that sets
+// none.
+const DefaultSetMargin = 10
+
+// ServerSet configures a redundant server set (non-transparent
+// redundancy, OPC UA Part 4, 6.6.2): the engine keeps sessions to every
+// member and uses the one with the highest ServiceLevel in the Healthy
+// range (200–255).
+type ServerSet struct {
+	// Mode is hot (default) or warm.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Margin is how many ServiceLevel points another Healthy member must
+	// be better by to replace the member in use (0..255; nil: the
+	// default, DefaultSetMargin).
+	Margin *int `yaml:"margin,omitempty" json:"margin,omitempty"`
+	// Discover adds members from the first endpoint's
+	// ServerRedundancy/ServerUriArray, each resolved to its discovery URL
+	// with FindServers on that endpoint (once, at start). The listed
+	// endpoints stay members and come first.
+	Discover bool `yaml:"discover,omitempty" json:"discover,omitempty"`
+}
+
+// IsSet reports whether the server is a redundant server set: more than
+// one endpoint, or discover.
+func (s *Server) IsSet() bool { return len(s.Endpoints) > 1 || s.Redundancy.Discover }
+
+// SetMode returns the server set's mode with the default filled in.
+func (s *Server) SetMode() string {
+	if s.Redundancy.Mode == "" {
+		return SetHot
+	}
+	return s.Redundancy.Mode
+}
+
+// SetMargin returns the server set's margin with the default filled in.
+func (s *Server) SetMargin() int {
+	if s.Redundancy.Margin == nil {
+		return DefaultSetMargin
+	}
+	return *s.Redundancy.Margin
 }
 
 // Auth is a session's user identity. A password is never held in the

@@ -167,6 +167,13 @@ func (v *validator) servers() {
 		v.checkDuration(s.Pos, p, "timeouts.keepalive", t.KeepAlive)
 		v.checkDuration(s.Pos, p, "timeouts.session", t.Session)
 		v.checkDuration(s.Pos, p, "timeouts.data_age", t.DataAge)
+
+		r := s.Redundancy
+		v.checkEnum(s.Pos, p, "redundancy.mode", r.Mode, []string{SetHot, SetWarm}, "server set mode")
+		if r.Margin != nil && (*r.Margin < 0 || *r.Margin > 255) {
+			v.add(s.Pos, p, "redundancy.margin", strconv.Itoa(*r.Margin), ErrInvalidValue,
+				"must be a ServiceLevel difference in 0..255")
+		}
 	}
 }
 

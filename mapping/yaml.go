@@ -621,17 +621,18 @@ func contains(list []string, s string) bool {
 
 // Allowed keys at each level, in documentation order (used in messages).
 var (
-	configKeys   = []string{"servers", "groups", "mappings", "engine"}
-	serverKeys   = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts"}
-	authKeys     = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
-	timeoutKeys  = []string{"connect", "request", "keepalive", "session", "data_age"}
-	groupKeys    = []string{"name", "publishing_interval", "sampling_interval", "queue_size"}
-	mappingKeys  = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad"}
-	nodeRefKeys  = []string{"server", "node"}
-	deadbandKeys = []string{"type", "value"}
-	scalingKeys  = []string{"raw_low", "raw_high", "eng_low", "eng_high", "out_of_range"}
-	convertKeys  = []string{"to", "rounding", "overflow"}
-	engineKeys   = []string{"write_batch", "writes_in_flight", "subscribe_batch", "publishing_interval", "retry_min", "retry_max", "clock_skew"}
+	configKeys    = []string{"servers", "groups", "mappings", "engine"}
+	serverKeys    = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts", "redundancy"}
+	serverSetKeys = []string{"mode", "margin", "discover"}
+	authKeys      = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
+	timeoutKeys   = []string{"connect", "request", "keepalive", "session", "data_age"}
+	groupKeys     = []string{"name", "publishing_interval", "sampling_interval", "queue_size"}
+	mappingKeys   = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad"}
+	nodeRefKeys   = []string{"server", "node"}
+	deadbandKeys  = []string{"type", "value"}
+	scalingKeys   = []string{"raw_low", "raw_high", "eng_low", "eng_high", "out_of_range"}
+	convertKeys   = []string{"to", "rounding", "overflow"}
+	engineKeys    = []string{"write_batch", "writes_in_flight", "subscribe_batch", "publishing_interval", "retry_min", "retry_max", "clock_skew"}
 )
 
 // config decodes the document root.
@@ -716,6 +717,21 @@ func (d *decoder) server(n *yaml.Node, l loc, s *Server) {
 					d.duration(v, l, &s.Timeouts.Session)
 				case "data_age":
 					d.duration(v, l, &s.Timeouts.DataAge)
+				}
+			})
+		case "redundancy":
+			d.object(v, l, serverSetKeys, nil, func(key string, v *yaml.Node, l loc) {
+				switch key {
+				case "mode":
+					d.str(v, l, &s.Redundancy.Mode)
+				case "margin":
+					var m int
+					d.int(v, l, &m)
+					s.Redundancy.Margin = &m
+				case "discover":
+					var b *bool
+					d.bool(v, l, &b)
+					s.Redundancy.Discover = b != nil && *b
 				}
 			})
 		}

@@ -631,6 +631,22 @@ func (n *Node) RecordRefusal(source, remote, reason string) {
 	n.refusals.add(source, stringAddr(remote), errors.New(reason))
 }
 
+// RecordServerSwitch journals a change of the member in use of a
+// redundant OPC UA server set seen by this node's engine, in the local
+// list merged into /api/v1/events (Kind ServerSwitchKind). Safe for
+// concurrent use; it never blocks on anything but a mutex.
+func (n *Node) RecordServerSwitch(server, from, to, reason string, gap time.Duration, at time.Time) {
+	ev := Event{Time: at, Kind: ServerSwitchKind, From: from, To: to, Reason: reason, Detail: "server " + server}
+	if from != "" && to != "" {
+		ms := float64(gap) / float64(time.Millisecond)
+		ev.GapMS = &ms
+	}
+	if to == "" {
+		ev.To = "none (values held)"
+	}
+	n.refusals.addSwitch(ev)
+}
+
 // Mirror returns the running mirror (nil before the config arrived).
 func (n *Node) Mirror() Mirror {
 	n.mirrorMu.Lock()

@@ -112,6 +112,22 @@ func (j *refusalJournal) add(listener string, remote net.Addr, reason error) {
 	j.log.Warn("connection refused", zap.String("listener", listener), zap.String("remote", addr), zap.String("reason", reason.Error()))
 }
 
+// ServerSwitchKind marks journal events that record a change of the
+// member in use of a redundant OPC UA server set (Event.Kind; From and
+// To are the members' endpoints, Detail the server's name).
+const ServerSwitchKind = "server-switch"
+
+// addSwitch records a server-set switch in the local list (bounded like
+// the refusals; a switch is local to the node whose sessions saw it).
+func (j *refusalJournal) addSwitch(ev Event) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.events = append(j.events, ev)
+	if len(j.events) > maxRefusals {
+		j.events = append(j.events[:0:0], j.events[len(j.events)-maxRefusals:]...)
+	}
+}
+
 func (j *refusalJournal) list() []Event {
 	j.mu.Lock()
 	defer j.mu.Unlock()

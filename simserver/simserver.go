@@ -34,6 +34,9 @@ type (
 	JournalEntry = uaserver.JournalEntry
 	// Stats are a server's counters.
 	Stats = uaserver.Stats
+	// Redundancy makes the server a member of a non-transparent
+	// redundant set.
+	Redundancy = uaserver.Redundancy
 )
 
 // Defaults of the simulation.

@@ -1,6 +1,7 @@
 package uaserver
 
 import (
+	"slices"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -499,12 +500,31 @@ func (s *Server) getEndpoints(gs *server.Server, r ua.Request) ua.Response {
 
 // findServers serves FindServers (Part 4, 5.4.2) with this server.
 func (s *Server) findServers(gs *server.Server, r ua.Request) ua.Response {
-	if _, ok := r.(*ua.FindServersRequest); !ok {
+	req, ok := r.(*ua.FindServersRequest)
+	if !ok {
 		return fault(r, ua.StatusBadRequestTypeInvalid)
 	}
+	want := func(uri string) bool { return len(req.ServerURIs) == 0 || slices.Contains(req.ServerURIs, uri) }
 	var servers []*ua.ApplicationDescription
-	if eps := s.publicEndpoints(gs); len(eps) > 0 {
-		servers = append(servers, eps[0].Server)
+	self := ""
+	if eps := s.publicEndpoints(gs); len(eps) > 0 && eps[0].Server != nil {
+		self = eps[0].Server.ApplicationURI
+		if want(self) {
+			servers = append(servers, eps[0].Server)
+		}
+	}
+	// The other servers of a redundant set whose discovery URLs are known.
+	if rd := s.cfg.Redundancy; rd != nil && rd.ServerURIs != nil && rd.DiscoveryURLs != nil {
+		for _, uri := range rd.ServerURIs() {
+			if uri == self || !want(uri) {
+				continue
+			}
+			if urls := rd.DiscoveryURLs(uri); len(urls) > 0 {
+				servers = append(servers, &ua.ApplicationDescription{ApplicationURI: uri,
+					ApplicationType: ua.ApplicationTypeServer, DiscoveryURLs: urls,
+					ApplicationName: &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: uri}})
+			}
+		}
 	}
 	return &ua.FindServersResponse{ResponseHeader: respHeader(r, ua.StatusOK), Servers: servers}
 }

@@ -29,6 +29,11 @@ type Redundancy struct {
 	// ServerURIs returns the ServerUri of every server of the redundant
 	// set, this one included. It is called at read time, concurrently.
 	ServerURIs func() []string
+	// DiscoveryURLs, if set, returns the discovery URLs of another
+	// server of the set by its ServerUri (nil: unknown): FindServers
+	// (Part 4, 5.4.2) then describes those servers too, so a client can
+	// turn ServerUriArray into endpoints. Called concurrently.
+	DiscoveryURLs func(serverURI string) []string
 }
 
 // ServerURIArrayName is the string id of Server.ServerRedundancy's

@@ -159,6 +159,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	log := a.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return diagnostics.RoleFields(c, mr.get)
 	})).With(zap.String("node", f.id))
+	// node is the pair member, set once redundancy.New returns (the
+	// engine's server-switch hook journals into it).
+	var node *redundancy.Node
 	restoreStdLog, err := zap.RedirectStdLogAt(log.Named("gopcua"), zapcore.DebugLevel)
 	if err != nil {
 		return err
@@ -205,14 +208,18 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		}
 		opts.NewMirror = func(mc *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
 			mc = withEndpointOverrides(mc, overrides)
-			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten, Security: store})
+			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten, Security: store,
+				OnServerSwitch: func(ev bridge.ServerSwitch) {
+					// NewMirror runs after redundancy.New returned: node is set.
+					node.RecordServerSwitch(ev.Server, ev.From, ev.To, ev.Reason, ev.Gap, ev.At)
+				}})
 			if err != nil {
 				return nil, err
 			}
 			return &mirrorAdapter{e: e}, nil
 		}
 	}
-	node, err := redundancy.New(opts)
+	node, err = redundancy.New(opts)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -1,0 +1,652 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// The members of a redundant server set. A conn whose server is a set
+// (mapping.Server.IsSet) runs superviseSet instead of one session: one
+// goroutine per member keeps that member's session, its ServiceLevel
+// subscription and (hot) the monitored items of the set's source flows;
+// the set goroutine owns the choice of the member in use (selectMember)
+// and switches: the flows are resolved on the new member, its source
+// values read and routed (the value path drops anything older than what
+// was already accepted), the writer sends to it, and the set's targets
+// are read and only differences written.
+
+// levelHandle is the ClientHandle of a member's ServiceLevel item:
+// outside the flows' handles, so the router never sees it as a flow.
+const levelHandle = ^uint32(0)
+
+// levelInterval is the publishing interval of a member's ServiceLevel
+// subscription: a ServiceLevel drop is seen within about this long.
+const levelInterval = 100 * time.Millisecond
+
+// ServerSwitch describes a change of the member in use of a redundant
+// server set (OPC UA Part 4, 6.6.2): From or To is "" when no member was
+// or is in use.
+type ServerSwitch struct {
+	Server string
+	From   string
+	To     string
+	// FromLevel and ToLevel are the members' ServiceLevels at the switch
+	// (-1: unknown or down).
+	FromLevel, ToLevel int
+	// Reason is why the rule chose To (see selectMember).
+	Reason string
+	// Gap is the time from the last data received from the member left
+	// (a notification, the ServiceLevel or a keep-alive) to the new
+	// member's current values routed; 0 for a switch to none.
+	Gap time.Duration
+	At  time.Time
+}
+
+// MemberStats is one member of a redundant server set.
+type MemberStats struct {
+	Endpoint     string
+	State        ConnState
+	ServiceLevel int // -1 unknown or down
+	InUse        bool
+	// Reason is why the member in use was chosen (on the member in use
+	// only) or why the member's last session ended.
+	Reason string
+}
+
+// member is one server of a redundant set. Its fields are atomics: the
+// member goroutine writes them, the set goroutine, the dispatchers and
+// Stats read them.
+type member struct {
+	idx int
+	ep  string
+	log *zap.Logger
+
+	// live is the member's session while its socket is open (the lease
+	// watcher resets it with a Write in flight, fence.go).
+	live atomic.Pointer[session]
+	// ready is set once the session is prepared and the ServiceLevel is
+	// known; nil while down.
+	ready    atomic.Pointer[memberSession]
+	level    atomic.Int32
+	state    atomic.Int32
+	lastErr  atomic.Pointer[string]
+	lastData atomic.Int64 // UnixNano of the last data received
+	// active is set while the member is in use: its dispatcher routes
+	// data notifications only then.
+	active atomic.Bool
+	// tried is set once the member's first session came up or failed.
+	tried atomic.Bool
+}
+
+// memberSession is a member's prepared session.
+type memberSession struct {
+	s     *session
+	notes chan *opcua.PublishNotificationData
+
+	mu   sync.Mutex
+	data *dataItems // the monitored items of the set's source flows (nil: none)
+}
+
+// dataItems are the monitored items of a set's source flows on one
+// member, resolved on that member's namespaces; indexes follow
+// conn.readFlows.
+type dataItems struct {
+	subs  map[time.Duration]*opcua.Subscription
+	nids  []*ua.NodeID
+	errs  []error
+	codes []ua.StatusCode
+}
+
+func (m *member) setState(s ConnState) { m.state.Store(int32(s)) }
+
+// newMember builds member idx of the set for endpoint ep.
+func (c *conn) newMember(idx int, ep string) *member {
+	m := &member{idx: idx, ep: ep, log: c.log.With(zap.String("member", ep))}
+	m.level.Store(-1)
+	return m
+}
+
+// memberList returns the members of a server set (nil for a single
+// server). The slice is never modified; discovery replaces it.
+func (c *conn) memberList() []*member {
+	if p := c.members.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setWake asks the set goroutine to run the selection rule; it never
+// blocks (a 1-buffered channel merges wakes).
+func (c *conn) wakeSet() {
+	select {
+	case c.setWake <- struct{}{}:
+	default:
+	}
+}
+
+// superviseSet runs the members of a server set and the selection of the
+// member in use until ctx is done. It is the conn's supervise for a set
+// and returns only after every member goroutine has exited.
+func (c *conn) superviseSet(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	members := c.memberList()
+	for _, m := range members {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+	}
+	var discovered chan []string
+	if c.srv.Redundancy.Discover {
+		discovered = make(chan []string, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.discover(ctx, discovered) }()
+	}
+	margin := c.srv.SetMargin()
+	cur := -1
+	var curSess *memberSession
+	everUsed := false
+	// The first choice waits until every member has come up or failed
+	// once (at most the connect timeout): ties go to the first listed,
+	// not to the fastest.
+	grace := time.NewTimer(c.timeouts.Connect)
+	defer grace.Stop()
+	graceOver := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.setWake:
+		case <-grace.C:
+			graceOver = true
+		case eps := <-discovered:
+			// New members (the listed ones keep their indexes: ties still
+			// go to the first listed, then in ServerUriArray order).
+			next := append([]*member(nil), members...)
+			for _, ep := range eps {
+				m := c.newMember(len(next), ep)
+				next = append(next, m)
+				wg.Add(1)
+				go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+			}
+			members = next
+			c.members.Store(&next)
+			continue
+		}
+		if !graceOver {
+			graceOver = true
+			for _, m := range members {
+				graceOver = graceOver && m.tried.Load()
+			}
+			if !graceOver {
+				continue
+			}
+		}
+		views := make([]memberView, len(members))
+		for i, m := range members {
+			views[i] = memberView{usable: m.ready.Load() != nil && m.level.Load() >= 0, level: int(m.level.Load())}
+		}
+		next, why := selectMember(views, cur, margin)
+		if next == cur && (next < 0 || members[next].ready.Load() == curSess) {
+			continue
+		}
+		if next == cur {
+			why = "member in use reconnected"
+		}
+		ms, err := c.switchTo(ctx, cur, next, why, everUsed)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("server set: switch failed; choosing again", zap.String("to", members[next].ep), zap.Error(err))
+			if ms != nil {
+				ms.s.fault(err)
+			}
+			c.setState(Connecting) // no member in use until the next choice
+			cur, curSess = -1, nil
+			c.wakeSet()
+			continue
+		}
+		cur, curSess = next, ms
+		everUsed = everUsed || next >= 0
+	}
+}
+
+// superviseMember keeps one member's session up until ctx is done.
+func (c *conn) superviseMember(ctx context.Context, m *member) {
+	attempt := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.runMember(ctx, m)
+		m.setState(Disconnected)
+		if ctx.Err() != nil {
+			return
+		}
+		c.stats.reconnects.Add(1)
+		m.tried.Store(true)
+		c.wakeSet()
+		if err != nil {
+			msg := err.Error()
+			m.lastErr.Store(&msg)
+			c.lastErr.Store(&msg)
+		}
+		if time.Since(start) > 30*time.Second {
+			attempt = 0
+		} else {
+			attempt++
+		}
+		wait := c.e.backoff(attempt - 1)
+		m.log.Warn("member session ended; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runMember runs one session of a member until a fault: connect, the
+// ServiceLevel subscription, (hot) the monitored items, then the
+// keep-alive. It always closes the session before returning.
+func (c *conn) runMember(ctx context.Context, m *member) error {
+	m.setState(Connecting)
+	s, err := c.openSession(ctx, m.ep)
+	if err != nil {
+		return err
+	}
+	m.live.Store(s)
+	defer func() {
+		m.ready.Store(nil)
+		m.level.Store(-1)
+		c.wakeSet()
+		closeSession(s)
+		m.live.Store(nil)
+	}()
+	if err := c.sessionInfo(ctx, s); err != nil {
+		return err
+	}
+	ms := &memberSession{s: s, notes: make(chan *opcua.PublishNotificationData, 64)}
+	var wg sync.WaitGroup
+	dctx, stopDispatch := context.WithCancel(ctx)
+	defer func() { stopDispatch(); wg.Wait() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); c.dispatchMember(dctx, m, s, ms.notes) }()
+
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	lsub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: levelInterval,
+		MaxKeepAliveCount: keepAliveCount(levelInterval, c.timeouts.DataAge)}, ms.notes)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: ServiceLevel subscription: %w", errFault, err)
+	}
+	req := opcua.NewMonitoredItemCreateRequestWithDefaults(ua.NewNumericNodeID(0, id.Server_ServiceLevel), ua.AttributeIDValue, levelHandle)
+	req.RequestedParameters.SamplingInterval = float64(levelInterval) / float64(time.Millisecond)
+	if _, err := c.createItems(ctx, s, lsub, []*ua.MonitoredItemCreateRequest{req}); err != nil {
+		return err
+	}
+	if c.srv.SetMode() == mapping.SetHot {
+		d, err := c.createData(ctx, s, ms.notes)
+		if err != nil {
+			return err
+		}
+		ms.data = d
+	}
+	lv, err := c.readStatus(ctx, s)
+	if err != nil {
+		return fmt.Errorf("%w: keep-alive: %w", errFault, err)
+	}
+	if lv < 0 {
+		// ServiceLevel is mandatory (Part 5, 6.3.2); a server without
+		// one counts as Healthy so that a loss still fails over.
+		lv = 255
+	}
+	m.level.Store(int32(lv))
+	m.lastData.Store(time.Now().UnixNano())
+	m.ready.Store(ms)
+	m.tried.Store(true)
+	m.setState(Connected)
+	c.stats.connects.Add(1)
+	m.log.Info("member session up", zap.Int("service_level", lv), zap.String("mode", c.srv.SetMode()))
+	c.wakeSet()
+
+	keep := time.NewTicker(c.timeouts.KeepAlive)
+	defer keep.Stop()
+	retry := time.NewTimer(c.e.backoff(0))
+	defer retry.Stop()
+	retries := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.faultCh:
+			return fmt.Errorf("%w: %w", errFault, err)
+		case <-keep.C:
+			lv, err := c.readStatus(ctx, s)
+			if err != nil {
+				return fmt.Errorf("%w: keep-alive: %w", errFault, err)
+			}
+			m.lastData.Store(time.Now().UnixNano())
+			if lv >= 0 {
+				c.setLevel(m, lv)
+			}
+		case <-retry.C:
+			// The member in use retries the set's quarantined mappings,
+			// as a single server's session does.
+			ms.mu.Lock()
+			d := ms.data
+			ms.mu.Unlock()
+			if m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs) > 0 {
+				retries++
+			} else {
+				retries = 0
+			}
+			retry.Reset(c.e.backoff(retries))
+		}
+	}
+}
+
+// setLevel records a member's ServiceLevel and wakes the selection on a
+// change.
+func (c *conn) setLevel(m *member, lv int) {
+	if int(m.level.Swap(int32(lv))) != lv {
+		m.log.Info("member ServiceLevel", zap.Int("service_level", lv))
+		if m.active.Load() {
+			c.level.Store(int32(lv))
+		}
+		c.wakeSet()
+	}
+}
+
+// dispatchMember handles a member session's notifications until ctx is
+// done: ServiceLevel changes go to the selection, data changes to the
+// router while the member is in use; a subscription error faults the
+// session.
+func (c *conn) dispatchMember(ctx context.Context, m *member, s *session, notes <-chan *opcua.PublishNotificationData) {
+	r := newRouter(c.e, c)
+	for {
+		var n *opcua.PublishNotificationData
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-notes:
+		}
+		now := time.Now()
+		m.lastData.Store(now.UnixNano())
+		if n.Error != nil {
+			s.fault(fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error))
+			continue
+		}
+		switch v := n.Value.(type) {
+		case *ua.DataChangeNotification:
+			for _, it := range v.MonitoredItems {
+				if it.ClientHandle == levelHandle && it.Value != nil && isGood(it.Value.Status) {
+					if lv, ok := it.Value.Value.Value().(uint8); ok {
+						c.setLevel(m, int(lv))
+					}
+				}
+			}
+			if m.active.Load() && c.current() == s {
+				c.stats.notifications.Add(uint64(len(v.MonitoredItems)))
+				r.route(v.MonitoredItems, now)
+			}
+		case *ua.StatusChangeNotification:
+			s.fault(fmt.Errorf("subscription %d status change: %w", n.SubscriptionID, v.Status))
+		}
+	}
+}
+
+// createData creates the monitored items of the set's source flows on
+// session s, resolved on its own namespaces, without touching the flows:
+// activate records the outcome when the member is taken in use.
+func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (*dataItems, error) {
+	n := len(c.readFlows)
+	d := &dataItems{subs: map[time.Duration]*opcua.Subscription{}, nids: make([]*ua.NodeID, n),
+		errs: make([]error, n), codes: make([]ua.StatusCode, n)}
+	byInterval := map[time.Duration][]int{}
+	for i, f := range c.readFlows {
+		if !f.ms.m.IsEnabled() {
+			continue
+		}
+		d.nids[i], d.errs[i] = f.resolveSrc(s.namespaces)
+		if d.errs[i] == nil {
+			byInterval[f.publishing] = append(byInterval[f.publishing], i)
+		}
+	}
+	intervals := make([]time.Duration, 0, len(byInterval))
+	for iv := range byInterval {
+		intervals = append(intervals, iv)
+	}
+	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
+	for _, iv := range intervals {
+		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
+			MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
+		}
+		d.subs[iv] = sub
+		idx := byInterval[iv]
+		for start := 0; start < len(idx); start += s.batchMon {
+			batch := idx[start:min(start+s.batchMon, len(idx))]
+			reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
+			for k, i := range batch {
+				reqs[k] = c.itemRequest(c.readFlows[i], d.nids[i], true)
+			}
+			res, err := c.createItems(ctx, s, sub, reqs)
+			if err != nil {
+				return nil, err
+			}
+			var retry []int
+			for k, r := range res.Results {
+				if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
+					r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
+					retry = append(retry, batch[k])
+					continue
+				}
+				d.codes[batch[k]] = r.StatusCode
+			}
+			if len(retry) > 0 {
+				reqs = reqs[:0]
+				for _, i := range retry {
+					reqs = append(reqs, c.itemRequest(c.readFlows[i], d.nids[i], false))
+				}
+				res, err := c.createItems(ctx, s, sub, reqs)
+				if err != nil {
+					return nil, err
+				}
+				for k, r := range res.Results {
+					d.codes[retry[k]] = r.StatusCode
+				}
+			}
+		}
+	}
+	return d, nil
+}
+
+// coolDown deletes the data subscriptions of a warm member that is no
+// longer in use (if its session is still up).
+func (c *conn) coolDown(ctx context.Context, m *member) {
+	oms := m.ready.Load()
+	if oms == nil || m.active.Load() {
+		return
+	}
+	oms.mu.Lock()
+	d := oms.data
+	oms.data = nil
+	oms.mu.Unlock()
+	if d != nil {
+		cctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		d.cancel(cctx)
+		cancel()
+	}
+}
+
+// cancel deletes the data subscriptions (warm mode, member left).
+func (d *dataItems) cancel(ctx context.Context) {
+	for _, sub := range d.subs {
+		_ = sub.Cancel(ctx)
+	}
+}
+
+// switchTo makes member to (-1: none) the member in use instead of from.
+// It runs on the set goroutine only. On an error the new member's
+// session is faulty; the caller chooses again.
+func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bool) (*memberSession, error) {
+	var old *member
+	oldLevel := -1
+	if from >= 0 {
+		old = c.memberList()[from]
+		old.active.Store(false)
+		oldLevel = int(old.level.Load())
+	}
+	c.sess.Store(nil) // the writer stops sending to the member left
+	ev := ServerSwitch{Server: c.name, FromLevel: oldLevel, ToLevel: -1, Reason: why}
+	if old != nil {
+		ev.From = old.ep
+	}
+	if old != nil && c.srv.SetMode() == mapping.SetWarm {
+		// Warm: the member left carries no monitored items; deleted after
+		// the new member is in use, so a slow server never delays it.
+		defer c.coolDown(ctx, old)
+	}
+	if to < 0 {
+		c.setState(Connecting)
+		c.level.Store(-1)
+		ev.At = time.Now()
+		c.log.Warn("server set: no usable member; values held", zap.String("from", ev.From),
+			zap.Int("from_level", oldLevel), zap.String("reason", why))
+		c.reportSwitch(ev, report)
+		return nil, nil
+	}
+	m := c.memberList()[to]
+	ms := m.ready.Load()
+	if ms == nil {
+		return nil, fmt.Errorf("member %s went down", m.ep)
+	}
+	s := ms.s
+	for _, f := range c.readFlows {
+		f.sourceResolved(f.resolveSrc(s.namespaces))
+	}
+	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+		return ms, err
+	}
+	if err := c.resolveTargets(ctx, s, c.writeFlows); err != nil {
+		return ms, err
+	}
+	ms.mu.Lock()
+	d := ms.data
+	ms.mu.Unlock()
+	if d == nil { // warm: the monitored items are created now
+		var err error
+		if d, err = c.createData(ctx, s, ms.notes); err != nil {
+			return ms, err
+		}
+		ms.mu.Lock()
+		ms.data = d
+		ms.mu.Unlock()
+	}
+	for i, f := range c.readFlows {
+		if d.nids[i] != nil {
+			f.monitored(d.codes[i])
+		}
+	}
+	ep := m.ep
+	c.endpoint.Store(&ep)
+	c.level.Store(m.level.Load())
+	c.sess.Store(s)
+	m.active.Store(true)
+	c.setState(Connected)
+	c.w.requeue()
+
+	// Sources: the new member's current values through the value path,
+	// which drops anything older than what was already accepted.
+	caught := c.catchUp(ctx)
+	// Targets: read them on the new member, write only differences.
+	reconciled := 0
+	if c.e.queueing.Load() {
+		reconciled = c.e.reconcile(ctx, c.writeFlows, false)
+	}
+	ev.To, ev.ToLevel, ev.At = m.ep, int(m.level.Load()), time.Now()
+	if old != nil {
+		ev.Gap = ev.At.Sub(time.Unix(0, old.lastData.Load()))
+	}
+	c.log.Info("server set: member in use", zap.String("from", ev.From), zap.String("to", ev.To),
+		zap.Int("from_level", ev.FromLevel), zap.Int("to_level", ev.ToLevel), zap.String("reason", why),
+		zap.Duration("gap", ev.Gap), zap.Int("sources_read", caught), zap.Int("targets_queued", reconciled))
+	c.reportSwitch(ev, report)
+	return ms, nil
+}
+
+// reportSwitch counts a switch and hands it to Options.OnServerSwitch
+// (the first choice of a set is not a switch).
+func (c *conn) reportSwitch(ev ServerSwitch, report bool) {
+	if !report {
+		return
+	}
+	c.switches.Add(1)
+	c.lastSwitch.Store(&ev)
+	if c.e.onSwitch != nil {
+		c.e.onSwitch(ev)
+	}
+}
+
+// catchUp reads the current values of the set's sources on the session
+// in use and routes them like notifications. It returns how many it read.
+func (c *conn) catchUp(ctx context.Context) int {
+	if len(c.readFlows) == 0 {
+		return 0
+	}
+	vals, err := c.readValues(ctx, c.readFlows, false)
+	if err != nil {
+		c.log.Debug("server set: reading sources", zap.Error(err))
+		return 0
+	}
+	items := make([]*ua.MonitoredItemNotification, 0, len(vals))
+	for i, dv := range vals {
+		if dv != nil {
+			items = append(items, &ua.MonitoredItemNotification{ClientHandle: c.readFlows[i].handle, Value: dv})
+		}
+	}
+	newRouter(c.e, c).route(items, time.Now())
+	return len(items)
+}
+
+// memberStats returns the members of a set (nil for a single server).
+func (c *conn) memberStats() []MemberStats {
+	members := c.memberList()
+	if len(members) == 0 {
+		return nil
+	}
+	out := make([]MemberStats, len(members))
+	var why string
+	if ev := c.lastSwitch.Load(); ev != nil {
+		why = ev.Reason
+	}
+	for i, m := range members {
+		ms := MemberStats{Endpoint: m.ep, State: ConnState(m.state.Load()), ServiceLevel: int(m.level.Load()),
+			InUse: m.active.Load()}
+		if ms.InUse {
+			ms.Reason = why
+			if why == "" {
+				ms.Reason = whyFirst
+			}
+		} else {
+			ms.Reason = loadString(&m.lastErr)
+		}
+		out[i] = ms
+	}
+	return out
+}

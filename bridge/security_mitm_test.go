@@ -88,15 +88,19 @@ func TestPasswordNotSentToSessionMITM(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e, err := bridge.New(bridge.Options{Config: cfg, Security: store, Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
-	if err != nil {
-		t.Fatal(err)
+	run := func(cfg *mapping.Config) *bridge.Engine {
+		e, err := bridge.New(bridge.Options{Config: cfg, Security: store, Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = e.Run(rctx) }()
+		t.Cleanup(func() { cancel(); wg.Wait() })
+		return e
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = e.Run(rctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	e := run(cfg)
 
 	var refused string
 	harness.Eventually(t, 20*time.Second, "the engine refuses the session, or the man in the middle gets an ActivateSession", func() bool {
@@ -121,6 +125,16 @@ func TestPasswordNotSentToSessionMITM(t *testing.T) {
 		t.Fatal("the man in the middle never rewrote a CreateSession response: the test tests nothing")
 	}
 	t.Logf("refused: %s", refused)
+
+	// The same login without the man in the middle: the session comes up
+	// (the real server checks the password) and its subscription delivers.
+	direct := *cfg
+	direct.Servers = append([]mapping.Server(nil), cfg.Servers...)
+	direct.Servers[0].Endpoints = []string{real.Endpoint()}
+	e2 := run(&direct)
+	waitConnected(t, e2, 1)
+	real.SetValue(0, 12.5, time.Now())
+	harness.Eventually(t, 15*time.Second, "plc → sim over the checked session", func() bool { return valueOf(sim, 0) == 12.5 })
 }
 
 // mitm relays OPC UA TCP between a client and a server on a None/None

@@ -282,4 +282,3 @@ func (m *mitm) toServer(body []byte) []byte {
 	}
 	return nil
 }
-

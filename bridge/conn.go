@@ -228,12 +228,13 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 	var (
 		srvOpts []opcua.Option
 		cert    *CertInfo
+		bound   []byte // the certificate the password may be encrypted to: connectBound
 		err     error
 	)
 	if c.e.optsFn != nil {
 		srvOpts, err = c.e.optsFn(cctx, c.srv, ep)
 	} else {
-		srvOpts, cert, err = clientOptions(cctx, c.srv, ep, c.e.security)
+		srvOpts, cert, bound, err = clientOptions(cctx, c.srv, ep, c.e.security)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: client options: %w", errFault, err)
@@ -264,7 +265,8 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: new client: %w", errFault, err)
 	}
-	if err := cl.Connect(cctx); err != nil {
+	stopClient, err := connectBound(cctx, cl, bound)
+	if err != nil {
 		if userRejected(err) {
 			switch c.srv.Auth.Type {
 			case "username":
@@ -275,6 +277,7 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		}
 		return nil, fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
 	}
+	defer stopClient() // after cl.Close (deferred below)
 	c.cert.Store(cert)
 	if cert != nil && time.Until(cert.NotAfter) < certExpiryWarning {
 		c.log.Warn("server certificate expires soon", zap.String("thumbprint", cert.Thumbprint),

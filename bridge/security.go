@@ -61,7 +61,7 @@ var ErrNoSecurity = errors.New("no certificate store configured")
 // password_file at connect time). A server configured with a secure
 // policy gets ErrNoSecurity.
 func DefaultClientOptions(ctx context.Context, srv *mapping.Server, endpoint string) ([]opcua.Option, error) {
-	opts, _, err := clientOptions(ctx, srv, endpoint, nil)
+	opts, _, _, err := clientOptions(ctx, srv, endpoint, nil)
 	return opts, err
 }
 
@@ -71,7 +71,7 @@ func DefaultClientOptions(ctx context.Context, srv *mapping.Server, endpoint str
 // certificates in use in Stats).
 func SecureClientOptions(sec Security) ClientOptionsFunc {
 	return func(ctx context.Context, srv *mapping.Server, endpoint string) ([]opcua.Option, error) {
-		opts, _, err := clientOptions(ctx, srv, endpoint, sec)
+		opts, _, _, err := clientOptions(ctx, srv, endpoint, sec)
 		return opts, err
 	}
 }
@@ -79,7 +79,10 @@ func SecureClientOptions(sec Security) ClientOptionsFunc {
 // clientOptions selects the endpoint matching the server's policy and
 // mode, verifies the certificate it presents and returns the options
 // that make gopcua use exactly that certificate, plus what it knows of
-// that certificate (nil for security None).
+// that certificate (nil for security None), and the certificate the
+// session must present for the password to be sent (bound; see
+// connectBound): the validated one for a username over security None,
+// else nil.
 //
 // gopcua validates no peer certificate. The endpoint description's
 // ServerCertificate is verified here and handed to gopcua through
@@ -91,7 +94,7 @@ func SecureClientOptions(sec Security) ClientOptionsFunc {
 // response without comparing, uasc/secure_channel.go:477-485 in v0.9.0; a
 // different sender cannot complete the channel, because it lacks the
 // client nonce.)
-func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, sec Security) ([]opcua.Option, *CertInfo, error) {
+func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, sec Security) (opts []opcua.Option, info *CertInfo, bound []byte, err error) {
 	pol, mode := srv.SecurityPolicy, srv.SecurityMode
 	if pol == "" {
 		pol = "None"
@@ -101,11 +104,11 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	}
 	secure := pol != "None" || mode != "None"
 	if secure && sec == nil {
-		return nil, nil, fmt.Errorf("server %s: security %s/%s: %w (start with --pki)", srv.Name, pol, mode, ErrNoSecurity)
+		return nil, nil, nil, fmt.Errorf("server %s: security %s/%s: %w (start with --pki)", srv.Name, pol, mode, ErrNoSecurity)
 	}
 	eps, err := opcua.GetEndpoints(ctx, endpoint)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get endpoints: %w", err)
+		return nil, nil, nil, fmt.Errorf("get endpoints: %w", err)
 	}
 	polURI, msMode := ua.FormatSecurityPolicyURI(pol), ua.MessageSecurityModeFromString(mode)
 	var ep *ua.EndpointDescription
@@ -120,10 +123,8 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 		for _, e := range eps {
 			offered = append(offered, fmt.Sprintf("%s/%s", shortPolicy(e.SecurityPolicyURI), shortMode(e.SecurityMode)))
 		}
-		return nil, nil, fmt.Errorf("server %s: no endpoint with security %s/%s (offered: %v)", srv.Name, pol, mode, offered)
+		return nil, nil, nil, fmt.Errorf("server %s: no endpoint with security %s/%s (offered: %v)", srv.Name, pol, mode, offered)
 	}
-	var opts []opcua.Option
-	var info *CertInfo
 	serverURI := ""
 	if ep.Server != nil {
 		serverURI = ep.Server.ApplicationURI
@@ -131,10 +132,10 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	if secure {
 		der, key, appURI, err := sec.ApplicationCertificate()
 		if err != nil {
-			return nil, nil, fmt.Errorf("server %s: own certificate: %w", srv.Name, err)
+			return nil, nil, nil, fmt.Errorf("server %s: own certificate: %w", srv.Name, err)
 		}
 		if err := sec.VerifyServer(ep.ServerCertificate, serverURI, srv.TrustedCertificates); err != nil {
-			return nil, nil, fmt.Errorf("server %s: server certificate refused: %w", srv.Name, err)
+			return nil, nil, nil, fmt.Errorf("server %s: server certificate refused: %w", srv.Name, err)
 		}
 		info = certInfo(ep.ServerCertificate)
 		opts = append(opts, opcua.Certificate(der), opcua.PrivateKey(key))
@@ -146,7 +147,7 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 	if srv.Auth.Type == "username" {
 		tokenType = ua.UserTokenTypeUserName
 		if err := checkPasswordProtected(srv.Name, ep); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if !secure {
 			// The channel authenticates no one: the password is encrypted
@@ -154,13 +155,14 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 			// must be one we trust, or whoever answers at the endpoint
 			// decrypts it (a secure channel checked it above).
 			if err := verifyBeforePassword(srv, ep, serverURI, sec); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			info = certInfo(ep.ServerCertificate)
+			bound = ep.ServerCertificate
 		}
 		pw, err := readPassword(srv)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		opts = append(opts, opcua.AuthUsername(srv.Auth.Username, pw))
 	} else if srv.Auth.Type == "certificate" {
@@ -168,19 +170,19 @@ func clientOptions(ctx context.Context, srv *mapping.Server, endpoint string, se
 		// user key (client.go ActivateSession, NewUserTokenSignature).
 		tokenType = ua.UserTokenTypeCertificate
 		if !offersToken(ep, tokenType) {
-			return nil, nil, fmt.Errorf("server %s: the %s/%s endpoint offers no X.509 user login", srv.Name,
+			return nil, nil, nil, fmt.Errorf("server %s: the %s/%s endpoint offers no X.509 user login", srv.Name,
 				shortPolicy(ep.SecurityPolicyURI), shortMode(ep.SecurityMode))
 		}
 		der, key, err := pki.ReadKeyPair(srv.Auth.CertFile, srv.Auth.KeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("server %s: user certificate: %w", srv.Name, err)
+			return nil, nil, nil, fmt.Errorf("server %s: user certificate: %w", srv.Name, err)
 		}
 		opts = append(opts, opcua.AuthCertificate(der), opcua.AuthPrivateKey(key))
 	} else {
 		opts = append(opts, opcua.AuthAnonymous())
 	}
 	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
-	return opts, info, nil
+	return opts, info, bound, nil
 }
 
 // ErrPasswordInClear is returned instead of sending a password the
@@ -195,11 +197,10 @@ var ErrServerNotVerified = errors.New("the password is sent only to a server who
 // presents before a password is encrypted to it. Without a certificate
 // store nothing can be validated: refused.
 //
-// Known limit: gopcua v0.9.0 encrypts the password to the certificate of
-// the CreateSession response (client.go, Session.serverCertificate), which
-// a None channel does not bind to the endpoint's; a man in the middle of a
-// None channel could substitute its own there. A secure channel (Sign or
-// SignAndEncrypt) closes that: use one for passwords.
+// gopcua v0.9.0 encrypts the password to the certificate of the
+// CreateSession response (client.go, Session.serverCertificate), which a
+// None channel does not bind to the endpoint's: connectBound checks that
+// it is this validated one before ActivateSession.
 func verifyBeforePassword(srv *mapping.Server, ep *ua.EndpointDescription, serverURI string, sec Security) error {
 	if sec == nil {
 		return fmt.Errorf("server %s: refusing to send the password of user %s over security None: %w, and there is no certificate store "+

@@ -627,7 +627,8 @@ func (v *validator) reportLoop(cycle []nodeKey, writer map[nodeKey]edge) {
 // (its range is the source's EURange, known only at run time); a username login over security
 // None/None, where the password is protected only by the certificate the
 // server presents (the engine sends it only when that certificate is
-// trusted or pinned, and a None channel cannot bind the session to it).
+// trusted or pinned, and only to a session that presents that same
+// certificate), and the session itself is neither signed nor encrypted.
 func (c *Config) Warnings() []string {
 	var out []string
 	for i, m := range c.Mappings {

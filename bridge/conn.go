@@ -106,7 +106,10 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 
 // session is one live client of a conn. Its fault channel ends it.
 type session struct {
-	client     *opcua.Client
+	client *opcua.Client
+	// stopClient ends what connectBound started beside the client (its
+	// publish loop); closeSession calls it after Client.Close.
+	stopClient func()
 	namespaces []string
 	batchWrite int
 	batchRead  int
@@ -277,7 +280,6 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		}
 		return nil, fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
 	}
-	defer stopClient() // after cl.Close (deferred below)
 	c.cert.Store(cert)
 	if cert != nil && time.Until(cert.NotAfter) < certExpiryWarning {
 		c.log.Warn("server certificate expires soon", zap.String("thumbprint", cert.Thumbprint),
@@ -288,9 +290,10 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_ = cl.Close(closeCtx)
 		cancel()
+		stopClient()
 		return nil, fmt.Errorf("%w: %w", errFault, err)
 	}
-	s := &session{client: cl, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
+	s := &session{client: cl, stopClient: stopClient, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
 		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}
 	holder.Store(s)
 	if cl.State() == opcua.Disconnected {
@@ -312,6 +315,9 @@ func closeSession(s *session) {
 	closeCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	_ = s.client.Close(closeCtx)
 	cancel()
+	if s.stopClient != nil {
+		s.stopClient()
+	}
 }
 
 // runSession builds a fresh client, subscribes everything, resyncs, and

@@ -128,6 +128,11 @@ type flow struct {
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
+	// unverified: the target's current value has not been read since its
+	// session came up; tgtCur is the value read then, while no good value
+	// was cached yet (firstwrite.go).
+	unverified bool
+	tgtCur     *seenValue
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -254,7 +259,7 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	if f.state != StateQuarantined {
 		f.setState(StateOK, "")
 	}
-	if !queue {
+	if !queue || f.holdFirstWrite(out, ts) {
 		return nil, nil, vAccepted
 	}
 	if ms.both() {
@@ -271,6 +276,7 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	f.targetRead(cur)
 	good, ts := f.good, f.goodTS
 	if good == nil || f.state == StateDisabled || ts.Before(ms.lastTS) {
 		// Nothing yet, disabled, or (both) the other direction holds the
@@ -369,6 +375,7 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 		return false
 	}
 	f.dstID = nid
+	f.unverified = true // a new session: what the target holds is read again
 	return !f.typeKnown
 }
 

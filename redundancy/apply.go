@@ -93,17 +93,26 @@ func (n *Node) checkBuild(cfg *mapping.Config) error {
 	return n.opts.CheckConfig(cfg)
 }
 
-// mirrorRun is the running mirror of the control loop.
+// mirrorRun is a mirror the control loop runs, behind its own held gate
+// (gatehold.go).
 type mirrorRun struct {
-	stop context.CancelFunc
-	done chan struct{}
+	m    Mirror
+	gate *Gate
+	hash string
+	cfg  *mapping.Config
+	// since is when it started (for a mirror warming up).
+	since time.Time
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
-// halt stops the mirror and waits for its Run to return.
+// halt stops the mirror, waits for its Run to return and drops its gate.
+// A nil run does nothing.
 func (r *mirrorRun) halt() {
 	if r != nil {
 		r.stop()
 		<-r.done
+		r.gate.drop()
 	}
 }
 
@@ -118,24 +127,43 @@ type applyState struct {
 	// mirror keeps running); retried every refusedRetry.
 	failedHash string
 	failedAt   time.Time
+	// next is the new config's mirror warming up behind a held gate
+	// while the old one runs (nil: none).
+	next *mirrorRun
 }
 
-// followConfig makes the mirror run the replicated config st: it builds
-// the new mirror first and swaps only if that worked (the old one keeps
-// running otherwise, and the failure is reported and retried every
-// refusedRetry); on the active it first waits for the standby to report
-// the new config READY (standbyWent). It returns the mirror now running.
-// Called by the control loop only.
+// followConfig makes the mirror run the replicated config st, and
+// returns the mirror now running. Called by the control loop only, on
+// every round; it never blocks for long.
+//
+//   - The new mirror is built first; if that fails the old one keeps
+//     running, and the failure is reported and retried every refusedRetry.
+//   - On the active, only once the standby reports the new config READY
+//     (standbyWent).
+//   - The new mirror starts behind a held gate beside the old one, which
+//     keeps writing (and keeps a standby READY) while the new one brings
+//     its sessions and subscriptions up. Once it reports Health.Ready (or
+//     after the apply wait, reported) the old one's gate is held, its
+//     Writes in flight land or are aborted (quiesce), the new one's gate
+//     is released and the old one stops: writers never overlap, and the
+//     untouched mappings pause only for the new mirror's reconcile.
 func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairState, run *mirrorRun) *mirrorRun {
 	if st.ConfigHash == "" {
 		return run
 	}
+	h := st.ConfigHash
+	if next := n.ap.next; next != nil && next.hash != h {
+		next.halt() // superseded by a newer config
+		n.ap.next = nil
+	}
 	cur := n.activeCfg.Load()
-	if cur != nil && *cur == st.ConfigHash {
+	if cur != nil && *cur == h {
 		n.ap.waitHash = ""
 		return run
 	}
-	h := st.ConfigHash
+	if next := n.ap.next; next != nil {
+		return n.maybeSwap(ctx, run, next)
+	}
 	if n.ap.failedHash == h && time.Since(n.ap.failedAt) < refusedRetry {
 		return run
 	}
@@ -145,25 +173,27 @@ func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairStat
 	cfg, err := parseConfig(st.Config)
 	if err == nil {
 		n.reportLocalDiff(cfg)
+		g := n.gate.heldChild()
 		var m Mirror
-		if m, err = n.opts.NewMirror(cfg, n.gate, n.onWritten); err == nil {
-			run.halt()
-			n.mirrorMu.Lock()
-			n.mirror = m
-			n.mirrorMu.Unlock()
-			n.activeCfg.Store(&h)
-			mctx, cancel := context.WithCancel(ctx)
-			next := &mirrorRun{stop: cancel, done: make(chan struct{})}
-			done := next.done
-			wg.Add(1)
-			go func() { defer wg.Done(); defer close(done); _ = m.Run(mctx) }()
+		if m, err = n.opts.NewMirror(cfg, g, n.onWritten); err == nil {
 			if n.ap.failedHash != "" {
 				n.configNote.Store(nil) // the build failure is over
 			}
 			n.ap.failedHash, n.ap.waitHash = "", ""
-			n.log.Info("mirror running", zap.String("config_hash", h[:12]), zap.Int("mappings", len(cfg.Mappings)))
-			return next
+			mctx, cancel := context.WithCancel(ctx)
+			next := &mirrorRun{m: m, gate: g, hash: h, cfg: cfg, since: time.Now(), stop: cancel, done: make(chan struct{})}
+			done := next.done
+			wg.Add(1)
+			go func() { defer wg.Done(); defer close(done); _ = m.Run(mctx) }()
+			if run == nil {
+				return n.swapTo(next)
+			}
+			n.ap.next = next
+			n.log.Info("new mirror warming up beside the running one", zap.String("config_hash", h[:12]),
+				zap.Int("mappings", len(cfg.Mappings)))
+			return run
 		}
+		g.drop()
 	}
 	if n.ap.failedHash != h {
 		what := "the previous config keeps running"
@@ -176,6 +206,58 @@ func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairStat
 	}
 	n.ap.failedHash, n.ap.failedAt = h, time.Now()
 	return run
+}
+
+// maybeSwap swaps from run to next once next is READY (or the apply
+// wait passed, reported).
+func (n *Node) maybeSwap(ctx context.Context, run, next *mirrorRun) *mirrorRun {
+	waited := time.Since(next.since)
+	if !next.m.Health().Ready {
+		if waited < n.applyWait() {
+			return run
+		}
+		note := fmt.Sprintf("the new mirror of config %.12s was not READY after %s on %s: swapped to it anyway", next.hash, n.applyWait(), n.cfg.ID)
+		n.configNote.Store(&note)
+		n.log.Warn(note)
+	}
+	n.ap.next = nil
+	start := time.Now()
+	// The old mirror stops writing; what it has in flight lands or is
+	// aborted before the new one may write.
+	run.gate.setHeld(true)
+	quiet := n.quiesce(ctx) == nil
+	if !quiet {
+		n.log.Warn("config swap: the old mirror's Writes could not be confirmed idle; stopping it before the new one writes")
+		run.halt()
+	}
+	swapped := n.swapTo(next)
+	if quiet {
+		run.halt()
+	}
+	n.log.Info("config swapped", zap.String("config_hash", next.hash[:12]), zap.Duration("warm_up", waited),
+		zap.Duration("swap", time.Since(start)))
+	return swapped
+}
+
+// swapTo makes next the node's mirror and lets it write.
+func (n *Node) swapTo(next *mirrorRun) *mirrorRun {
+	n.mirrorMu.Lock()
+	n.mirror = next.m
+	n.mirrorMu.Unlock()
+	h := next.hash
+	n.activeCfg.Store(&h)
+	next.gate.setHeld(false)
+	n.log.Info("mirror running", zap.String("config_hash", h[:12]), zap.Int("mappings", len(next.cfg.Mappings)))
+	return next
+}
+
+// applyWait is how long the active waits for the standby, and a new
+// mirror for READY, before going on anyway.
+func (n *Node) applyWait() time.Duration {
+	if n.opts.StandbyApplyWait > 0 {
+		return n.opts.StandbyApplyWait
+	}
+	return DefaultStandbyApplyWait
 }
 
 // standbyWent reports whether the active may swap to config hash h: the
@@ -191,10 +273,7 @@ func (n *Node) standbyWent(h string) bool {
 	ready := n.peerReady && n.peerReadyHash == h
 	n.peerMu.Unlock()
 	waited := now.Sub(n.ap.waitSince)
-	limit := n.opts.StandbyApplyWait
-	if limit <= 0 {
-		limit = DefaultStandbyApplyWait
-	}
+	limit := n.applyWait()
 	switch {
 	case !fresh && waited > n.cfg.SyncInterval*3:
 		// Give a just-replicated config one sync round to be seen; a

@@ -403,7 +403,10 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var run *mirrorRun
-	defer func() { run.halt() }()
+	defer func() {
+		n.ap.next.halt()
+		run.halt()
+	}()
 	mon := &monitor{down: map[string]time.Time{}}
 	var lastArbiterTransfer time.Time
 	for {

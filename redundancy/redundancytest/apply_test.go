@@ -210,3 +210,37 @@ func TestApplyLargeRemovalNeedsConfirm(t *testing.T) {
 		t.Fatalf("confirmed empty config not applied: %.12s, want %.12s", got, want)
 	}
 }
+
+// TestApplyWarmSwap: the new mirror warms up behind a held gate while the
+// old one keeps writing; the active's writes pause only for the swap,
+// not for the new mirror's warm-up.
+func TestApplyWarmSwap(t *testing.T) {
+	const warmUp = 500 * time.Millisecond
+	c, active, _ := activePair(t, Options{Mirror: MirrorOptions{ReadyAfter: warmUp}})
+	act := c.Member(active)
+	oldAct := act.Mirror()
+	t0 := time.Now()
+	if _, err := act.Node().ApplyConfig(context.Background(), configWith(1, "added"), "new.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(15*time.Second, "the active on the new config", func() bool {
+		a := act.Mirror()
+		return a != oldAct && hasTarget(a.Config, "added") && time.Since(a.Built) > warmUp+200*time.Millisecond
+	})
+	var gap time.Duration
+	var prev time.Time
+	for _, l := range c.Target().Landings() {
+		if l.Node != active || l.At.Before(t0) {
+			continue
+		}
+		if !prev.IsZero() {
+			gap = max(gap, l.At.Sub(prev))
+		}
+		prev = l.At
+	}
+	t.Logf("largest gap in the active's writes across the apply: %s (warm-up %s)", gap, warmUp)
+	if gap >= warmUp {
+		t.Fatalf("the active stopped writing for %s across the apply: the new mirror's warm-up (%s) must not pause it", gap, warmUp)
+	}
+	noViolations(t, c)
+}

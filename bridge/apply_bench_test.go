@@ -84,8 +84,8 @@ func benchMapping(i int) mapping.Mapping {
 func benchConfig(a, b string, n int) *mapping.Config {
 	c := &mapping.Config{
 		Servers: []mapping.Server{
-			{Name: "a", Endpoints: []string{a}, Timeouts: fastTimeouts()},
-			{Name: "b", Endpoints: []string{b}, Timeouts: fastTimeouts()},
+			{Name: "a", Endpoints: []string{a}},
+			{Name: "b", Endpoints: []string{b}},
 		},
 		Groups: []mapping.Group{{Name: "g", PublishingInterval: 100 * time.Millisecond}},
 		Engine: mapping.Engine{PublishingInterval: 100 * time.Millisecond},

@@ -391,6 +391,9 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 		cur, err := c.readValues(ctx, fs, true)
 		if err != nil {
 			c.log.Debug("reconcile: reading targets", zap.Error(err))
+			for _, f := range fs {
+				f.targetUnread() // write without comparing rather than not at all
+			}
 			continue
 		}
 		var batch []queuedValue

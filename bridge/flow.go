@@ -172,6 +172,11 @@ type flow struct {
 	// its description (StateClock).
 	clockAt  time.Time
 	clockWhy string
+	// unverified: the target's current value has not been read since its
+	// session came up; tgtCur is the value read then, while no good value
+	// was cached yet (firstwrite.go).
+	unverified bool
+	tgtCur     *seenValue
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -344,7 +349,7 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		f.setState(StateOK, "")
 		f.settle(now)
 	}
-	if !queue {
+	if !queue || f.holdFirstWrite(out, ts) {
 		return nil, nil, vAccepted
 	}
 	if ms.both() {
@@ -413,6 +418,7 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	f.targetRead(cur)
 	good, ts := f.good, f.goodTS
 	opp := f.opposite()
 	if good == nil || f.state == StateDisabled || opp != nil && opp.good != nil && opp.goodSeq > f.goodSeq {
@@ -555,6 +561,7 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 	}
 	f.dstID = nid
 	f.typeKnown = false // read on every session
+	f.unverified = true // a new session: what the target holds is read again
 	return true
 }
 

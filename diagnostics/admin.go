@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -343,6 +344,12 @@ func (a *Admin) forward(w http.ResponseWriter, r *http.Request, id, admin string
 	_, _ = io.Copy(w, io.LimitReader(res.Body, maxBody))
 }
 
+// configApplier is the optional Pair capability of an apply with the
+// operator's options (confirmation of a large removal).
+type configApplier interface {
+	ApplyConfigWith(ctx context.Context, yaml []byte, file string, o redundancy.ApplyOptions) (mapping.Delta, error)
+}
+
 func (a *Admin) putMappings(w http.ResponseWriter, r *http.Request) {
 	body, code, err := readBody(w, r, maxBody)
 	if err != nil {
@@ -357,9 +364,27 @@ func (a *Admin) putMappings(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = "request body"
 	}
-	d, err := a.pair.ApplyConfig(r.Context(), body, name)
+	var d mapping.Delta
+	if ap, ok := a.pair.(configApplier); ok {
+		o := redundancy.ApplyOptions{Confirm: r.URL.Query().Get("confirm") == "true"}
+		if v := r.URL.Query().Get("max_remove_share"); v != "" {
+			f, perr := strconv.ParseFloat(v, 64)
+			if perr != nil || f <= 0 || f > 1 {
+				a.fail(w, http.StatusBadRequest, fmt.Errorf("max_remove_share %q: want a number in (0, 1]", v))
+				return
+			}
+			o.MaxRemoveShare = f
+		}
+		d, err = ap.ApplyConfigWith(r.Context(), body, name, o)
+	} else {
+		d, err = a.pair.ApplyConfig(r.Context(), body, name)
+	}
 	var na *redundancy.NotActiveError
 	switch {
+	case errors.Is(err, mapping.ErrLargeRemoval):
+		a.fail(w, http.StatusConflict, err)
+	case errors.Is(err, redundancy.ErrConfigRefused):
+		a.fail(w, http.StatusUnprocessableEntity, err)
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "delta": d.String(),
 			"added": len(d.Added), "changed": len(d.Changed), "removed": len(d.Removed)})

@@ -98,6 +98,15 @@ func CSVColumns() []string {
 // Mappings without an id get a new random UUID (AssignIDs), so write the
 // result out to keep them stable.
 func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
+	return ReadCSVInto(r, file, nil)
+}
+
+// ReadCSVInto is ReadCSV for mappings that replace base (the mappings of
+// the config they are imported into): a row without an id that maps the
+// same source to the same target as a mapping of base keeps that
+// mapping's id — it is the same mapping, not a removal and an addition —
+// and the other rows without an id get a new random UUID.
+func ReadCSVInto(r io.Reader, file string, base []Mapping) ([]Mapping, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("mapping: read csv %s: %w", file, err)
@@ -178,6 +187,17 @@ func ReadCSV(r io.Reader, file string) ([]Mapping, error) {
 	}
 	if errs.errs != nil {
 		return nil, errs.errs
+	}
+	if len(base) > 0 {
+		keep := make(map[[2]NodeRef]string, len(base))
+		for _, m := range base {
+			keep[[2]NodeRef{m.Source, m.Target}] = m.ID
+		}
+		for i := range ms {
+			if id, ok := keep[[2]NodeRef{ms[i].Source, ms[i].Target}]; ok && ms[i].ID == "" {
+				ms[i].ID = id
+			}
+		}
 	}
 	AssignIDs(ms)
 	return ms, nil

@@ -165,11 +165,13 @@ type Delta struct {
 	Changed []Mapping
 	// Removed are mappings only in the old config, in its order.
 	Removed []Mapping
+	// Settings names what else changed, in a fixed order: "engine",
+	// "server NAME" and "group NAME" (added, removed or changed).
+	Settings []string
 }
 
-// Diff compares the mappings of old and new by id (case-insensitive). It
-// looks at mappings only: a change to a server, group or the engine shows
-// in Config.Hash, not here. Either config may be nil (no mappings). Both
+// Diff compares the mappings of old and new by id (case-insensitive), and
+// names the engine, servers and groups that changed (Settings). Either config may be nil (no mappings). Both
 // should be valid: with repeated ids the result is unspecified.
 func Diff(old, new *Config) Delta {
 	var d Delta
@@ -201,19 +203,73 @@ func Diff(old, new *Config) Delta {
 			}
 		}
 	}
+	d.Settings = diffSettings(old, new)
 	return d
+}
+
+// diffSettings names the engine, servers and groups that differ between
+// old and new (either may be nil), each compared in canonical form (as
+// Config.Hash sees it).
+func diffSettings(old, new *Config) []string {
+	if old == nil {
+		old = &Config{}
+	}
+	if new == nil {
+		new = &Config{}
+	}
+	var out []string
+	if old.EngineSettings() != new.EngineSettings() {
+		out = append(out, "engine")
+	}
+	keys := func(c *Config) (map[string]string, map[string]string) {
+		srv, grp := map[string]string{}, map[string]string{}
+		for _, s := range c.Servers {
+			srv[s.Name] = (&Config{Servers: []Server{s}}).Hash()
+		}
+		for _, g := range c.Groups {
+			grp[g.Name] = (&Config{Groups: []Group{g}}).Hash()
+		}
+		return srv, grp
+	}
+	oldS, oldG := keys(old)
+	newS, newG := keys(new)
+	diff := func(kind string, a, b map[string]string) {
+		var names []string
+		for name, h := range a {
+			if b[name] != h {
+				names = append(names, name)
+			}
+		}
+		for name := range b {
+			if _, ok := a[name]; !ok {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			out = append(out, kind+" "+name)
+		}
+	}
+	diff("server", oldS, newS)
+	diff("group", oldG, newG)
+	return out
 }
 
 // Empty reports whether the delta has no changes.
 func (d Delta) Empty() bool {
-	return len(d.Added) == 0 && len(d.Changed) == 0 && len(d.Removed) == 0
+	return len(d.Added) == 0 && len(d.Changed) == 0 && len(d.Removed) == 0 && len(d.Settings) == 0
 }
 
-// String summarises the delta, e.g. "2 added, 1 changed, 0 removed", or
-// "no changes".
+// String summarises the delta, e.g. "2 added, 1 changed, 0 removed",
+// "0 added, 0 changed, 0 removed; changed: engine, group fast", or "no
+// changes".
 func (d Delta) String() string {
 	if d.Empty() {
 		return "no changes"
 	}
-	return fmt.Sprintf("%d added, %d changed, %d removed", len(d.Added), len(d.Changed), len(d.Removed))
+	out := fmt.Sprintf("%d added, %d changed, %d removed", len(d.Added), len(d.Changed), len(d.Removed))
+	if len(d.Settings) > 0 {
+		out += "; changed: " + strings.Join(d.Settings, ", ")
+	}
+	return out
 }

@@ -162,3 +162,39 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff(old, nil) = %v", d)
 	}
 }
+
+// TestDiffSettings: a change outside the mappings is named, so that an
+// engine-only apply does not say "no changes".
+func TestDiffSettings(t *testing.T) {
+	base := func() *Config {
+		return &Config{
+			Servers: []Server{{Name: "plc", Endpoints: []string{"opc.tcp://127.0.0.1:4840"}}, {Name: "scada", Endpoints: []string{"opc.tcp://127.0.0.1:4841"}}},
+			Groups:  []Group{{Name: "fast", PublishingInterval: 50 * time.Millisecond}},
+		}
+	}
+	tests := []struct {
+		name string
+		mod  func(c *Config)
+		want string
+	}{
+		{"nothing", func(*Config) {}, "no changes"},
+		{"engine", func(c *Config) { c.Engine.WriteBatch = 200 }, "0 added, 0 changed, 0 removed; changed: engine"},
+		{"engine default spelled out", func(c *Config) { c.Engine.WriteBatch = 1000 }, "no changes"},
+		{"server endpoint", func(c *Config) { c.Servers[1].Endpoints = []string{"opc.tcp://127.0.0.1:9"} },
+			"0 added, 0 changed, 0 removed; changed: server scada"},
+		{"group interval and a new server", func(c *Config) {
+			c.Groups[0].PublishingInterval = time.Second
+			c.Servers = append(c.Servers, Server{Name: "mes", Endpoints: []string{"opc.tcp://127.0.0.1:7"}})
+		}, "0 added, 0 changed, 0 removed; changed: server mes, group fast"},
+		{"group removed", func(c *Config) { c.Groups = nil }, "0 added, 0 changed, 0 removed; changed: group fast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			tt.mod(c)
+			if got := Diff(base(), c).String(); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

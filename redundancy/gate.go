@@ -31,6 +31,13 @@ type Gate struct {
 	// replicated returns the active and epoch of the replicated state;
 	// nil: not checked. It must not call back into the gate.
 	replicated func() (active string, epoch uint64)
+
+	// Held gates (gatehold.go): a held gate is closed whatever its parent
+	// says; subs are the Changed channels of the held gates made from
+	// this one (guarded by mu).
+	parent *Gate
+	held   bool
+	subs   map[*Gate]struct{}
 }
 
 func newGate(self string, replicated func() (string, uint64)) *Gate {
@@ -39,6 +46,9 @@ func newGate(self string, replicated func() (string, uint64)) *Gate {
 
 // Permit reports whether the engine may write now, and the epoch.
 func (g *Gate) Permit() (uint64, bool) {
+	if g.parent != nil {
+		return g.heldPermit()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
@@ -62,6 +72,9 @@ func (g *Gate) recordedActive() bool {
 // names another active or a later epoch than the one the gate was last
 // opened under (epoch 0, never opened: only the lease counts).
 func (g *Gate) LeaseValid() bool {
+	if g.parent != nil {
+		return g.parent.LeaseValid()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !time.Now().Before(g.leaseUntil) {
@@ -86,6 +99,7 @@ func (g *Gate) signal() {
 	case g.changed <- struct{}{}:
 	default:
 	}
+	g.signalHeld()
 }
 
 // setOpen opens (under epoch) or closes the gate, with no fence wait.

@@ -77,6 +77,15 @@ type Options struct {
 	InitialConfig []byte
 	// NewMirror builds the engine; nil for an arbiter.
 	NewMirror MirrorFactory
+	// CheckConfig, when set, builds the mirror for a config without
+	// starting it and reports why it cannot be built: ApplyConfig refuses
+	// such a config before it is replicated. It must not start anything
+	// and is called from request goroutines.
+	CheckConfig func(cfg *mapping.Config) error
+	// StandbyApplyWait bounds how long the active waits for the standby
+	// to report a new config READY before it applies it too (0:
+	// DefaultStandbyApplyWait).
+	StandbyApplyWait time.Duration
 	// OpenRaft, when set, replaces the bolt store in DataDir and the TCP
 	// (or TLS) raft transport. It is called at every start of raft (a
 	// forced promotion restarts it) and must return stores that keep
@@ -164,8 +173,17 @@ type Node struct {
 	peerSeen      time.Time // last successful exchange with the other node
 	peerLastWrite time.Time // the active's last write (as a standby)
 	peerHash      string
+	// peerReadyHash is the config hash peerReady refers to (the one this
+	// node, as active, sent in its last answered sync).
+	peerReadyHash string
 
 	localDiff atomic.Pointer[string]
+	// configNote reports the last config change that did not go as
+	// asked (a config this node cannot build, a standby that did not
+	// apply first in time); nil when none.
+	configNote atomic.Pointer[string]
+	// ap is the control loop's memory of config changes (apply.go).
+	ap applyState
 	// dataDirErr is the last data directory probe's failure ("" when it
 	// took writes); nil before the first probe (datadir.go).
 	dataDirErr atomic.Pointer[string]
@@ -411,13 +429,10 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var stopMirror context.CancelFunc
-	var mirrorDone chan struct{}
+	var run *mirrorRun
 	defer func() {
-		if stopMirror != nil {
-			stopMirror()
-			<-mirrorDone
-		}
+		n.ap.next.halt()
+		run.halt()
 	}()
 	mon := &monitor{down: map[string]time.Time{}}
 	var lastArbiterTransfer time.Time
@@ -455,40 +470,9 @@ func (n *Node) controlLoop(ctx context.Context, wg *sync.WaitGroup) {
 				n.log.Error("local config does not validate; not seeding the pair", zap.Error(err))
 			}
 		}
-		// Run the mirror on the replicated config.
-		if st.ConfigHash != "" {
-			cur := n.activeCfg.Load()
-			if cur == nil || *cur != st.ConfigHash {
-				if stopMirror != nil {
-					stopMirror()
-					<-mirrorDone
-					stopMirror = nil
-				}
-				cfg, err := parseConfig(st.Config)
-				if err != nil {
-					n.log.Error("replicated config does not validate", zap.Error(err))
-				} else {
-					n.reportLocalDiff(cfg)
-					m, err := n.opts.NewMirror(cfg, n.gate, n.onWritten)
-					if err != nil {
-						n.log.Error("cannot build the mirror", zap.Error(err))
-					} else {
-						n.mirrorMu.Lock()
-						n.mirror = m
-						n.mirrorMu.Unlock()
-						h := st.ConfigHash
-						n.activeCfg.Store(&h)
-						mctx, cancel := context.WithCancel(ctx)
-						stopMirror = cancel
-						mirrorDone = make(chan struct{})
-						done := mirrorDone
-						wg.Add(1)
-						go func() { defer wg.Done(); defer close(done); _ = m.Run(mctx) }()
-						n.log.Info("mirror running", zap.String("config_hash", h[:12]), zap.Int("mappings", len(cfg.Mappings)))
-					}
-				}
-			}
-		}
+		// Run the mirror on the replicated config (built before the old
+		// one stops; on the active, after the standby went first).
+		run = n.followConfig(ctx, wg, st, run)
 
 		switch {
 		case isLeader && !n.active.Load():
@@ -1152,32 +1136,4 @@ func parseConfig(b []byte) (*mapping.Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// ApplyConfig validates a new mirror config and replicates it. Only the
-// active accepts it; a standby returns a *NotActiveError naming the
-// active. A config that does not validate is refused and nothing changes.
-func (n *Node) ApplyConfig(ctx context.Context, yaml []byte, file string) (mapping.Delta, error) {
-	cfg, err := mapping.ParseYAML(yaml, file)
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		return mapping.Delta{}, err
-	}
-	if n.self.Role != RoleNode || !n.active.Load() {
-		return mapping.Delta{}, n.notActive()
-	}
-	if err := n.checkConfigChange(); err != nil { // version.go
-		return mapping.Delta{}, err
-	}
-	var d mapping.Delta
-	if old, err := parseConfig(n.fsm.State().Config); err == nil {
-		d = mapping.Diff(old, cfg)
-	}
-	if err := n.applyCmd(command{Op: "config", Config: yaml, Hash: cfg.Hash()}); err != nil {
-		return d, err
-	}
-	n.log.Info("mappings applied", zap.String("hash", cfg.Hash()[:12]), zap.String("delta", d.String()))
-	return d, nil
 }

@@ -452,6 +452,7 @@ func (n *Node) sendSync(ctx context.Context, o *Member, st PairState, states []w
 	}
 	n.peerMu.Lock()
 	n.peerHealth, n.peerReady, n.peerSeen = resp.Health, resp.Ready, time.Now()
+	n.peerReadyHash = sr.ConfigHash
 	n.peerMu.Unlock()
 	return nil
 }
@@ -484,8 +485,12 @@ type Status struct {
 	StandbyReady bool           `json:"standby_ready"`
 	ConfigHash   string         `json:"config_hash"`
 	LocalDiff    string         `json:"local_config_diff,omitempty"`
-	Health       *Health        `json:"health,omitempty"`
-	PeerHealth   *Health        `json:"peer_health,omitempty"`
+	// ConfigNote reports a config change that did not go as asked: a
+	// replicated config this node cannot build (the old one keeps
+	// running), or a standby that did not apply first in time.
+	ConfigNote string  `json:"config_note,omitempty"`
+	Health     *Health `json:"health,omitempty"`
+	PeerHealth *Health `json:"peer_health,omitempty"`
 	// NotReady says why Ready is false ("" when it is true).
 	NotReady string `json:"not_ready,omitempty"`
 	// DataDir is the data directory's problem, if it does not take
@@ -529,6 +534,9 @@ func (n *Node) Status() Status {
 	}
 	if d := n.localDiff.Load(); d != nil {
 		s.LocalDiff = *d
+	}
+	if d := n.configNote.Load(); d != nil {
+		s.ConfigNote = *d
 	}
 	n.mirrorMu.Lock()
 	m := n.mirror

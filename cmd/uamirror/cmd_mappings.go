@@ -26,53 +26,85 @@ func newMappingsCmd(a *app) *cobra.Command {
 		Short: "Mappings: import and export (CSV ⇄ YAML), apply to a pair, list the running ones",
 	}
 	var into, out string
+	var impConfirm bool
+	var impShare float64
 	imp := &cobra.Command{
 		Use:   "import CSV",
 		Short: "Read mappings from CSV and write them as YAML",
 		Long: `import reads mappings from a CSV file (header documented in mapping/CSV.md),
 gives every row without an id a new UUID, and writes YAML. With --into CONFIG
 the mappings replace those of that config file, which is written back only
-if the result validates (a bad import never replaces a good config).`,
+if the result validates (a bad import never replaces a good config); the
+file's comments and layout outside its mappings are kept. An import that
+would remove every mapping of the file (a header-only CSV) or more than
+--max-remove-share of them needs --confirm.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var (
+				raw  []byte
+				base *mapping.Config
+				err  error
+			)
+			if into != "" {
+				if raw, err = os.ReadFile(into); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				if base, err = mapping.ParseAndValidate(raw, into); err != nil {
+					printConfigErrors(cmd, err)
+					return &exitError{code: 1, err: fmt.Errorf("%s is not a valid config; nothing imported", into)}
+				}
+			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			defer f.Close()
-			ms, err := mapping.ReadCSV(f, args[0])
+			var keep []mapping.Mapping
+			if base != nil {
+				keep = base.Mappings
+			}
+			ms, err := mapping.ReadCSVInto(f, args[0], keep)
 			if err != nil {
 				printConfigErrors(cmd, err)
 				return &exitError{code: 1}
 			}
-			mapping.AssignIDs(ms)
-			cfg := &mapping.Config{Mappings: ms}
 			target := out
-			if into != "" {
-				base, err := loadConfig(into)
+			if into == "" {
+				data, err := mapping.MarshalYAML(&mapping.Config{Mappings: ms})
 				if err != nil {
-					printConfigErrors(cmd, err)
-					return &exitError{code: 1, err: fmt.Errorf("%s is not a valid config; nothing imported", into)}
+					return err
 				}
-				base.Mappings = ms
-				if err := base.Validate(); err != nil {
-					printConfigErrors(cmd, err)
-					return &exitError{code: 1, err: fmt.Errorf("the imported mappings do not validate against %s; it is unchanged", into)}
-				}
-				cfg = base
-				if target == "" {
-					target = into
+				return writeOut(cmd, target, data)
+			}
+			next := *base
+			next.Mappings = ms
+			if err := next.Validate(); err != nil {
+				printConfigErrors(cmd, err)
+				return &exitError{code: 1, err: fmt.Errorf("the imported mappings do not validate against %s; it is unchanged", into)}
+			}
+			if !impConfirm {
+				if err := mapping.CheckRemoval(base, &next, impShare); err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("%w; %s is unchanged (confirm with --confirm)", err, into)}
 				}
 			}
-			data, err := mapping.MarshalYAML(cfg)
+			data, err := mapping.ReplaceMappingsYAML(raw, ms)
 			if err != nil {
 				return err
+			}
+			if _, err := mapping.ParseAndValidate(data, into); err != nil {
+				printConfigErrors(cmd, err)
+				return &exitError{code: 1, err: fmt.Errorf("the merged config does not validate; %s is unchanged", into)}
+			}
+			if target == "" {
+				target = into
 			}
 			return writeOut(cmd, target, data)
 		},
 	}
 	imp.Flags().StringVar(&into, "into", "", "config file whose mappings are replaced (validated first)")
 	imp.Flags().StringVarP(&out, "output", "o", "", "output file (default stdout, or the --into file)")
+	imp.Flags().BoolVar(&impConfirm, "confirm", false, "allow an import that removes every mapping of the --into file, or more than --max-remove-share of them")
+	imp.Flags().Float64Var(&impShare, "max-remove-share", mapping.DefaultMaxRemoveShare, "share of the --into file's mappings an import may remove without --confirm (0 < x ≤ 1)")
 
 	var exOut, exFormat string
 	exp := &cobra.Command{
@@ -126,19 +158,30 @@ admin API (--node) for the pair's replicated config, the one that runs;
 	exp.Flags().StringVar(&exFormat, "format", "csv", "csv (the mappings) or yaml (the whole config)")
 	nodeFlag(exp, a)
 	exp.Flags().StringVarP(&exOut, "output", "o", "", "output file (default stdout)")
+	var confirm bool
+	var share float64
 	apply := &cobra.Command{
 		Use:   "apply CONFIG",
 		Short: "Replace the pair's mirror config (on the active node; replicated)",
 		Long: `apply validates CONFIG locally and sends it to a node's admin API. The active
 node replicates it to the standby; a standby refuses it and names the active.
-A file that does not validate changes nothing.`,
+A file that does not validate, or that the engine cannot be built from,
+changes nothing on either node. The standby switches to the new config
+first; the active follows once the standby reports it READY.
+
+An apply that removes every running mapping (an empty "mappings: []") or
+more than --max-remove-share of them is refused unless --confirm.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := loadConfig(args[0]); err != nil {
 				printConfigErrors(cmd, err)
 				return &exitError{code: 1, err: errBadConfig}
 			}
-			d, err := applyMappings(cmd.Context(), nodeURL(cmd), args[0])
+			if share <= 0 || share > 1 {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--max-remove-share %g: want 0 < x ≤ 1", share)}
+			}
+			d, err := applyMappingsWith(cmd.Context(), nodeURL(cmd), args[0],
+				adminclient.ApplyParams{Confirm: confirm, MaxRemoveShare: share})
 			if err != nil {
 				return err
 			}
@@ -147,6 +190,8 @@ A file that does not validate changes nothing.`,
 		},
 	}
 	nodeFlag(apply, a)
+	apply.Flags().BoolVar(&confirm, "confirm", false, "allow an apply that removes every running mapping, or more than --max-remove-share of them")
+	apply.Flags().Float64Var(&share, "max-remove-share", mapping.DefaultMaxRemoveShare, "share of the running mappings an apply may remove without --confirm (0 < x ≤ 1)")
 	cmd.AddCommand(imp, exp, apply, newMappingsListCmd(a))
 	return cmd
 }
@@ -258,6 +303,20 @@ func stamp(t *time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05.000")
+}
+
+// applyMappingsWith sends a mapping file to a node (PUT
+// /api/v1/mappings) with the operator's choices.
+func applyMappingsWith(ctx context.Context, node, path string, p adminclient.ApplyParams) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &exitError{code: exitUsage, err: err}
+	}
+	delta, err := adminClient(ctx, node).ApplyMappingsWith(ctx, path, b, p)
+	if err != nil {
+		return "", exitFor(err)
+	}
+	return delta, nil
 }
 
 // writeOut writes data to path atomically (temp file + rename), or to

@@ -218,6 +218,13 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			}
 			return &mirrorAdapter{e: e}, nil
 		}
+		// An apply is refused before it is replicated when the engine
+		// cannot be built from it (nothing is started).
+		opts.CheckConfig = func(mc *mapping.Config) error {
+			mc = withEndpointOverrides(mc, overrides)
+			_, err := bridge.New(bridge.Options{Config: mc, Logger: zap.NewNop(), Security: store})
+			return err
+		}
 	}
 	node, err = redundancy.New(opts)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -205,19 +204,6 @@ func newEventsCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	nodeFlag(cmd, a)
 	return cmd
-}
-
-// applyMappings sends a mapping file to a node (PUT /api/v1/mappings).
-func applyMappings(ctx context.Context, node, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", &exitError{code: exitUsage, err: err}
-	}
-	delta, err := adminClient(ctx, node).ApplyMappings(ctx, path, b)
-	if err != nil {
-		return "", exitFor(err)
-	}
-	return delta, nil
 }
 
 // memberVersion is a member's version for the status table.

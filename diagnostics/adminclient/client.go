@@ -277,6 +277,31 @@ func (c *Client) ApplyMappings(ctx context.Context, file string, yaml []byte) (d
 	return res.Delta, err
 }
 
+// ApplyParams are the operator's choices for one apply.
+type ApplyParams struct {
+	// Confirm allows removing every mapping or more than MaxRemoveShare
+	// of them.
+	Confirm bool
+	// MaxRemoveShare (0 < x ≤ 1; 0: the node's default, one half).
+	MaxRemoveShare float64
+}
+
+// ApplyMappingsWith is ApplyMappings with the operator's choices.
+func (c *Client) ApplyMappingsWith(ctx context.Context, file string, yaml []byte, p ApplyParams) (delta string, err error) {
+	var res struct {
+		Delta string `json:"delta"`
+	}
+	q := url.Values{"file": {file}}
+	if p.Confirm {
+		q.Set("confirm", "true")
+	}
+	if p.MaxRemoveShare > 0 {
+		q.Set("max_remove_share", strconv.FormatFloat(p.MaxRemoveShare, 'g', -1, 64))
+	}
+	err = c.Do(ctx, http.MethodPut, "/api/v1/mappings?"+q.Encode(), yaml, &res)
+	return res.Delta, err
+}
+
 // MappingQuery selects mapping flows (empty fields: all).
 type MappingQuery struct {
 	State, Server string

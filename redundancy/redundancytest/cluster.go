@@ -46,6 +46,9 @@ type Options struct {
 	// node id.
 	Mirror    MirrorOptions
 	MirrorFor map[string]MirrorOptions
+	// StandbyApplyWait is the nodes' redundancy.Options.StandbyApplyWait
+	// (0: the default).
+	StandbyApplyWait time.Duration
 	// Verbose writes the members' logs (warn and above) to the test log;
 	// also on with UAMIRROR_TEST_LOG=1.
 	Verbose bool
@@ -191,8 +194,18 @@ func (c *Cluster) Start(id string) {
 		if o, ok := c.o.MirrorFor[id]; ok {
 			mo = o
 		}
-		opts.NewMirror = func(_ *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
+		opts.StandbyApplyWait = c.o.StandbyApplyWait
+		if mo.Refuse != nil {
+			opts.CheckConfig = mo.Refuse
+		}
+		opts.NewMirror = func(cfg *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
+			if mo.Refuse != nil {
+				if err := mo.Refuse(cfg); err != nil {
+					return nil, err
+				}
+			}
 			mm := newMirror(id, gate, c.target, onWritten, mo)
+			mm.Config, mm.Built = cfg, time.Now()
 			m.mirror.Store(mm)
 			if mo.NoAborter {
 				return noAborter{mm}, nil

@@ -3,10 +3,12 @@ package redundancytest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/redundancy"
 )
 
@@ -99,6 +101,13 @@ type MirrorOptions struct {
 	// NoAborter hides the Aborter capability (an engine that cannot abort
 	// on request).
 	NoAborter bool
+	// ReadyAfter: the mirror's Health is not Ready until this long after
+	// its Run started (an engine bringing its sessions up).
+	ReadyAfter time.Duration
+	// Refuse, when set, is asked by the mirror factory (and the node's
+	// config check) whether this node can build a mirror for a config: a
+	// non-nil error refuses it.
+	Refuse func(*mapping.Config) error
 }
 
 func (o MirrorOptions) withDefaults() MirrorOptions {
@@ -122,6 +131,11 @@ type Mirror struct {
 	target    *Target
 	onWritten func(string, bool, *ua.Variant, time.Time)
 	o         MirrorOptions
+	// Config is the config the node built this mirror for; Built when.
+	Config *mapping.Config
+	Built  time.Time
+	// started is when Run started (unix nanos; 0: not yet).
+	started atomic.Int64
 
 	mu       sync.Mutex
 	inflight []*write
@@ -142,6 +156,7 @@ func newMirror(node string, gate *redundancy.Gate, target *Target, onWritten fun
 
 // Run writes until ctx is done.
 func (m *Mirror) Run(ctx context.Context) error {
+	m.started.Store(time.Now().UnixNano())
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	var nextSend, abortAt time.Time
@@ -283,9 +298,16 @@ func (m *Mirror) Observe(string, bool, *ua.Variant, time.Time) {
 	m.mu.Unlock()
 }
 
-// Health: one target server, always up; ready.
+// Health: one target server, always up; ready once Run has run for
+// ReadyAfter.
 func (m *Mirror) Health() redundancy.Health {
-	return redundancy.Health{Ready: true, Servers: []redundancy.ServerHealth{{Name: "target", Up: true, ServiceLevel: 255}}}
+	st := m.started.Load()
+	ready := st != 0 && time.Since(time.Unix(0, st)) >= m.options().ReadyAfter
+	h := redundancy.Health{Ready: ready, Servers: []redundancy.ServerHealth{{Name: "target", Up: true, ServiceLevel: 255}}}
+	if !ready {
+		h.Reason = "starting"
+	}
+	return h
 }
 
 // WaitIdle returns when no write is in flight.

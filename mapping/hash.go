@@ -60,6 +60,11 @@ func (m *Mapping) Canonical() []byte {
 	w("queue_size", strconv.FormatUint(uint64(m.QueueSize), 10))
 	w("enabled", strconv.FormatBool(m.IsEnabled()))
 	w("on_bad", orDefault(string(m.OnBad), string(Hold)))
+	if m.MaxHold != 0 {
+		// Written only when set: hashes of configs without it stay as
+		// they were.
+		w("max_hold", strconv.FormatInt(int64(m.MaxHold), 10))
+	}
 	return b.Bytes()
 }
 
@@ -128,6 +133,9 @@ func (c *Config) Hash() string {
 		w("group.publishing_interval", dur(g.PublishingInterval))
 		w("group.sampling_interval", dur(g.SamplingInterval))
 		w("group.queue_size", strconv.FormatUint(uint64(g.QueueSize), 10))
+		if g.MaxHold != 0 {
+			w("group.max_hold", dur(g.MaxHold))
+		}
 	}
 
 	e := c.EngineSettings()

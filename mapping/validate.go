@@ -116,6 +116,19 @@ func (v *validator) checkDuration(item Pos, prefix, rel string, d time.Duration)
 	}
 }
 
+// MinMaxHold is the shortest max_hold accepted: a shorter one would mark
+// a target Uncertain on a brief source reconnect (a resync takes ~0.5 s).
+const MinMaxHold = time.Second
+
+// checkMaxHold checks a max_hold: 0 (off) or at least MinMaxHold.
+func (v *validator) checkMaxHold(item Pos, prefix string, d time.Duration) {
+	if d < 0 {
+		v.add(item, prefix, "max_hold", d.String(), ErrInvalidValue, "must not be negative")
+	} else if d > 0 && d < MinMaxHold {
+		v.add(item, prefix, "max_hold", d.String(), ErrInvalidValue, "must be 0 (off) or at least %s", MinMaxHold)
+	}
+}
+
 // servers checks the servers.
 func (v *validator) servers() {
 	seen := map[string]Pos{}
@@ -277,6 +290,7 @@ func (v *validator) groups() {
 		v.checkName("group", g.Name, g.Pos, p, seen)
 		v.checkDuration(g.Pos, p, "publishing_interval", g.PublishingInterval)
 		v.checkDuration(g.Pos, p, "sampling_interval", g.SamplingInterval)
+		v.checkMaxHold(g.Pos, p, g.MaxHold)
 	}
 }
 
@@ -351,6 +365,7 @@ func (v *validator) mappings() {
 		v.checkEnum(m.Pos, p, "direction", string(m.Direction), directions, "direction")
 		v.checkEnum(m.Pos, p, "on_bad", string(m.OnBad), onBads, "on_bad behaviour")
 		v.checkDuration(m.Pos, p, "sampling_interval", m.SamplingInterval)
+		v.checkMaxHold(m.Pos, p, m.MaxHold)
 		v.checkDeadband(m, p)
 		v.checkScaling(m, p)
 		if cv := m.Convert; cv != nil {

@@ -128,6 +128,8 @@ type flow struct {
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
+	// hold is the max_hold state (hold.go).
+	hold holdState
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -196,6 +198,7 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	ts := valueTime(dv, now)
 	queue := queueing != nil && queueing.Load()
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
+		f.holdBegin(now)
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, "source status "+statusName(dv.Status))
 		}
@@ -235,9 +238,13 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		// destination connects, targetTyped converts it and the resync
 		// writes it.
 		f.lastSrc, f.lastSrcTS = dv.Value, ts
+		f.holdEnd()
 		return nil, nil, vNoTargetType
 	}
-	if f.good != nil && !f.tr.changed(f.lastSrc, dv.Value) {
+	// A target marked Uncertain (max_hold) gets this Good value even if
+	// it did not change.
+	wasMarked := f.holdEnd()
+	if f.good != nil && !wasMarked && !f.tr.changed(f.lastSrc, dv.Value) {
 		if f.state == StateHeld {
 			f.setState(StateOK, "")
 		}
@@ -276,6 +283,9 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 		// Nothing yet, disabled, or (both) the other direction holds the
 		// newer value: that flow writes it.
 		return nil
+	}
+	if f.hold.marked {
+		return f.heldDV(cur) // held past max_hold: never as a live value
 	}
 	curGood := cur != nil && isGood(cur.Status)
 	if ms.both() && curGood && cur.SourceTimestamp.After(ts) {
@@ -467,7 +477,8 @@ func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
 		}
 		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
 			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
+			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS,
+			HeldSince: f.heldSince()})
 	}
 	return out
 }

@@ -98,13 +98,16 @@ type Target struct {
 	// Sampled is the number of target nodes sampled, Values the values
 	// they delivered.
 	Sampled, Values int
-	// Gap is the longest time without a new value on any sampled node,
-	// from the last value before the switchover to the end (by the
-	// server's timestamps); GapFrom and GapTo bound it. NoChange is set
-	// when the targets delivered no value after the switchover (static
+	// Gap is the handover's gap: the time without a new value on any
+	// sampled node across the handover, by the server's timestamps (see
+	// judgeGap); GapFrom and GapTo bound it. Longest is the longest such
+	// time from the switchover to the end of the drill, Usual the longest
+	// before the switchover (the pair's ordinary cadence). NoChange is set
+	// when the targets delivered no new value during the drill (static
 	// sources): the gap is then unknown.
 	Gap            time.Duration
 	GapFrom, GapTo time.Time
+	Longest, Usual time.Duration
 	NoChange       bool
 	// Anomalies, counted: Bad or Uncertain status, a default value (null,
 	// numeric zero, empty string), a source timestamp older than the
@@ -191,7 +194,7 @@ func Run(ctx context.Context, cfg *mapping.Config, o Options, switchover func(co
 	}
 	res.Pass = true
 	for _, s := range samplers {
-		t := s.judge(res.Start, res.Switch, res.End, o.MaxGap)
+		t := s.judge(res.Start, res.Switch, res.Switched, res.End, o.MaxGap)
 		res.Pass = res.Pass && t.Pass
 		res.Targets = append(res.Targets, t)
 	}

@@ -11,16 +11,17 @@ import (
 // the anomalies' examples and the overall verdict.
 func (r Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tSAMPLED\tVALUES\tGAP\tBAD/UNCERTAIN\tDEFAULT\tOLDER\tDUPLICATE\tVERDICT")
+	fmt.Fprintln(tw, "TARGET\tSAMPLED\tVALUES\tGAP\tUSUAL\tLONGEST\tBAD/UNCERTAIN\tDEFAULT\tOLDER\tDUPLICATE\tVERDICT")
 	for _, t := range r.Targets {
-		gap := "n/a (no change)"
+		gap, usual, longest := "n/a (no change)", "-", "-"
 		switch {
 		case t.Err != "":
 			gap = "-"
 		case !t.NoChange:
 			gap = t.Gap.Round(time.Millisecond).String()
+			usual, longest = t.Usual.Round(time.Millisecond).String(), t.Longest.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Server, t.Sampled, t.Values, gap,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Server, t.Sampled, t.Values, gap, usual, longest,
 			t.Bad, t.Defaults, t.Older, t.Duplicates, verdict(t.Pass))
 	}
 	if err := tw.Flush(); err != nil {

@@ -158,10 +158,8 @@ func (s *sampler) sample(ctx context.Context, subscribed func()) error {
 const maxExamples = 5
 
 // judge turns the samples into the target's line: the anomalies over
-// the whole drill, the gap from the last value before sw (the
-// switchover asked for) to end. Values stamped before start are the
-// current values delivered on subscribing, not changes.
-func (s *sampler) judge(start, sw, end time.Time, maxGap time.Duration) Target {
+// the whole drill, and the gap (judgeGap).
+func (s *sampler) judge(start, sw, switched, end time.Time, maxGap time.Duration) Target {
 	t := Target{Server: s.plan.srv.Name, Sampled: len(s.plan.nodes), Values: len(s.samples)}
 	if s.err != nil {
 		t.Err = s.err.Error()
@@ -209,28 +207,7 @@ func (s *sampler) judge(start, sw, end time.Time, maxGap time.Duration) Target {
 		times[i] = sm.at
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	from := sort.Search(len(times), func(i int) bool { return !times[i].Before(sw) })
-	switch {
-	case from == len(times) && (from == 0 || times[from-1].Before(start)):
-		// Nothing changed during the drill at all: static sources.
-		t.NoChange = true
-	case from == len(times):
-		// Values before the switchover, none after it.
-		t.Gap, t.GapFrom, t.GapTo = end.Sub(times[from-1]), times[from-1], end
-	default:
-		if from > 0 {
-			from-- // the last value before the switchover
-		}
-		for i := from; i+1 < len(times) && !times[i].After(end); i++ {
-			if d := times[i+1].Sub(times[i]); d > t.Gap {
-				t.Gap, t.GapFrom, t.GapTo = d, times[i], times[i+1]
-			}
-		}
-		if d := end.Sub(times[len(times)-1]); d > t.Gap && times[len(times)-1].After(sw) {
-			// Quiet until the end: a gap at least this long.
-			t.Gap, t.GapFrom, t.GapTo = d, times[len(times)-1], end
-		}
-	}
+	t.judgeGap(times, start, sw, switched, end)
 	t.Pass = t.Err == "" && t.Anomalies() == 0 && (t.NoChange || t.Gap <= maxGap)
 	return t
 }
@@ -273,4 +250,46 @@ func isDefault(v *ua.Variant) bool {
 		return x == ""
 	}
 	return false
+}
+
+// judgeGap finds the handover's gap in the sorted value times of the
+// sampled nodes (values stamped before start are the current values
+// delivered on subscribing, not changes).
+//
+// The old active writes nothing after the switchover answered (switched:
+// it stops, waits for its Writes in flight, then hands over) and the new
+// one nothing before it was asked (sw), so the handover's gap — the old
+// active's last write to the new one's first — is one of the intervals
+// between consecutive values that overlap [sw, switched]: the longest of
+// them. Longest is the longest interval anywhere from sw to end, Usual
+// the longest during the lead time (the pair's ordinary cadence).
+func (t *Target) judgeGap(times []time.Time, start, sw, switched, end time.Time) {
+	first := sort.Search(len(times), func(i int) bool { return !times[i].Before(start) })
+	for i := first; i+1 < len(times) && times[i+1].Before(sw); i++ {
+		t.Usual = max(t.Usual, times[i+1].Sub(times[i]))
+	}
+	from := sort.Search(len(times), func(i int) bool { return !times[i].Before(sw) })
+	if from == len(times) {
+		if from == first {
+			t.NoChange = true // nothing changed during the drill: static sources
+			return
+		}
+		// Values before the switchover, none after it.
+		t.Gap, t.GapFrom, t.GapTo = end.Sub(times[from-1]), times[from-1], end
+		t.Longest = t.Gap
+		return
+	}
+	if from > 0 {
+		from-- // the last value before the switchover
+	}
+	for i := from; i+1 < len(times); i++ {
+		d := times[i+1].Sub(times[i])
+		t.Longest = max(t.Longest, d)
+		if !times[i].After(switched) && d > t.Gap {
+			t.Gap, t.GapFrom, t.GapTo = d, times[i], times[i+1]
+		}
+	}
+	if last := times[len(times)-1]; end.Sub(last) > t.Longest {
+		t.Longest = end.Sub(last) // quiet until the end
+	}
 }

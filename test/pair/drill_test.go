@@ -42,6 +42,8 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		t.Fatalf("no handover in the target journal after %s", res.Switch.Format("15:04:05.000"))
 	}
 	journalGap := firstNew.Time.Sub(lastOld.Time)
+	t.Logf("switch asked %s, answered %s; usual cadence %.1f ms, longest after the switchover %.1f ms",
+		res.Switch.Format("15:04:05.000"), res.Switched.Format("15:04:05.000"), ms(tg.Usual), ms(tg.Longest))
 	diff := tg.Gap - journalGap
 	t.Logf("drill %s → %s: drill gap %.1f ms (%s → %s), journal gap %.1f ms (%s → %s), %d values sampled, switchover answered in %.0f ms",
 		act.id, sby.id, ms(tg.Gap), tg.GapFrom.Format("15:04:05.000"), tg.GapTo.Format("15:04:05.000"),

@@ -117,8 +117,8 @@ func TestMaxHoldBadSourceSimserver(t *testing.T) {
 }
 
 func TestMaxHoldBadSourceNodeOPCUATarget(t *testing.T) {
-	sim := startSim(t, 16, "Double")
-	no := nodeopcua.Start(t, nodeopcua.Options{Vars: 16}) // v10 is a Double
+	sim := startSim(t, 2, "Double")
+	no := nodeopcua.Start(t, nodeopcua.Options{Vars: 2, Type: "Double"})
 	nsu := func(i int) string { return fmt.Sprintf("nsu=%s;s=v%d", no.Namespace(), i) }
 	const maxHold = time.Second
 	cfg := &mapping.Config{
@@ -129,8 +129,8 @@ func TestMaxHoldBadSourceNodeOPCUATarget(t *testing.T) {
 		Engine: mapping.Engine{PublishingInterval: 50 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond},
 		Groups: []mapping.Group{{Name: "held", MaxHold: maxHold}},
 		Mappings: []mapping.Mapping{
-			{Source: mapping.NodeRef{Server: "sim", Node: node(0)}, Target: mapping.NodeRef{Server: "node", Node: nsu(10)}, Group: "held"},
-			{Source: mapping.NodeRef{Server: "sim", Node: node(1)}, Target: mapping.NodeRef{Server: "node", Node: nsu(0)}},
+			{Source: mapping.NodeRef{Server: "sim", Node: node(0)}, Target: mapping.NodeRef{Server: "node", Node: nsu(0)}, Group: "held"},
+			{Source: mapping.NodeRef{Server: "sim", Node: node(1)}, Target: mapping.NodeRef{Server: "node", Node: nsu(1)}},
 		},
 	}
 	for i := range cfg.Mappings {
@@ -145,7 +145,7 @@ func TestMaxHoldBadSourceNodeOPCUATarget(t *testing.T) {
 	waitConnected(t, e, 0)
 	ctx := harness.Context(t)
 	hc := holdCase{t: t, e: e, maxHld: maxHold, read: func() ([]*ua.DataValue, error) {
-		return harness.ReadValues(ctx, no.Endpoint(), []string{nsu(10), nsu(0)})
+		return harness.ReadValues(ctx, no.Endpoint(), []string{nsu(0), nsu(1)})
 	}}
 	hc.marksThenClears(sim.SetStatus, 12.5)
 }

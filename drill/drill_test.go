@@ -71,7 +71,11 @@ func TestJudge(t *testing.T) {
 		{"anomalies", []sample{
 			{0, at(900), good(2, 900)}, {0, at(1005), &ua.DataValue{Value: ua.MustVariant(2.0), Status: ua.StatusBadNoCommunication, SourceTimestamp: at(1005)}},
 			{1, at(1005), good(0, 1005)}, {0, at(1030), good(1, 800)}, {0, at(1040), good(2, 900)},
-		}, "105ms 0s 2.96s false 1 1 1 1 false"},
+		}, "25ms 0s 2.96s false 1 1 1 1 false"},
+		{"an ordinary interval across the request is not the gap", []sample{
+			{0, at(920), good(1, 920)}, {0, at(1003), good(2, 1003)}, {0, at(1058), good(3, 1058)},
+			{0, at(1100), good(4, 1100)}, {0, at(3950), good(5, 3950)},
+		}, "55ms 0s 2.85s false 0 0 0 0 true"},
 		{"static sources", []sample{{0, at(-10), good(1, -10)}}, "0s 0s 0s true 0 0 0 0 true"},
 		{"nothing after the switchover", []sample{{0, at(900), good(1, 900)}, {0, at(950), good(2, 950)}},
 			"3.05s 50ms 3.05s false 0 0 0 0 false"},

@@ -257,11 +257,14 @@ func isDefault(v *ua.Variant) bool {
 // delivered on subscribing, not changes).
 //
 // The old active writes nothing after the switchover answered (switched:
-// it stops, waits for its Writes in flight, then hands over) and the new
-// one nothing before it was asked (sw), so the handover's gap — the old
-// active's last write to the new one's first — is one of the intervals
-// between consecutive values that overlap [sw, switched]: the longest of
-// them. Longest is the longest interval anywhere from sw to end, Usual
+// it stops, waits for its Writes in flight, then hands over), and the new
+// one starts writing only after it reconciled, which is after the
+// transfer the answer reports. So the old active's last write is the last
+// value stamped at or before switched, and the next value is the new
+// active's first: the handover's gap is the interval between them. (Were
+// the answer delayed past the new active's first write, the drill would
+// measure an ordinary interval after it, never a gap that did not
+// happen.) Longest is the longest interval anywhere from sw to end, Usual
 // the longest during the lead time (the pair's ordinary cadence).
 func (t *Target) judgeGap(times []time.Time, start, sw, switched, end time.Time) {
 	first := sort.Search(len(times), func(i int) bool { return !times[i].Before(start) })
@@ -283,13 +286,17 @@ func (t *Target) judgeGap(times []time.Time, start, sw, switched, end time.Time)
 		from-- // the last value before the switchover
 	}
 	for i := from; i+1 < len(times); i++ {
-		d := times[i+1].Sub(times[i])
-		t.Longest = max(t.Longest, d)
-		if !times[i].After(switched) && d > t.Gap {
-			t.Gap, t.GapFrom, t.GapTo = d, times[i], times[i+1]
-		}
+		t.Longest = max(t.Longest, times[i+1].Sub(times[i]))
 	}
-	if last := times[len(times)-1]; end.Sub(last) > t.Longest {
-		t.Longest = end.Sub(last) // quiet until the end
+	last := times[len(times)-1]
+	t.Longest = max(t.Longest, end.Sub(last)) // quiet until the end
+	old := sort.Search(len(times), func(i int) bool { return times[i].After(switched) }) - 1
+	switch {
+	case old < 0:
+		t.GapFrom, t.GapTo = times[0], times[0] // first value after the answer: no earlier one known
+	case old+1 < len(times):
+		t.Gap, t.GapFrom, t.GapTo = times[old+1].Sub(times[old]), times[old], times[old+1]
+	default:
+		t.Gap, t.GapFrom, t.GapTo = end.Sub(times[old]), times[old], end
 	}
 }

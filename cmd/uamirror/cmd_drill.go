@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -61,6 +64,16 @@ The target servers are sampled with security None and anonymously.`,
 			if err != nil {
 				return exitFor(err)
 			}
+			after, err := cl.Status(ctx)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "WARNING: status after the drill:", err)
+			}
+			rec := drillRecord(res, st.Active, after)
+			for _, u := range drillNodes(nodeURL(cmd), st) {
+				if err := adminClient(ctx, u).Do(ctx, http.MethodPost, "/api/v1/drill", mustJSON(rec), nil); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: journaling the drill on %s: %v\n", u, err)
+				}
+			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
@@ -100,4 +113,47 @@ func drillRefusal(st redundancy.Status) string {
 		return fmt.Sprintf("node %s is %s, not a member of a running pair", st.Node, st.Role)
 	}
 	return ""
+}
+
+// drillRecord is the journal record of a drill: from the active before,
+// to the active after (under its epoch), per target the figures.
+func drillRecord(res drill.Result, from string, after redundancy.Status) redundancy.DrillRecord {
+	rec := redundancy.DrillRecord{Time: res.End, Switch: res.Switch, From: from, To: after.Active, Epoch: after.Epoch, Pass: res.Pass}
+	for _, t := range res.Targets {
+		dt := redundancy.DrillTarget{Server: t.Server, UsualMS: ms(t.Usual), Sampled: t.Sampled,
+			Anomalies: t.Anomalies(), Pass: t.Pass, Error: t.Err}
+		if t.Err == "" && !t.NoChange {
+			g := ms(t.Gap)
+			dt.GapMS = &g
+		}
+		rec.Targets = append(rec.Targets, dt)
+	}
+	return rec
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	return b
+}
+
+// drillNodes are the admin APIs a drill is journaled on: the node asked
+// and every other bridge node of the pair (same scheme), each once.
+func drillNodes(node string, st redundancy.Status) []string {
+	out := []string{node}
+	u, err := url.Parse(node)
+	if err != nil {
+		return out
+	}
+	for _, m := range st.Members {
+		if m.Role != redundancy.RoleNode || m.Admin == "" || m.Admin == u.Host {
+			continue
+		}
+		out = append(out, u.Scheme+"://"+m.Admin)
+	}
+	return out
 }

@@ -250,6 +250,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
 	admin.SetAuth(sec.admin)
+	if role == redundancy.RoleNode {
+		admin.SetDrills(&redundancy.DrillJournal{}) // cmd_drill.go reports to it
+	}
 	var ready strings.Builder
 	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {

@@ -1,13 +1,16 @@
 package pair
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/uamirror/uamirror/drill"
+	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/harness"
 )
 
@@ -51,6 +54,39 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		tg.Values, ms(res.Switched.Sub(res.Switch)))
 	if math.Abs(ms(diff)) > 20 {
 		t.Errorf("drill gap %.1f ms differs from the journal's %.1f ms by %.1f ms (> 20)", ms(tg.Gap), ms(journalGap), ms(diff))
+	}
+	// Journaled (kind drill) on both nodes with its figures, and exported
+	// as metrics.
+	for _, m := range []*member{act, sby} {
+		evs, err := p.admin(m).Events()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, e := range evs {
+			if e.Kind == "drill" {
+				found = true
+				if e.Reason != "drill PASS" || e.From != act.id || e.To != sby.id || e.Epoch != epoch+1 ||
+					e.GapMS == nil || math.Abs(*e.GapMS-ms(tg.Gap)) > 0.001 || !strings.Contains(e.Detail, "scada: gap") {
+					t.Errorf("%s: drill event %+v (gap %v), want PASS %s → %s epoch %d gap %.3f ms", m.id, e, e.GapMS, act.id, sby.id, epoch+1, ms(tg.Gap))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no drill event in %+v", m.id, evs)
+		}
+		var d redundancy.DrillRecord
+		if err := p.get(m, "/api/v1/drill", &d); err != nil || !d.Pass || len(d.Targets) != 1 {
+			t.Errorf("%s: GET /api/v1/drill: %+v %v", m.id, d, err)
+		}
+		metrics, err := p.admin(m).GetRaw(context.Background(), "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`uamirror_drill_last_gap_seconds{server="scada"} %g`, tg.Gap.Seconds())
+		if !strings.Contains(string(metrics), want) || !strings.Contains(string(metrics), "uamirror_drill_last_pass 1") {
+			t.Errorf("%s: metrics lack %q and uamirror_drill_last_pass 1", m.id, want)
+		}
 	}
 	p.checkInvariants()
 }

@@ -250,8 +250,10 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
 	admin.SetAuth(sec.admin)
+	var drills *redundancy.DrillJournal
 	if role == redundancy.RoleNode {
-		admin.SetDrills(&redundancy.DrillJournal{}) // cmd_drill.go reports to it
+		drills = &redundancy.DrillJournal{} // cmd_drill.go reports to it
+		admin.SetDrills(drills)
 	}
 	var ready strings.Builder
 	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
@@ -262,6 +264,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			return &exitError{code: 2, err: err}
 		}
 		ucfg.Pair, ucfg.Engine, ucfg.Logger = uaPairFor(node, sec), engine, log
+		ucfg.Drills = drills
 		if ucfg.Security != nil {
 			// Failover authenticates its caller: the node itself, forwarding
 			// to the active with the node's admin credentials.

@@ -61,9 +61,9 @@ func TestDrillJournal(t *testing.T) {
 	}
 	_, m := do(t, http.MethodGet, base+"/metrics", nil)
 	for _, want := range []string{`uamirror_drill_last_gap_seconds{server="scada"} 0.0835`, "uamirror_drill_last_pass 1",
-		`uamirror_drill_last_anomalies{server="scada"} 0`, "uamirror_drill_last_timestamp_seconds 1.76473"} {
+		`uamirror_drill_last_anomalies{server="scada"} 0`, "uamirror_drill_last_timestamp_seconds 1.7962668e+09"} {
 		if !strings.Contains(string(m), want) {
-			t.Errorf("metrics lack %q", want)
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(m), "uamirror_drill"))
 		}
 	}
 
@@ -99,4 +99,14 @@ func TestDrillJournal(t *testing.T) {
 			t.Errorf("LastDrill/%s: %v %v, want %v", req.NodesToRead[k].NodeID.StringID(), dv.Status, dv.Value, w)
 		}
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

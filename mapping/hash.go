@@ -141,6 +141,10 @@ func (c *Config) Hash() string {
 	e := c.EngineSettings()
 	w("engine", fmt.Sprintf("%d,%d,%d,%d,%d,%d", e.WriteBatch, e.WritesInFlight, e.SubscribeBatch,
 		e.PublishingInterval, e.RetryMin, e.RetryMax))
+	if d := c.Drill; d != nil {
+		// Only when set: hashes of configs without a schedule stay as they were.
+		w("drill", fmt.Sprintf("%d,%s", d.Every, d.At))
+	}
 
 	ms := make([][]byte, len(c.Mappings))
 	for i := range c.Mappings {

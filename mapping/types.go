@@ -62,6 +62,8 @@ type Config struct {
 	Mappings []Mapping `yaml:"mappings" json:"mappings"`
 	// Engine holds tuning of the mirror engine.
 	Engine Engine `yaml:"engine,omitempty" json:"engine,omitempty"`
+	// Drill schedules the failover drill (nil: only on demand).
+	Drill *DrillSchedule `yaml:"drill,omitempty" json:"drill,omitempty"`
 
 	// File is the name the config was read from (empty when built in code).
 	File string `yaml:"-" json:"-"`

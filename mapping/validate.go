@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	v.servers()
 	v.groups()
 	v.engine()
+	v.drill()
 	v.mappings()
 	v.flows()
 	v.errs.errs.sortByPos()
@@ -649,4 +650,19 @@ func (c *Config) Warnings() []string {
 			at, s.Name, s.Auth.Username))
 	}
 	return out
+}
+
+// drill checks the drill schedule.
+func (v *validator) drill() {
+	d := v.c.Drill
+	if d == nil {
+		return
+	}
+	var top Pos
+	if d.Every < MinDrillEvery {
+		v.add(top, "", "drill.every", d.Every.String(), ErrInvalidValue, "must be at least %s (a drill is a real switchover)", MinDrillEvery)
+	}
+	if _, _, err := ParseDrillAt(d.At); err != nil {
+		v.add(top, "", "drill.at", d.At, ErrInvalidValue, "%s", err.Error())
+	}
 }

@@ -621,7 +621,8 @@ func contains(list []string, s string) bool {
 
 // Allowed keys at each level, in documentation order (used in messages).
 var (
-	configKeys   = []string{"servers", "groups", "mappings", "engine"}
+	configKeys   = []string{"servers", "groups", "mappings", "engine", "drill"}
+	drillKeys    = []string{"every", "at"}
 	serverKeys   = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts"}
 	authKeys     = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
 	timeoutKeys  = []string{"connect", "request", "keepalive", "session", "data_age"}
@@ -658,6 +659,19 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 			})
 		case "engine":
 			d.engine(v, l, &c.Engine)
+		case "drill":
+			if v = d.resolve(v); v == nil || isNull(v) {
+				return
+			}
+			c.Drill = &DrillSchedule{}
+			d.object(v, l, drillKeys, drillKeys[:1], func(key string, v *yaml.Node, l loc) {
+				switch key {
+				case "every":
+					d.duration(v, l, &c.Drill.Every)
+				case "at":
+					d.str(v, l, &c.Drill.At)
+				}
+			})
 		}
 	})
 }

@@ -30,7 +30,9 @@ type DrillRecord struct {
 	To    string `json:"to"`
 	Epoch uint64 `json:"epoch"`
 	// Pass is the verdict.
-	Pass    bool          `json:"pass"`
+	Pass bool `json:"pass"`
+	// Skipped says why a scheduled drill did not run (empty: it ran).
+	Skipped string        `json:"skipped,omitempty"`
 	Targets []DrillTarget `json:"targets"`
 }
 
@@ -53,6 +55,10 @@ func (d DrillRecord) Event() Event {
 	ev := Event{Time: d.Time, Kind: DrillKind, From: d.From, To: d.To, Epoch: d.Epoch, Reason: "drill FAIL"}
 	if d.Pass {
 		ev.Reason = "drill PASS"
+	}
+	if d.Skipped != "" {
+		ev.Reason, ev.Detail = "drill skipped", d.Skipped
+		return ev
 	}
 	var parts []string
 	for _, t := range d.Targets {

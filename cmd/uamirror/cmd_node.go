@@ -286,6 +286,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		g.add("OPC UA endpoint", uas.Run)
 	}
 	g.add("pair node", node.Run) // raft, the peer link and the engine
+	if drills != nil {
+		g.add("drill schedule", newDrillScheduler(node, drills, log).run) // drill_schedule.go
+	}
 	g.add("admin API", func(ctx context.Context) error { return admin.Serve(ctx, ln) })
 	fmt.Fprintln(cmd.OutOrStdout(), ready.String())
 	return g.wait()

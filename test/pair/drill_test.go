@@ -3,8 +3,8 @@ package pair
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,9 +83,15 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprintf(`uamirror_drill_last_gap_seconds{server="scada"} %g`, tg.Gap.Seconds())
-		if !strings.Contains(string(metrics), want) || !strings.Contains(string(metrics), "uamirror_drill_last_pass 1") {
-			t.Errorf("%s: metrics lack %q and uamirror_drill_last_pass 1", m.id, want)
+		const gapMetric = `uamirror_drill_last_gap_seconds{server="scada"} `
+		var gotGap float64
+		for _, l := range strings.Split(string(metrics), "\n") {
+			if v, ok := strings.CutPrefix(l, gapMetric); ok {
+				gotGap, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		if math.Abs(gotGap-tg.Gap.Seconds()) > 1e-6 || !strings.Contains(string(metrics), "uamirror_drill_last_pass 1") {
+			t.Errorf("%s: metrics: gap %v s, want %v, and uamirror_drill_last_pass 1", m.id, gotGap, tg.Gap.Seconds())
 		}
 	}
 	p.checkInvariants()

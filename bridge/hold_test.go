@@ -181,3 +181,47 @@ func TestMaxHoldSourceUnreachable(t *testing.T) {
 		return dv.Status == ua.StatusOK && st.State == bridge.StateOK && st.HeldSince.IsZero()
 	})
 }
+
+// TestMaxHoldStandbyMarksAndTakeoverWritesUncertain: a standby (gate
+// closed) whose source goes bad marks the flow after max_hold without
+// writing; when it becomes active its reconcile writes the held value as
+// UncertainLastUsableValue, never as a live value; a Good value then
+// clears it.
+func TestMaxHoldStandbyMarksAndTakeoverWritesUncertain(t *testing.T) {
+	a, b := startSim(t, 1, "Double"), startSim(t, 1, "Double")
+	const maxHold = time.Second
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), 1, func(_ int, m *mapping.Mapping) { m.MaxHold = maxHold })
+	a.SetValue(0, 3.5, time.Now())
+	gate := bridge.NewManualGate(true, 1)
+	e := runEngine(t, cfg, gate)
+	waitConnected(t, e, 1)
+	harness.Eventually(t, 10*time.Second, "value mirrored", func() bool {
+		dv := b.Value(0)
+		return dv.Value != nil && dv.Value.Value() == 3.5
+	})
+	gate.Set(false, 1) // standby
+	before := b.WriteCount()
+	a.SetStatus(0, ua.StatusBadSensorFailure)
+	harness.Eventually(t, maxHold+10*time.Second, "standby marks the held flow", func() bool {
+		st := flowOf(e, 0)
+		return st.State == bridge.StateHeld && strings.Contains(st.Reason, "max_hold")
+	})
+	if n := b.WriteCount(); n != before {
+		t.Fatalf("the standby wrote %d values", n-before)
+	}
+	gate.Set(true, 2) // takeover
+	harness.Eventually(t, 10*time.Second, "the new active writes the held value as Uncertain", func() bool {
+		dv := b.Value(0)
+		return dv.Status == ua.StatusUncertainLastUsableValue && dv.Value.Value() == 3.5
+	})
+	for _, j := range b.Journal() {
+		if j.Status != ua.StatusOK && j.Status != ua.StatusUncertainLastUsableValue || j.Value != 3.5 {
+			t.Fatalf("target journal: %+v", j)
+		}
+	}
+	a.SetStatus(0, ua.StatusOK)
+	harness.Eventually(t, 10*time.Second, "Good again", func() bool {
+		dv := b.Value(0)
+		return dv.Status == ua.StatusOK && flowOf(e, 0).State == bridge.StateOK
+	})
+}

@@ -57,7 +57,8 @@ func (f *flow) holdBegin(now time.Time) {
 // even if it did not change. Caller holds ms.mu.
 func (f *flow) holdEnd() (wasMarked bool) {
 	wasMarked = f.hold.marked
-	f.hold = holdState{max: f.hold.max}
+	// Field by field: max is immutable and read without the lock.
+	f.hold.since, f.hold.marked = time.Time{}, false
 	return wasMarked
 }
 

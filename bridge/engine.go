@@ -181,7 +181,8 @@ func New(o Options) (*Engine, error) {
 		mk := func(reverse bool) *flow {
 			f := &flow{handle: uint32(2*i) + b2u(reverse), ms: ms, reverse: reverse,
 				from: src, to: dst,
-				sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval}
+				sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval,
+				hold: holdState{max: o.Config.MaxHold(m)}}
 			if reverse {
 				f.from, f.to = dst, src
 			}
@@ -226,6 +227,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); e.fence(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); e.holdWatch(ctx) }()
 	for _, c := range e.conns {
 		wg.Add(2)
 		go func() { defer wg.Done(); c.supervise(ctx) }()
@@ -440,6 +443,9 @@ type MappingStatus struct {
 	SourceTS  time.Time
 	Written   *ua.Variant // last value confirmed written
 	WrittenTS time.Time
+	// HeldSince is when the flow's current hold began (state held; zero
+	// otherwise): its age is the hold's age.
+	HeldSince time.Time
 }
 
 // Snapshot returns the state of every flow, in mapping order. It takes

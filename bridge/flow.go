@@ -177,6 +177,8 @@ type flow struct {
 	// was cached yet (firstwrite.go).
 	unverified bool
 	tgtCur     *seenValue
+	// hold is the max_hold state (hold.go).
+	hold holdState
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -263,6 +265,7 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	statusChanged := dv.Status != f.srcStatus
 	f.srcStatus = dv.Status
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
+		f.holdBegin(now)
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, "source status "+statusName(dv.Status))
 		}
@@ -326,13 +329,17 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 		// writes it.
 		ms.seq++
 		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
+		f.holdEnd()
 		return nil, nil, vNoTargetType
 	}
 	db := f.tr
 	if f.band != nil {
 		db = f.band
 	}
-	if f.good != nil && !statusChanged && !db.changed(f.lastSrc, val) {
+	// A target marked Uncertain (max_hold) gets this Good value even if
+	// it did not change.
+	wasMarked := f.holdEnd()
+	if f.good != nil && !statusChanged && !wasMarked && !db.changed(f.lastSrc, val) {
 		f.goodPeer = false // the session has caught up with the cache
 		f.settle(now)
 		return nil, nil, vUnchanged
@@ -425,6 +432,9 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 		// Nothing yet, disabled, or (both) the other direction changed
 		// last: that flow writes it.
 		return nil
+	}
+	if f.hold.marked {
+		return f.heldDV(cur) // held past max_hold: never as a live value
 	}
 	curGood := cur != nil && isGood(cur.Status)
 	if opp != nil && curGood && cur.Value != nil && !variantEqual(cur.Value, opp.lastSrc) &&
@@ -660,7 +670,8 @@ func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
 		}
 		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
 			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS})
+			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS,
+			HeldSince: f.heldSince()})
 	}
 	return out
 }

@@ -72,9 +72,10 @@ type Admin struct {
 	log     *zap.Logger
 	mux     *http.ServeMux
 	reg     *prometheus.Registry
-	client  *http.Client        // to other members (forwarding, pair view)
-	methods map[string][]string // path → methods served, for 405 answers
-	auth    authState           // who may call (auth.go)
+	client  *http.Client             // to other members (forwarding, pair view)
+	methods map[string][]string      // path → methods served, for 405 answers
+	auth    authState                // who may call (auth.go)
+	drills  *redundancy.DrillJournal // nil until SetDrills (drill.go)
 }
 
 // NewAdmin builds the admin API of a pair member. engine may be nil (an

@@ -159,11 +159,13 @@ type securityEvents interface {
 // journal (when the pair keeps one), by time.
 func (a *Admin) events() []redundancy.Event {
 	evs := a.pair.Events()
-	se, ok := a.pair.(securityEvents)
-	if !ok {
-		return evs
+	var sec []redundancy.Event
+	if se, ok := a.pair.(securityEvents); ok {
+		sec = se.SecurityEvents()
 	}
-	sec := se.SecurityEvents()
+	if a.drills != nil {
+		sec = append(sec, a.drills.Events()...) // kind drill (drill.go)
+	}
 	if len(sec) == 0 {
 		return evs
 	}

@@ -58,6 +58,10 @@ type MappingItem struct {
 	WrittenSourceTimestamp *time.Time `json:"written_source_timestamp,omitempty"`
 	// Truncated: a value was too large and was cut.
 	Truncated bool `json:"truncated,omitempty"`
+	// HeldSince is when a held flow's hold began, HeldForS its age in
+	// seconds when the status was taken (state held only).
+	HeldSince *time.Time `json:"held_since,omitempty"`
+	HeldForS  float64    `json:"held_for_s,omitempty"`
 }
 
 // MappingPage is the answer of GET /api/v1/mappings.
@@ -191,6 +195,10 @@ func itemOf(ms *bridge.MappingStatus) MappingItem {
 		From: ms.From, To: ms.To, State: ms.State.String(), Reason: ms.Reason}
 	if ms.Reverse {
 		it.Direction = "reverse"
+	}
+	if !ms.HeldSince.IsZero() {
+		t := ms.HeldSince
+		it.HeldSince, it.HeldForS = &t, time.Since(t).Seconds()
 	}
 	var cut bool
 	if ms.Value != nil {

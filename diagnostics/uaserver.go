@@ -55,6 +55,10 @@ import (
 //	  Mappings/Items/<id>/Reverse/… for the reverse flow of a "both" one
 //	LastSwitchover/Time (DateTime), /From, /To, /Reason (String),
 //	  /Epoch (UInt64)
+//	LastDrill/Time (DateTime), /Verdict ("PASS", "FAIL", "" before the
+//	  first), /GapMS (Double: the worst target's gap, -1 unknown), /From,
+//	  /To (String), /Epoch (UInt64), /Detail (String): the last drill
+//	  (uamirror drill) journaled on this node
 //	Method Pair/Failover on object Pair: performs a switchover (on the
 //	  standby, forwards it to the active's admin API). No input; output:
 //	  one String "Error", empty on success, else the error text (with a
@@ -129,6 +133,9 @@ type UAServerConfig struct {
 	// Engine returns the running engine; nil or nil results serve no
 	// mapping counts.
 	Engine EngineFunc
+	// Drills is the member's drill journal (nil: LastDrill serves empty
+	// values), see Admin.SetDrills.
+	Drills *redundancy.DrillJournal
 	// Interval is how often changes are checked for notification
 	// (default 200 ms).
 	Interval time.Duration
@@ -419,6 +426,9 @@ func (u *UAServer) variable(name string) (*ua.DataValue, bool) {
 	if strings.HasPrefix(name, "Servers/") && strings.Count(name, "/") == 4 {
 		return u.memberVariable(name)
 	}
+	if rest, ok := strings.CutPrefix(name, "LastDrill/"); ok {
+		return u.lastDrill(rest)
+	}
 	if rest, ok := strings.CutPrefix(name, "Servers/"); ok {
 		srv, field, ok := strings.Cut(rest, "/")
 		if !ok {
@@ -587,4 +597,36 @@ func (u *UAServer) forward(ctx context.Context, id, admin string) error {
 		return fmt.Errorf("the active at %s refused: %s", admin, body.Error)
 	}
 	return nil
+}
+
+// lastDrill serves LastDrill/<field>.
+func (u *UAServer) lastDrill(field string) (*ua.DataValue, bool) {
+	var d redundancy.DrillRecord
+	if u.cfg.Drills != nil {
+		d, _ = u.cfg.Drills.Last()
+	}
+	ev := d.Event()
+	switch field {
+	case "Time":
+		return value(d.Time), true
+	case "Verdict":
+		if d.Time.IsZero() {
+			return value(""), true
+		}
+		return value(strings.TrimPrefix(ev.Reason, "drill ")), true
+	case "GapMS":
+		if ev.GapMS == nil {
+			return value(-1.0), true
+		}
+		return value(*ev.GapMS), true
+	case "From":
+		return value(d.From), true
+	case "To":
+		return value(d.To), true
+	case "Epoch":
+		return value(d.Epoch), true
+	case "Detail":
+		return value(ev.Detail), true
+	}
+	return nil, false
 }

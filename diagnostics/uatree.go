@@ -27,6 +27,7 @@ import (
 //	  Mappings/Items/<id>/{State, Reason, Value, SourceTimestamp, From, To}
 //	  Mappings/Items/<id>/Reverse/{…}  (the reverse flow of a "both" mapping)
 //	  LastSwitchover/{Time, From, To, Reason, Epoch}
+//	  LastDrill/{Time, Verdict, GapMS, From, To, Epoch, Detail}
 //
 // (ServerUriArray, the property of Server.ServerRedundancy, and the
 // Failover method's InputArguments and OutputArguments are the core's,
@@ -42,10 +43,11 @@ const uaFolder = uaPairObject
 
 var (
 	uaTopVars      = []string{"Role", "Active", "Epoch", "Ready", "ServerUri", "Version", "PairProtocol", "MemberVersions"}
-	uaTopObjects   = []string{"Servers", "Mappings", "LastSwitchover"}
+	uaTopObjects   = []string{"Servers", "Mappings", "LastSwitchover", "LastDrill"}
 	uaServerFields = []string{"Up", "ServiceLevel"}
 	uaMemberFields = []string{"Endpoint", "State", "ServiceLevel", "InUse", "Reason"}
 	uaSwitchFields = []string{"Time", "From", "To", "Reason", "Epoch"}
+	uaDrillFields  = []string{"Time", "Verdict", "GapMS", "From", "To", "Epoch", "Detail"}
 	uaItemFields   = []string{"State", "Reason", "Value", "SourceTimestamp", "From", "To"}
 )
 
@@ -127,6 +129,8 @@ func (u *UAServer) uaChildren(parent string) []uaserver.ExtraNode {
 		}
 	case parent == "LastSwitchover":
 		out = fields(out, parent, uaSwitchFields)
+	case parent == "LastDrill":
+		out = fields(out, parent, uaDrillFields)
 	case parent == "Mappings":
 		for _, s := range uaMappingStates {
 			out = append(out, uaVar("Mappings/"+s, parent))

@@ -153,3 +153,15 @@ func (c *Config) pos(item Pos, rel string) Pos {
 	}
 	return p
 }
+
+// MaxHold returns m's effective max_hold: the mapping's, else its
+// group's; 0 means off.
+func (c *Config) MaxHold(m *Mapping) time.Duration {
+	if m.MaxHold > 0 {
+		return m.MaxHold
+	}
+	if g := c.Group(m.Group); m.Group != "" && g != nil {
+		return g.MaxHold
+	}
+	return 0
+}

@@ -60,6 +60,11 @@ func (m *Mapping) Canonical() []byte {
 	w("queue_size", strconv.FormatUint(uint64(m.QueueSize), 10))
 	w("enabled", strconv.FormatBool(m.IsEnabled()))
 	w("on_bad", orDefault(string(m.OnBad), string(Hold)))
+	if m.MaxHold != 0 {
+		// Written only when set: hashes of configs without it stay as
+		// they were.
+		w("max_hold", strconv.FormatInt(int64(m.MaxHold), 10))
+	}
 	return b.Bytes()
 }
 
@@ -132,6 +137,9 @@ func (c *Config) Hash() string {
 		w("group.publishing_interval", dur(g.PublishingInterval))
 		w("group.sampling_interval", dur(g.SamplingInterval))
 		w("group.queue_size", strconv.FormatUint(uint64(g.QueueSize), 10))
+		if g.MaxHold != 0 {
+			w("group.max_hold", dur(g.MaxHold))
+		}
 	}
 
 	e := c.EngineSettings()
@@ -140,6 +148,10 @@ func (c *Config) Hash() string {
 	if e.ClockSkew != DefaultEngine().ClockSkew {
 		// Only when set: hashes of configs without it stay as they were.
 		w("engine.clock_skew", dur(e.ClockSkew))
+	}
+	if d := c.Drill; d != nil {
+		// Only when set: hashes of configs without a schedule stay as they were.
+		w("drill", fmt.Sprintf("%d,%s", d.Every, d.At))
 	}
 
 	ms := make([][]byte, len(c.Mappings))

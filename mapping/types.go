@@ -62,6 +62,8 @@ type Config struct {
 	Mappings []Mapping `yaml:"mappings" json:"mappings"`
 	// Engine holds tuning of the mirror engine.
 	Engine Engine `yaml:"engine,omitempty" json:"engine,omitempty"`
+	// Drill schedules the failover drill (nil: only on demand).
+	Drill *DrillSchedule `yaml:"drill,omitempty" json:"drill,omitempty"`
 
 	// File is the name the config was read from (empty when built in code).
 	File string `yaml:"-" json:"-"`
@@ -206,6 +208,9 @@ type Group struct {
 	SamplingInterval time.Duration `yaml:"sampling_interval,omitempty" json:"sampling_interval,omitempty"`
 	// QueueSize for the group's items unless a mapping sets one.
 	QueueSize uint32 `yaml:"queue_size,omitempty" json:"queue_size,omitempty"`
+	// MaxHold is the group's max_hold unless a mapping sets one (see
+	// Mapping.MaxHold).
+	MaxHold time.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
 
 	Pos Pos `yaml:"-" json:"-"`
 }
@@ -305,6 +310,12 @@ type Mapping struct {
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
 	// OnBad is hold (default) or write_status.
 	OnBad OnBad `yaml:"on_bad,omitempty" json:"on_bad,omitempty"`
+	// MaxHold (opt-in; 0: the group's, else off) bounds how long the
+	// target may hold a value that looks live while the source is bad or
+	// unreachable: once held longer, the last good value is written again
+	// with status UncertainLastUsableValue, and the next Good value from
+	// the source replaces it. At least MinMaxHold when set.
+	MaxHold time.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
 
 	Pos Pos `yaml:"-" json:"-"`
 }

@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	v.servers()
 	v.groups()
 	v.engine()
+	v.drill()
 	v.mappings()
 	v.flows()
 	v.errs.errs.sortByPos()
@@ -113,6 +114,19 @@ func (v *validator) checkEnum(item Pos, prefix, rel, value string, allowed []str
 func (v *validator) checkDuration(item Pos, prefix, rel string, d time.Duration) {
 	if d < 0 {
 		v.add(item, prefix, rel, d.String(), ErrInvalidValue, "must not be negative")
+	}
+}
+
+// MinMaxHold is the shortest max_hold accepted: a shorter one would mark
+// a target Uncertain on a brief source reconnect (a resync takes ~0.5 s).
+const MinMaxHold = time.Second
+
+// checkMaxHold checks a max_hold: 0 (off) or at least MinMaxHold.
+func (v *validator) checkMaxHold(item Pos, prefix string, d time.Duration) {
+	if d < 0 {
+		v.add(item, prefix, "max_hold", d.String(), ErrInvalidValue, "must not be negative")
+	} else if d > 0 && d < MinMaxHold {
+		v.add(item, prefix, "max_hold", d.String(), ErrInvalidValue, "must be 0 (off) or at least %s", MinMaxHold)
 	}
 }
 
@@ -284,6 +298,7 @@ func (v *validator) groups() {
 		v.checkName("group", g.Name, g.Pos, p, seen)
 		v.checkDuration(g.Pos, p, "publishing_interval", g.PublishingInterval)
 		v.checkDuration(g.Pos, p, "sampling_interval", g.SamplingInterval)
+		v.checkMaxHold(g.Pos, p, g.MaxHold)
 	}
 }
 
@@ -359,6 +374,7 @@ func (v *validator) mappings() {
 		v.checkEnum(m.Pos, p, "direction", string(m.Direction), directions, "direction")
 		v.checkEnum(m.Pos, p, "on_bad", string(m.OnBad), onBads, "on_bad behaviour")
 		v.checkDuration(m.Pos, p, "sampling_interval", m.SamplingInterval)
+		v.checkMaxHold(m.Pos, p, m.MaxHold)
 		v.checkDeadband(m, p)
 		v.checkScaling(m, p)
 		if cv := m.Convert; cv != nil {
@@ -655,4 +671,19 @@ func (c *Config) Warnings() []string {
 			at, s.Name, s.Auth.Username))
 	}
 	return out
+}
+
+// drill checks the drill schedule.
+func (v *validator) drill() {
+	d := v.c.Drill
+	if d == nil {
+		return
+	}
+	var top Pos
+	if d.Every < MinDrillEvery {
+		v.add(top, "", "drill.every", d.Every.String(), ErrInvalidValue, "must be at least %s (a drill is a real switchover)", MinDrillEvery)
+	}
+	if _, _, err := ParseDrillAt(d.At); err != nil {
+		v.add(top, "", "drill.at", d.At, ErrInvalidValue, "%s", err.Error())
+	}
 }

@@ -621,13 +621,14 @@ func contains(list []string, s string) bool {
 
 // Allowed keys at each level, in documentation order (used in messages).
 var (
-	configKeys    = []string{"servers", "groups", "mappings", "engine"}
+	configKeys    = []string{"servers", "groups", "mappings", "engine", "drill"}
+	drillKeys     = []string{"every", "at"}
 	serverKeys    = []string{"name", "endpoints", "security_policy", "security_mode", "auth", "trusted_certificates", "timeouts", "redundancy"}
 	serverSetKeys = []string{"mode", "margin", "discover"}
 	authKeys      = []string{"type", "username", "password_env", "password_file", "cert_file", "key_file"}
 	timeoutKeys   = []string{"connect", "request", "keepalive", "session", "data_age"}
-	groupKeys     = []string{"name", "publishing_interval", "sampling_interval", "queue_size"}
-	mappingKeys   = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad"}
+	groupKeys     = []string{"name", "publishing_interval", "sampling_interval", "queue_size", "max_hold"}
+	mappingKeys   = []string{"id", "source", "target", "direction", "group", "deadband", "scaling", "convert", "sampling_interval", "queue_size", "enabled", "on_bad", "max_hold"}
 	nodeRefKeys   = []string{"server", "node"}
 	deadbandKeys  = []string{"type", "value"}
 	scalingKeys   = []string{"raw_low", "raw_high", "eng_low", "eng_high", "out_of_range"}
@@ -659,6 +660,19 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 			})
 		case "engine":
 			d.engine(v, l, &c.Engine)
+		case "drill":
+			if v = d.resolve(v); v == nil || isNull(v) {
+				return
+			}
+			c.Drill = &DrillSchedule{}
+			d.object(v, l, drillKeys, drillKeys[:1], func(key string, v *yaml.Node, l loc) {
+				switch key {
+				case "every":
+					d.duration(v, l, &c.Drill.Every)
+				case "at":
+					d.str(v, l, &c.Drill.At)
+				}
+			})
 		}
 	})
 }
@@ -750,6 +764,8 @@ func (d *decoder) group(n *yaml.Node, l loc, g *Group) {
 			d.duration(v, l, &g.SamplingInterval)
 		case "queue_size":
 			d.uint32(v, l, &g.QueueSize)
+		case "max_hold":
+			d.duration(v, l, &g.MaxHold)
 		}
 	})
 }
@@ -768,6 +784,8 @@ func (d *decoder) mapping(n *yaml.Node, l loc, m *Mapping) {
 			d.str(v, l, (*string)(&m.Direction))
 		case "group":
 			d.str(v, l, &m.Group)
+		case "max_hold":
+			d.duration(v, l, &m.MaxHold)
 		case "deadband":
 			if v = d.resolve(v); v == nil || isNull(v) {
 				return

@@ -263,7 +263,11 @@ func printMappings(w io.Writer, items []diagnostics.MappingItem) error {
 		if it.Reverse {
 			flow += " (rev)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Index, it.ID, flow, it.State,
+		state := it.State
+		if it.HeldSince != nil {
+			state += fmt.Sprintf(" %.0fs", it.HeldForS) // held, with its age
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Index, it.ID, flow, state,
 			cell(it.Value), dash(it.Type), stamp(it.SourceTimestamp), cell(it.Written), dash(it.Reason))
 	}
 	if err := tw.Flush(); err != nil {

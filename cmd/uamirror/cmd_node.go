@@ -264,6 +264,11 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 	}
 	admin := diagnostics.NewAdmin(node, engine, log)
 	admin.SetAuth(sec.admin)
+	var drills *redundancy.DrillJournal
+	if role == redundancy.RoleNode {
+		drills = &redundancy.DrillJournal{} // cmd_drill.go reports to it
+		admin.SetDrills(drills)
+	}
 	var ready strings.Builder
 	fmt.Fprintf(&ready, "%s ready id=%s admin=%s://%s", role, f.id, adminScheme, ln.Addr())
 	if f.opcua != "" {
@@ -273,6 +278,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			return &exitError{code: 2, err: err}
 		}
 		ucfg.Pair, ucfg.Engine, ucfg.Logger = uaPairFor(node, sec), engine, log
+		ucfg.Drills = drills
 		if ucfg.Security != nil {
 			// Failover authenticates its caller: the node itself, forwarding
 			// to the active with the node's admin credentials.
@@ -294,6 +300,9 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		g.add("OPC UA endpoint", uas.Run)
 	}
 	g.add("pair node", node.Run) // raft, the peer link and the engine
+	if drills != nil {
+		g.add("drill schedule", newDrillScheduler(node, drills, log).run) // drill_schedule.go
+	}
 	g.add("admin API", func(ctx context.Context) error { return admin.Serve(ctx, ln) })
 	fmt.Fprintln(cmd.OutOrStdout(), ready.String())
 	return g.wait()

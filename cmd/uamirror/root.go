@@ -106,6 +106,7 @@ func commands(a *app) []*cobra.Command {
 		newSwitchoverCmd(a),                     // cmd_pairctl.go
 		newStatusCmd(a),                         // cmd_pairctl.go
 		newEventsCmd(a),                         // cmd_pairctl.go
+		newDrillCmd(a),                          // cmd_drill.go
 		newMappingsCmd(a),                       // import, export, apply, list
 		newBrowseCmd(a),
 		newSimserverCmd(a),

@@ -201,6 +201,9 @@ func Check(ws []Write, events []redundancy.Event, valid func(node string, v floa
 
 func roleChangeBetween(events []redundancy.Event, from, to time.Time) bool {
 	for _, e := range events {
+		if e.Kind != "" {
+			continue // a refusal or a drill report: no role change
+		}
 		if e.Time.After(from) && !e.Time.After(to) {
 			return true
 		}

@@ -1,0 +1,186 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// Held values with an age limit (max_hold, opt-in).
+//
+// A target whose source is Bad/Uncertain or unreachable holds its last
+// good value, and to whoever reads the target that value looks live. With
+// max_hold set, once a flow has been held longer than that, the engine
+// writes the last good value again with status UncertainLastUsableValue
+// (Part 4, 7.34.2 / Part 8, 6.3.2: "the value is the last usable value")
+// and the mapping shows held, with the time the hold began. The next Good
+// value from the source is written even if it equals the held one (a
+// deadband does not keep the Uncertain status on the target), and a
+// reconcile (gate opened, target reconnected) writes a marked flow's value
+// with the Uncertain status rather than as a live one.
+//
+// The hold state lives in the flow, under the mapping's lock; holdWatch
+// is the only goroutine that marks, accept and reconcileWith (flow.go)
+// read and clear it.
+
+// holdState is a flow's max_hold state. Guarded by the mapping's lock,
+// except max (immutable after New).
+type holdState struct {
+	// max is the effective max_hold (0: off).
+	max time.Duration
+	// since is when the current hold began: the first Bad/Uncertain
+	// value, or the source server seen unreachable (zero: not held).
+	since time.Time
+	// marked: the last good value has been marked (and, while active,
+	// queued) with UncertainLastUsableValue for this hold.
+	marked bool
+}
+
+// holdStatus is the status written with a held value past max_hold.
+var holdStatus = ua.StatusUncertainLastUsableValue
+
+// holdBegin records that the flow's source reported a Bad or Uncertain
+// value at now. Caller holds ms.mu.
+func (f *flow) holdBegin(now time.Time) {
+	if f.hold.since.IsZero() {
+		f.hold.since = now
+	}
+}
+
+// holdEnd records a Good value from the source: the hold ends. It reports
+// whether the target was marked Uncertain and so needs the Good value
+// even if it did not change. Caller holds ms.mu.
+func (f *flow) holdEnd() (wasMarked bool) {
+	wasMarked = f.hold.marked
+	// Field by field: max is immutable and read without the lock.
+	f.hold.since, f.hold.marked = time.Time{}, false
+	return wasMarked
+}
+
+// heldDV is what reconcileWith writes for a marked flow: the last good
+// value with the Uncertain status, or nil when the target (cur) already
+// shows exactly that. Caller holds ms.mu.
+func (f *flow) heldDV(cur *ua.DataValue) *ua.DataValue {
+	if cur != nil && cur.Status == holdStatus && cur.Value != nil && variantEqual(cur.Value, f.good) {
+		return nil
+	}
+	return f.markedDV()
+}
+
+// markedDV is the last good value with status UncertainLastUsableValue and
+// its own source timestamp. Caller holds ms.mu.
+func (f *flow) markedDV() *ua.DataValue {
+	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
+		Value: f.good, Status: holdStatus, SourceTimestamp: f.goodTS}
+}
+
+// holdCheck is holdWatch's look at one flow at now. srcDown is when the
+// flow's source server was first seen unreachable in its current outage
+// (zero: reachable). When the flow has been held for max_hold or longer
+// and is not yet marked, it is marked (state held, with the reason) and,
+// if the engine is queueing (read under the lock, as in accept), the
+// marked value to write is returned. A standby marks without writing; its
+// reconcile on takeover writes the marked value.
+func (f *flow) holdCheck(now, srcDown time.Time, queueing *atomic.Bool) *ua.DataValue {
+	ms := f.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if f.state == StateDisabled || f.state == StateQuarantined || f.state == StateBad {
+		return nil
+	}
+	badSource := f.state == StateHeld
+	if !badSource && srcDown.IsZero() {
+		if !f.hold.marked {
+			f.hold.since = time.Time{} // a short outage that ended
+		}
+		return nil
+	}
+	if !srcDown.IsZero() && (f.hold.since.IsZero() || srcDown.Before(f.hold.since)) {
+		f.hold.since = srcDown
+	}
+	if f.hold.marked || f.good == nil || now.Sub(f.hold.since) < f.hold.max {
+		return nil
+	}
+	if badSource && srcDown.IsZero() && ms.m.OnBad == mapping.WriteStatus {
+		// The target already carries the source's bad status.
+		return nil
+	}
+	cause := f.reason
+	if !srcDown.IsZero() {
+		cause = "source unreachable"
+	}
+	f.hold.marked = true
+	f.setState(StateHeld, fmt.Sprintf("%s; held past max_hold %s: last usable value marked Uncertain", cause, f.hold.max))
+	if queueing == nil || !queueing.Load() {
+		return nil
+	}
+	return f.markedDV()
+}
+
+// heldSince returns when the flow's current hold began (zero: not held).
+// Caller holds ms.mu.
+func (f *flow) heldSince() time.Time {
+	if f.state != StateHeld {
+		return time.Time{}
+	}
+	return f.hold.since
+}
+
+// holdTick is holdWatch's period for the shortest max_hold: a tenth of
+// it, within [20 ms, 1 s]; a flow is marked at most one tick late.
+func holdTick(shortest time.Duration) time.Duration {
+	return min(max(shortest/10, 20*time.Millisecond), time.Second)
+}
+
+// holdWatch marks flows held longer than their max_hold and queues their
+// marked values. It runs in a goroutine owned by Engine.Run and returns
+// when ctx ends (at once when no mapping sets max_hold).
+func (e *Engine) holdWatch(ctx context.Context) {
+	var flows []*flow
+	var shortest time.Duration
+	for _, f := range e.flows {
+		if f == nil || f.hold.max == 0 {
+			continue
+		}
+		flows = append(flows, f)
+		if shortest == 0 || f.hold.max < shortest {
+			shortest = f.hold.max
+		}
+	}
+	if len(flows) == 0 {
+		return
+	}
+	t := time.NewTicker(holdTick(shortest))
+	defer t.Stop()
+	downSince := make(map[*conn]time.Time, len(e.conns))
+	out := map[*writer][]queuedValue{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, c := range e.conns {
+			if ConnState(c.state.Load()) == Connected {
+				delete(downSince, c)
+			} else if _, ok := downSince[c]; !ok {
+				downSince[c] = now
+			}
+		}
+		for _, f := range flows {
+			if dv := f.holdCheck(now, downSince[f.from], &e.queueing); dv != nil {
+				out[f.to.w] = append(out[f.to.w], queuedValue{f.wslot, dv})
+			}
+		}
+		for w, vals := range out {
+			w.enqueue(vals)
+			out[w] = vals[:0]
+		}
+	}
+}

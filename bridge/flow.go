@@ -157,9 +157,14 @@ type flow struct {
 	// which side changed last, whatever the two servers' clocks say.
 	sessTS   time.Time
 	sessSeen bool
-	goodPeer bool
-	goodSeq  uint64
-	srcSeq   uint64
+	// memberChanged: the current session is another member of a server
+	// set than the one the cached value came from; its first value must
+	// not be older than the cache at all (Part 4, 6.6.2: a member may lag
+	// behind), not merely within the clock skew.
+	memberChanged bool
+	goodPeer      bool
+	goodSeq       uint64
+	srcSeq        uint64
 	// srcStatus is the status of the last value read from the source:
 	// a status change is a change (deadband or not).
 	srcStatus ua.StatusCode
@@ -261,6 +266,9 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	ts := valueTime(dv, now)
 	queue := queueing != nil && queueing.Load()
 	first := !f.sessSeen // the session's first value: its current one
+	// After a switch to another member of a server set, nothing older
+	// than the cache is taken until that member has caught up.
+	strict := f.memberChanged
 	f.checkClock(ts, now)
 	statusChanged := dv.Status != f.srcStatus
 	f.srcStatus = dv.Status
@@ -296,7 +304,18 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	}
 	// Against a value cached from the peer (or, for a session's first
 	// value, from an earlier session) timestamps decide.
-	foreign := f.good != nil && (f.goodPeer || first)
+	foreign := f.good != nil && (f.goodPeer || first || strict)
+	if strict && (f.good == nil || !f.goodTS.After(ts)) {
+		f.memberChanged = false // the new member has caught up
+	}
+	if strict && foreign && f.goodTS.Sub(ts) > ms.tol {
+		// Not a clock step of one server: a member behind the one left.
+		// Dropped, and shown (state clock), never frozen silently.
+		f.clockAnomaly(now, "member's value "+f.goodTS.Sub(ts).Round(time.Millisecond).String()+
+			" older than the one already written from the member left: dropped until it catches up")
+		f.settle(now)
+		return nil, nil, vStale
+	}
 	if foreign && f.goodTS.After(ts) && f.goodTS.Sub(ts) <= ms.tol {
 		// A fresh value just older than the cached one: the cache is
 		// ahead, within the clock skew.
@@ -525,6 +544,15 @@ func (f *flow) writeRefused(code ua.StatusCode) {
 		return
 	}
 	f.setState(StateBad, "write refused: "+statusName(code))
+}
+
+// sourceMemberChanged records that the source's new session is another
+// member of a redundant server set (called after sourceResolved): its
+// first value is taken only if it is not older than the cached one.
+func (f *flow) sourceMemberChanged() {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	f.memberChanged = true
 }
 
 // sourceResolved records the source node resolved on a new session of

@@ -539,6 +539,9 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 	s := ms.s
 	for _, f := range c.readFlows {
 		f.sourceResolved(f.resolveSrc(s.namespaces))
+		if old != nil {
+			f.sourceMemberChanged()
+		}
 	}
 	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
 		return ms, err

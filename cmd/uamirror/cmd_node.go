@@ -122,9 +122,24 @@ func parseMember(s string) (redundancy.Member, error) {
 	return m, nil
 }
 
+// abortSchedAllowance is what the pair's AbortBound adds to the bridge's
+// own bound (bridge.LeaseAbortBound: the lease watcher's interval plus the
+// close) for a loaded host, where the watcher goroutine waits for a core.
+// Measured from lapse to reset: 6 ms at load average 25 on 2 cores.
+const abortSchedAllowance = 75 * time.Millisecond
+
+// memberConfig is the pair configuration from the flags. Its AbortBound
+// (part of every new active's fence wait) is derived from the bridge's
+// lease watcher, so that a slower watcher lengthens the fence wait
+// instead of silently outrunning it.
+func memberConfig(f pairFlags) redundancy.Config {
+	return redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
+		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease, MaxClockSkew: f.maxSkew,
+		AbortBound: bridge.LeaseAbortBound + abortSchedAllowance}
+}
+
 func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.Role, f pairFlags) error {
-	cfg := redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
-		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease, MaxClockSkew: f.maxSkew}
+	cfg := memberConfig(f)
 	for _, s := range f.members {
 		m, err := parseMember(s)
 		if err != nil {

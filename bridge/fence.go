@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -104,4 +105,61 @@ func (e *Engine) abortInFlight(why error) int {
 		}
 	}
 	return n
+}
+
+// leaseCtx is the context of a Write request: it asks the lease again
+// each time it is asked whether it is done, and once it has seen the
+// lease lapsed it stays done. gopcua (v0.9.0, uasc
+// sendAsyncWithTimeout) asks ctx.Done() immediately before it signs and
+// hands each chunk of a request to the socket: the last look at the lease
+// we can get before the kernel. (A net.Conn that checks the lease in its
+// own Write cannot be installed: uacp.Conn embeds a concrete
+// *net.TCPConn.) A process frozen (SIGSTOP) or starved between the gate's
+// last Permit and the send finds its lease lapsed there when it runs
+// again — the lease is measured on the monotonic clock — and the request
+// is not sent; only the signing and write(2) of one chunk remain between
+// this check and the wire. The request fails with errLeaseLapsed and the
+// writer resets the session.
+type leaseCtx struct {
+	context.Context
+	gate   Gate
+	lapsed atomic.Bool
+}
+
+// closedDone is the Done channel of a leaseCtx whose lease lapsed.
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func withLease(ctx context.Context, g Gate) *leaseCtx { return &leaseCtx{Context: ctx, gate: g} }
+
+func (c *leaseCtx) expired() bool {
+	if c.lapsed.Load() {
+		return true
+	}
+	if !c.gate.LeaseValid() {
+		c.lapsed.Store(true)
+		return true
+	}
+	return false
+}
+
+// Done is closed once the lease has lapsed or the parent is done. Unlike
+// the context contract, it returns another channel after a lapse: a
+// leaseCtx is handed only to gopcua's Write, which selects on Done anew
+// at each step.
+func (c *leaseCtx) Done() <-chan struct{} {
+	if c.expired() {
+		return closedDone
+	}
+	return c.Context.Done()
+}
+
+// Err is errLeaseLapsed once the lease has lapsed, else the parent's.
+func (c *leaseCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if c.expired() {
+		return errLeaseLapsed
+	}
+	return nil
 }

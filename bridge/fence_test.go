@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -249,5 +250,51 @@ func TestFenceResetsSocketAtOnce(t *testing.T) {
 				t.Errorf("LeaseAborts %d, want 1", got)
 			}
 		})
+	}
+}
+
+// frozenGate is the gate as a process sees it that stood still (SIGSTOP,
+// a starved scheduler) right after the gate's last Permit: that Permit
+// said yes, and the lease, measured on the monotonic clock, ran out
+// meanwhile — unsignalled, and before the lease watcher's next tick.
+type frozenGate struct {
+	*leaseGate
+	frozen atomic.Bool
+}
+
+func (g *frozenGate) Permit() (uint64, bool) {
+	if g.frozen.Load() {
+		return 1, true
+	}
+	return g.leaseGate.Permit()
+}
+
+// TestFenceLeaseCheckedAtSend: a Write that passed the gate but was not
+// yet sent when the lease lapsed is not sent (cause 3 of the starved mode,
+// docs/RELIABILITY.md): the lease is asked again immediately before the
+// request goes to the socket, not only at the gate.
+func TestFenceLeaseCheckedAtSend(t *testing.T) {
+	const n = 2
+	a, b := startSim(t, n, "Double"), startSim(t, n, "Double")
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), n, nil)
+	g := &frozenGate{leaseGate: &leaseGate{open: true, lease: true, changed: make(chan struct{}, 1)}}
+	e := runEngine(t, cfg, g)
+	waitConnected(t, e, n)
+	harness.Eventually(t, 10*time.Second, "writing (reconciled)", func() bool { _, ok := e.Writing(); return ok })
+	bStats := func() bridge.ServerStats { return e.Stats().Servers[1] }
+	harness.Eventually(t, 10*time.Second, "no Write queued or in flight", func() bool {
+		st := bStats()
+		return st.InFlight == 0 && st.Pending == 0
+	})
+	before := bStats().WriteRequests
+
+	g.frozen.Store(true)
+	g.set(true, false, false) // the lease lapsed, unsignalled
+	a.SetValue(0, 303.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "a Write of the new value past the gate", func() bool {
+		return bStats().WriteRequests > before
+	})
+	if harness.WaitFor(time.Second, func() bool { return valueOf(b, 0) == 303.0 }) {
+		t.Fatalf("a Write sent after the lease lapsed landed on the target (stats %+v)", bStats())
 	}
 }

@@ -195,7 +195,9 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
 	start := time.Now()
 	c.stats.writeRequests.Add(1) // counted as sent: an unanswered one too
-	res, err := cl.client.Write(rctx, req)
+	// The lease is asked once more just before the request goes to the
+	// socket (fence.go, leaseCtx).
+	res, err := cl.client.Write(withLease(rctx, c.e.gate), req)
 	cancel()
 	if err == nil && res != nil && len(res.Results) != len(batch) {
 		err = errors.New("write response has a wrong number of results")

@@ -122,9 +122,26 @@ func parseMember(s string) (redundancy.Member, error) {
 	return m, nil
 }
 
+// abortSchedAllowance is what the pair's AbortBound adds to the bridge's
+// own bound (bridge.LeaseAbortBound: the lease watcher's interval plus the
+// close) for a loaded host, where the watcher goroutine waits for a core.
+// Measured from lapse to reset: 6 ms at load average 25 on 2 cores.
+const abortSchedAllowance = 75 * time.Millisecond
+
+// memberConfig is the pair configuration from the flags. Its AbortBound
+// (part of every new active's fence wait: how long after its lease lapsed
+// an old active's Write may still land) is derived from what bounds it:
+// the bridge's lease watcher, which resets the sockets with a Write in
+// flight, and this host's neighbour queues, which a reset does not empty
+// (neigh.go). The peer's host is taken to be set up like this one.
+func memberConfig(f pairFlags) redundancy.Config {
+	return redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
+		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease, MaxClockSkew: f.maxSkew,
+		AbortBound: max(bridge.LeaseAbortBound+abortSchedAllowance, neighQueueBound("/proc/sys/net"))}
+}
+
 func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.Role, f pairFlags) error {
-	cfg := redundancy.Config{ID: f.id, DataDir: f.data, Policy: redundancy.Policy(f.policy), FaultDelay: f.faultDelay,
-		Cooldown: f.cooldown, HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.heartbeat, Lease: f.lease, MaxClockSkew: f.maxSkew}
+	cfg := memberConfig(f)
 	for _, s := range f.members {
 		m, err := parseMember(s)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uamirror/uamirror/redundancy"
 	"github.com/uamirror/uamirror/test/invariant"
 )
 
@@ -99,7 +100,7 @@ func (e *bed) check(r *result) {
 	r.Writes, r.Violations, r.TwoWriters = res.Writes, res.Total, len(res.TwoWriters)
 	r.Switchovers = 0
 	for _, ev := range evs {
-		if ev.Reason != "bootstrap" && !ev.Time.Before(r.At) {
+		if ev.Reason != "bootstrap" && ev.Kind != redundancy.RefusalKind && !ev.Time.Before(r.At) {
 			r.Switchovers++
 		}
 	}

@@ -199,6 +199,8 @@ func Check(ws []Write, events []redundancy.Event, valid func(node string, v floa
 	return r
 }
 
+// roleChangeBetween: a role change (not a journaled refusal of a
+// connection, redundancy.RefusalKind) in (from, to].
 func roleChangeBetween(events []redundancy.Event, from, to time.Time) bool {
 	for _, e := range events {
 		if e.Kind != "" {

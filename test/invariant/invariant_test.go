@@ -32,6 +32,8 @@ func TestJournalChecker(t *testing.T) {
 			[]redundancy.Event{ev(3, 2)}, "two writers"},
 		{"stale writer after the takeover", []Write{w(1, "A", 1, good(1), 0), w(5, "B", 2, good(2), 4), w(6, "A", 3, good(3), 5)},
 			[]redundancy.Event{ev(3, 2)}, "two writers"},
+		{"stale writer after only a refused connection", []Write{w(1, "A", 1, good(1), 0), w(5, "B", 2, good(2), 4), w(8, "A", 3, good(3), 7)},
+			[]redundancy.Event{ev(3, 2), {Time: at(6), Kind: redundancy.RefusalKind, Reason: "refused"}}, "two writers"},
 		{"older source timestamp", []Write{w(1, "A", 1, good(1), 5), w(5, "B", 1, good(1), 4)}, []redundancy.Event{ev(3, 2)}, "went back"},
 		{"bad status", []Write{{Time: at(1), Session: "A", Node: NodeID(1), Value: good(1), TS: at(0), Status: 0x80310000}}, nil, "status"},
 		{"zero", []Write{w(1, "A", 1, 0, 0)}, nil, "zero"},

@@ -1,0 +1,159 @@
+package bridge_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+// Indexes of the cycling simulation types (simserver.Types).
+const (
+	simString     = 11
+	simByteString = 13
+	simDoubleArr  = 14
+	simCycle      = 16
+)
+
+func bigDoubles(n int, seed float64) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = seed + float64(i)
+	}
+	return v
+}
+
+func serverStats(e *bridge.Engine, name string) bridge.ServerStats {
+	for _, s := range e.Stats().Servers {
+		if s.Name == name {
+			return s
+		}
+	}
+	return bridge.ServerStats{}
+}
+
+// largeConfig mirrors, from each source, the simCycle variables i to the
+// target's variables i + k*simCycle (the same types).
+func largeConfig(t *testing.T, srcs []string, target string, timeouts mapping.Timeouts) *mapping.Config {
+	t.Helper()
+	cfg := &mapping.Config{
+		Servers: []mapping.Server{{Name: "b", Endpoints: []string{target}, Timeouts: timeouts}},
+		Engine:  mapping.Engine{PublishingInterval: 50 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond},
+	}
+	for k, ep := range srcs {
+		name := fmt.Sprintf("a%d", k)
+		cfg.Servers = append(cfg.Servers, mapping.Server{Name: name, Endpoints: []string{ep}, Timeouts: timeouts})
+		for i := 0; i < simCycle; i++ {
+			m := mapping.Mapping{Source: mapping.NodeRef{Server: name, Node: node(i)},
+				Target: mapping.NodeRef{Server: "b", Node: node(i + k*simCycle)}}
+			m.ID = mapping.DeriveID(m.Source, m.Target)
+			cfg.Mappings = append(cfg.Mappings, m)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// largeTimeouts give 1 MB values time on a loaded machine.
+func largeTimeouts() mapping.Timeouts {
+	to := fastTimeouts()
+	to.Request = 5 * time.Second
+	to.DataAge = 20 * time.Second
+	return to
+}
+
+// TestLargeValuesSim mirrors two Double[] of 100k elements, two 1 MB
+// Strings and two 1 MB ByteStrings, with small values beside them, from
+// six simulation servers (one large value each: a gopcua server cannot
+// publish more than its 2 MiB message size in one response) into one:
+// ~5.6 MB of values at once, more than one Write request may carry
+// (gopcua's default message size is 2 MiB). Every value must arrive, and
+// the target's session must never be faulted by a request too large.
+func TestLargeValuesSim(t *testing.T) {
+	// gopcua v0.9.0 decodes no array longer than ua.MaxVariantArrayLength
+	// (65535, a package variable): neither the client reading the source
+	// nor the gopcua server decoding the Write would take 100k elements.
+	// Raised for this test (restored after everything else has stopped).
+	old := ua.MaxVariantArrayLength
+	ua.MaxVariantArrayLength = 1 << 20
+	t.Cleanup(func() { ua.MaxVariantArrayLength = old })
+	const srcs = 6
+	b := startSim(t, srcs*simCycle, "")
+	var eps []string
+	var sims []*simserver.Server
+	for k := 0; k < srcs; k++ {
+		a := startSim(t, simCycle, "")
+		sims = append(sims, a)
+		eps = append(eps, a.Endpoint())
+	}
+	e := runEngine(t, largeConfig(t, eps, b.Endpoint(), largeTimeouts()), nil)
+	waitConnected(t, e, srcs*simCycle)
+
+	type big struct {
+		src, i int
+		v      any
+	}
+	var want []big
+	for k := 0; k < 2; k++ {
+		want = append(want,
+			big{3 * k, simDoubleArr, bigDoubles(100_000, float64(k)+0.5)},
+			big{3*k + 1, simString, strings.Repeat(string(rune('a'+k)), 1<<20)},
+			big{3*k + 2, simByteString, bytes.Repeat([]byte{byte(0xA0 + k)}, 1<<20)})
+	}
+	for _, w := range want {
+		sims[w.src].SetValue(w.i, w.v, time.Now())
+	}
+	equal := func(got, want any) bool {
+		switch w := want.(type) {
+		case []float64:
+			g, ok := got.([]float64)
+			return ok && slices.Equal(g, w)
+		case []byte:
+			g, ok := got.([]byte)
+			return ok && bytes.Equal(g, w)
+		}
+		return got == want
+	}
+	missing := func() []int {
+		var out []int
+		for _, w := range want {
+			if !equal(valueOf(b, w.i+w.src*simCycle), w.v) {
+				out = append(out, w.i+w.src*simCycle)
+			}
+		}
+		return out
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("missing on b: %v; stats %+v", missing(), e.Stats().Servers)
+			for _, m := range e.Snapshot() {
+				if m.State != bridge.StateOK {
+					t.Logf("mapping %d: %s %s", m.Index, m.State, m.Reason)
+				}
+			}
+		}
+	})
+	harness.Eventually(t, 60*time.Second, "every large value written to b", func() bool { return len(missing()) == 0 })
+	// The small values keep flowing beside them.
+	sims[0].SetValue(10, 42.25, time.Now())
+	harness.Eventually(t, 15*time.Second, "a small value after the large ones", func() bool { return valueOf(b, 10) == 42.25 })
+	if st := serverStats(e, "b"); st.Connects != 1 || st.WriteErrors != 0 {
+		t.Errorf("target b: %d connects, %d write errors (last error %q); want 1 and 0", st.Connects, st.WriteErrors, st.LastError)
+	}
+	for _, m := range e.Snapshot() {
+		if m.State != bridge.StateOK {
+			t.Errorf("mapping %d: %s %s", m.Index, m.State, m.Reason)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/simserver"
 	"github.com/uamirror/uamirror/test/harness"
+	"github.com/uamirror/uamirror/test/nodeopcua"
 )
 
 // Indexes of the cycling simulation types (simserver.Types).
@@ -155,5 +156,123 @@ func TestLargeValuesSim(t *testing.T) {
 		if m.State != bridge.StateOK {
 			t.Errorf("mapping %d: %s %s", m.Index, m.State, m.Reason)
 		}
+	}
+}
+
+// nodeRef is variable i of a node-opcua server.
+func nodeRef(no *nodeopcua.Server, i int) string {
+	return fmt.Sprintf("nsu=%s;s=v%d", no.Namespace(), i)
+}
+
+// TestUnadvertisedWriteLimit writes 200 values into a node-opcua server
+// that refuses a Write of more than 10 values (BadTooManyOperations) but
+// advertises no limit. The writer must split its batches and learn the
+// size, every value must arrive, and the session must not be faulted.
+func TestUnadvertisedWriteLimit(t *testing.T) {
+	const n = 200
+	sim := startSim(t, n, "Double")
+	no := nodeopcua.Start(t, nodeopcua.Options{Vars: n, Type: "Double", MaxNodesPerWrite: 10, HideLimits: true})
+	cfg := &mapping.Config{
+		Servers: []mapping.Server{
+			{Name: "sim", Endpoints: []string{sim.Endpoint()}, Timeouts: largeTimeouts()},
+			{Name: "node", Endpoints: []string{no.Endpoint()}, Timeouts: largeTimeouts()},
+		},
+		Engine: mapping.Engine{PublishingInterval: 50 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond},
+	}
+	var refs []string
+	for i := 0; i < n; i++ {
+		m := mapping.Mapping{Source: mapping.NodeRef{Server: "sim", Node: node(i)}, Target: mapping.NodeRef{Server: "node", Node: nodeRef(no, i)}}
+		m.ID = mapping.DeriveID(m.Source, m.Target)
+		cfg.Mappings = append(cfg.Mappings, m)
+		refs = append(refs, nodeRef(no, i))
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := runEngine(t, cfg, nil)
+	for i := 0; i < n; i++ {
+		sim.SetValue(i, 1000.5+float64(i), time.Now())
+	}
+	ctx := harness.Context(t)
+	harness.Eventually(t, 60*time.Second, "every value written to node-opcua", func() bool {
+		vals, err := harness.ReadValues(ctx, no.Endpoint(), refs)
+		if err != nil {
+			return false
+		}
+		for i, v := range vals {
+			if v.Value == nil || v.Value.Value() != 1000.5+float64(i) {
+				return false
+			}
+		}
+		return true
+	})
+	if st := serverStats(e, "node"); st.Connects != 1 {
+		t.Errorf("node: %d connects (last error %q); want 1", st.Connects, st.LastError)
+	}
+	for _, m := range e.Snapshot() {
+		if m.State != bridge.StateOK {
+			t.Errorf("mapping %d: %s %s", m.Index, m.State, m.Reason)
+		}
+	}
+}
+
+// TestLargeValuesNodeOPCUA writes a Double[] of 100k elements, a 1 MB
+// String and a 1 MB ByteString, beside a small Double, into a node-opcua
+// server whose MaxArrayLength is 1000 and MaxStringLength 4096. The
+// large values are refused once, their mappings bad with the reason; the
+// small value is written and the session never faulted.
+func TestLargeValuesNodeOPCUA(t *testing.T) {
+	old := ua.MaxVariantArrayLength // see TestLargeValuesSim
+	ua.MaxVariantArrayLength = 1 << 20
+	t.Cleanup(func() { ua.MaxVariantArrayLength = old })
+	sim := startSim(t, simCycle, "")
+	no := nodeopcua.Start(t, nodeopcua.Options{Vars: simCycle, MaxArrayLength: 1000, MaxStringLength: 4096})
+	cfg := &mapping.Config{
+		Servers: []mapping.Server{
+			{Name: "sim", Endpoints: []string{sim.Endpoint()}, Timeouts: largeTimeouts()},
+			{Name: "node", Endpoints: []string{no.Endpoint()}, Timeouts: largeTimeouts()},
+		},
+		Engine: mapping.Engine{PublishingInterval: 50 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond},
+	}
+	const small = 10
+	large := []int{simString, simByteString, simDoubleArr}
+	for _, i := range append([]int{small}, large...) {
+		m := mapping.Mapping{Source: mapping.NodeRef{Server: "sim", Node: node(i)}, Target: mapping.NodeRef{Server: "node", Node: nodeRef(no, i)}}
+		m.ID = mapping.DeriveID(m.Source, m.Target)
+		cfg.Mappings = append(cfg.Mappings, m)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := runEngine(t, cfg, nil)
+	waitConnected(t, e, len(cfg.Mappings))
+	now := time.Now()
+	sim.SetValue(simDoubleArr, bigDoubles(100_000, 0.5), now)
+	sim.SetValue(simString, strings.Repeat("x", 1<<20), now)
+	sim.SetValue(simByteString, bytes.Repeat([]byte{0xA5}, 1<<20), now)
+	sim.SetValue(small, 77.25, now)
+	ctx := harness.Context(t)
+	harness.Eventually(t, 60*time.Second, "the small value written, the large ones refused", func() bool {
+		vals, err := harness.ReadValues(ctx, no.Endpoint(), []string{nodeRef(no, small)})
+		if err != nil || vals[0].Value == nil || vals[0].Value.Value() != 77.25 {
+			return false
+		}
+		bad := 0
+		for _, m := range e.Snapshot() {
+			if m.State == bridge.StateBad && strings.Contains(m.Reason, "EncodingLimitsExceeded") {
+				bad++
+			}
+		}
+		return bad == len(large)
+	})
+	st := serverStats(e, "node")
+	if st.Connects != 1 {
+		t.Errorf("node: %d connects (last error %q); want 1", st.Connects, st.LastError)
+	}
+	if st.WriteErrors != uint64(len(large)) {
+		t.Errorf("node: %d write errors, want %d (one per large value, never retried)", st.WriteErrors, len(large))
+	}
+	for _, m := range e.Snapshot() {
+		t.Logf("mapping %d: %s %s", m.Index, m.State, m.Reason)
 	}
 }

@@ -422,6 +422,7 @@ func (w *writer) requeue() {
 type sizeLearner struct {
 	limit int // cap on values per request; 0: none learned
 	bad   int // smallest size refused; 0: none
+	good  int // largest size taken since the last refusal
 	runs  int // full requests at the cap since it last changed
 }
 
@@ -440,11 +441,16 @@ func (l *sizeLearner) failed(n int) {
 	if l.bad == 0 || n < l.bad {
 		l.bad = n
 	}
-	l.limit = max(1, n/2)
+	if l.good > 0 && l.good < n {
+		l.limit = l.good // the size that worked last
+	} else {
+		l.limit = max(1, n/2)
+	}
 	l.runs = 0
 }
 
 func (l *sizeLearner) worked(n int) {
+	l.good = max(l.good, n)
 	if l.limit == 0 || n < l.limit {
 		return
 	}

@@ -44,6 +44,10 @@ const HELP = `usage: node server.js [options]
   --service-level N         initial ServiceLevel (default 255)
   --max-notifications N     notifications per Publish response cap (default 10000; node-opcua's own is 1000)
   --max-sessions N          (default 50)
+  --max-array-length N      longest array the server decodes and advertises (ServerCapabilities); 0 = node-opcua's own
+  --max-string-length N     longest String and ByteString, likewise; 0 = node-opcua's own
+  --max-nodes-per-write N   OperationLimits.MaxNodesPerWrite, enforced (BadTooManyOperations); 0 = node-opcua's own
+  --hide-limits             advertise 0 (no limit) for the four limits above while enforcing them
   --ignore-stdin-eof        keep running when stdin closes (for manual runs)
 env NODEOPCUA_PASSWORD      if set, user "operator" with this password may log in
 `;
@@ -62,6 +66,10 @@ const DEFAULTS = {
     "service-level": "255",
     "max-notifications": "10000",
     "max-sessions": "50",
+    "max-array-length": "0",
+    "max-string-length": "0",
+    "max-nodes-per-write": "0",
+    "hide-limits": "false",
     "ignore-stdin-eof": "false"
 };
 
@@ -133,6 +141,10 @@ function parseArgs(argv) {
         serviceLevel: int("service-level", 0, 255),
         maxNotifications: int("max-notifications", 1, 1000000),
         maxSessions: int("max-sessions", 1, 10000),
+        maxArrayLength: int("max-array-length", 0, 1 << 30),
+        maxStringLength: int("max-string-length", 0, 1 << 30),
+        maxNodesPerWrite: int("max-nodes-per-write", 0, 1000000),
+        hideLimits: bool("hide-limits"),
         ignoreStdinEOF: bool("ignore-stdin-eof"),
         password: process.env.NODEOPCUA_PASSWORD || ""
     };
@@ -297,9 +309,12 @@ async function main() {
         userCertificateManager,
         userManager,
         maxConnectionsPerEndpoint: opts.maxSessions,
-        serverCapabilities: {
-            maxSessions: opts.maxSessions
-        },
+        serverCapabilities: Object.assign(
+            { maxSessions: opts.maxSessions },
+            opts.maxArrayLength > 0 ? { maxArrayLength: opts.maxArrayLength } : {},
+            opts.maxStringLength > 0 ? { maxStringLength: opts.maxStringLength, maxByteStringLength: opts.maxStringLength } : {},
+            opts.maxNodesPerWrite > 0 ? { operationLimits: { maxNodesPerWrite: opts.maxNodesPerWrite } } : {}
+        ),
         serverInfo: {
             applicationUri: "urn:uamirror:nodeopcua:server",
             productUri: "urn:uamirror:nodeopcua",
@@ -312,7 +327,26 @@ async function main() {
         isAuditing: false
     });
 
+    // Decoding limits: what the server advertises is also what it decodes
+    // (a longer array or string in a request fails to decode).
+    if (opts.maxArrayLength > 0) {
+        require("node-opcua-binary-stream").BinaryStream.maxArrayLength = opts.maxArrayLength;
+        Variant.maxArrayLength = opts.maxArrayLength;
+    }
+    if (opts.maxStringLength > 0) {
+        const { BinaryStream } = require("node-opcua-binary-stream");
+        BinaryStream.maxStringLength = opts.maxStringLength;
+        BinaryStream.maxByteStringLength = opts.maxStringLength;
+    }
     await server.initialize();
+    if (opts.hideLimits) {
+        // A server that refuses large requests without saying so.
+        for (const i of [VariableIds.Server_ServerCapabilities_MaxArrayLength, VariableIds.Server_ServerCapabilities_MaxStringLength,
+            VariableIds.Server_ServerCapabilities_MaxByteStringLength, VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite]) {
+            const n = server.engine.addressSpace.findNode(`ns=0;i=${i}`);
+            if (n) n.bindVariable({ get: () => new Variant({ dataType: DataType.UInt32, value: 0 }) }, true);
+        }
+    }
     const tInit = Date.now();
     const addressSpace = server.engine.addressSpace;
     const namespace = addressSpace.registerNamespace(opts.ns);

@@ -50,6 +50,17 @@ type writer struct {
 	wakeCh chan struct{}
 	// busy counts Write requests in flight.
 	busy atomic.Int32
+	// ready is 1 + the epoch under which this writer's targets were
+	// reconciled (0: not yet): the writer sends only under that epoch.
+	ready atomic.Uint64
+}
+
+// mayWrite reports whether this writer may send now: the gate is open
+// under the epoch of the last activation and this writer's own targets
+// were reconciled under it. It is the fence, asked before every request.
+func (w *writer) mayWrite() bool {
+	e := w.c.e
+	return e.mayWrite() && w.ready.Load() == e.writeEpoch.Load()+1
 }
 
 func newWriter(c *conn) *writer {
@@ -119,7 +130,7 @@ func (w *writer) run(ctx context.Context) {
 		}
 		for {
 			cl := w.c.current()
-			if cl == nil || !w.c.e.mayWrite() {
+			if cl == nil || !w.mayWrite() {
 				break
 			}
 			if cl != w.limSess {
@@ -240,7 +251,7 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	cl.writes.Add(1)
 	defer cl.writes.Add(-1)
 	// Last look at the fence, as close to the wire as we can get.
-	if !c.e.mayWrite() {
+	if !w.mayWrite() {
 		w.settle(batch, nil, errNotActive)
 		return
 	}

@@ -69,8 +69,10 @@ func largeConfig(t *testing.T, srcs []string, target string, timeouts mapping.Ti
 // largeTimeouts give 1 MB values time on a loaded machine.
 func largeTimeouts() mapping.Timeouts {
 	to := fastTimeouts()
-	to.Request = 5 * time.Second
-	to.DataAge = 20 * time.Second
+	to.Connect = 10 * time.Second
+	to.Request = 10 * time.Second
+	to.KeepAlive = time.Second
+	to.DataAge = 30 * time.Second
 	return to
 }
 
@@ -165,13 +167,15 @@ func nodeRef(no *nodeopcua.Server, i int) string {
 }
 
 // TestUnadvertisedWriteLimit writes 200 values into a node-opcua server
-// that refuses a Write of more than 10 values (BadTooManyOperations) but
-// advertises no limit. The writer must split its batches and learn the
-// size, every value must arrive, and the session must not be faulted.
+// that refuses a Write of more than 10 values and a Read of more than 20
+// (BadTooManyOperations) but advertises no limit. The writer must split
+// its batches and learn the size, the target type and reconcile reads
+// must split theirs, every value must arrive, and the session must not
+// be faulted.
 func TestUnadvertisedWriteLimit(t *testing.T) {
 	const n = 200
 	sim := startSim(t, n, "Double")
-	no := nodeopcua.Start(t, nodeopcua.Options{Vars: n, Type: "Double", MaxNodesPerWrite: 10, HideLimits: true})
+	no := nodeopcua.Start(t, nodeopcua.Options{Vars: n, Type: "Double", MaxNodesPerWrite: 10, MaxNodesPerRead: 20, HideLimits: true})
 	cfg := &mapping.Config{
 		Servers: []mapping.Server{
 			{Name: "sim", Endpoints: []string{sim.Endpoint()}, Timeouts: largeTimeouts()},
@@ -195,13 +199,15 @@ func TestUnadvertisedWriteLimit(t *testing.T) {
 	}
 	ctx := harness.Context(t)
 	harness.Eventually(t, 60*time.Second, "every value written to node-opcua", func() bool {
-		vals, err := harness.ReadValues(ctx, no.Endpoint(), refs)
-		if err != nil {
-			return false
-		}
-		for i, v := range vals {
-			if v.Value == nil || v.Value.Value() != 1000.5+float64(i) {
+		for k := 0; k < n; k += 20 {
+			vals, err := harness.ReadValues(ctx, no.Endpoint(), refs[k:k+20])
+			if err != nil {
 				return false
+			}
+			for i, v := range vals {
+				if v.Value == nil || v.Value.Value() != 1000.5+float64(k+i) {
+					return false
+				}
 			}
 		}
 		return true

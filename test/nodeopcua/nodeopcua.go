@@ -112,7 +112,9 @@ type Options struct {
 	// MaxNodesPerWrite is OperationLimits.MaxNodesPerWrite, enforced with
 	// BadTooManyOperations; 0 means node-opcua's own (10000).
 	MaxNodesPerWrite int
-	// HideLimits advertises 0 (no limit) for the three limits above while
+	// MaxNodesPerRead is OperationLimits.MaxNodesPerRead, likewise.
+	MaxNodesPerRead int
+	// HideLimits advertises 0 (no limit) for the four limits above while
 	// enforcing them: a server that refuses large requests unannounced.
 	HideLimits bool
 }
@@ -304,6 +306,9 @@ func (s *Server) args(port int) []string {
 	}
 	if o.MaxNodesPerWrite > 0 {
 		a = append(a, "--max-nodes-per-write", strconv.Itoa(o.MaxNodesPerWrite))
+	}
+	if o.MaxNodesPerRead > 0 {
+		a = append(a, "--max-nodes-per-read", strconv.Itoa(o.MaxNodesPerRead))
 	}
 	if o.HideLimits {
 		a = append(a, "--hide-limits")

@@ -47,7 +47,8 @@ const HELP = `usage: node server.js [options]
   --max-array-length N      longest array the server decodes and advertises (ServerCapabilities); 0 = node-opcua's own
   --max-string-length N     longest String and ByteString, likewise; 0 = node-opcua's own
   --max-nodes-per-write N   OperationLimits.MaxNodesPerWrite, enforced (BadTooManyOperations); 0 = node-opcua's own
-  --hide-limits             advertise 0 (no limit) for the four limits above while enforcing them
+  --max-nodes-per-read N    OperationLimits.MaxNodesPerRead, likewise
+  --hide-limits             advertise 0 (no limit) for the five limits above while enforcing them
   --ignore-stdin-eof        keep running when stdin closes (for manual runs)
 env NODEOPCUA_PASSWORD      if set, user "operator" with this password may log in
 `;
@@ -69,6 +70,7 @@ const DEFAULTS = {
     "max-array-length": "0",
     "max-string-length": "0",
     "max-nodes-per-write": "0",
+    "max-nodes-per-read": "0",
     "hide-limits": "false",
     "ignore-stdin-eof": "false"
 };
@@ -144,6 +146,7 @@ function parseArgs(argv) {
         maxArrayLength: int("max-array-length", 0, 1 << 30),
         maxStringLength: int("max-string-length", 0, 1 << 30),
         maxNodesPerWrite: int("max-nodes-per-write", 0, 1000000),
+        maxNodesPerRead: int("max-nodes-per-read", 0, 1000000),
         hideLimits: bool("hide-limits"),
         ignoreStdinEOF: bool("ignore-stdin-eof"),
         password: process.env.NODEOPCUA_PASSWORD || ""
@@ -313,7 +316,14 @@ async function main() {
             { maxSessions: opts.maxSessions },
             opts.maxArrayLength > 0 ? { maxArrayLength: opts.maxArrayLength } : {},
             opts.maxStringLength > 0 ? { maxStringLength: opts.maxStringLength, maxByteStringLength: opts.maxStringLength } : {},
-            opts.maxNodesPerWrite > 0 ? { operationLimits: { maxNodesPerWrite: opts.maxNodesPerWrite } } : {}
+            opts.maxNodesPerWrite > 0 || opts.maxNodesPerRead > 0
+                ? {
+                      operationLimits: Object.assign(
+                          opts.maxNodesPerWrite > 0 ? { maxNodesPerWrite: opts.maxNodesPerWrite } : {},
+                          opts.maxNodesPerRead > 0 ? { maxNodesPerRead: opts.maxNodesPerRead } : {}
+                      )
+                  }
+                : {}
         ),
         serverInfo: {
             applicationUri: "urn:uamirror:nodeopcua:server",
@@ -342,7 +352,8 @@ async function main() {
     if (opts.hideLimits) {
         // A server that refuses large requests without saying so.
         for (const i of [VariableIds.Server_ServerCapabilities_MaxArrayLength, VariableIds.Server_ServerCapabilities_MaxStringLength,
-            VariableIds.Server_ServerCapabilities_MaxByteStringLength, VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite]) {
+            VariableIds.Server_ServerCapabilities_MaxByteStringLength, VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+            VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead]) {
             const n = server.engine.addressSpace.findNode(`ns=0;i=${i}`);
             if (n) n.bindVariable({ get: () => new Variant({ dataType: DataType.UInt32, value: 0 }) }, true);
         }

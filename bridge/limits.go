@@ -192,14 +192,20 @@ func (l writeLimits) check(dv *ua.DataValue, size int) ua.StatusCode {
 // nid, without encoding it for the common types (the hot path): it may
 // exceed the true size by a few bytes, never fall short of it by more.
 func writeValueSize(nid *ua.NodeID, dv *ua.DataValue) int {
+	return nodeIDSize(nid) + dataValueSize(dv)
+}
+
+// dataValueSize is writeValueSize without the node id.
+func dataValueSize(dv *ua.DataValue) int {
 	n := 4 + 4 + 1 + 4 + 8 + 8 + 4 // attribute, index range, mask, status, two timestamps, picoseconds
-	n += nodeIDSize(nid)
 	if dv != nil && dv.Value != nil {
 		n += variantSize(dv.Value)
 	}
 	return n
 }
 
+// nodeIDSize is the encoded size of nid (its StringID allocates: the
+// writer caches it per slot).
 func nodeIDSize(nid *ua.NodeID) int {
 	if nid == nil {
 		return 1

@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/uamirror/uamirror/mapping"
 )
 
 // TestWriteValueSizeNeverShort checks the size estimate against the real
@@ -56,4 +59,49 @@ func TestSizeLearner(t *testing.T) {
 	if got := l.cap(1000); got != 1000 {
 		t.Errorf("cap %d after forget, want 1000", got)
 	}
+}
+
+// BenchmarkTake measures the writer's batching (newest value per node,
+// the byte bound and the length checks) per value: 1,000 values enqueued
+// and taken into requests.
+func BenchmarkTake(b *testing.B) {
+	const n = 1000
+	cfg := &mapping.Config{Servers: []mapping.Server{
+		{Name: "a", Endpoints: []string{"opc.tcp://127.0.0.1:1"}},
+		{Name: "b", Endpoints: []string{"opc.tcp://127.0.0.1:2"}},
+	}}
+	for i := 0; i < n; i++ {
+		m := mapping.Mapping{Source: mapping.NodeRef{Server: "a", Node: fmt.Sprintf("ns=1;s=v%d", i)},
+			Target: mapping.NodeRef{Server: "b", Node: fmt.Sprintf("ns=1;s=Plant/Area/v%d", i)}}
+		m.ID = mapping.DeriveID(m.Source, m.Target)
+		cfg.Mappings = append(cfg.Mappings, m)
+	}
+	e, err := New(Options{Config: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := e.conns[1].w
+	vals := make([]queuedValue, n)
+	for i, f := range w.c.writeFlows {
+		f.targetResolved(ua.NewStringNodeID(1, fmt.Sprintf("Plant/Area/v%d", i)), nil)
+		vals[i] = queuedValue{f.wslot, &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
+			Value: ua.MustVariant(float64(i)), SourceTimestamp: time.Now()}}
+	}
+	lim := writeLimits{maxBytes: defaultMaxRequestBytes, maxArrayLength: 65535, maxStringLen: 65535}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for it := 0; it < b.N; it++ {
+		w.enqueue(vals)
+		for {
+			batch, _ := w.take(500, lim)
+			if len(batch) == 0 {
+				break
+			}
+			for _, q := range batch {
+				w.slots[q.slot].inflight = false
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/value")
 }

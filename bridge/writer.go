@@ -23,6 +23,9 @@ type slot struct {
 	dv       *ua.DataValue // newest value not yet sent (nil: none)
 	queued   bool          // slot index is in the queue
 	inflight bool          // a Write for this node is outstanding
+	// nid and nidSize cache the encoded size of the node id last used.
+	nid     *ua.NodeID
+	nidSize int
 }
 
 // writer sends values to one server: newest value per node, batched into
@@ -194,7 +197,10 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 			s.queued = false
 			continue
 		}
-		size := writeValueSize(id, s.dv)
+		if s.nid != id {
+			s.nid, s.nidSize = id, nodeIDSize(id)
+		}
+		size := s.nidSize + dataValueSize(s.dv)
 		if code := lim.check(s.dv, size); code != ua.StatusGood {
 			s.queued = false
 			w.refuse(i, s.dv, code, size, lim)

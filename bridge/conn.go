@@ -15,6 +15,7 @@ import (
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/mapping"
@@ -477,7 +478,19 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 	}
 	res, err := c.readAll(ctx, s, nodes, s.batchRead&^1)
 	if err != nil {
-		return fmt.Errorf("%w: reading target types: %w", errFault, err)
+		// Not a session fault: the keep-alive judges the session. The
+		// targets are quarantined and their types read again later
+		// (retryQuarantined, with backoff).
+		code := ua.StatusBadCommunicationError
+		var sc ua.StatusCode
+		if errors.As(err, &sc) {
+			code = sc
+		}
+		c.log.Warn("reading target types failed: targets quarantined, retried later", zap.Int("targets", len(need)), zap.Error(err))
+		for _, f := range need {
+			f.targetUnreadable(code)
+		}
+		return ctx.Err()
 	}
 	var dts []*ua.NodeID
 	for i := range need {
@@ -821,47 +834,87 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 
 // readAll reads nodes in requests of at most per (the server's
 // MaxNodesPerRead), up to 8 in flight, and returns the results in order.
+// It stops at the first error: no request is started after one failed,
+// and those in flight are cancelled. A request the server refuses for
+// its size (isLimitError) is read again in halves, down to one node,
+// whose result then carries the refusal's status: never an error.
 func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID, per int) ([]*ua.DataValue, error) {
 	if per < 1 {
 		per = 1
 	}
 	out := make([]*ua.DataValue, len(nodes))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var firstErr error
+	failed := func() error {
+		errMu.Lock()
+		defer errMu.Unlock()
+		return firstErr
+	}
 	sem := make(chan struct{}, 8)
-	for start := 0; start < len(nodes); start += per {
+	for start := 0; start < len(nodes) && failed() == nil; start += per {
 		end := min(start+per, len(nodes))
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return nil, ctx.Err()
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-			res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: nodes[start:end]})
-			cancel()
-			if err == nil && len(res.Results) != end-start {
-				err = fmt.Errorf("read: %d results for %d nodes", len(res.Results), end-start)
-			}
-			if err != nil {
+			if err := c.readSplit(ctx, s, nodes[start:end], out[start:end]); err != nil {
 				errMu.Lock()
 				if firstErr == nil {
 					firstErr = err
 				}
 				errMu.Unlock()
-				return
+				cancel()
 			}
-			copy(out[start:end], res.Results)
 		}()
 	}
 	wg.Wait()
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// readSplit reads nodes into out with one request, or in halves when the
+// server refuses it for its size.
+func (c *conn) readSplit(ctx context.Context, s *session, nodes []*ua.ReadValueID, out []*ua.DataValue) error {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: nodes})
+	cancel()
+	if err == nil && len(res.Results) != len(nodes) {
+		err = fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(nodes))
+	}
+	var ue *uacp.Error
+	switch {
+	case err == nil:
+		copy(out, res.Results)
+		return nil
+	case !isLimitError(err) || errors.As(err, &ue):
+		return err // a closed channel (uacp.Error) ends the session anyway
+	case len(nodes) == 1:
+		code := ua.StatusBadResponseTooLarge
+		var sc ua.StatusCode
+		if errors.As(err, &sc) {
+			code = sc
+		}
+		out[0] = &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: code}
+		return nil
+	}
+	h := len(nodes) / 2
+	if err := c.readSplit(ctx, s, nodes[:h], out[:h]); err != nil {
+		return err
+	}
+	return c.readSplit(ctx, s, nodes[h:], out[h:])
 }

@@ -249,6 +249,9 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		epoch, ok := e.gate.Permit()
 		if !ok {
 			e.queueing.Store(false)
+			for _, c := range e.conns {
+				c.w.ready.Store(0)
+			}
 			if e.writing.Swap(false) {
 				e.log.Info("gate closed: standby, not writing", zap.Uint64("epoch", epoch))
 				for _, c := range e.conns {
@@ -263,17 +266,17 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		e.writing.Store(false)
 		e.queueing.Store(false)
 		for _, c := range e.conns {
+			c.w.ready.Store(0)
 			c.w.clear()
 		}
+		e.writeEpoch.Store(epoch)
 		e.queueing.Store(true)
 		start := time.Now()
-		n := e.reconcileAll(ctx, false)
-		e.writeEpoch.Store(epoch)
+		// Each writer starts sending as soon as its own targets are
+		// reconciled (reconcile.go): a hung target delays no other.
+		n := e.reconcileWriters(ctx, epoch)
 		e.writing.Store(true)
 		e.reconciles.Add(1)
-		for _, c := range e.conns {
-			c.w.wake()
-		}
 		e.log.Info("gate open: active, writing", zap.Uint64("epoch", epoch),
 			zap.Int("reconcile_writes", n), zap.Duration("reconcile", time.Since(start)))
 	}
@@ -292,11 +295,11 @@ func (e *Engine) roleLoop(ctx context.Context) {
 	}
 }
 
-// mayWrite reports whether writers may send now. It is the fence: the
-// gate is asked before every request, and the epoch must be the one the
-// targets were reconciled under.
+// mayWrite reports whether the gate lets writers send now, under the
+// epoch of the last activation (each writer also waits for its own
+// reconcile: writer.mayWrite).
 func (e *Engine) mayWrite() bool {
-	if !e.writing.Load() {
+	if !e.queueing.Load() {
 		return false
 	}
 	epoch, ok := e.gate.Permit()
@@ -346,18 +349,6 @@ func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 		w.enqueue(vals)
 		r.out[w] = vals[:0]
 	}
-}
-
-// reconcileAll reconciles every flow: read each destination and queue the
-// last good value where the destination differs. With readSources it
-// first refreshes the cache from the sources. It returns the number of
-// values queued.
-func (e *Engine) reconcileAll(ctx context.Context, readSources bool) int {
-	n := 0
-	for _, c := range e.conns {
-		n += e.reconcile(ctx, c.writeFlows, readSources)
-	}
-	return n
 }
 
 // reconcile brings the destinations of flows in line with the cache. It
@@ -470,7 +461,8 @@ func (e *Engine) Mapping(id string) []MappingStatus {
 }
 
 // Writing reports whether the engine is currently writing (gate open and
-// targets reconciled) and under which epoch.
+// every writer's targets reconciled, or given up on after their deadline)
+// and under which epoch.
 func (e *Engine) Writing() (epoch uint64, ok bool) {
 	return e.writeEpoch.Load(), e.writing.Load()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 	"go.uber.org/zap"
 )
 
@@ -22,6 +23,9 @@ type slot struct {
 	dv       *ua.DataValue // newest value not yet sent (nil: none)
 	queued   bool          // slot index is in the queue
 	inflight bool          // a Write for this node is outstanding
+	// nid and nidSize cache the encoded size of the node id last used.
+	nid     *ua.NodeID
+	nidSize int
 }
 
 // writer sends values to one server: newest value per node, batched into
@@ -37,10 +41,29 @@ type writer struct {
 	// noTimestamps is set once the server answered BadWriteNotSupported
 	// to a value with a SourceTimestamp: from then on values only.
 	noTimestamps bool
+	// learn is what the server's refusals taught about the size of a
+	// request it takes; it outlives sessions (see sizeLearner).
+	learn sizeLearner
+
+	// lim and limSess are the byte and length limits of the session
+	// lim was read on; only run's goroutine uses them.
+	lim     writeLimits
+	limSess *session
 
 	wakeCh chan struct{}
 	// busy counts Write requests in flight.
 	busy atomic.Int32
+	// ready is 1 + the epoch under which this writer's targets were
+	// reconciled (0: not yet): the writer sends only under that epoch.
+	ready atomic.Uint64
+}
+
+// mayWrite reports whether this writer may send now: the gate is open
+// under the epoch of the last activation and this writer's own targets
+// were reconciled under it. It is the fence, asked before every request.
+func (w *writer) mayWrite() bool {
+	e := w.c.e
+	return e.mayWrite() && w.ready.Load() == e.writeEpoch.Load()+1
 }
 
 func newWriter(c *conn) *writer {
@@ -110,15 +133,26 @@ func (w *writer) run(ctx context.Context) {
 		}
 		for {
 			cl := w.c.current()
-			if cl == nil || !w.c.e.mayWrite() {
+			if cl == nil || !w.mayWrite() {
 				break
+			}
+			if cl != w.limSess {
+				// A new session: read what bounds its requests (never a
+				// fault: what is not offered stays unbounded).
+				rctx, cancel := context.WithTimeout(ctx, w.c.timeouts.Request)
+				w.lim = readWriteLimits(rctx, cl.client)
+				cancel()
+				w.limSess = cl
+				w.c.log.Debug("write limits", zap.Int("max_request_bytes", w.lim.maxBytes),
+					zap.Int("max_array_length", w.lim.maxArrayLength), zap.Int("max_string_length", w.lim.maxStringLen),
+					zap.Int("max_bytestring_length", w.lim.maxByteString))
 			}
 			select {
 			case inflight <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
-			batch, ids := w.take(cl.batchWrite)
+			batch, ids := w.take(cl.batchWrite, w.lim)
 			if len(batch) == 0 {
 				<-inflight
 				break
@@ -134,30 +168,50 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-// take removes up to max values from the queue and marks them in flight.
-func (w *writer) take(max int) ([]queuedValue, []*ua.NodeID) {
+// take removes from the queue the values of the next request and marks
+// them in flight: at most max values (less when the server taught the
+// writer a smaller size: learn) and at most lim.maxBytes encoded. A
+// value the server cannot take at all under lim (an array or string
+// longer than it advertises, a value larger than a request may be) is
+// refused here, its flow marked bad with the reason, and never sent.
+func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := len(w.queue)
-	if n > max {
-		n = max
-	}
+	max = w.learn.cap(max)
+	n := min(len(w.queue), max)
 	batch := make([]queuedValue, 0, n)
 	ids := make([]*ua.NodeID, 0, n)
+	bytes := requestOverhead
 	k := 0
 	for ; k < len(w.queue) && len(batch) < n; k++ {
 		i := w.queue[k]
 		s := &w.slots[i]
-		s.queued = false
 		if s.dv == nil {
+			s.queued = false
 			continue
 		}
 		id := w.c.writeFlows[i].node(true)
 		if id == nil {
 			// Not resolved on this session (quarantined): keep the value
 			// for the resync after it resolves.
+			s.queued = false
 			continue
 		}
+		if s.nid != id {
+			s.nid, s.nidSize = id, nodeIDSize(id)
+		}
+		size := s.nidSize + dataValueSize(s.dv)
+		if code := lim.check(s.dv, size); code != ua.StatusGood {
+			s.queued = false
+			w.refuse(i, s.dv, code, size, lim)
+			s.dv = nil
+			continue
+		}
+		if len(batch) > 0 && lim.maxBytes > 0 && bytes+size > lim.maxBytes {
+			break // the next request takes it
+		}
+		s.queued = false
+		bytes += size
 		batch = append(batch, queuedValue{i, s.dv})
 		ids = append(ids, id)
 		s.dv = nil
@@ -165,6 +219,21 @@ func (w *writer) take(max int) ([]queuedValue, []*ua.NodeID) {
 	}
 	w.queue = append(w.queue[:0], w.queue[k:]...)
 	return batch, ids
+}
+
+// refuse marks the flow of slot i bad for a value the server cannot take
+// (code) and logs why, once per value. The caller holds w.mu.
+func (w *writer) refuse(i int, dv *ua.DataValue, code ua.StatusCode, size int, lim writeLimits) {
+	f := w.c.writeFlows[i]
+	f.writeRefused(code)
+	w.c.stats.writeErrors.Add(1)
+	fields := []zap.Field{zap.String("mapping", f.ms.m.ID), zap.String("status", statusName(code)), zap.Int("encoded_bytes", size),
+		zap.Int("max_request_bytes", lim.maxBytes)}
+	if dv != nil && dv.Value != nil {
+		fields = append(fields, zap.Int32("array_length", dv.Value.ArrayLength()), zap.Int("max_array_length", lim.maxArrayLength),
+			zap.Int("max_string_length", lim.maxStringLen), zap.Int("max_bytestring_length", lim.maxByteString))
+	}
+	w.c.log.Warn("value too large for the target server: not written", fields...)
 }
 
 // send writes one batch and settles every item.
@@ -188,7 +257,7 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	cl.writes.Add(1)
 	defer cl.writes.Add(-1)
 	// Last look at the fence, as close to the wire as we can get.
-	if !c.e.mayWrite() {
+	if !w.mayWrite() {
 		w.settle(batch, nil, errNotActive)
 		return
 	}
@@ -202,6 +271,17 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	if err == nil && res != nil && len(res.Results) != len(batch) {
 		err = errors.New("write response has a wrong number of results")
 	}
+	if err != nil && isLimitError(err) {
+		// Refused for its size: split, or refuse a single value; the
+		// session is not at fault unless the server closed the channel.
+		var ue *uacp.Error
+		if errors.As(err, &ue) {
+			cl.writeFailed.Store(true)
+			cl.abort(err)
+		}
+		w.tooLarge(batch, err)
+		return
+	}
 	if err != nil {
 		cl.writeFailed.Store(true)
 		c.stats.writeErrors.Add(uint64(len(batch)))
@@ -214,7 +294,62 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 		return
 	}
 	c.e.stats.writeLatency.observe(time.Since(start))
+	w.mu.Lock()
+	w.learn.worked(len(batch))
+	w.mu.Unlock()
 	w.settle(batch, res.Results, nil)
+}
+
+// tooLarge settles a batch the server refused for its size (err, a
+// limit error): a batch of several values goes back to the queue and the
+// writer learns to send half as many; a single value is refused, its
+// flow marked bad with the reason, and never retried (a newer value of
+// the flow is tried afresh).
+func (w *writer) tooLarge(batch []queuedValue, err error) {
+	c := w.c
+	code := ua.StatusBadRequestTooLarge
+	var sc ua.StatusCode
+	var ue *uacp.Error
+	switch {
+	case errors.As(err, &sc):
+		code = sc
+	case errors.As(err, &ue):
+		code = ua.StatusCode(ue.ErrorCode)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(batch) == 1 {
+		q := batch[0]
+		w.slots[q.slot].inflight = false
+		w.learn.forget()
+		f := c.writeFlows[q.slot]
+		f.writeRefused(code)
+		c.stats.writeErrors.Add(1)
+		c.log.Warn("target server refuses a single value for its size: not written", zap.String("mapping", f.ms.m.ID),
+			zap.String("status", statusName(code)), zap.Error(err))
+		w.requeueSlot(q.slot)
+		return
+	}
+	w.learn.failed(len(batch))
+	c.log.Info("target server refused a write request for its size: splitting it",
+		zap.Int("values", len(batch)), zap.Int("next_max", w.learn.cap(len(batch))), zap.String("status", statusName(code)))
+	for _, q := range batch {
+		s := &w.slots[q.slot]
+		s.inflight = false
+		if s.dv == nil {
+			s.dv = q.dv
+		}
+		w.requeueSlot(q.slot)
+	}
+}
+
+// requeueSlot queues slot i if it holds a value; the caller holds w.mu.
+func (w *writer) requeueSlot(i int) {
+	s := &w.slots[i]
+	if s.dv != nil && !s.queued && !s.inflight {
+		s.queued = true
+		w.queue = append(w.queue, i)
+	}
 }
 
 var errNotActive = errors.New("not active")
@@ -294,3 +429,59 @@ func (w *writer) requeue() {
 	w.mu.Unlock()
 	w.wake()
 }
+
+// sizeLearner remembers, per server, the largest number of values in one
+// Write request that the server takes when it refuses larger ones without
+// advertising a limit (BadTooManyOperations, BadRequestTooLarge, …).
+// Each refusal halves the cap; after a run of full requests at the cap
+// it grows halfway towards the smallest size refused (a binary search, so
+// a server's true limit is found in a few steps and a refusal is never
+// repeated in a loop). Not safe for concurrent use: the writer's mutex
+// guards it.
+type sizeLearner struct {
+	limit int // cap on values per request; 0: none learned
+	bad   int // smallest size refused; 0: none
+	good  int // largest size taken since the last refusal
+	runs  int // full requests at the cap since it last changed
+}
+
+// learnGrowAfter is how many full requests at the cap must succeed
+// before the cap is raised towards the smallest refused size.
+const learnGrowAfter = 32
+
+func (l *sizeLearner) cap(max int) int {
+	if l.limit > 0 && l.limit < max {
+		return l.limit
+	}
+	return max
+}
+
+func (l *sizeLearner) failed(n int) {
+	if l.bad == 0 || n < l.bad {
+		l.bad = n
+	}
+	if l.good > 0 && l.good < n {
+		l.limit = l.good // the size that worked last
+	} else {
+		l.limit = max(1, n/2)
+	}
+	l.runs = 0
+}
+
+func (l *sizeLearner) worked(n int) {
+	l.good = max(l.good, n)
+	if l.limit == 0 || n < l.limit {
+		return
+	}
+	if l.runs++; l.runs < learnGrowAfter {
+		return
+	}
+	l.runs = 0
+	if next := (l.limit + l.bad) / 2; next > l.limit {
+		l.limit = next
+	}
+}
+
+// forget drops what was learned: a single value was refused for its own
+// size, so the refusals that halved the cap may have been its doing.
+func (l *sizeLearner) forget() { *l = sizeLearner{} }

@@ -106,6 +106,18 @@ type Options struct {
 	MaxNotificationsPerPublish int
 	// PKIDir is the instance's PKI folder; "" means a t.TempDir().
 	PKIDir string
+	// MaxArrayLength and MaxStringLength (also for ByteStrings) are the
+	// longest array and string the server decodes and advertises in
+	// ServerCapabilities; 0 means node-opcua's own.
+	MaxArrayLength, MaxStringLength int
+	// MaxNodesPerWrite is OperationLimits.MaxNodesPerWrite, enforced with
+	// BadTooManyOperations; 0 means node-opcua's own (10000).
+	MaxNodesPerWrite int
+	// MaxNodesPerRead is OperationLimits.MaxNodesPerRead, likewise.
+	MaxNodesPerRead int
+	// HideLimits advertises 0 (no limit) for the four limits above while
+	// enforcing them: a server that refuses large requests unannounced.
+	HideLimits bool
 }
 
 // Server is a running (or stopped) node-opcua server process.
@@ -287,6 +299,21 @@ func (s *Server) args(port int) []string {
 	}
 	if o.Type != "" {
 		a = append(a, "--type", o.Type)
+	}
+	if o.MaxArrayLength > 0 {
+		a = append(a, "--max-array-length", strconv.Itoa(o.MaxArrayLength))
+	}
+	if o.MaxStringLength > 0 {
+		a = append(a, "--max-string-length", strconv.Itoa(o.MaxStringLength))
+	}
+	if o.MaxNodesPerWrite > 0 {
+		a = append(a, "--max-nodes-per-write", strconv.Itoa(o.MaxNodesPerWrite))
+	}
+	if o.MaxNodesPerRead > 0 {
+		a = append(a, "--max-nodes-per-read", strconv.Itoa(o.MaxNodesPerRead))
+	}
+	if o.HideLimits {
+		a = append(a, "--hide-limits")
 	}
 	return a
 }

@@ -47,6 +47,11 @@ const HELP = `usage: node server.js [options]
   --service-level N         initial ServiceLevel (default 255)
   --max-notifications N     notifications per Publish response cap (default 10000; node-opcua's own is 1000)
   --max-sessions N          (default 50)
+  --max-array-length N      longest array the server decodes and advertises (ServerCapabilities); 0 = node-opcua's own
+  --max-string-length N     longest String and ByteString, likewise; 0 = node-opcua's own
+  --max-nodes-per-write N   OperationLimits.MaxNodesPerWrite, enforced (BadTooManyOperations); 0 = node-opcua's own
+  --max-nodes-per-read N    OperationLimits.MaxNodesPerRead, likewise
+  --hide-limits             advertise 0 (no limit) for the five limits above while enforcing them
   --ignore-stdin-eof        keep running when stdin closes (for manual runs)
 env NODEOPCUA_PASSWORD      if set, user "operator" with this password may log in
 `;
@@ -65,6 +70,11 @@ const DEFAULTS = {
     "service-level": "255",
     "max-notifications": "10000",
     "max-sessions": "50",
+    "max-array-length": "0",
+    "max-string-length": "0",
+    "max-nodes-per-write": "0",
+    "max-nodes-per-read": "0",
+    "hide-limits": "false",
     "ignore-stdin-eof": "false"
 };
 
@@ -136,6 +146,11 @@ function parseArgs(argv) {
         serviceLevel: int("service-level", 0, 255),
         maxNotifications: int("max-notifications", 1, 1000000),
         maxSessions: int("max-sessions", 1, 10000),
+        maxArrayLength: int("max-array-length", 0, 1 << 30),
+        maxStringLength: int("max-string-length", 0, 1 << 30),
+        maxNodesPerWrite: int("max-nodes-per-write", 0, 1000000),
+        maxNodesPerRead: int("max-nodes-per-read", 0, 1000000),
+        hideLimits: bool("hide-limits"),
         ignoreStdinEOF: bool("ignore-stdin-eof"),
         password: process.env.NODEOPCUA_PASSWORD || ""
     };
@@ -300,9 +315,19 @@ async function main() {
         userCertificateManager,
         userManager,
         maxConnectionsPerEndpoint: opts.maxSessions,
-        serverCapabilities: {
-            maxSessions: opts.maxSessions
-        },
+        serverCapabilities: Object.assign(
+            { maxSessions: opts.maxSessions },
+            opts.maxArrayLength > 0 ? { maxArrayLength: opts.maxArrayLength } : {},
+            opts.maxStringLength > 0 ? { maxStringLength: opts.maxStringLength, maxByteStringLength: opts.maxStringLength } : {},
+            opts.maxNodesPerWrite > 0 || opts.maxNodesPerRead > 0
+                ? {
+                      operationLimits: Object.assign(
+                          opts.maxNodesPerWrite > 0 ? { maxNodesPerWrite: opts.maxNodesPerWrite } : {},
+                          opts.maxNodesPerRead > 0 ? { maxNodesPerRead: opts.maxNodesPerRead } : {}
+                      )
+                  }
+                : {}
+        ),
         serverInfo: {
             applicationUri: "urn:uamirror:nodeopcua:server",
             productUri: "urn:uamirror:nodeopcua",
@@ -315,7 +340,27 @@ async function main() {
         isAuditing: false
     });
 
+    // Decoding limits: what the server advertises is also what it decodes
+    // (a longer array or string in a request fails to decode).
+    if (opts.maxArrayLength > 0) {
+        require("node-opcua-binary-stream").BinaryStream.maxArrayLength = opts.maxArrayLength;
+        Variant.maxArrayLength = opts.maxArrayLength;
+    }
+    if (opts.maxStringLength > 0) {
+        const { BinaryStream } = require("node-opcua-binary-stream");
+        BinaryStream.maxStringLength = opts.maxStringLength;
+        BinaryStream.maxByteStringLength = opts.maxStringLength;
+    }
     await server.initialize();
+    if (opts.hideLimits) {
+        // A server that refuses large requests without saying so.
+        for (const i of [VariableIds.Server_ServerCapabilities_MaxArrayLength, VariableIds.Server_ServerCapabilities_MaxStringLength,
+            VariableIds.Server_ServerCapabilities_MaxByteStringLength, VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+            VariableIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead]) {
+            const n = server.engine.addressSpace.findNode(`ns=0;i=${i}`);
+            if (n) n.bindVariable({ get: () => new Variant({ dataType: DataType.UInt32, value: 0 }) }, true);
+        }
+    }
     const tInit = Date.now();
     const addressSpace = server.engine.addressSpace;
     const namespace = addressSpace.registerNamespace(opts.ns);

@@ -42,12 +42,48 @@ const (
 	// whether a Write was still in flight, so the new active waits the
 	// fence out (redundancy.Config.FenceWait with the defaults: lease
 	// 300 ms + abort bound 100 ms + margin 50 ms).
-	legacyFence = 450 * time.Millisecond
 	// schedSlack is the timer and scheduling delay a loaded 2-core
 	// machine adds to the fence wait and the first write (measured under
 	// load average ~20: gaps of 517-626 ms against 650 ms).
 	schedSlack = 200 * time.Millisecond
 )
+
+// legacyFence is what a new node adds to a switchover from a
+// previous-release active: that release's handover does not say whether
+// a Write was still in flight, so the new active waits the fence out
+// (redundancy.Config.FenceWait: lease 300 ms + AbortBound + margin
+// 50 ms, where cmd/uamirror sets AbortBound to the host's neighbour
+// queue lifetime, (mcast_solicit + app_solicit) × retrans_time_ms, 3 s
+// with Linux's defaults, read here as cmd reads it).
+var legacyFence = 300*time.Millisecond + neighQueue() + 50*time.Millisecond
+
+// neighQueue is cmd/uamirror's neighQueueBound for this host.
+func neighQueue() time.Duration {
+	var bound time.Duration
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		dirs, _ := filepath.Glob(filepath.Join("/proc/sys/net", fam, "neigh", "*"))
+		for _, dir := range dirs {
+			var v [3]int64
+			ok := true
+			for i, f := range []string{"mcast_solicit", "app_solicit", "retrans_time_ms"} {
+				b, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					ok = false
+					break
+				}
+				v[i], err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+				ok = ok && err == nil
+			}
+			if d := time.Duration(v[0]+v[1]) * time.Duration(v[2]) * time.Millisecond; ok && d > bound {
+				bound = d
+			}
+		}
+	}
+	if bound == 0 {
+		return 3 * time.Second
+	}
+	return max(bound, 100*time.Millisecond)
+}
 
 // member is one pair member process, of either release.
 type member struct {

@@ -27,6 +27,10 @@ import (
 )
 
 // RepoRoot returns the module root (found from this file's location).
+// readyTimeout bounds the wait for a started process's ready line: a race
+// build starting on a loaded 2-core machine has taken over 30 s.
+const readyTimeout = 90 * time.Second
+
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
@@ -142,8 +146,8 @@ func (p *Proc) start() {
 		p.mu.Unlock()
 	case <-p.done:
 		t.Fatalf("%v exited before ready: %s", p.args, p.Stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%v not ready after 30s: %s", p.args, p.Stderr.String())
+	case <-time.After(readyTimeout):
+		t.Fatalf("%v not ready after %s: %s", p.args, readyTimeout, p.Stderr.String())
 	}
 }
 

@@ -48,7 +48,7 @@ const (
 	// ReadyTimeout bounds how long Start waits for the ready line; the
 	// environment variable NODEOPCUA_READY_TIMEOUT (a Go duration)
 	// overrides it.
-	ReadyTimeout = 30 * time.Second
+	ReadyTimeout = 90 * time.Second
 	// StopTimeout bounds how long Stop waits after SIGTERM before SIGKILL.
 	StopTimeout = 5 * time.Second
 	// controlTimeout bounds how long SetServiceLevel waits for its ack.

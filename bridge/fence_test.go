@@ -212,6 +212,11 @@ func TestFenceResetsSocketAtOnce(t *testing.T) {
 			waitConnected(t, e, n)
 			harness.Eventually(t, 10*time.Second, "writing (reconciled)", func() bool { _, ok := e.Writing(); return ok })
 			bStats := func() bridge.ServerStats { return e.Stats().Servers[1] }
+			// A first value through the live link: the flow is verified
+			// (its target read, first writes compare) and has a good value,
+			// so the next change goes out as a Write, not a Read first.
+			a.SetValue(0, 100.0, time.Now())
+			harness.Eventually(t, 10*time.Second, "b.v0 = 100 through the live link", func() bool { return valueOf(b, 0) == 100.0 })
 			harness.Eventually(t, 10*time.Second, "no Write queued or in flight", func() bool {
 				st := bStats()
 				return st.InFlight == 0 && st.Pending == 0
@@ -219,9 +224,12 @@ func TestFenceResetsSocketAtOnce(t *testing.T) {
 
 			pb.freeze()
 			a.SetValue(0, 101.0, time.Now())
-			harness.Eventually(t, 10*time.Second, "a Write and a keep-alive Read unanswered on the stalled link", func() bool {
+			if !harness.WaitFor(10*time.Second, func() bool {
 				return bStats().InFlight > 0 && pb.seen(writeRequestID) > 0 && pb.seen(readRequestID) > 0
-			})
+			}) {
+				t.Fatalf("no Write and keep-alive Read unanswered on the stalled link after 10 s: in flight %d, Writes seen %d, Reads seen %d (stats %+v)",
+					bStats().InFlight, pb.seen(writeRequestID), pb.seen(readRequestID), bStats())
+			}
 			if pb.watching() != 1 {
 				t.Fatalf("%d client connections open at the freeze, want the session's only", pb.watching())
 			}

@@ -212,8 +212,12 @@ func TestUnadvertisedWriteLimit(t *testing.T) {
 		}
 		return true
 	})
-	if st := serverStats(e, "node"); st.Connects != 1 {
-		t.Errorf("node: %d connects (last error %q); want 1", st.Connects, st.LastError)
+	// No reconnect loop (before the fix: 116 reconnects in 60 s and
+	// nothing written). One reconnect is tolerated: the server may close
+	// the channel on the first request over its limit before the size
+	// that works is learnt.
+	if st := serverStats(e, "node"); st.Connects > 2 {
+		t.Errorf("node: %d connects (last error %q); want at most 2", st.Connects, st.LastError)
 	}
 	for _, m := range e.Snapshot() {
 		if m.State != bridge.StateOK {

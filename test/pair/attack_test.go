@@ -316,7 +316,17 @@ func TestConnectionFlood(t *testing.T) {
 				after := rssKB(t, tgt.m.proc.Pid())
 				t.Logf("%s %s: 5000 idle connections (%.1fs): RSS %d → peak %d → after %d KiB; %d closed by the server while held",
 					name, tgt.what, time.Since(t0).Seconds(), before, peak, after, closed)
-				if peak-before > 16<<10 { // before the fix: +45 MB on the raft port, +41 MB on the peer port
+				// Before the fix: +45 MB on the raft port, +41 MB on the peer
+				// port (plain build), and growing with the number of
+				// connections (256 KiB each on raft). Under the race detector
+				// every goroutine the server briefly holds costs several times
+				// more: CI measured +89 MB peak on the plain peer port, still
+				// far under the unbounded 5000 × 256 KiB.
+				limit := int64(16 << 10)
+				if harness.RaceEnabled() {
+					limit = 160 << 10
+				}
+				if int64(peak-before) > limit {
 
 					t.Errorf("%s: RSS grew by %d KiB under the flood", tgt.what, peak-before)
 				}

@@ -365,7 +365,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	// missed writes during the outage: read them and write the last good
 	// value where they differ.
 	if c.e.queueing.Load() {
-		n := c.e.reconcile(ctx, c.writeFlows, false)
+		n := c.e.reconcile(ctx, c.writeFlows, false, false)
 		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
 			zap.Int("values_queued", n))
 	} else {
@@ -671,7 +671,7 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 			s.fault(err)
 			return len(src) + len(dst)
 		}
-		c.e.reconcile(ctx, dst, true)
+		c.e.reconcile(ctx, dst, true, false)
 	}
 	if len(src) > 0 {
 		byInterval := map[time.Duration][]*flow{}

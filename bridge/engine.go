@@ -355,8 +355,9 @@ func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 // is used when the gate opens (standby → active) and after a server
 // (re)connects (resync). Only values that differ are queued; equal ones
 // are recorded as written. Flows whose servers are down are skipped:
-// their own reconnect resyncs them.
-func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool) int {
+// their own reconnect resyncs them. takeover: the gate opened, so the
+// targets were last written by another writer (see reconcileWith).
+func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, takeover bool) int {
 	if readSources {
 		bySrc := map[*conn][]*flow{}
 		for _, f := range flows {
@@ -392,7 +393,7 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources bool)
 		}
 		var batch []queuedValue
 		for i, f := range fs {
-			if dv := f.reconcileWith(cur[i]); dv != nil {
+			if dv := f.reconcileWith(cur[i], takeover); dv != nil {
 				batch = append(batch, queuedValue{f.wslot, dv})
 			}
 		}

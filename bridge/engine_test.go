@@ -196,8 +196,12 @@ func TestBothDirectionsSuppressEchoes(t *testing.T) {
 	harness.Eventually(t, 5*time.Second, "gate closed", func() bool { _, ok := e.Writing(); return !ok })
 	stale := e.Stats().Stale
 	now := time.Now()
+	// Stamped further apart than the clock skew (engine.clock_skew, 2 s):
+	// the newer timestamp decides (within it, the change received last).
+	// Stamped further apart than the clock skew (engine.clock_skew, 2 s):
+	// the newer timestamp decides (within it, the change received last).
 	a.SetValue(2, 1.0, now)
-	b.SetValue(2, 2.0, now.Add(-time.Second))
+	b.SetValue(2, 2.0, now.Add(-5*time.Second))
 	harness.Eventually(t, 5*time.Second, "both changes seen", func() bool {
 		var fwd, rev bool
 		for _, m := range e.Snapshot() {

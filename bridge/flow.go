@@ -440,17 +440,23 @@ func (f *flow) inFlight(now time.Time) bool {
 // read), whether the target needs the last good value, and returns it
 // (nil: nothing to write). Used when the gate opens and after a target
 // (re)connects. An equal value is recorded as written.
-func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
+func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	f.targetRead(cur)
 	good, ts := f.good, f.goodTS
 	opp := f.opposite()
-	if good == nil || f.state == StateDisabled || opp != nil && opp.good != nil && opp.goodSeq > f.goodSeq {
-		// Nothing yet, disabled, or (both) the other direction changed
-		// last: that flow writes it.
-		return nil
+	if good == nil || f.state == StateDisabled {
+		return nil // nothing yet, or disabled
+	}
+	if opp != nil && opp.good != nil {
+		// Both: the other direction's change wins, and that flow writes
+		// it, when it is newer by more than the clock skew, or, within
+		// the skew, when it was received last (as in accept).
+		if d := opp.goodTS.Sub(ts); d > ms.tol || d >= -ms.tol && opp.goodSeq > f.goodSeq {
+			return nil
+		}
 	}
 	if f.hold.marked {
 		return f.heldDV(cur) // held past max_hold: never as a live value
@@ -463,13 +469,15 @@ func (f *flow) reconcileWith(cur *ua.DataValue) *ua.DataValue {
 		// it wins and flows the other way; never overwrite it.
 		return nil
 	}
-	if opp == nil && curGood && cur.Value != nil && cur.SourceTimestamp.After(ts) && cur.SourceTimestamp.Sub(ts) <= ms.tol {
-		// The target already holds a newer value of this source, written
-		// by another writer (the engine this one replaces, the node that
-		// was active) after this flow's cache was filled: writing the
-		// cached one would put an older value after a newer one. The
-		// source's next change comes through this flow anyway. (Beyond the
-		// clock skew it is a clock step of the source, written as usual.)
+	if takeover && opp == nil && curGood && cur.Value != nil && cur.SourceTimestamp.After(ts) && cur.SourceTimestamp.Sub(ts) <= ms.tol {
+		// At a takeover the target already holds a newer value of this
+		// source, written by the other writer (the engine this one
+		// replaces, the node that was active) after this flow's cache was
+		// filled: writing the cached one would put an older value after a
+		// newer one. The source's next change comes through this flow
+		// anyway. (Beyond the clock skew it is a clock step of the source,
+		// written as usual; a target that comes back, or a new node, is no
+		// takeover: its value is not one of ours.)
 		return nil
 	}
 	if ms.m.OnBad == mapping.WriteStatus && f.state == StateStale && cur != nil && cur.Value != nil && !isGood(cur.Status) {

@@ -333,7 +333,7 @@ func TestFlowTargetTypeArrives(t *testing.T) {
 		t.Fatalf("after the type arrived: %v %v at %v, want ok 3 at %v", st.State, st.Value, st.SourceTS, at(1))
 	}
 	// The resync (reconcile) writes it where the target differs.
-	if w := x.fwd.reconcileWith(dv(int32(0), 0, at(0), time.Time{})); w == nil || w.Value.Value() != int32(3) {
+	if w := x.fwd.reconcileWith(dv(int32(0), 0, at(0), time.Time{}), true); w == nil || w.Value.Value() != int32(3) {
 		t.Fatalf("reconcile wrote %v, want 3", w)
 	}
 }
@@ -385,7 +385,7 @@ func TestFlowReconcile(t *testing.T) {
 			if tc.lost {
 				x.fwd.sourceLost("source server a disconnected")
 			}
-			got := x.fwd.reconcileWith(tc.target)
+			got := x.fwd.reconcileWith(tc.target, true)
 			checkDV(t, 0, "reconcile", got, tc.want, at(1), tc.wantCode)
 			st := x.ms.appendStatus(nil)[0]
 			if tc.written != (st.Written != nil) {

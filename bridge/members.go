@@ -580,7 +580,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 	// Targets: read them on the new member, write only differences.
 	reconciled := 0
 	if c.e.queueing.Load() {
-		reconciled = c.e.reconcile(ctx, c.writeFlows, false)
+		reconciled = c.e.reconcile(ctx, c.writeFlows, false, false)
 	}
 	ev.To, ev.ToLevel, ev.At = m.ep, int(m.level.Load()), time.Now()
 	if old != nil {

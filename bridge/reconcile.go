@@ -29,7 +29,7 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 			rctx, cancel := context.WithTimeout(ctx, reconcileDeadline(c))
 			n := 0
 			if len(c.writeFlows) > 0 {
-				n = e.reconcile(rctx, c.writeFlows, false)
+				n = e.reconcile(rctx, c.writeFlows, false, true)
 			}
 			late := rctx.Err() != nil
 			cancel()

@@ -339,8 +339,12 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 			opp.addEcho(opp.good, opp.goodTS)
 			return nil, valueDV(opp.good, opp.goodTS), vStale
 		}
-		f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+
-			" older than the other side's earlier change: the two servers' clocks differ by more than clock_skew")
+		if !first {
+			// (A session's first value is the node's current value, stamped
+			// whenever it last changed: no reading of the server's clock.)
+			f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+
+				" older than the other side's earlier change: the two servers' clocks differ by more than clock_skew")
+		}
 	}
 	if f.tr == nil {
 		// Destination type not known yet: keep the raw value; when the

@@ -66,7 +66,7 @@ func TestDelayLoss(t *testing.T) {
 		t.Errorf("%d switchovers under delay and loss, want none", r.Switchovers)
 	}
 	r.Observed = fmt.Sprintf("%s active throughout (%d polls over %s), %d switchovers; longest pause between two target writes %.0f ms",
-		act.id, polls, *delayLossFor, r.Switchovers, *r.GapMS)
+		act.ID, polls, *delayLossFor, r.Switchovers, *r.GapMS)
 	r.GapMS = nil // not a switchover gap
 }
 
@@ -86,7 +86,7 @@ func TestFlappingServer(t *testing.T) {
 			e.lab.Heal(cut, hPLC)
 			cut = ""
 		} else {
-			cut = e.currentActive().host
+			cut = e.currentActive().Host
 			e.lab.Cut(cut, hPLC)
 		}
 		<-tick.C
@@ -148,7 +148,7 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	e := start(t, opts{vars: 20, mapped: 19})
 	r := e.scenario("kill-during-update", "kill -9 of the active while it applies a mappings update: the new active runs either the whole new config (v19 mirrored) or the old one (v19 never written)")
 	act, sby, epoch := e.waitStable(settle)
-	oldHash := e.cfgHash
+	oldHash := e.CfgHash
 	newPath := filepath.Join(e.dir, "mirror-v2.yml")
 	newHash := e.writeConfig(newPath, 20)
 	body, err := os.ReadFile(newPath)
@@ -160,7 +160,7 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPut,
 			e.adminURL(act)+"/api/v1/mappings?file=mirror-v2.yml", &signalReader{r: strings.NewReader(string(body)), sent: sent})
-		res, err := act.client.Do(req)
+		res, err := act.Client.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(res.Body)
 			res.Body.Close()
@@ -170,7 +170,7 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	}()
 	<-sent // the whole body is on its way: the active is applying it
 	killAt := time.Now()
-	act.proc.Kill()
+	act.Proc.Kill()
 	reply := <-done
 	t.Logf("the update's reply: %v", reply)
 	newEpoch := e.waitActive(sby, epoch, settle)
@@ -186,9 +186,9 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	default:
 		t.Fatalf("the new active runs config %.12s, neither the old %.12s nor the new %.12s", st.ConfigHash, oldHash, newHash)
 	}
-	e.cfgHash = st.ConfigHash
+	e.CfgHash = st.ConfigHash
 	if applied {
-		e.o.mapped = 20
+		e.O.Mapped = 20
 	}
 	e.restart(act)
 	lastOld, firstNew := e.takeover(killAt)
@@ -207,7 +207,7 @@ func TestKillDuringMappingsUpdate(t *testing.T) {
 	if applied {
 		what = fmt.Sprintf("applied in full (new config on both nodes, v19 mirrored: %d writes)", v19)
 	}
-	r.Observed = fmt.Sprintf("%s took over (epoch %d); update %s", sby.id, newEpoch, what)
+	r.Observed = fmt.Sprintf("%s took over (epoch %d); update %s", sby.ID, newEpoch, what)
 }
 
 // signalReader closes sent once its reader is exhausted (the request
@@ -235,7 +235,7 @@ func TestStandbyDiskFull(t *testing.T) {
 	e := start(t, opts{vars: 20, mapped: 19, tmpfs: true})
 	r := e.scenario("standby-disk-full", "the standby's data dir is full while the pair replicates a change: the standby reports it, the active keeps writing (no switchover), the standby recovers once space is freed")
 	act, sby, epoch := e.waitStable(settle)
-	fill := filepath.Join(sby.data, "fill")
+	fill := filepath.Join(sby.Data, "fill")
 	fillDisk(t, fill)
 	newPath := filepath.Join(e.dir, "mirror-v2.yml")
 	newHash := e.writeConfig(newPath, 20)
@@ -243,7 +243,7 @@ func TestStandbyDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := act.client.Do(mustReq(http.MethodPut, e.adminURL(act)+"/api/v1/mappings", string(body)))
+	res, err := act.Client.Do(mustReq(http.MethodPut, e.adminURL(act)+"/api/v1/mappings", string(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestStandbyDiskFull(t *testing.T) {
 	t.Logf("apply on the active with the standby's disk full: %s %s", res.Status, strings.TrimSpace(string(b)))
 	changedAt := time.Now()
 	// The active is unaffected: it keeps its role and writes new values.
-	polls := harness.Holds(t, 10*e.o.heartbeat, "the active unaffected by the standby's full disk", func() (bool, string) {
+	polls := harness.Holds(t, 10*e.O.Heartbeat, "the active unaffected by the standby's full disk", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()
@@ -268,7 +268,7 @@ func TestStandbyDiskFull(t *testing.T) {
 			strings.Contains(st.DataDir, "no space left on device")
 	})
 	report := harness.Brief(st)
-	logged := strings.Contains(sby.proc.Stderr.String(), "no space left on device")
+	logged := strings.Contains(sby.Proc.Stderr.String(), "no space left on device")
 	t.Logf("standby with a full disk: status %s (not_ready %q); 'no space left on device' in its log: %v", report, st.NotReady, logged)
 	if !reported {
 		t.Errorf("the standby's status does not report its full disk: ready=%v not_ready=%q data_dir_problem=%q", st.Ready, st.NotReady, st.DataDir)
@@ -276,13 +276,13 @@ func TestStandbyDiskFull(t *testing.T) {
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
 	}
-	e.cfgHash, e.o.mapped = newHash, 20
+	e.CfgHash, e.O.Mapped = newHash, 20
 	e.finish(r)
 	if r.Switchovers != 0 {
 		t.Errorf("%d switchovers, want none", r.Switchovers)
 	}
 	r.Observed = fmt.Sprintf("%s active throughout (%d polls), new config applied on the active; standby %s: ready=%v, status says %q, ENOSPC in its log=%v, still on config %.8s; READY on the new config once space was freed",
-		act.id, polls, sby.id, st.Ready, st.NotReady, logged, st.ConfigHash)
+		act.ID, polls, sby.ID, st.Ready, st.NotReady, logged, st.ConfigHash)
 }
 
 func mustReq(method, url, body string) *http.Request {

@@ -24,7 +24,7 @@ func TestCutPeerLink(t *testing.T) {
 	cutAt := time.Now()
 	e.lab.Cut(hA, hB)
 	// An election would be over within a few heartbeats: watch 10.
-	polls := harness.Holds(t, 10*e.o.heartbeat, "the active keeps its role with A↔B cut", func() (bool, string) {
+	polls := harness.Holds(t, 10*e.O.Heartbeat, "the active keeps its role with A↔B cut", func() (bool, string) {
 		st, err := e.status(act)
 		if err != nil {
 			return false, err.Error()
@@ -35,14 +35,14 @@ func TestCutPeerLink(t *testing.T) {
 	e.lab.Heal(hA, hB)
 	act2, _, epoch2 := e.waitStable(rejoin)
 	if act2 != act || epoch2 != epoch {
-		t.Errorf("after the heal %s is active under epoch %d, want %s under %d (a switchover)", act2.id, epoch2, act.id, epoch)
+		t.Errorf("after the heal %s is active under epoch %d, want %s under %d (a switchover)", act2.ID, epoch2, act.ID, epoch)
 	}
 	e.finish(r)
 	if r.Switchovers != 0 {
 		t.Errorf("%d switchovers, want none", r.Switchovers)
 	}
 	r.Observed = fmt.Sprintf("%s stayed active (%d polls over %s, epoch %d), %s READY again after the heal; %d switchovers",
-		act.id, polls, time.Since(cutAt).Round(time.Second), epoch, sby.id, r.Switchovers)
+		act.ID, polls, time.Since(cutAt).Round(time.Second), epoch, sby.ID, r.Switchovers)
 }
 
 // TestIsolateActive takes the active's host off the network.
@@ -52,7 +52,7 @@ func TestIsolateActive(t *testing.T) {
 	act, sby, epoch := e.waitStable(settle)
 	e.waitLive(time.Now(), settle)
 	isoAt := time.Now()
-	e.lab.Isolate(act.host)
+	e.lab.Isolate(act.Host)
 	var downAfter time.Duration
 	harness.WaitState(t, settle, "the isolated active to step down (its own view)", func() (bool, string) {
 		st, err := e.status(act)
@@ -66,15 +66,15 @@ func TestIsolateActive(t *testing.T) {
 	ev := e.waitEvent(newEpoch, settle)
 	lastOld, firstNew := e.takeover(isoAt)
 	r.gap(firstNew.Time.Sub(lastOld.Time))
-	e.lab.Rejoin(act.host)
+	e.lab.Rejoin(act.Host)
 	act2, _, _ := e.waitStable(rejoin)
 	if act2 != sby {
-		t.Errorf("after the rejoin %s is active, want %s", act2.id, sby.id)
+		t.Errorf("after the rejoin %s is active, want %s", act2.ID, sby.ID)
 	}
 	e.noLateWrites(isoAt, firstNew)
 	e.finish(r)
 	r.Observed = fmt.Sprintf("%s took over (%s, epoch %d); %s saw itself not active %.0f ms after the isolation and rejoined as standby",
-		sby.id, ev.Reason, newEpoch, act.id, ms(downAfter))
+		sby.ID, ev.Reason, newEpoch, act.ID, ms(downAfter))
 }
 
 // TestCutFromServer cuts the active from OPC UA servers: the server
@@ -85,17 +85,17 @@ func TestCutFromServer(t *testing.T) {
 		r := e.scenario("cut-server-any", "policy any: cut from plc alone, the active hands over (server-monitor, plc) after fault-delay; no second writer")
 		act, sby, epoch := e.waitStable(settle)
 		cutAt := time.Now()
-		e.lab.Cut(act.host, hPLC)
+		e.lab.Cut(act.Host, hPLC)
 		newEpoch := e.waitActive(sby, epoch, settle)
 		ev := e.waitEvent(newEpoch, settle)
-		if ev.Reason != "server-monitor" || ev.From != act.id || !strings.Contains(ev.Detail, "plc") {
-			t.Errorf("event %+v, want server-monitor from %s naming plc", ev, act.id)
+		if ev.Reason != "server-monitor" || ev.From != act.ID || !strings.Contains(ev.Detail, "plc") {
+			t.Errorf("event %+v, want server-monitor from %s naming plc", ev, act.ID)
 		}
 		lastOld, firstNew := e.takeover(cutAt)
 		r.gap(firstNew.Time.Sub(lastOld.Time))
 		e.noLateWrites(cutAt, firstNew)
 		e.finish(r)
-		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s)", act.id, sby.id, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
+		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s)", act.ID, sby.ID, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
 	})
 	// The target this time: the old active's Writes sent after the cut
 	// sit in its socket; they must never reach the server after the
@@ -106,29 +106,29 @@ func TestCutFromServer(t *testing.T) {
 		r := e.scenario("cut-target-any", "policy any: cut from scada (the target), the active hands over; healed after the handover, nothing the old active sent reaches scada late")
 		act, sby, epoch := e.waitStable(settle)
 		cutAt := time.Now()
-		e.lab.Cut(act.host, hSCADA)
+		e.lab.Cut(act.Host, hSCADA)
 		newEpoch := e.waitActive(sby, epoch, settle)
 		ev := e.waitEvent(newEpoch, settle)
-		if ev.Reason != "server-monitor" || ev.From != act.id || !strings.Contains(ev.Detail, "scada") {
-			t.Errorf("event %+v, want server-monitor from %s naming scada", ev, act.id)
+		if ev.Reason != "server-monitor" || ev.From != act.ID || !strings.Contains(ev.Detail, "scada") {
+			t.Errorf("event %+v, want server-monitor from %s naming scada", ev, act.ID)
 		}
 		lastOld, firstNew := e.takeover(cutAt)
 		r.gap(firstNew.Time.Sub(lastOld.Time))
-		e.lab.Heal(act.host, hSCADA)
+		e.lab.Heal(act.Host, hSCADA)
 		healAt := time.Now()
 		e.waitLive(healAt, settle)
 		e.noLateWrites(cutAt, firstNew)
 		e.finish(r)
-		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s); no late write after the heal", act.id, sby.id, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
+		r.Observed = fmt.Sprintf("%s → %s %.1f s after the cut (%s: %s); no late write after the heal", act.ID, sby.ID, ev.Time.Sub(cutAt).Seconds(), ev.Reason, ev.Detail)
 	})
 	t.Run("all", func(t *testing.T) {
 		needFull(t)
 		e := start(t, opts{policy: "all"})
 		r := e.scenario("cut-server-all", "policy all: cut from plc alone, no handover; cut from scada too, the active hands over (server-monitor, plc,scada)")
 		act, sby, epoch := e.waitStable(settle)
-		e.lab.Cut(act.host, hPLC)
+		e.lab.Cut(act.Host, hPLC)
 		harness.WaitState(t, settle, "the active to see plc down", func() (bool, string) { return serverDown(e, act, "plc") })
-		polls := harness.Holds(t, e.o.faultDelay+3*time.Second, "the active keeps its role with plc down (policy all)", func() (bool, string) {
+		polls := harness.Holds(t, e.O.FaultDelay+3*time.Second, "the active keeps its role with plc down (policy all)", func() (bool, string) {
 			st, err := e.status(act)
 			if err != nil {
 				return false, err.Error()
@@ -136,7 +136,7 @@ func TestCutFromServer(t *testing.T) {
 			return st.Role == "active" && st.Epoch == epoch, harness.Brief(st)
 		})
 		cutAt := time.Now()
-		e.lab.Cut(act.host, hSCADA)
+		e.lab.Cut(act.Host, hSCADA)
 		newEpoch := e.waitActive(sby, epoch, settle)
 		ev := e.waitEvent(newEpoch, settle)
 		if ev.Reason != "server-monitor" || !strings.Contains(ev.Detail, "plc") || !strings.Contains(ev.Detail, "scada") {
@@ -146,7 +146,7 @@ func TestCutFromServer(t *testing.T) {
 		r.gap(firstNew.Time.Sub(lastOld.Time))
 		e.finish(r)
 		r.Observed = fmt.Sprintf("plc alone: %s stayed active (%d polls); plc+scada: %s → %s %.1f s after the second cut (%s)",
-			act.id, polls, act.id, sby.id, ev.Time.Sub(cutAt).Seconds(), ev.Detail)
+			act.ID, polls, act.ID, sby.ID, ev.Time.Sub(cutAt).Seconds(), ev.Detail)
 	})
 }
 
@@ -173,8 +173,8 @@ func TestBothRestart(t *testing.T) {
 	_, _, epoch := e.waitStable(settle)
 	e.waitLive(time.Now(), settle)
 	killAt := time.Now()
-	e.a.proc.Kill()
-	e.b.proc.Kill()
+	e.a.Proc.Kill()
+	e.b.Proc.Kill()
 	e.restart(e.a)
 	e.restart(e.b)
 	act, _, epoch2 := e.waitStable(rejoin) // checks the config hash on both
@@ -182,7 +182,7 @@ func TestBothRestart(t *testing.T) {
 	lastOld := lastBefore(e.journal(), killAt)
 	r.gap(firstNew.Time.Sub(lastOld.Time))
 	e.finish(r)
-	r.Observed = fmt.Sprintf("%s active under epoch %d (was %d), config %.12s on both; target silent %.0f ms", act.id, epoch2, epoch, e.cfgHash, *r.GapMS)
+	r.Observed = fmt.Sprintf("%s active under epoch %d (was %d), config %.12s on both; target silent %.0f ms", act.ID, epoch2, epoch, e.CfgHash, *r.GapMS)
 }
 
 // takeover waits for the first write of a new writer after trigger and

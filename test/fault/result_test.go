@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/uamirror/uamirror/redundancy"
-	"github.com/uamirror/uamirror/test/invariant"
 )
 
 // result is one row of the fault matrix (docs/RELIABILITY.md). It is
@@ -85,18 +83,11 @@ func (e *bed) finish(r *result) {
 	e.check(r)
 }
 
-// check runs the invariants over the target journal.
+// check runs the invariants over the target journal (the shared bed's
+// CheckInvariants) and fills the row's totals.
 func (e *bed) check(r *result) {
 	e.t.Helper()
-	evs, err := e.events()
-	if err != nil {
-		e.t.Errorf("events (checking without them): %v", err)
-	}
-	ws := e.journal()
-	res := invariant.Check(ws, evs, invariant.ValidValue)
-	for _, v := range res.Violations {
-		e.t.Error(v)
-	}
+	_, res, evs := e.CheckInvariants()
 	r.Writes, r.Violations, r.TwoWriters = res.Writes, res.Total, len(res.TwoWriters)
 	r.Switchovers = 0
 	for _, ev := range evs {
@@ -104,10 +95,4 @@ func (e *bed) check(r *result) {
 			r.Switchovers++
 		}
 	}
-	var reasons []string
-	for _, ev := range evs {
-		reasons = append(reasons, fmt.Sprintf("%d:%s→%s(%s)", ev.Epoch, ev.From, ev.To, ev.Reason))
-	}
-	e.t.Logf("target journal: %d writes by %d sessions, %d violations; role changes: %s",
-		res.Writes, res.Sessions, res.Total, strings.Join(reasons, " "))
 }

@@ -31,44 +31,44 @@ var faults = []fault{
 		return func() { e.lab.Heal(hA, hB) }
 	}},
 	{"isolate-active", func(e *bed, act, _ *member) func() {
-		e.lab.Isolate(act.host)
-		return func() { e.lab.Rejoin(act.host) }
+		e.lab.Isolate(act.Host)
+		return func() { e.lab.Rejoin(act.Host) }
 	}},
 	{"isolate-standby", func(e *bed, _, sby *member) func() {
-		e.lab.Isolate(sby.host)
-		return func() { e.lab.Rejoin(sby.host) }
+		e.lab.Isolate(sby.Host)
+		return func() { e.lab.Rejoin(sby.Host) }
 	}},
 	{"isolate-arbiter", func(e *bed, _, _ *member) func() {
 		e.lab.Isolate(hArb)
 		return func() { e.lab.Rejoin(hArb) }
 	}},
 	{"cut-active-plc", func(e *bed, act, _ *member) func() {
-		e.lab.Cut(act.host, hPLC)
-		return func() { e.lab.Heal(act.host, hPLC) }
+		e.lab.Cut(act.Host, hPLC)
+		return func() { e.lab.Heal(act.Host, hPLC) }
 	}},
 	{"cut-active-scada", func(e *bed, act, _ *member) func() {
-		e.lab.Cut(act.host, hSCADA)
-		return func() { e.lab.Heal(act.host, hSCADA) }
+		e.lab.Cut(act.Host, hSCADA)
+		return func() { e.lab.Heal(act.Host, hSCADA) }
 	}},
 	{"kill-active", func(e *bed, act, _ *member) func() {
-		act.proc.Kill()
+		act.Proc.Kill()
 		return func() { e.restart(act) }
 	}},
 	{"kill-standby", func(e *bed, _, sby *member) func() {
-		sby.proc.Kill()
+		sby.Proc.Kill()
 		return func() { e.restart(sby) }
 	}},
 	{"kill-both", func(e *bed, _, _ *member) func() {
-		e.a.proc.Kill()
-		e.b.proc.Kill()
+		e.a.Proc.Kill()
+		e.b.Proc.Kill()
 		return func() { e.restart(e.a); e.restart(e.b) }
 	}},
 	{"freeze-active", func(e *bed, act, _ *member) func() {
-		if err := act.proc.Signal(syscall.SIGSTOP); err != nil {
+		if err := act.Proc.Signal(syscall.SIGSTOP); err != nil {
 			e.t.Fatal(err)
 		}
 		return func() {
-			if err := act.proc.Signal(syscall.SIGCONT); err != nil {
+			if err := act.Proc.Signal(syscall.SIGCONT); err != nil {
 				e.t.Fatal(err)
 			}
 		}
@@ -132,7 +132,7 @@ func TestSoak(t *testing.T) {
 		act, sby, _ := e.waitStable(rejoin)
 		f := faults[rng.IntN(len(faults))]
 		hold := time.Duration(2000+rng.IntN(6000)) * time.Millisecond
-		t.Logf("round %d: %s for %s (active %s)", rounds+1, f.name, hold, act.id)
+		t.Logf("round %d: %s for %s (active %s)", rounds+1, f.name, hold, act.ID)
 		heal := f.inject(e, act, sby)
 		<-time.After(hold) // the fault's duration, not a synchronisation
 		heal()

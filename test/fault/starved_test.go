@@ -46,22 +46,22 @@ var starvedScenarios = []starvedScenario{
 	{"isolate-active", "the active's host off the network: the standby takes over after the old active's lease and abort bound; no second writer, no regression", true,
 		func(s *starver, act, sby *member, epoch uint64) {
 			e := s.e
-			e.lab.Isolate(act.host)
+			e.lab.Isolate(act.Host)
 			e.waitActive(sby, epoch, rejoin)
-			e.lab.Rejoin(act.host)
+			e.lab.Rejoin(act.Host)
 		}},
 	{"freeze-active", "SIGSTOP of the active for 1.5–3 s (past the election): the standby takes over; the thawed old active writes nothing late", true,
 		func(s *starver, act, sby *member, epoch uint64) {
 			hold := time.Duration(1500+s.rng.IntN(1500)) * time.Millisecond
 			s.mu.Lock() // the random freezer keeps off this process meanwhile
-			err := act.proc.Signal(syscall.SIGSTOP)
+			err := act.Proc.Signal(syscall.SIGSTOP)
 			if err == nil {
 				<-time.After(hold) // the fault's duration, not a synchronisation
-				err = act.proc.Signal(syscall.SIGCONT)
+				err = act.Proc.Signal(syscall.SIGCONT)
 			}
 			s.mu.Unlock()
 			if err != nil {
-				s.e.t.Fatalf("freeze %s: %v", act.id, err)
+				s.e.t.Fatalf("freeze %s: %v", act.ID, err)
 			}
 		}},
 	{"kill-during-update", "kill -9 of the active while it applies a mappings update: the new active runs the whole new config or the old one; no second writer", false,
@@ -116,7 +116,7 @@ func TestStarved(t *testing.T) {
 			})
 			for i := range rounds {
 				act, sby, epoch := e.waitStable(rejoin)
-				t.Logf("round %d/%d: %s on active %s (epoch %d)", i+1, rounds, sc.name, act.id, epoch)
+				t.Logf("round %d/%d: %s on active %s (epoch %d)", i+1, rounds, sc.name, act.ID, epoch)
 				sc.round(s, act, sby, epoch)
 				done++
 				if t.Failed() {
@@ -202,7 +202,7 @@ func (s *starver) freezer() (stop func()) {
 			}
 			hold := time.Duration(50+rng.IntN(1951)) * time.Millisecond
 			s.mu.Lock()
-			if act.proc.Exited() || act.proc.Signal(syscall.SIGSTOP) != nil {
+			if act.Proc.Exited() || act.Proc.Signal(syscall.SIGSTOP) != nil {
 				s.mu.Unlock()
 				continue
 			}
@@ -210,7 +210,7 @@ func (s *starver) freezer() (stop func()) {
 			case <-ctx.Done():
 			case <-time.After(hold):
 			}
-			_ = act.proc.Signal(syscall.SIGCONT)
+			_ = act.Proc.Signal(syscall.SIGCONT)
 			s.freezes++
 			s.frozeFor += hold
 			s.mu.Unlock()
@@ -238,11 +238,11 @@ func (s *starver) currentActive() *member {
 // old or the new config in full; the killed node restarts.
 func (s *starver) killDuringUpdate(act, sby *member, epoch uint64) {
 	e := s.e
-	mapped := e.o.vars - 1
-	if e.o.mapped == mapped {
-		mapped = e.o.vars
+	mapped := e.O.Vars - 1
+	if e.O.Mapped == mapped {
+		mapped = e.O.Vars
 	}
-	oldHash := e.cfgHash
+	oldHash := e.CfgHash
 	newPath := filepath.Join(e.dir, fmt.Sprintf("mirror-%d.yml", mapped))
 	newHash := e.writeConfig(newPath, mapped)
 	body, err := os.ReadFile(newPath)
@@ -254,7 +254,7 @@ func (s *starver) killDuringUpdate(act, sby *member, epoch uint64) {
 	go func() {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPut,
 			e.adminURL(act)+"/api/v1/mappings?file="+filepath.Base(newPath), &signalReader{r: strings.NewReader(string(body)), sent: sent})
-		res, err := act.client.Do(req)
+		res, err := act.Client.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(res.Body)
 			res.Body.Close()
@@ -269,7 +269,7 @@ func (s *starver) killDuringUpdate(act, sby *member, epoch uint64) {
 		return
 	}
 	s.mu.Lock()
-	act.proc.Kill()
+	act.Proc.Kill()
 	s.mu.Unlock()
 	<-done
 	e.waitActive(sby, epoch, rejoin)
@@ -284,7 +284,7 @@ func (s *starver) killDuringUpdate(act, sby *member, epoch uint64) {
 	})
 	switch hash {
 	case newHash:
-		e.cfgHash, e.o.mapped = newHash, mapped
+		e.CfgHash, e.O.Mapped = newHash, mapped
 	case oldHash:
 	default:
 		e.t.Errorf("the new active runs config %.12s, neither the old %.12s nor the new %.12s", hash, oldHash, newHash)

@@ -32,7 +32,7 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	p := startPair(t, pairOpts{vars: 30, mapped: 20})
 	act, sby, _ := p.waitStable(30 * time.Second)
 	v20 := setValue(20, 7)
-	p.plc.set(t, 20, v20) // the added mapping's source
+	p.plc.Set(t, 20, v20) // the added mapping's source
 
 	// Sample both nodes while the apply runs.
 	type sample struct {
@@ -79,15 +79,15 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 
 	t0 := time.Now()
 	newCfg := filepath.Join(t.TempDir(), "mirror-21.yml")
-	newHash := writeConfig(t, newCfg, p.plc.endpoint, p.scada.endpoint, 21)
-	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.admin, newCfg); code != 0 || !strings.Contains(out, "1 added") {
+	newHash := writeConfig(t, newCfg, p.plc.Endpoint, p.scada.Endpoint, 21)
+	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.Admin, newCfg); code != 0 || !strings.Contains(out, "1 added") {
 		t.Fatalf("apply: exit %d: %s", code, out)
 	}
 	harness.Eventually(t, 30*time.Second, "both nodes run the new config and v20 is mirrored", func() bool {
-		vals, _, err := p.scada.read([]int{20})
+		vals, _, err := p.scada.Read([]int{20})
 		return err == nil && vals[0] == v20 && p.flowsOf(act) == 21 && p.flowsOf(sby) == 21
 	})
-	p.cfgHash = newHash
+	p.CfgHash = newHash
 	p.waitStable(30 * time.Second)
 	stopSampling()
 
@@ -131,16 +131,16 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 
 	// An empty mirror needs --confirm.
 	empty := filepath.Join(t.TempDir(), "empty.yml")
-	emptyHash := writeConfig(t, empty, p.plc.endpoint, p.scada.endpoint, 0)
+	emptyHash := writeConfig(t, empty, p.plc.Endpoint, p.scada.Endpoint, 0)
 	act, _, _ = p.waitStable(30 * time.Second)
-	out, code := cli(t, "mappings", "apply", "--node", "http://"+act.admin, empty)
+	out, code := cli(t, "mappings", "apply", "--node", "http://"+act.Admin, empty)
 	if code == 0 || !strings.Contains(out, "--confirm") {
 		t.Fatalf("apply of an empty mirror without --confirm: exit %d: %s", code, out)
 	}
 	if st, err := p.status(act); err != nil || st.ConfigHash != newHash {
 		t.Fatalf("after a refused apply: %v, config %.12s, want %.12s", err, st.ConfigHash, newHash)
 	}
-	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.admin, empty, "--confirm"); code != 0 {
+	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.Admin, empty, "--confirm"); code != 0 {
 		t.Fatalf("confirmed: exit %d: %s", code, out)
 	}
 	harness.Eventually(t, 30*time.Second, "the empty config replicated", func() bool {
@@ -161,14 +161,14 @@ func TestApplyGapOnUntouched(t *testing.T) {
 	time.Sleep(2 * time.Second) // a steady stretch of writes before the apply, for the normal gap
 	t0 := time.Now()
 	newCfg := filepath.Join(t.TempDir(), "mirror-21.yml")
-	p.cfgHash = writeConfig(t, newCfg, p.plc.endpoint, p.scada.endpoint, 21)
-	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.admin, newCfg); code != 0 {
+	p.CfgHash = writeConfig(t, newCfg, p.plc.Endpoint, p.scada.Endpoint, 21)
+	if out, code := cli(t, "mappings", "apply", "--node", "http://"+act.Admin, newCfg); code != 0 {
 		t.Fatalf("apply: exit %d: %s", code, out)
 	}
 	harness.Eventually(t, 30*time.Second, "both nodes run the new config", func() bool {
 		return p.flowsOf(act) == 21 && p.flowsOf(sby) == 21
 	})
-	p.o.mapped = 21
+	p.O.Mapped = 21
 	p.waitStable(30 * time.Second)
 	p.waitLive(time.Now(), 30*time.Second)
 	t1 := time.Now()

@@ -68,10 +68,10 @@ func timeoutNow(t *testing.T, id, addr string) []byte {
 func TestRaftTimeoutNowInjection(t *testing.T) {
 	p := startPair(t, pairOpts{})
 	act, sby, epoch := p.waitStable(settle)
-	if !sendRaw(t, sby.raft, []byte("\x03\x81\xafProtocolVersion\x03")) {
+	if !sendRaw(t, sby.Raft, []byte("\x03\x81\xafProtocolVersion\x03")) {
 		t.Error("the 17-byte TimeoutNow: connection not closed")
 	}
-	if !sendRaw(t, sby.raft, timeoutNow(t, "arb", p.arb.raft)) {
+	if !sendRaw(t, sby.Raft, timeoutNow(t, "arb", p.arb.Raft)) {
 		t.Error("TimeoutNow as the arbiter: connection not closed")
 	}
 	harness.Holds(t, 3*time.Second, "the pair after the injected TimeoutNow", func() (bool, string) {
@@ -79,18 +79,18 @@ func TestRaftTimeoutNowInjection(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.Role == "standby" && s.Epoch == epoch && s.Active == act.id, harness.Brief(s)
+		return s.Role == "standby" && s.Epoch == epoch && s.Active == act.ID, harness.Brief(s)
 	})
 	for _, want := range []string{"names no member of the pair", "not the leader this member follows"} {
 		harness.WaitState(t, 5*time.Second, "refusal journaled: "+want, func() (bool, string) { return hasRefusal(p, sby, want) })
 	}
 
 	// The leader impersonated (plain TCP): a transfer, journaled as such.
-	if sendRaw(t, sby.raft, timeoutNow(t, act.id, act.raft)) {
+	if sendRaw(t, sby.Raft, timeoutNow(t, act.ID, act.Raft)) {
 		t.Fatal("a TimeoutNow in the leader's name was refused (plain TCP cannot tell)")
 	}
 	ev := p.waitEvent(epoch+1, false, 10*time.Second)
-	if ev.Reason != "transfer" || ev.To != sby.id || !strings.Contains(ev.Detail, "by "+act.id) {
+	if ev.Reason != "transfer" || ev.To != sby.ID || !strings.Contains(ev.Detail, "by "+act.ID) {
 		t.Errorf("the injected transfer was journaled as %q: %s", ev.Reason, ev.Detail)
 	}
 }
@@ -103,24 +103,24 @@ func TestRaftRPCWithAnotherMembersCertificate(t *testing.T) {
 	sp := startSecuredPair(t, pairOpts{})
 	p := sp.pair
 	act, sby, epoch := p.waitStable(settle)
-	if !sendRaw(t, sby.raft, []byte("\x03\x81\xafProtocolVersion\x03")) {
+	if !sendRaw(t, sby.Raft, []byte("\x03\x81\xafProtocolVersion\x03")) {
 		t.Error("plain TCP to the TLS raft port: not closed")
 	}
 	arb := loadKeyPair(t, filepath.Join(sp.pki, "arb", "arb.crt"), filepath.Join(sp.pki, "arb", "arb.key"))
-	c, err := tls.Dial("tcp", sby.raft, &tls.Config{Certificates: []tls.Certificate{arb}, InsecureSkipVerify: true})
+	c, err := tls.Dial("tcp", sby.Raft, &tls.Config{Certificates: []tls.Certificate{arb}, InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(timeoutNow(t, act.id, act.raft)); err != nil {
+	if _, err := c.Write(timeoutNow(t, act.ID, act.Raft)); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 64)); err == nil || os.IsTimeout(err) {
-		t.Errorf("the arbiter speaking as %s: connection not closed (%v)", act.id, err)
+		t.Errorf("the arbiter speaking as %s: connection not closed (%v)", act.ID, err)
 	}
 	harness.WaitState(t, 5*time.Second, "refusal journaled", func() (bool, string) {
-		return hasRefusal(p, sby, fmt.Sprintf(`sent as member %q on a connection of member "arb"`, act.id))
+		return hasRefusal(p, sby, fmt.Sprintf(`sent as member %q on a connection of member "arb"`, act.ID))
 	})
 	harness.Holds(t, 2*time.Second, "the pair after the arbiter's forged TimeoutNow", func() (bool, string) {
 		s, err := p.status(sby)
@@ -159,7 +159,7 @@ func TestPeerLinkInjection(t *testing.T) {
 	v := p.static()[0]
 	id := mapping.DeriveID(mapping.NodeRef{Server: "plc", Node: nodeID(v)}, mapping.NodeRef{Server: "scada", Node: nodeID(v)})
 	post := func(body []byte) (int, map[string]any) {
-		res, err := http.Post("http://"+sby.peer+"/peer/v1/sync", "application/json", bytes.NewReader(body))
+		res, err := http.Post("http://"+sby.Peer+"/peer/v1/sync", "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,10 +175,10 @@ func TestPeerLinkInjection(t *testing.T) {
 		code int
 		want string
 	}{
-		{"far-future timestamp", syncBody(t, act.id, epoch, st.ConfigHash, id, -777.5, far), 200, "in the future"},
-		{"wrong type", syncBody(t, act.id, epoch, st.ConfigHash, id, float32(-777.5), time.Now()), 200, "the mapping's target takes Double"},
-		{"next epoch", syncBody(t, act.id, epoch+1, st.ConfigHash, id, -777.5, time.Now()), 409, "refused"},
-		{"previous epoch", syncBody(t, act.id, epoch-1, st.ConfigHash, id, -777.5, time.Now()), 409, "refused"},
+		{"far-future timestamp", syncBody(t, act.ID, epoch, st.ConfigHash, id, -777.5, far), 200, "in the future"},
+		{"wrong type", syncBody(t, act.ID, epoch, st.ConfigHash, id, float32(-777.5), time.Now()), 200, "the mapping's target takes Double"},
+		{"next epoch", syncBody(t, act.ID, epoch+1, st.ConfigHash, id, -777.5, time.Now()), 409, "refused"},
+		{"previous epoch", syncBody(t, act.ID, epoch-1, st.ConfigHash, id, -777.5, time.Now()), 409, "refused"},
 		{"not the active", syncBody(t, "arb", epoch, st.ConfigHash, id, -777.5, time.Now()), 409, "refused"},
 	} {
 		code, out := post(tc.body)
@@ -287,8 +287,8 @@ func TestConnectionFlood(t *testing.T) {
 				what string
 				m    *member
 				addr string
-			}{{"raft port of the active", act, act.raft}, {"peer port of the standby", sby, sby.peer}} {
-				before := rssKB(t, tgt.m.proc.Pid())
+			}{{"raft port of the active", act, act.Raft}, {"peer port of the standby", sby, sby.Peer}} {
+				before := rssKB(t, tgt.m.Proc.Pid())
 				var peak int
 				done := make(chan struct{})
 				var wg sync.WaitGroup
@@ -298,7 +298,7 @@ func TestConnectionFlood(t *testing.T) {
 					tick := time.NewTicker(100 * time.Millisecond)
 					defer tick.Stop()
 					for {
-						if r := rssKB(t, tgt.m.proc.Pid()); r > peak {
+						if r := rssKB(t, tgt.m.Proc.Pid()); r > peak {
 							peak = r
 						}
 						select {
@@ -313,7 +313,7 @@ func TestConnectionFlood(t *testing.T) {
 				close(done)
 				wg.Wait()
 				time.Sleep(5 * time.Second) // a measurement interval: RSS after the server released the flood
-				after := rssKB(t, tgt.m.proc.Pid())
+				after := rssKB(t, tgt.m.Proc.Pid())
 				t.Logf("%s %s: 5000 idle connections (%.1fs): RSS %d → peak %d → after %d KiB; %d closed by the server while held",
 					name, tgt.what, time.Since(t0).Seconds(), before, peak, after, closed)
 				// Before the fix: +45 MB on the raft port, +41 MB on the peer
@@ -351,7 +351,7 @@ func TestConnectionFlood(t *testing.T) {
 func TestPeerLinkBigAndSlowBodies(t *testing.T) {
 	p := startPair(t, pairOpts{})
 	act, sby, _ := p.waitStable(settle)
-	before := rssKB(t, sby.proc.Pid())
+	before := rssKB(t, sby.Proc.Pid())
 	var wg sync.WaitGroup
 	codes := make([]int, 6)
 	for i := range codes {
@@ -359,7 +359,7 @@ func TestPeerLinkBigAndSlowBodies(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			body := io.MultiReader(strings.NewReader(`{"from":"a","states":[{"id":"`), &zeros{n: 60 << 20})
-			req, _ := http.NewRequest(http.MethodPost, "http://"+sby.peer+"/peer/v1/sync", body)
+			req, _ := http.NewRequest(http.MethodPost, "http://"+sby.Peer+"/peer/v1/sync", body)
 			res, err := http.DefaultClient.Do(req)
 			if err != nil {
 				codes[i] = -1 // the server closed the connection mid-body
@@ -370,7 +370,7 @@ func TestPeerLinkBigAndSlowBodies(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	after := rssKB(t, sby.proc.Pid())
+	after := rssKB(t, sby.Proc.Pid())
 	t.Logf("6 × 60 MB bodies to the peer link: codes %v; standby RSS %d → %d KiB", codes, before, after)
 	for _, c := range codes {
 		if c == http.StatusOK {
@@ -419,8 +419,8 @@ func TestPeerLinkBigAndSlowBodies(t *testing.T) {
 			t.Errorf("%s: %d of %d slow bodies still open after %s", path, open, n, within)
 		}
 	}
-	slow(sby.peer, "/peer/v1/sync", 10*time.Second)
-	slow(act.admin, "/api/v1/mappings", 25*time.Second)
+	slow(sby.Peer, "/peer/v1/sync", 10*time.Second)
+	slow(act.Admin, "/api/v1/mappings", 25*time.Second)
 }
 
 // zeros yields n '0' bytes.

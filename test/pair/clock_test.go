@@ -21,7 +21,7 @@ func TestSourceClockStepsAcrossFailover(t *testing.T) {
 	p.waitMirrored(p.static(), settle)
 	step := func(d string) {
 		t.Helper()
-		if err := p.plc.proc.Send("clock step " + d); err != nil {
+		if err := p.plc.Proc.Send("clock step " + d); err != nil {
 			t.Fatalf("simserver control: %v", err)
 		}
 	}
@@ -51,13 +51,13 @@ func TestBothPairFiveMinutesApartAcrossFailover(t *testing.T) {
 	p.waitMirrored(p.static(), settle)
 	change := func(on *sim, v float64) {
 		t.Helper()
-		on.set(t, 0, v)
+		on.Set(t, 0, v)
 		harness.WaitState(t, settle, fmt.Sprintf("%v on both sides", v), func() (bool, string) {
-			a, _, err := p.plc.read([]int{0})
+			a, _, err := p.plc.Read([]int{0})
 			if err != nil {
 				return false, err.Error()
 			}
-			b, _, err := p.scada.read([]int{0})
+			b, _, err := p.scada.Read([]int{0})
 			if err != nil {
 				return false, err.Error()
 			}

@@ -24,7 +24,7 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 	p := startPair(t, pairOpts{rate: streamR})
 	act, sby, epoch := p.waitStable(settle)
 
-	out, code := cli(t, "drill", "--node", "http://"+act.admin, "-o", "json", "--settle", "3s")
+	out, code := cli(t, "drill", "--node", "http://"+act.Admin, "-o", "json", "--settle", "3s")
 	if code != 0 {
 		t.Fatalf("drill: exit %d: %s", code, out)
 	}
@@ -37,7 +37,7 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		t.Fatalf("drill targets: %+v", res.Targets)
 	}
 	tg := res.Targets[0]
-	if !res.Pass || tg.Anomalies() != 0 || tg.NoChange || tg.Err != "" || tg.Sampled != p.o.mapped {
+	if !res.Pass || tg.Anomalies() != 0 || tg.NoChange || tg.Err != "" || tg.Sampled != p.O.Mapped {
 		t.Errorf("drill verdict: %+v", tg)
 	}
 	lastOld, firstNew, ok := takeover(p.journal(), time.Time{}, res.Switch)
@@ -49,7 +49,7 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		res.Switch.Format("15:04:05.000"), res.Switched.Format("15:04:05.000"), ms(tg.Usual), ms(tg.Longest))
 	diff := tg.Gap - journalGap
 	t.Logf("drill %s → %s: drill gap %.1f ms (%s → %s), journal gap %.1f ms (%s → %s), %d values sampled, switchover answered in %.0f ms",
-		act.id, sby.id, ms(tg.Gap), tg.GapFrom.Format("15:04:05.000"), tg.GapTo.Format("15:04:05.000"),
+		act.ID, sby.ID, ms(tg.Gap), tg.GapFrom.Format("15:04:05.000"), tg.GapTo.Format("15:04:05.000"),
 		ms(journalGap), lastOld.Time.Format("15:04:05.000"), firstNew.Time.Format("15:04:05.000"),
 		tg.Values, ms(res.Switched.Sub(res.Switch)))
 	if math.Abs(ms(diff)) > 20 {
@@ -66,18 +66,18 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 		for _, e := range evs {
 			if e.Kind == "drill" {
 				found = true
-				if e.Reason != "drill PASS" || e.From != act.id || e.To != sby.id || e.Epoch != epoch+1 ||
+				if e.Reason != "drill PASS" || e.From != act.ID || e.To != sby.ID || e.Epoch != epoch+1 ||
 					e.GapMS == nil || math.Abs(*e.GapMS-ms(tg.Gap)) > 0.001 || !strings.Contains(e.Detail, "scada: gap") {
-					t.Errorf("%s: drill event %+v (gap %v), want PASS %s → %s epoch %d gap %.3f ms", m.id, e, e.GapMS, act.id, sby.id, epoch+1, ms(tg.Gap))
+					t.Errorf("%s: drill event %+v (gap %v), want PASS %s → %s epoch %d gap %.3f ms", m.ID, e, e.GapMS, act.ID, sby.ID, epoch+1, ms(tg.Gap))
 				}
 			}
 		}
 		if !found {
-			t.Errorf("%s: no drill event in %+v", m.id, evs)
+			t.Errorf("%s: no drill event in %+v", m.ID, evs)
 		}
 		var d redundancy.DrillRecord
 		if err := p.get(m, "/api/v1/drill", &d); err != nil || !d.Pass || len(d.Targets) != 1 {
-			t.Errorf("%s: GET /api/v1/drill: %+v %v", m.id, d, err)
+			t.Errorf("%s: GET /api/v1/drill: %+v %v", m.ID, d, err)
 		}
 		metrics, err := p.admin(m).GetRaw(context.Background(), "/metrics")
 		if err != nil {
@@ -91,7 +91,7 @@ func TestDrillMeasuresItsGap(t *testing.T) {
 			}
 		}
 		if math.Abs(gotGap-tg.Gap.Seconds()) > 1e-6 || !strings.Contains(string(metrics), "uamirror_drill_last_pass 1") {
-			t.Errorf("%s: metrics: gap %v s, want %v, and uamirror_drill_last_pass 1", m.id, gotGap, tg.Gap.Seconds())
+			t.Errorf("%s: metrics: gap %v s, want %v, and uamirror_drill_last_pass 1", m.ID, gotGap, tg.Gap.Seconds())
 		}
 	}
 	p.checkInvariants()
@@ -104,7 +104,7 @@ func TestDrillRefusedOnNotReadyStandby(t *testing.T) {
 	t.Parallel()
 	p := startPair(t, pairOpts{proxyA: true})
 	p.waitStable(settle)
-	p.proxies["plc"].Cut()
+	p.Proxies["plc"].Cut()
 	var epoch uint64
 	harness.WaitState(t, settle, "b active, a a standby that is not READY", func() (bool, string) {
 		st, err := p.status(p.b)
@@ -119,9 +119,9 @@ func TestDrillRefusedOnNotReadyStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, node := range []*member{p.b, p.a} {
-		out, code := cli(t, "drill", "--node", "http://"+node.admin, "--lead", "100ms", "--settle", "100ms")
+		out, code := cli(t, "drill", "--node", "http://"+node.Admin, "--lead", "100ms", "--settle", "100ms")
 		if code != 4 || !strings.Contains(out, "not READY") {
-			t.Errorf("drill through %s: exit %d, want 4 (not READY): %s", node.id, code, out)
+			t.Errorf("drill through %s: exit %d, want 4 (not READY): %s", node.ID, code, out)
 		}
 	}
 	st, err := p.status(p.b)

@@ -42,7 +42,7 @@ func (p *pair) churn(t *testing.T) (stop func()) {
 			}
 			i := st[k%len(st)]
 			v := strconv.FormatFloat(setValue(i, 100+k/len(st)), 'f', -1, 64)
-			if err = p.plc.proc.Send("set " + strconv.Itoa(i) + " " + v); err != nil {
+			if err = p.plc.Proc.Send("set " + strconv.Itoa(i) + " " + v); err != nil {
 				return
 			}
 		}
@@ -67,27 +67,27 @@ func TestPlannedSwitchoverUnderLoad(t *testing.T) {
 	stop := p.churn(t)
 
 	trigger := time.Now()
-	out, code := cli(t, "switchover", "--node", "http://"+sby.admin)
+	out, code := cli(t, "switchover", "--node", "http://"+sby.Admin)
 	if code != 0 {
 		t.Fatalf("switchover through the standby: exit %d: %s", code, out)
 	}
 	p.waitActive(sby, epoch+1, settle)
 	ev := p.waitEvent(epoch+1, true, settle)
-	if ev.Reason != "manual" || ev.From != act.id || ev.To != sby.id {
-		t.Errorf("event of epoch %d = %+v, want manual %s → %s", epoch+1, ev, act.id, sby.id)
+	if ev.Reason != "manual" || ev.From != act.ID || ev.To != sby.ID {
+		t.Errorf("event of epoch %d = %+v, want manual %s → %s", epoch+1, ev, act.ID, sby.ID)
 	}
 	var lastOld, firstNew write
 	harness.WaitState(t, settle, "the new active's first write", func() (ok bool, _ string) {
 		lastOld, firstNew, ok = takeover(p.journal(), time.Time{}, trigger)
 		return ok, ""
 	})
-	t.Logf("planned switchover %s → %s: gap %.1f ms (node's measure: %.1f ms)", act.id, sby.id,
+	t.Logf("planned switchover %s → %s: gap %.1f ms (node's measure: %.1f ms)", act.ID, sby.ID,
 		ms(firstNew.Time.Sub(lastOld.Time)), *ev.GapMS)
 
 	// And back, through the API of the new active.
 	act2, sby2, epoch2 := p.waitStable(settle)
 	if act2 != sby || epoch2 != epoch+1 {
-		t.Fatalf("after the switchover %s is active under epoch %d, want %s under %d", act2.id, epoch2, sby.id, epoch+1)
+		t.Fatalf("after the switchover %s is active under epoch %d, want %s under %d", act2.ID, epoch2, sby.ID, epoch+1)
 	}
 	trigger2 := time.Now()
 	if err := p.switchover(act2); err != nil {
@@ -99,7 +99,7 @@ func TestPlannedSwitchoverUnderLoad(t *testing.T) {
 		lastOld, firstNew, ok = takeover(p.journal(), firstNew.Time, trigger2)
 		return ok, ""
 	})
-	t.Logf("planned switchover %s → %s: gap %.1f ms (node's measure: %.1f ms)", act2.id, sby2.id,
+	t.Logf("planned switchover %s → %s: gap %.1f ms (node's measure: %.1f ms)", act2.ID, sby2.ID,
 		ms(firstNew.Time.Sub(lastOld.Time)), *ev.GapMS)
 
 	stop()
@@ -121,8 +121,8 @@ func TestKillActive(t *testing.T) {
 	killAt := p.kill(act)
 	p.waitActive(sby, epoch+1, settle)
 	ev := p.waitEvent(epoch+1, true, settle)
-	if ev.From != act.id || ev.To != sby.id || (ev.Reason != "peer-lost" && ev.Reason != "arbiter") {
-		t.Errorf("event of epoch %d = %+v, want %s → %s for peer-lost or arbiter", epoch+1, ev, act.id, sby.id)
+	if ev.From != act.ID || ev.To != sby.ID || (ev.Reason != "peer-lost" && ev.Reason != "arbiter") {
+		t.Errorf("event of epoch %d = %+v, want %s → %s for peer-lost or arbiter", epoch+1, ev, act.ID, sby.ID)
 	}
 	p.waitLive(killAt, settle)
 	p.setStatic(t)
@@ -130,7 +130,7 @@ func TestKillActive(t *testing.T) {
 	ws := p.checkInvariants()
 	if lastOld, firstNew, ok := takeover(ws, time.Time{}, killAt); ok {
 		t.Logf("kill -9 of %s: %s took over (%s): gap %.1f ms (node's measure: %.1f ms)",
-			act.id, sby.id, ev.Reason, ms(firstNew.Time.Sub(lastOld.Time)), *ev.GapMS)
+			act.ID, sby.ID, ev.Reason, ms(firstNew.Time.Sub(lastOld.Time)), *ev.GapMS)
 	} else {
 		t.Errorf("no takeover in the target journal after the kill")
 	}
@@ -147,7 +147,7 @@ func TestFrozenActive(t *testing.T) {
 	p.waitLive(time.Now(), settle)
 
 	stopAt := time.Now()
-	if err := act.proc.Signal(syscall.SIGSTOP); err != nil {
+	if err := act.Proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	p.waitActive(sby, epoch+1, settle)
@@ -157,7 +157,7 @@ func TestFrozenActive(t *testing.T) {
 		return ok, ""
 	})
 	contAt := time.Now()
-	if err := act.proc.Signal(syscall.SIGCONT); err != nil {
+	if err := act.Proc.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	// The journal is checked even when a wait below fails: a write of the
@@ -179,7 +179,7 @@ func TestFrozenActive(t *testing.T) {
 			}
 		}
 		t.Logf("%s frozen %.1f s; %s's first write %.0f ms after the freeze; %d late writes by the old active",
-			act.id, contAt.Sub(stopAt).Seconds(), sby.id, ms(firstNew.Time.Sub(stopAt)), late)
+			act.ID, contAt.Sub(stopAt).Seconds(), sby.ID, ms(firstNew.Time.Sub(stopAt)), late)
 	}()
 	p.waitStandby(act, epoch+1, settle)
 	// Let the new active write every changing variable again after the
@@ -198,21 +198,21 @@ func TestMappingEditOnlyOnActive(t *testing.T) {
 	act, sby, epoch := p.waitStable(settle)
 
 	path := filepath.Join(t.TempDir(), "mirror-v2.yml")
-	hash := writeConfig(t, path, p.plc.endpoint, p.scada.endpoint, 20) // adds v19
-	out, code := cli(t, "mappings", "apply", path, "--node", "http://"+sby.admin)
+	hash := writeConfig(t, path, p.plc.Endpoint, p.scada.Endpoint, 20) // adds v19
+	out, code := cli(t, "mappings", "apply", path, "--node", "http://"+sby.Admin)
 	if code == 0 {
 		t.Fatalf("apply on the standby succeeded: %s", out)
 	}
-	if want := "active node is " + act.id; !strings.Contains(out, want) || !strings.Contains(out, act.admin) {
-		t.Errorf("refusal does not name the active (%q, %s): %s", want, act.admin, out)
+	if want := "active node is " + act.ID; !strings.Contains(out, want) || !strings.Contains(out, act.Admin) {
+		t.Errorf("refusal does not name the active (%q, %s): %s", want, act.Admin, out)
 	}
 	for _, m := range []*member{act, sby} {
-		if st, err := p.status(m); err != nil || st.ConfigHash != p.cfgHash {
-			t.Fatalf("after the refused apply %s runs config %.12s (err %v), want the old %.12s", m.id, st.ConfigHash, err, p.cfgHash)
+		if st, err := p.status(m); err != nil || st.ConfigHash != p.CfgHash {
+			t.Fatalf("after the refused apply %s runs config %.12s (err %v), want the old %.12s", m.ID, st.ConfigHash, err, p.CfgHash)
 		}
 	}
 
-	out, code = cli(t, "mappings", "apply", path, "--node", "http://"+act.admin)
+	out, code = cli(t, "mappings", "apply", path, "--node", "http://"+act.Admin)
 	if code != 0 || !strings.Contains(out, "applied") {
 		t.Fatalf("apply on the active: exit %d: %s", code, out)
 	}
@@ -232,14 +232,14 @@ func TestMappingEditOnlyOnActive(t *testing.T) {
 				return false, err.Error()
 			}
 			if !strings.Contains(st.LocalDiff, "differs") || !strings.Contains(st.LocalDiff, hash[:12]) || !strings.Contains(st.LocalDiff, "removed") {
-				return false, fmt.Sprintf("%s local_config_diff %q", m.id, st.LocalDiff)
+				return false, fmt.Sprintf("%s local_config_diff %q", m.ID, st.LocalDiff)
 			}
 		}
 		return true, ""
 	})
-	p.cfgHash, p.o.mapped = hash, 20
+	p.CfgHash, p.O.Mapped = hash, 20
 	if act2, _, epoch2 := p.waitStable(settle); act2 != act || epoch2 != epoch {
-		t.Errorf("the config change moved the active role: %s under epoch %d", act2.id, epoch2)
+		t.Errorf("the config change moved the active role: %s under epoch %d", act2.ID, epoch2)
 	}
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle) // v19 included
@@ -259,7 +259,7 @@ func TestRestartedActiveRejoins(t *testing.T) {
 	p.restart(act)
 	p.waitStandby(act, epoch+1, rejoin)
 	if act2, _, epoch2 := p.waitStable(settle); act2 != sby || epoch2 != epoch+1 {
-		t.Errorf("after the rejoin %s is active under epoch %d, want %s under %d", act2.id, epoch2, sby.id, epoch+1)
+		t.Errorf("after the rejoin %s is active under epoch %d, want %s under %d", act2.ID, epoch2, sby.ID, epoch+1)
 	}
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle)
@@ -276,7 +276,7 @@ func TestArbiterLoss(t *testing.T) {
 	killAt := p.kill(p.arb)
 	// The active still writes new source values six heartbeats after
 	// the loss (an election would have happened by then).
-	p.waitLive(killAt.Add(6*p.o.heartbeat), settle)
+	p.waitLive(killAt.Add(6*p.O.Heartbeat), settle)
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle)
 	for _, m := range []*member{act, sby} {
@@ -284,8 +284,8 @@ func TestArbiterLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != epoch || st.Active != act.id {
-			t.Errorf("%s: epoch %d active %s after the arbiter's loss, want epoch %d active %s", m.id, st.Epoch, st.Active, epoch, act.id)
+		if st.Epoch != epoch || st.Active != act.ID {
+			t.Errorf("%s: epoch %d active %s after the arbiter's loss, want epoch %d active %s", m.ID, st.Epoch, st.Active, epoch, act.ID)
 		}
 	}
 	evs, err := p.events()
@@ -349,17 +349,17 @@ func TestServerMonitor(t *testing.T) {
 		t.Parallel()
 		p, epoch := monitored(t, "any")
 		cutAt := time.Now()
-		p.proxies["plc"].Cut()
+		p.Proxies["plc"].Cut()
 		handedOver(t, p, epoch, cutAt, "plc")
 	})
 	t.Run("all", func(t *testing.T) {
 		t.Parallel()
 		p, epoch := monitored(t, "all")
-		p.proxies["plc"].Cut()
+		p.Proxies["plc"].Cut()
 		harness.WaitState(t, settle, "a to see plc down", func() (bool, string) { return plcDown(t, p) })
 		// Under policy any the handover would start fault-delay after this;
 		// watch a stay active for fault-delay + 2 s of polls.
-		polls := harness.Holds(t, p.o.faultDelay+2*time.Second, "a active with plc down (policy all)", func() (bool, string) {
+		polls := harness.Holds(t, p.O.FaultDelay+2*time.Second, "a active with plc down (policy all)", func() (bool, string) {
 			down, state := plcDown(t, p)
 			st, err := p.status(p.a)
 			if err != nil {
@@ -369,7 +369,7 @@ func TestServerMonitor(t *testing.T) {
 		})
 		t.Logf("a stayed active with plc down for %d polls", polls)
 		cutAt := time.Now()
-		p.proxies["scada"].Cut()
+		p.Proxies["scada"].Cut()
 		handedOver(t, p, epoch, cutAt, "plc,scada")
 	})
 }
@@ -389,16 +389,16 @@ func TestTwoMembers(t *testing.T) {
 	p.waitActive(sby, epoch+1, settle)
 	x, y, epoch := p.waitStable(settle)
 	if x != sby {
-		t.Fatalf("after the switchover %s is active, want %s", x.id, sby.id)
+		t.Fatalf("after the switchover %s is active, want %s", x.ID, sby.ID)
 	}
 
 	killAt := p.kill(x)
-	polls := harness.Holds(t, 6*p.o.heartbeat, "the survivor standby without a quorum", func() (bool, string) {
+	polls := harness.Holds(t, 6*p.O.Heartbeat, "the survivor standby without a quorum", func() (bool, string) {
 		st, err := p.status(y)
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Role == "standby" && st.Epoch == epoch, fmt.Sprintf("%s: %s epoch %d raft %s", y.id, st.Role, st.Epoch, st.RaftState)
+		return st.Role == "standby" && st.Epoch == epoch, fmt.Sprintf("%s: %s epoch %d raft %s", y.ID, st.Role, st.Epoch, st.RaftState)
 	})
 	ySessions := map[string]bool{}
 	for _, w := range p.journal() {
@@ -409,16 +409,16 @@ func TestTwoMembers(t *testing.T) {
 			t.Errorf("the survivor wrote without a quorum: %s", w)
 		}
 	}
-	t.Logf("%s stayed standby for %d polls after %s died", y.id, polls, x.id)
+	t.Logf("%s stayed standby for %d polls after %s died", y.ID, polls, x.ID)
 
-	out, code := cli(t, "switchover", "--force", "--node", "http://"+y.admin)
+	out, code := cli(t, "switchover", "--force", "--node", "http://"+y.Admin)
 	if code != 0 || !strings.Contains(out, "WARNING") {
 		t.Fatalf("switchover --force on the survivor: exit %d, want 0 and a WARNING: %s", code, out)
 	}
 	forcedAt := time.Now()
 	p.waitActive(y, epoch+1, settle)
-	if ev := p.waitEvent(epoch+1, false, settle); ev.Reason != "force" || ev.From != x.id || ev.To != y.id {
-		t.Errorf("event of epoch %d = %+v, want force %s → %s", epoch+1, ev, x.id, y.id)
+	if ev := p.waitEvent(epoch+1, false, settle); ev.Reason != "force" || ev.From != x.ID || ev.To != y.ID {
+		t.Errorf("event of epoch %d = %+v, want force %s → %s", epoch+1, ev, x.ID, y.ID)
 	}
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle)

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"github.com/uamirror/uamirror/test/harness"
@@ -16,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,34 +36,10 @@ type securedPair struct {
 
 func startSecuredPair(t testing.TB, o pairOpts) *securedPair {
 	t.Helper()
-	dir := t.TempDir()
-	sp := &securedPair{pki: filepath.Join(dir, "pki"), tokenFile: filepath.Join(dir, "admin.token")}
-	out, code := cli(t, "pki", "init-pair", "--out", sp.pki, "--member", "a=127.0.0.1", "--member", "b=127.0.0.1", "--arbiter", "arb=127.0.0.1")
-	if code != 0 {
-		t.Fatalf("init-pair: exit %d\n%s", code, out)
-	}
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	sp.token = hex.EncodeToString(b)
-	if err := os.WriteFile(sp.tokenFile, []byte(sp.token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(sp.pki, "ca", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.caPool = x509.NewCertPool()
-	sp.caPool.AppendCertsFromPEM(ca)
-	o.memberArgs = func(id string) []string {
-		d := filepath.Join(sp.pki, id)
-		return []string{"--tls-ca", filepath.Join(d, "ca.crt"), "--tls-cert", filepath.Join(d, id+".crt"),
-			"--tls-key", filepath.Join(d, id+".key"), "--admin-token-file", sp.tokenFile}
-	}
-	o.scheme = "https://"
-	o.client = &http.Client{Timeout: 5 * time.Second, Transport: &harness.TokenTransport{Token: sp.token,
-		Base: &http.Transport{MaxIdleConnsPerHost: 2, TLSClientConfig: &tls.Config{RootCAs: sp.caPool}}}}
-	sp.pair = startPair(t, o)
-	return sp
+	o.secure = true
+	p := startPair(t, o)
+	sec := p.Security
+	return &securedPair{pair: p, pki: sec.Dir, token: sec.Token, tokenFile: sec.TokenFile, caPool: sec.CA}
 }
 
 // plainHTTPS is a client that trusts the pair CA and sends no credentials.
@@ -85,7 +59,7 @@ func TestSecuredPair(t *testing.T) {
 	sp := startSecuredPair(t, pairOpts{vars: 8})
 	p := sp.pair
 	act, sby, epoch := p.waitStable(30 * time.Second)
-	t.Logf("secured pair stable: %s active under epoch %d", act.id, epoch)
+	t.Logf("secured pair stable: %s active under epoch %d", act.ID, epoch)
 
 	// The pair view fans out to the other members' admin APIs over https
 	// with this member's certificate.
@@ -101,7 +75,7 @@ func TestSecuredPair(t *testing.T) {
 	}
 	for _, m := range view.Members {
 		if m.Status == nil {
-			t.Errorf("pair view on %s: member %s: %s", sby.id, m.ID, m.Error)
+			t.Errorf("pair view on %s: member %s: %s", sby.ID, m.ID, m.Error)
 		}
 	}
 
@@ -123,7 +97,7 @@ func TestSecuredPair(t *testing.T) {
 		{"pair CA, unknown member id", &mallory, "names no member"},
 		{"no certificate", nil, "certificate"},
 	} {
-		for _, port := range []struct{ name, addr string }{{"raft", act.raft}, {"peer", act.peer}, {"raft of the standby", sby.raft}} {
+		for _, port := range []struct{ name, addr string }{{"raft", act.Raft}, {"peer", act.Peer}, {"raft of the standby", sby.Raft}} {
 			if err := tlsRefused(port.addr, c.cert); err != nil {
 				t.Errorf("%s on the %s port: %v", c.name, port.name, err)
 			}
@@ -134,19 +108,19 @@ func TestSecuredPair(t *testing.T) {
 	}
 	// A member certificate (the arbiter's) used to speak for node a on the
 	// standby's peer link: the TLS handshake passes, the request does not.
-	st, body := postSync(t, sby.peer, arbCert, sp.caPool, act.id)
+	st, body := postSync(t, sby.Peer, arbCert, sp.caPool, act.ID)
 	if st != http.StatusForbidden {
-		t.Errorf("peer sync as %s with the arbiter's certificate: %d %s, want 403", act.id, st, body)
+		t.Errorf("peer sync as %s with the arbiter's certificate: %d %s, want 403", act.ID, st, body)
 	}
 	// ... nor as itself: only the other node streams state.
-	if st, body := postSync(t, sby.peer, arbCert, sp.caPool, "arb"); st != http.StatusForbidden {
+	if st, body := postSync(t, sby.Peer, arbCert, sp.caPool, "arb"); st != http.StatusForbidden {
 		t.Errorf("peer sync as arb with the arbiter's certificate: %d %s, want 403", st, body)
 	}
 	harness.WaitState(t, 15*time.Second, "the impersonation refusal in the standby's events", func() (bool, string) {
 		return hasRefusal(p, sby, "with the certificate of member \"arb\"")
 	})
 	// Plain TCP on the raft port (a member without TLS): refused.
-	if c, err := net.DialTimeout("tcp", act.raft, 2*time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", act.Raft, 2*time.Second); err == nil {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		_, _ = c.Write([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 		if n, err := c.Read(make([]byte, 64)); err == nil {
@@ -158,7 +132,7 @@ func TestSecuredPair(t *testing.T) {
 	// limit's window add no journal entry (they are counted into the next
 	// one; refusals_test.go checks the count).
 	for range 30 {
-		_ = tlsRefused(act.peer, &otherCA)
+		_ = tlsRefused(act.Peer, &otherCA)
 	}
 	if n := countRefusals(t, p, act, "peer link: certificate not trusted"); n != 1 {
 		t.Errorf("after a scan of 30 handshakes: %d journal entries for it, want 1 (rate-limited)", n)
@@ -176,7 +150,7 @@ func TestSecuredPair(t *testing.T) {
 		{"wrong token", "Bearer " + wrong, http.StatusForbidden},
 	} {
 		for _, m := range []*member{act, sby} {
-			req, _ := http.NewRequest(http.MethodPost, "https://"+m.admin+"/api/v1/switchover", strings.NewReader(`{}`))
+			req, _ := http.NewRequest(http.MethodPost, "https://"+m.Admin+"/api/v1/switchover", strings.NewReader(`{}`))
 			if c.auth != "" {
 				req.Header.Set("Authorization", c.auth)
 			}
@@ -187,58 +161,58 @@ func TestSecuredPair(t *testing.T) {
 			b, _ := io.ReadAll(res.Body)
 			res.Body.Close()
 			if res.StatusCode != c.want || !strings.Contains(res.Header.Get("Content-Type"), "json") || !strings.Contains(string(b), `"error"`) {
-				t.Errorf("switchover on %s with %s: %d %s %s, want %d with a JSON error", m.id, c.name, res.StatusCode, res.Header.Get("Content-Type"), b, c.want)
+				t.Errorf("switchover on %s with %s: %d %s %s, want %d with a JSON error", m.ID, c.name, res.StatusCode, res.Header.Get("Content-Type"), b, c.want)
 			}
 		}
 	}
 	// The CLI: https with the pair CA but no token → exit 5 (unauthorised).
-	out, code := cli(t, "switchover", "--node", "https://"+sby.admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
+	out, code := cli(t, "switchover", "--node", "https://"+sby.Admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
 	if code != 5 {
 		t.Errorf("uamirror switchover without a token: exit %d, want 5\n%s", code, out)
 	}
 	// Nothing switched.
 	for _, m := range []*member{act, sby} {
 		st, err := p.status(m)
-		if err != nil || st.Active != act.id || st.Epoch != epoch {
-			t.Fatalf("after the refused switchovers %s says active=%q epoch=%d (%v), want %s/%d", m.id, st.Active, st.Epoch, err, act.id, epoch)
+		if err != nil || st.Active != act.ID || st.Epoch != epoch {
+			t.Fatalf("after the refused switchovers %s says active=%q epoch=%d (%v), want %s/%d", m.ID, st.Active, st.Epoch, err, act.ID, epoch)
 		}
 	}
 	// Journaled (uamirror events shows it), and logged, without the token.
-	out, code = cli(t, "events", "--node", "https://"+act.admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
+	out, code = cli(t, "events", "--node", "https://"+act.Admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
 	if code != 0 || !strings.Contains(out, "refused") || !strings.Contains(out, "admin API: POST /api/v1/switchover") || !strings.Contains(out, "not trusted by the pair") {
-		t.Errorf("uamirror events on %s: exit %d, want the refused connections and the refused switchover:\n%s", act.id, code, out)
+		t.Errorf("uamirror events on %s: exit %d, want the refused connections and the refused switchover:\n%s", act.ID, code, out)
 	}
 	for _, m := range []*member{act, sby} {
-		log := m.proc.Stderr.String()
+		log := m.Proc.Stderr.String()
 		if !strings.Contains(log, "admin request refused") || !strings.Contains(log, "/api/v1/switchover") {
-			t.Errorf("%s did not log the refused switchover", m.id)
+			t.Errorf("%s did not log the refused switchover", m.ID)
 		}
 		for _, secret := range []string{wrong, sp.token} {
 			if strings.Contains(log, secret) {
-				t.Errorf("%s logged a token", m.id)
+				t.Errorf("%s logged a token", m.ID)
 			}
 		}
 	}
 
 	// ---- a switchover with the token, through the standby ----
-	out, code = cli(t, "status", "--node", "https://"+sby.admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
+	out, code = cli(t, "status", "--node", "https://"+sby.Admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"))
 	if code != 0 {
 		t.Errorf("uamirror status over https (loopback, no token): exit %d\n%s", code, out)
 	}
 	t0 := time.Now()
-	out, code = cli(t, "switchover", "--node", "https://"+sby.admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"), "--token-file", sp.tokenFile)
+	out, code = cli(t, "switchover", "--node", "https://"+sby.Admin, "--cacert", filepath.Join(sp.pki, "ca", "ca.crt"), "--token-file", sp.tokenFile)
 	if code != 0 {
 		t.Fatalf("uamirror switchover with the token (via the standby): exit %d\n%s", code, out)
 	}
 	p.waitActive(sby, epoch+1, 15*time.Second)
 	p.waitStandby(act, epoch+1, 20*time.Second)
 	ev := p.waitEvent(epoch+1, false, 10*time.Second)
-	if ev.Reason != "manual" || ev.To != sby.id {
-		t.Errorf("switchover event %+v, want manual to %s", ev, sby.id)
+	if ev.Reason != "manual" || ev.To != sby.ID {
+		t.Errorf("switchover event %+v, want manual to %s", ev, sby.ID)
 	}
 	p.setStatic(t)
 	p.waitMirrored(p.static(), 15*time.Second)
-	t.Logf("switchover with the token done in %s; values flow through %s", time.Since(t0).Round(time.Millisecond), sby.id)
+	t.Logf("switchover with the token done in %s; values flow through %s", time.Since(t0).Round(time.Millisecond), sby.ID)
 }
 
 // TestAdminRefusesOpenNonLoopback: without authentication the admin API
@@ -297,11 +271,11 @@ func hasRefusal(p *pair, m *member, want string) (bool, string) {
 			continue
 		}
 		seen = append(seen, e.From+" "+e.Detail)
-		if strings.Contains(e.Detail, want) && strings.HasPrefix(e.From, "127.0.0.1:") && e.To == m.id {
+		if strings.Contains(e.Detail, want) && strings.HasPrefix(e.From, "127.0.0.1:") && e.To == m.ID {
 			return true, ""
 		}
 	}
-	return false, fmt.Sprintf("refusals on %s: %q", m.id, seen)
+	return false, fmt.Sprintf("refusals on %s: %q", m.ID, seen)
 }
 
 // countRefusals counts m's refusal events whose detail contains want.
@@ -382,8 +356,8 @@ func TestSecuredPairKillActive(t *testing.T) {
 	killAt := p.kill(act)
 	p.waitActive(sby, epoch+1, settle)
 	ev := p.waitEvent(epoch+1, true, settle)
-	if ev.From != act.id || ev.To != sby.id {
-		t.Errorf("event of epoch %d = %+v, want %s → %s", epoch+1, ev, act.id, sby.id)
+	if ev.From != act.ID || ev.To != sby.ID {
+		t.Errorf("event of epoch %d = %+v, want %s → %s", epoch+1, ev, act.ID, sby.ID)
 	}
 	p.waitLive(killAt, settle)
 	p.restart(act)
@@ -391,5 +365,5 @@ func TestSecuredPairKillActive(t *testing.T) {
 	p.setStatic(t)
 	p.waitMirrored(p.static(), settle)
 	p.checkInvariants()
-	t.Logf("kill -9 of %s on a secured pair: %s took over, node's gap %.1f ms; %s rejoined", act.id, sby.id, *ev.GapMS, act.id)
+	t.Logf("kill -9 of %s on a secured pair: %s took over, node's gap %.1f ms; %s rejoined", act.ID, sby.ID, *ev.GapMS, act.ID)
 }

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,14 +63,8 @@ var faults = []fault{
 		return func() { e.restart(e.a); e.restart(e.b) }
 	}},
 	{"freeze-active", func(e *bed, act, _ *member) func() {
-		if err := act.Proc.Signal(syscall.SIGSTOP); err != nil {
-			e.t.Fatal(err)
-		}
-		return func() {
-			if err := act.Proc.Signal(syscall.SIGCONT); err != nil {
-				e.t.Fatal(err)
-			}
-		}
+		e.Freeze(act)
+		return func() { e.Thaw(act) }
 	}},
 	{"delay-loss-nodes", func(e *bed, _, _ *member) func() {
 		for _, h := range []string{hA, hB} {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -147,9 +146,7 @@ func TestFrozenActive(t *testing.T) {
 	p.waitLive(time.Now(), settle)
 
 	stopAt := time.Now()
-	if err := act.Proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	p.Freeze(act)
 	p.waitActive(sby, epoch+1, settle)
 	var firstNew write
 	harness.WaitState(t, settle, "the new active's first write", func() (ok bool, _ string) {
@@ -157,9 +154,7 @@ func TestFrozenActive(t *testing.T) {
 		return ok, ""
 	})
 	contAt := time.Now()
-	if err := act.Proc.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	p.Thaw(act)
 	// The journal is checked even when a wait below fails: a write of the
 	// woken node is the first thing to know about.
 	defer func() {

@@ -141,7 +141,9 @@ func cli(t testing.TB, args ...string) (string, int) {
 	return pairbed.CLI(t, args...)
 }
 
-// The pair's short method names (see pairbed.Pair for each).
+// The pair's short method names (see pairbed.Pair for each). Some are
+// unused by the tests here today; they stay for tests written against
+// them.
 
 func (p *pair) start(m *member)                             { p.t.Helper(); p.StartMember(m) }
 func (p *pair) kill(m *member) time.Time                    { return p.Kill(m) }

@@ -53,13 +53,6 @@ func (p *Pair) SetStatic() {
 	p.sets++
 }
 
-// Sets is how many SetStatic rounds were done.
-func (p *Pair) Sets() int {
-	p.setMu.Lock()
-	defer p.setMu.Unlock()
-	return p.sets
-}
-
 // WaitMirrored waits until the target holds the source's values of idx.
 func (p *Pair) WaitMirrored(idx []int, timeout time.Duration) {
 	p.T.Helper()

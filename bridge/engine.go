@@ -77,10 +77,13 @@ type Options struct {
 	// when ClientOptions is set. The engine reports its own certificate
 	// and each server's certificate in Stats.
 	Security Security
-	// OnWritten, if set, is called after every value confirmed written
-	// (from writer goroutines, concurrently; it must be fast and must not
-	// call back into the engine). Redundancy streams it to the standby.
-	OnWritten func(mappingID string, reverse bool, v *ua.Variant, sourceTS time.Time)
+	// OnWritten, if set, is called after every value confirmed written,
+	// and when an on_bad hold flow's source turns Bad or Uncertain while
+	// the target holds its last good value (FlowState.Held: nothing was
+	// written, the status is reported). It is called from writer and
+	// dispatcher goroutines, concurrently; it must be fast and must not
+	// call back into the engine. Redundancy streams it to the standby.
+	OnWritten func(FlowState)
 	// OnServerSwitch, if set, is called after every change of the member
 	// in use of a redundant server set (from that set's goroutine; it
 	// must not block and must not call back into the engine). The pair
@@ -98,7 +101,7 @@ type Engine struct {
 	optsFn ClientOptionsFunc
 	// security is the certificate store (nil: security None only).
 	security Security
-	onWrit   func(string, bool, *ua.Variant, time.Time)
+	onWrit   func(FlowState)
 	onSwitch func(ServerSwitch)
 
 	maps  []*mstate
@@ -336,6 +339,11 @@ func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 		}
 		write, repair, v := f.accept(item.Value, now, &e.queueing)
 		e.stats.count(v, f.ms.both())
+		if v == vBadSource {
+			if s, ok := f.takeHeldReport(); ok && e.onWrit != nil {
+				e.onWrit(s) // the pair learns the status of a held source
+			}
+		}
 		if write != nil {
 			r.out[f.to.w] = append(r.out[f.to.w], queuedValue{f.wslot, write})
 		}
@@ -404,23 +412,64 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, take
 	return queued
 }
 
-// Observe records that value v with source timestamp ts was written to
-// the destination of the mapping's flow by another node (the active of a
-// pair streams this to the standby). The cache then never goes back to an
-// older value, and a takeover does not write it again.
-func (e *Engine) Observe(mappingID string, reverse bool, v *ua.Variant, ts time.Time) {
-	ms := e.byID[mappingID]
+// FlowState is one flow's state as the active of a pair reports it
+// (Options.OnWritten) and the standby records it (Engine.Observe): the
+// value the flow's target holds, its source timestamp, and the source's
+// status at that time. The status is part of the value: a status change
+// is reported like a value change.
+type FlowState struct {
+	MappingID string
+	Reverse   bool
+	// Value is the value written to the target (converted to its type);
+	// for Held, the last good value the target holds.
+	Value *ua.Variant
+	// SourceTS is the value's source timestamp; for a status change
+	// (on_bad write_status, Held) the timestamp of the source's reading
+	// that carried the status.
+	SourceTS time.Time
+	// Status is the source's status at SourceTS: Good, the status written
+	// with Value (on_bad write_status; UncertainLastUsableValue past
+	// max_hold), or the Bad or Uncertain status of a held source.
+	Status ua.StatusCode
+	// StatusKnown (Observe): Status was reported. A previous release's
+	// active streams no status: the node's own subscription of the source
+	// decides. OnWritten always reports it.
+	StatusKnown bool
+	// Held (OnWritten): nothing was written; the source turned Bad or
+	// Uncertain (Status) and the target holds Value (on_bad hold).
+	Held bool
+}
+
+// Observe records the state s of a mapping's flow that another node (the
+// active of a pair) reported: the cache never goes back to an older
+// value, a takeover does not write it again, and the source's status
+// reported with it counts as this node's knowledge of the source's
+// status where it is not older than what its own subscription read (a
+// node taking over never writes Good over a Bad source). Safe for
+// concurrent use.
+func (e *Engine) Observe(s FlowState) {
+	ms := e.byID[s.MappingID]
 	if ms == nil {
 		return
 	}
 	f := ms.fwd
-	if reverse {
+	if s.Reverse {
 		f = ms.rev
 	}
 	if f == nil {
 		return
 	}
-	f.observe(v, ts)
+	f.observe(s)
+}
+
+// written reports dv, confirmed written to f's target, to OnWritten.
+// Called by the writers.
+func (e *Engine) written(f *flow, dv *ua.DataValue) {
+	if e.onWrit == nil || dv.Value == nil {
+		return
+	}
+	e.onWrit(FlowState{MappingID: f.ms.m.ID, Reverse: f.reverse, Value: dv.Value, SourceTS: dv.SourceTimestamp,
+		Status: dv.Status, StatusKnown: true})
 }
 
 // MappingStatus is the engine's view of one flow of a mapping.

@@ -165,9 +165,26 @@ type flow struct {
 	goodPeer      bool
 	goodSeq       uint64
 	srcSeq        uint64
-	// srcStatus is the status of the last value read from the source:
-	// a status change is a change (deadband or not).
-	srcStatus ua.StatusCode
+	// srcStatus is the source's status as this node knows it, part of
+	// the cached value: a status change is a change (deadband or not),
+	// and a reconcile never writes Good over a Bad source. It is the
+	// status of the last value read from the source (accept) or, while
+	// this node's own session of the source delivers nothing (srcLive
+	// false), the one the active reported with its last write (observe;
+	// statusPeer). statusTS is the source timestamp of the reading it
+	// came from; statusKnown: there was one (unknown counts as Good for a
+	// change, never for writing over a Bad target).
+	srcStatus   ua.StatusCode
+	statusTS    time.Time
+	statusKnown bool
+	statusPeer  bool
+	// srcLive: the source's current session delivered a value and has
+	// not ended.
+	srcLive bool
+	// heldReport: an on_bad hold flow's source turned Bad or Uncertain
+	// while the engine is active; the status is to be reported to the
+	// pair (takeHeldReport), since nothing is written.
+	heldReport bool
 	// eu is the span of the source's EURange (0: unknown), the range of a
 	// percent deadband without scaling (readEURanges); band is f.tr with
 	// that deadband (nil: f.tr's own applies).
@@ -271,18 +288,22 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	strict := f.memberChanged
 	f.checkClock(ts, now)
 	statusChanged := dv.Status != f.srcStatus
-	f.srcStatus = dv.Status
+	f.srcStatus, f.statusTS, f.statusKnown, f.statusPeer, f.srcLive = dv.Status, ts, true, false, true
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
 		f.holdBegin(now)
 		if f.state != StateBad && f.state != StateQuarantined {
 			f.setState(StateHeld, "source status "+statusName(dv.Status))
 		}
-		if ms.m.OnBad == mapping.WriteStatus && f.good != nil && statusChanged && queue {
+		if f.good == nil || !statusChanged || !queue {
+			return nil, nil, vBadSource
+		}
+		if ms.m.OnBad == mapping.WriteStatus {
 			// The last good value, carrying the bad status: targets that
 			// show quality show it; the value itself stays the good one.
 			return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
 				Value: f.good, Status: dv.Status, SourceTimestamp: ts}, nil, vBadSource
 		}
+		f.heldReport = true // hold: nothing written, the pair is told
 		return nil, nil, vBadSource
 	}
 	if dv.Value == nil {
@@ -484,19 +505,26 @@ func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 		// takeover: its value is not one of ours.)
 		return nil
 	}
-	if ms.m.OnBad == mapping.WriteStatus && f.state == StateStale && cur != nil && cur.Value != nil && !isGood(cur.Status) {
-		// The source is disconnected: what this node knows of its status
-		// is old, and the target says Bad (the last active may have
-		// written it). Never Good over that; the source's next session
-		// decides. (With hold a Bad target is the target's own doing, and
-		// the last good value is written.)
+	// The status is part of the value: never Good over a Bad source,
+	// whether this node's own subscription read the status or the active
+	// reported it (observe).
+	bad := f.statusKnown && !isGood(f.srcStatus)
+	if bad && ms.m.OnBad != mapping.WriteStatus {
+		return f.holdBad(cur)
+	}
+	if ms.m.OnBad == mapping.WriteStatus && (f.state == StateStale || !f.statusKnown) && cur != nil && cur.Value != nil && !isGood(cur.Status) {
+		// The source is disconnected, or its status was never read nor
+		// reported (an active of the previous release streams none): what
+		// this node knows of it is old or nothing, and the target says Bad
+		// (the last active may have written it). Never Good over that; the
+		// source's next value decides. (With hold a Bad target is the
+		// target's own doing, and the last good value is written.)
 		return nil
 	}
-	// The status is part of the value: with on_bad write_status a target
-	// of a Bad source carries that status (never Good over a Bad source);
-	// otherwise (hold) it holds the last good value, Good.
+	// With on_bad write_status a target of a Bad source carries that
+	// status; otherwise it holds the last good value, Good.
 	status := ua.StatusOK
-	if ms.m.OnBad == mapping.WriteStatus && !isGood(f.srcStatus) {
+	if bad {
 		status = f.srcStatus
 	}
 	sameStatus := curGood && isGood(status) || cur != nil && cur.Status == status
@@ -517,13 +545,22 @@ func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 	return dv
 }
 
-// observe records that v with source timestamp ts was written to the
-// flow's target by another node (the active of a pair): the cache never
-// goes back to an older value, and a takeover does not write it again.
-func (f *flow) observe(v *ua.Variant, ts time.Time) {
+// observe records the flow's state s as another node (the active of a
+// pair) reported it: s.Value with source timestamp s.SourceTS was written
+// to the flow's target (or, held, is held there). The cache never goes
+// back to an older value, and a takeover does not write it again. The
+// source's status reported with it is this node's knowledge of the
+// status while its own session of the source delivers nothing: the
+// stream comes in the active's order, so a later report is the newer
+// one, but one older than this node's own last reading is not taken.
+func (f *flow) observe(s FlowState) {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	v, ts := s.Value, s.SourceTS
+	if s.StatusKnown && !f.srcLive && (f.statusPeer || !f.statusKnown || !ts.Before(f.statusTS)) {
+		f.srcStatus, f.statusTS, f.statusKnown, f.statusPeer = s.Status, ts, true, true
+	}
 	if ts.After(f.writtenTS) || f.writtenTS.Sub(ts) > ms.tol {
 		f.written, f.writtenTS = v, ts
 	}
@@ -583,7 +620,7 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	defer f.ms.mu.Unlock()
 	// A new session: its order starts afresh, and the cache is from an
 	// earlier one.
-	f.sessSeen, f.sessTS = false, time.Time{}
+	f.sessSeen, f.sessTS, f.srcLive = false, time.Time{}, false
 	if err != nil {
 		f.srcID = nil
 		if f.state != StateDisabled {
@@ -599,6 +636,7 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 func (f *flow) sourceLost(why string) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
+	f.srcLive = false // the active's reports of the source's status count now
 	switch f.state {
 	case StateOK, StateHeld, StateClock:
 		f.setState(StateStale, why)

@@ -76,8 +76,10 @@ type in struct {
 	queue  *bool         // nil: queueing (active)
 	// session: the source's session was rebuilt before this value.
 	session bool
-	// peer: the value comes from the peer stream (observe), not the source.
-	peer bool
+	// peer: the value comes from the peer stream (observe), not the
+	// source, with status as the source's; noStatus: from a previous
+	// release's active, which streams no status.
+	peer, noStatus bool
 
 	want       verdict
 	write      any           // value written to the flow's target (nil: none)
@@ -278,7 +280,7 @@ func TestFlowValueRules(t *testing.T) {
 					f.sourceResolved(ua.NewNumericNodeID(1, 1), nil)
 				}
 				if s.peer {
-					f.observe(ua.MustVariant(s.v), s.src)
+					f.observe(FlowState{Value: ua.MustVariant(s.v), SourceTS: s.src, Status: s.status, StatusKnown: !s.noStatus})
 					continue
 				}
 				write, repair, v := f.accept(dv(s.v, s.status, s.src, s.srv), now, &x.queueing)

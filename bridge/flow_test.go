@@ -32,7 +32,7 @@ func TestFlowResolvesWithObservedValue(t *testing.T) {
 			e := &Engine{byID: map[string]*mstate{"m1": ms}}
 			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-			e.Observe("m1", false, ua.MustVariant(float64(1)), t0.Add(tc.observed))
+			e.Observe(FlowState{MappingID: "m1", Value: ua.MustVariant(float64(1)), SourceTS: t0.Add(tc.observed), StatusKnown: true})
 			dv := &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 				Value: ua.MustVariant(float64(2)), SourceTimestamp: t0.Add(tc.first)}
 			if out, _, _ := f.accept(dv, time.Now(), nil); out != nil {

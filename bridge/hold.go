@@ -79,6 +79,40 @@ func (f *flow) markedDV() *ua.DataValue {
 		Value: f.good, Status: holdStatus, SourceTimestamp: f.goodTS}
 }
 
+// holdBad is what reconcileWith writes for an on_bad hold flow whose
+// source is Bad or Uncertain (read by this node, or reported by the
+// active): never the last good value as a live Good one. A target that
+// holds that value (cur) keeps it as it is (recorded as written); one
+// that does not (restarted, or never written) gets it marked
+// UncertainLastUsableValue, as past max_hold, and the next Good value
+// from the source replaces it even if unchanged. Caller holds ms.mu.
+func (f *flow) holdBad(cur *ua.DataValue) *ua.DataValue {
+	if cur != nil && cur.Value != nil && variantEqual(cur.Value, f.good) {
+		if f.goodTS.After(f.writtenTS) {
+			f.written, f.writtenTS = f.good, f.goodTS
+		}
+		return nil
+	}
+	f.hold.marked = true
+	return f.markedDV()
+}
+
+// takeHeldReport returns, once, the state to report to the pair after
+// an on_bad hold flow's source turned Bad or Uncertain while the engine
+// was active (accept set heldReport): the last good value the target
+// holds, with the status and the timestamp of the source's reading.
+// Nothing was written, so no write reports it. It takes ms.mu.
+func (f *flow) takeHeldReport() (FlowState, bool) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	if !f.heldReport {
+		return FlowState{}, false
+	}
+	f.heldReport = false
+	return FlowState{MappingID: f.ms.m.ID, Reverse: f.reverse, Value: f.good, SourceTS: f.statusTS,
+		Status: f.srcStatus, StatusKnown: true, Held: true}, true
+}
+
 // holdCheck is holdWatch's look at one flow at now. srcDown is when the
 // flow's source server was first seen unreachable in its current outage
 // (zero: reachable). When the flow has been held for max_hold or longer

@@ -404,13 +404,10 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 	for _, d := range ok {
 		f := d.f
 		f.wrote(d.dv)
-		id := f.ms.m.ID // immutable
 		if !d.dv.SourceTimestamp.IsZero() {
 			c.e.stats.latency.observe(now.Sub(d.dv.SourceTimestamp))
 		}
-		if c.e.onWrit != nil && d.dv.Value != nil {
-			c.e.onWrit(id, f.reverse, d.dv.Value, d.dv.SourceTimestamp)
-		}
+		c.e.written(f, d.dv)
 	}
 	c.stats.writes.Add(uint64(len(ok)))
 }

@@ -25,8 +25,9 @@ import (
 type Mirror interface {
 	// Run mirrors until ctx is done and returns after its goroutines exit.
 	Run(ctx context.Context) error
-	// Observe records a value the active wrote (hot standby state).
-	Observe(mappingID string, reverse bool, v *ua.Variant, ts time.Time)
+	// Observe records a flow's state the active reported (hot standby
+	// state): a value it wrote, with the source's status.
+	Observe(FlowState)
 	// Health reports per-server health and standby readiness.
 	Health() Health
 	// WaitIdle returns when no Write request is in flight.
@@ -34,8 +35,36 @@ type Mirror interface {
 }
 
 // MirrorFactory builds a Mirror for a config, writing only through gate
-// and reporting every confirmed write to onWritten.
-type MirrorFactory func(cfg *mapping.Config, gate *Gate, onWritten func(mappingID string, reverse bool, v *ua.Variant, ts time.Time)) (Mirror, error)
+// and reporting every confirmed write (and every status change of a held
+// source) to onWritten.
+type MirrorFactory func(cfg *mapping.Config, gate *Gate, onWritten func(FlowState)) (Mirror, error)
+
+// FlowState is one mapping flow's state as the active reports it
+// (MirrorFactory's onWritten) and streams it to the standby on the peer
+// link (Mirror.Observe): the value its target holds, the value's source
+// timestamp, and the source's status at that time. It has the fields of
+// bridge.FlowState, which cmd converts.
+type FlowState struct {
+	MappingID string
+	Reverse   bool
+	// Value is the value written to the target; for Held, the last good
+	// value the target holds.
+	Value *ua.Variant
+	// SourceTS is the value's source timestamp (for a status change, the
+	// timestamp of the source's reading that carried it).
+	SourceTS time.Time
+	// Status is the source's status at SourceTS (Good, the status written
+	// with on_bad write_status, or a held source's Bad/Uncertain status).
+	Status ua.StatusCode
+	// StatusKnown (Observe): the active reported a status. An active of
+	// the previous release streams none: the standby's own subscription
+	// of the source then decides.
+	StatusKnown bool
+	// Held (onWritten): nothing was written (on_bad hold); the report
+	// carries the source's new status only, and is no write (it does not
+	// count as the last write of the active).
+	Held bool
+}
 
 // Health is one node's view of its servers.
 type Health struct {
@@ -667,20 +696,24 @@ func (n *Node) watchPauses(ctx context.Context, base time.Time, pausedAt *atomic
 	}
 }
 
-// onWritten is called by the engine for every confirmed write.
-func (n *Node) onWritten(id string, rev bool, v *ua.Variant, ts time.Time) {
-	now := time.Now()
-	n.lastWriteAt.Store(now.UnixNano())
-	if old := n.awaitGap.Swap(0); old != 0 {
-		gap := float64(now.UnixNano()-old) / 1e6
-		select {
-		case n.gapCh <- gap:
-		default:
+// onWritten is called by the engine for every confirmed write, and for
+// every status change of a held source (s.Held: no write). The state goes
+// to the standby with the next sync, the newest per flow.
+func (n *Node) onWritten(s FlowState) {
+	if !s.Held {
+		now := time.Now()
+		n.lastWriteAt.Store(now.UnixNano())
+		if old := n.awaitGap.Swap(0); old != 0 {
+			gap := float64(now.UnixNano()-old) / 1e6
+			select {
+			case n.gapCh <- gap:
+			default:
+			}
+			n.log.Warn("first write as active", zap.Float64("gap_ms", gap))
 		}
-		n.log.Warn("first write as active", zap.Float64("gap_ms", gap))
 	}
 	n.pendMu.Lock()
-	n.pend[stateKey{id, rev}] = wireState{ID: id, Rev: rev, TS: ts, v: v}
+	n.pend[stateKey{s.MappingID, s.Reverse}] = wireState{ID: s.MappingID, Rev: s.Reverse, TS: s.SourceTS, v: s.Value, status: s.Status}
 	n.pendMu.Unlock()
 }
 

@@ -47,13 +47,20 @@ type TargetTyper interface {
 	TargetType(mappingID string, reverse bool) (t ua.TypeID, known bool)
 }
 
-// wireState is one mapping flow's last written value on the peer link.
+// wireState is one mapping flow's last written value on the peer link,
+// with the source's status at its timestamp (FlowState).
 type wireState struct {
 	ID  string    `json:"id"`
 	Rev bool      `json:"rev,omitempty"`
 	TS  time.Time `json:"ts"`
 	V   string    `json:"v"` // OPC UA binary Variant, base64
-	v   *ua.Variant
+	// Status is the source's status code at TS (0: Good). Absent from a
+	// previous release's active, which streams no status (decoded as
+	// nil: unknown, the standby's own subscription decides); an older
+	// standby ignores it (protocol 2 needs no bump for it: docs/UPGRADE.md).
+	Status *uint32 `json:"status,omitempty"`
+	v      *ua.Variant
+	status ua.StatusCode // the active's, until flush sets Status
 }
 
 // syncRequest is what the active sends the standby every SyncInterval.
@@ -210,7 +217,7 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	if m != nil {
 		typer, _ := m.(TargetTyper)
 		for _, s := range sr.States {
-			v, err := n.checkState(s, typer, horizon)
+			st, err := n.checkState(s, typer, horizon)
 			if err != nil {
 				if resp.Rejected == 0 {
 					resp.Error = err.Error()
@@ -221,7 +228,7 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 				}
 				continue
 			}
-			m.Observe(s.ID, s.Rev, v, s.TS)
+			m.Observe(st)
 		}
 	}
 	lastWrite := sr.LastWriteAt
@@ -249,28 +256,36 @@ var errTypeUnknown = errors.New("target type not known yet")
 var ErrPeerValueRefused = errors.New("peer link value refused")
 
 // checkState decodes one streamed value and checks it.
-func (n *Node) checkState(s wireState, typer TargetTyper, horizon time.Time) (*ua.Variant, error) {
+func (n *Node) checkState(s wireState, typer TargetTyper, horizon time.Time) (FlowState, error) {
 	refuse := func(kind, format string, a ...any) error {
 		return &refusal{kind: kind, detail: "mapping " + s.ID + ": " + fmt.Sprintf(format, a...), sentinel: ErrPeerValueRefused}
 	}
 	v, err := decodeVariant(s.V)
 	if err != nil {
-		return nil, refuse("peer link value undecodable", "%v", err)
+		return FlowState{}, refuse("peer link value undecodable", "%v", err)
 	}
 	if s.TS.After(horizon) {
-		return nil, refuse("peer link value from the future", "timestamp %s is more than %s in the future",
+		return FlowState{}, refuse("peer link value from the future", "timestamp %s is more than %s in the future",
 			s.TS.UTC().Format(time.RFC3339Nano), n.cfg.MaxClockSkew)
+	}
+	if s.Status != nil && *s.Status>>30 == 3 {
+		// Part 4, 7.34.1: severity 11 is reserved.
+		return FlowState{}, refuse("peer link status invalid", "status code 0x%08X has the reserved severity 11", *s.Status)
 	}
 	if typer != nil {
 		want, known := typer.TargetType(s.ID, s.Rev)
 		if !known {
-			return nil, fmt.Errorf("%w: mapping %s: %w", ErrPeerValueRefused, s.ID, errTypeUnknown)
+			return FlowState{}, fmt.Errorf("%w: mapping %s: %w", ErrPeerValueRefused, s.ID, errTypeUnknown)
 		}
 		if v.Type() != want {
-			return nil, refuse("peer link value of another type", "value of type %s, the mapping's target takes %s", typeName(v.Type()), typeName(want))
+			return FlowState{}, refuse("peer link value of another type", "value of type %s, the mapping's target takes %s", typeName(v.Type()), typeName(want))
 		}
 	}
-	return v, nil
+	st := FlowState{MappingID: s.ID, Reverse: s.Rev, Value: v, SourceTS: s.TS}
+	if s.Status != nil {
+		st.Status, st.StatusKnown = ua.StatusCode(*s.Status), true
+	}
+	return st, nil
 }
 
 func typeName(t ua.TypeID) string { return strings.TrimPrefix(t.String(), "TypeID") }
@@ -378,7 +393,9 @@ func (n *Node) flush(ctx context.Context) {
 			continue
 		}
 		s.V = enc
-		sz := int64(len(s.V) + len(s.ID) + 96)
+		code := uint32(s.status)
+		s.Status = &code
+		sz := int64(len(s.V) + len(s.ID) + 128)
 		if sz > budget {
 			n.log.Error("value too large for the peer link; not streamed", zap.String("mapping", s.ID), zap.Int64("bytes", sz))
 			sent[stateKey{s.ID, s.Rev}] = true

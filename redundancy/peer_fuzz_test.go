@@ -20,7 +20,7 @@ func fuzzNode(t testing.TB) *Node {
 		{ID: "a", Role: RoleNode, Raft: "127.0.0.1:1", Peer: "127.0.0.1:2"},
 		{ID: "b", Role: RoleNode, Raft: "127.0.0.1:3", Peer: "127.0.0.1:4"},
 	}}
-	n, err := New(Options{Config: cfg, NewMirror: func(*mapping.Config, *Gate, func(string, bool, *ua.Variant, time.Time)) (Mirror, error) {
+	n, err := New(Options{Config: cfg, NewMirror: func(*mapping.Config, *Gate, func(FlowState)) (Mirror, error) {
 		return nil, nil
 	}})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
 
 	"github.com/uamirror/uamirror/mapping"
@@ -158,7 +157,7 @@ func testNode(t *testing.T, id, v string) *Node {
 	ms := []Member{{ID: "a", Role: RoleNode, Raft: "127.0.0.1:1", Peer: "127.0.0.1:2"},
 		{ID: "b", Role: RoleNode, Raft: "127.0.0.1:3", Peer: "127.0.0.1:4"}, {ID: "arb", Role: RoleArbiter, Raft: "127.0.0.1:5"}}
 	n, err := New(Options{Config: Config{ID: id, DataDir: t.TempDir(), Members: ms}, Version: v,
-		NewMirror: func(*mapping.Config, *Gate, func(string, bool, *ua.Variant, time.Time)) (Mirror, error) {
+		NewMirror: func(*mapping.Config, *Gate, func(FlowState)) (Mirror, error) {
 			return nil, nil
 		}})
 	if err != nil {

@@ -223,9 +223,10 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 		if err != nil {
 			return &exitError{code: 1, err: err}
 		}
-		opts.NewMirror = func(mc *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
+		opts.NewMirror = func(mc *mapping.Config, gate *redundancy.Gate, onWritten func(redundancy.FlowState)) (redundancy.Mirror, error) {
 			mc = withEndpointOverrides(mc, overrides)
-			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: onWritten, Security: store,
+			report := func(s bridge.FlowState) { onWritten(redundancy.FlowState(s)) }
+			e, err := bridge.New(bridge.Options{Config: mc, Gate: gate, Logger: log, OnWritten: report, Security: store,
 				OnServerSwitch: func(ev bridge.ServerSwitch) {
 					// NewMirror runs after redundancy.New returned: node is set.
 					node.RecordServerSwitch(ev.Server, ev.From, ev.To, ev.Reason, ev.Gap, ev.At)
@@ -375,13 +376,14 @@ func withEndpointOverrides(mc *mapping.Config, o map[string]string) *mapping.Con
 // bridge.Gate, so a rename on either side fails to compile here.
 var _ bridge.Gate = (*redundancy.Gate)(nil)
 
-// mirrorAdapter presents the engine as a redundancy.Mirror.
+// mirrorAdapter presents the engine as a redundancy.Mirror. A flow's
+// state crosses as a struct conversion (bridge.FlowState ↔
+// redundancy.FlowState): a field added on one side only fails to compile
+// here.
 type mirrorAdapter struct{ e *bridge.Engine }
 
-func (m *mirrorAdapter) Run(ctx context.Context) error { return m.e.Run(ctx) }
-func (m *mirrorAdapter) Observe(id string, rev bool, v *ua.Variant, ts time.Time) {
-	m.e.Observe(id, rev, v, ts)
-}
+func (m *mirrorAdapter) Run(ctx context.Context) error      { return m.e.Run(ctx) }
+func (m *mirrorAdapter) Observe(s redundancy.FlowState)     { m.e.Observe(bridge.FlowState(s)) }
 func (m *mirrorAdapter) WaitIdle(ctx context.Context) error { return m.e.WaitIdle(ctx) }
 
 // AbortInFlight implements redundancy.Aborter: the engine resets every

@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua/ua"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -198,7 +197,7 @@ func (c *Cluster) Start(id string) {
 		if mo.Refuse != nil {
 			opts.CheckConfig = mo.Refuse
 		}
-		opts.NewMirror = func(cfg *mapping.Config, gate *redundancy.Gate, onWritten func(string, bool, *ua.Variant, time.Time)) (redundancy.Mirror, error) {
+		opts.NewMirror = func(cfg *mapping.Config, gate *redundancy.Gate, onWritten func(redundancy.FlowState)) (redundancy.Mirror, error) {
 			if mo.Refuse != nil {
 				if err := mo.Refuse(cfg); err != nil {
 					return nil, err

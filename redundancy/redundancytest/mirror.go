@@ -104,6 +104,9 @@ type MirrorOptions struct {
 	// ReadyAfter: the mirror's Health is not Ready until this long after
 	// its Run started (an engine bringing its sessions up).
 	ReadyAfter time.Duration
+	// Status is the source status the mirror reports with each write
+	// (FlowState.Status; default Good).
+	Status ua.StatusCode
 	// Refuse, when set, is asked by the mirror factory (and the node's
 	// config check) whether this node can build a mirror for a config: a
 	// non-nil error refuses it.
@@ -129,7 +132,7 @@ type Mirror struct {
 	node      string
 	gate      *redundancy.Gate
 	target    *Target
-	onWritten func(string, bool, *ua.Variant, time.Time)
+	onWritten func(redundancy.FlowState)
 	o         MirrorOptions
 	// Config is the config the node built this mirror for; Built when.
 	Config *mapping.Config
@@ -143,6 +146,7 @@ type Mirror struct {
 	stall    bool // new writes hang in flight until Release
 	aborted  int
 	observed int
+	last     redundancy.FlowState // the last state observed
 }
 
 type write struct {
@@ -150,7 +154,7 @@ type write struct {
 	landAt time.Time // zero: stalled
 }
 
-func newMirror(node string, gate *redundancy.Gate, target *Target, onWritten func(string, bool, *ua.Variant, time.Time), o MirrorOptions) *Mirror {
+func newMirror(node string, gate *redundancy.Gate, target *Target, onWritten func(redundancy.FlowState), o MirrorOptions) *Mirror {
 	return &Mirror{node: node, gate: gate, target: target, onWritten: onWritten, o: o.withDefaults()}
 }
 
@@ -229,9 +233,11 @@ func (m *Mirror) deliver(now time.Time) {
 		keep = append(keep, w)
 	}
 	m.inflight = keep
+	status := m.o.Status
 	m.mu.Unlock()
 	for range landed {
-		m.onWritten("m1", false, ua.MustVariant(float64(1)), time.Now())
+		m.onWritten(redundancy.FlowState{MappingID: "m1", Value: ua.MustVariant(float64(1)), SourceTS: time.Now(),
+			Status: status, StatusKnown: true})
 	}
 }
 
@@ -291,11 +297,20 @@ func (m *Mirror) Aborted() int {
 	return m.aborted
 }
 
-// Observe counts the standby stream's values.
-func (m *Mirror) Observe(string, bool, *ua.Variant, time.Time) {
+// Observe counts the standby stream's values and keeps the last.
+func (m *Mirror) Observe(s redundancy.FlowState) {
 	m.mu.Lock()
 	m.observed++
+	m.last = s
 	m.mu.Unlock()
+}
+
+// LastObserved returns the last state the standby stream delivered and
+// how many it delivered in all.
+func (m *Mirror) LastObserved() (redundancy.FlowState, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last, m.observed
 }
 
 // Health: one target server, always up; ready once Run has run for
@@ -336,9 +351,7 @@ var _ redundancy.Aborter = (*Mirror)(nil)
 // noAborter is a Mirror without the Aborter capability.
 type noAborter struct{ m *Mirror }
 
-func (n noAborter) Run(ctx context.Context) error { return n.m.Run(ctx) }
-func (n noAborter) Observe(id string, rev bool, v *ua.Variant, ts time.Time) {
-	n.m.Observe(id, rev, v, ts)
-}
+func (n noAborter) Run(ctx context.Context) error      { return n.m.Run(ctx) }
+func (n noAborter) Observe(s redundancy.FlowState)     { n.m.Observe(s) }
 func (n noAborter) Health() redundancy.Health          { return n.m.Health() }
 func (n noAborter) WaitIdle(ctx context.Context) error { return n.m.WaitIdle(ctx) }

@@ -234,6 +234,27 @@ func TestFlowValueRules(t *testing.T) {
 		{name: "on_bad write_status before any good value: nothing", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
 			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
 		}},
+		// Quality (issue 14 item 3): the status is part of the value.
+		{name: "on_bad write_status: another Bad code is a change", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
+			{v: 1.0, src: at(1), want: vAccepted, write: 1.0},
+			{status: ua.StatusBadCommunicationError, src: at(2), want: vBadSource, write: 1.0, writeCode: ua.StatusBadCommunicationError},
+			{status: ua.StatusBadSensorFailure, src: at(3), want: vBadSource, write: 1.0, writeCode: ua.StatusBadSensorFailure},
+		}},
+		{name: "a Good value after Bad passes the deadband", m: &mapping.Mapping{OnBad: mapping.WriteStatus,
+			Deadband: &mapping.Deadband{Type: mapping.DeadbandAbsolute, Value: 5}}, dst: ua.TypeIDDouble, ins: []in{
+			{v: 10.0, src: at(1), want: vAccepted, write: 10.0},
+			{v: 10.0, status: ua.StatusBadSensorFailure, src: at(2), want: vBadSource, write: 10.0, writeCode: ua.StatusBadSensorFailure},
+			{v: 11.0, src: at(3), want: vAccepted, write: 11.0, writeCode: 0},
+			{v: 12.0, src: at(4), want: vUnchanged},
+		}},
+		{name: "the active reported Bad; the standby's own Good reading is a change", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 1.0, status: ua.StatusBadSensorFailure, src: at(1)},
+			{v: 1.0, src: at(2), want: vAccepted, write: 1.0, writeCode: 0},
+		}},
+		{name: "the active reported Bad; the standby's own Bad reading is no change", m: &mapping.Mapping{OnBad: mapping.WriteStatus}, dst: ua.TypeIDDouble, ins: []in{
+			{peer: true, v: 1.0, status: ua.StatusBadSensorFailure, src: at(1)},
+			{status: ua.StatusBadSensorFailure, src: at(2), want: vBadSource, state: StateHeld, checkState: true},
+		}},
 		// Deadband (client side, on source values).
 		{name: "absolute deadband", m: &mapping.Mapping{Deadband: &mapping.Deadband{Type: mapping.DeadbandAbsolute, Value: 0.5}}, dst: ua.TypeIDDouble, ins: []in{
 			{v: 10.0, src: at(1), want: vAccepted, write: 10.0},
@@ -356,6 +377,15 @@ func TestFlowReconcile(t *testing.T) {
 		srcBad   ua.StatusCode
 		wantCode ua.StatusCode
 		lost     bool // the source's session ended (stale)
+		// peer: the cached value was reported by the active (observe), in
+		// turn with each status of peerCodes (0: Good), and this node's own
+		// session of the source delivered nothing (noStatus: an active of
+		// the previous release, which streams none); srcGood: then this
+		// node's own session reads the source Good.
+		peer      bool
+		peerCodes []ua.StatusCode
+		noStatus  bool
+		srcGood   bool
 	}{
 		{name: "nothing cached: nothing", target: dv(1.0, 0, at(0), time.Time{})},
 		{name: "target differs: the last good value", cached: 2.0, target: dv(1.0, 0, at(0), time.Time{}), want: 2.0},
@@ -375,10 +405,47 @@ func TestFlowReconcile(t *testing.T) {
 			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
 		{name: "source disconnected, target bad: never Good over it", onBad: mapping.WriteStatus, lost: true,
 			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{})},
+		{name: "write_status, target with another Bad code: the source's", onBad: mapping.WriteStatus, srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(2.0, ua.StatusBadSensorFailure, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusBadNoCommunication},
+		{name: "hold, source bad, target differs: the last good value marked Uncertain, never Good", srcBad: ua.StatusBadNoCommunication,
+			cached: 2.0, target: dv(0.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusUncertainLastUsableValue},
+		// The source's status as the active reported it (the peer stream).
+		{name: "write_status, the active reported Bad, target Bad: nothing", onBad: mapping.WriteStatus, peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication},
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), written: true},
+		{name: "write_status, the active reported Bad, target Good: the status goes out", onBad: mapping.WriteStatus, peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication},
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusBadNoCommunication},
+		{name: "write_status, the active reported Bad then Good (same value), target Bad: Good", onBad: mapping.WriteStatus, peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication, 0},
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), want: 2.0},
+		{name: "write_status, the active reported Bad, this node reads Good since: Good", onBad: mapping.WriteStatus, peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication}, srcGood: true,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{}), want: 2.0},
+		{name: "hold, the active reported Bad, target holds the value: nothing", peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication},
+			cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), written: true},
+		{name: "hold, the active reported Bad, target differs: marked Uncertain, never Good", peer: true,
+			peerCodes: []ua.StatusCode{ua.StatusBadNoCommunication},
+			cached: 2.0, target: dv(0.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusUncertainLastUsableValue},
+		{name: "previous-release active (no status), target Bad: never Good over it", onBad: mapping.WriteStatus, peer: true, noStatus: true,
+			cached: 2.0, target: dv(2.0, ua.StatusBadNoCommunication, at(0), time.Time{})},
+		{name: "previous-release active (no status), this node reads Bad: the status goes out", onBad: mapping.WriteStatus, peer: true, noStatus: true,
+			srcBad: ua.StatusBadNoCommunication, cached: 2.0, target: dv(2.0, 0, at(0), time.Time{}), want: 2.0, wantCode: ua.StatusBadNoCommunication},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newFixture(t, &mapping.Mapping{OnBad: tc.onBad}, tc.both, ua.TypeIDDouble)
-			if tc.cached != nil {
+			switch {
+			case tc.peer && tc.noStatus:
+				x.fwd.observe(FlowState{Value: ua.MustVariant(tc.cached), SourceTS: at(1)})
+			case tc.peer:
+				for _, code := range tc.peerCodes {
+					x.fwd.observe(FlowState{Value: ua.MustVariant(tc.cached), SourceTS: at(1), Status: code, StatusKnown: true})
+				}
+			case tc.cached != nil:
+				x.fwd.accept(dv(tc.cached, 0, at(1), time.Time{}), at(1), nil)
+			}
+			if tc.srcGood {
 				x.fwd.accept(dv(tc.cached, 0, at(1), time.Time{}), at(1), nil)
 			}
 			if tc.srcBad != 0 {
@@ -390,8 +457,48 @@ func TestFlowReconcile(t *testing.T) {
 			got := x.fwd.reconcileWith(tc.target, true)
 			checkDV(t, 0, "reconcile", got, tc.want, at(1), tc.wantCode)
 			st := x.ms.appendStatus(nil)[0]
-			if tc.written != (st.Written != nil) {
-				t.Errorf("written %v, want recorded %v", st.Written, tc.written)
+			if want := tc.written || tc.peer; want != (st.Written != nil) { // the active's write is recorded
+				t.Errorf("written %v, want recorded %v", st.Written, want)
+			}
+		})
+	}
+}
+
+// TestFlowHeldReport: an on_bad hold flow writes nothing when its source
+// turns Bad, so the active reports the status to the pair once per
+// status change (takeHeldReport); a standby reports nothing, and
+// write_status reports through its write.
+func TestFlowHeldReport(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		onBad mapping.OnBad
+		queue bool
+		codes []ua.StatusCode // Bad statuses read after the good value
+		want  []bool          // a report after each
+	}{
+		{"hold, active: one report per status change", mapping.Hold, true,
+			[]ua.StatusCode{ua.StatusBadSensorFailure, ua.StatusBadSensorFailure, ua.StatusBadNoCommunication}, []bool{true, false, true}},
+		{"hold, standby: none", mapping.Hold, false, []ua.StatusCode{ua.StatusBadSensorFailure}, []bool{false}},
+		{"write_status: none (the write reports it)", mapping.WriteStatus, true, []ua.StatusCode{ua.StatusBadSensorFailure}, []bool{false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newFixture(t, &mapping.Mapping{ID: "m1", OnBad: tc.onBad}, false, ua.TypeIDDouble)
+			x.queueing.Store(tc.queue)
+			x.fwd.accept(dv(3.0, 0, at(1), time.Time{}), at(1), &x.queueing)
+			for i, code := range tc.codes {
+				x.fwd.accept(dv(0.0, code, at(2+i), time.Time{}), at(2+i), &x.queueing)
+				got, ok := x.fwd.takeHeldReport()
+				if ok != tc.want[i] {
+					t.Fatalf("status %d (%v): report %v, want %v", i, code, ok, tc.want[i])
+				}
+				want := FlowState{MappingID: "m1", Value: ua.MustVariant(3.0), SourceTS: at(2 + i), Status: code, StatusKnown: true, Held: true}
+				if ok && (got.MappingID != want.MappingID || got.Value.Value() != 3.0 || !got.SourceTS.Equal(want.SourceTS) ||
+					got.Status != code || !got.StatusKnown || !got.Held) {
+					t.Fatalf("status %d: report %+v, want %+v", i, got, want)
+				}
+				if _, again := x.fwd.takeHeldReport(); again {
+					t.Fatalf("status %d: reported twice", i)
+				}
 			}
 		})
 	}

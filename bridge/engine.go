@@ -474,14 +474,18 @@ func (e *Engine) written(f *flow, dv *ua.DataValue) {
 
 // MappingStatus is the engine's view of one flow of a mapping.
 type MappingStatus struct {
-	ID        string
-	Index     int
-	Reverse   bool
-	From, To  string // server names
-	State     State
-	Reason    string
-	Value     *ua.Variant // last good value (nil if none yet)
-	SourceTS  time.Time
+	ID       string
+	Index    int
+	Reverse  bool
+	From, To string // server names
+	State    State
+	Reason   string
+	Value    *ua.Variant // last good value (nil if none yet)
+	SourceTS time.Time
+	// Status is the source's status as this node knows it: from its own
+	// subscription, or as the active reported it while that delivers
+	// nothing (Good when neither said anything yet).
+	Status    ua.StatusCode
 	Written   *ua.Variant // last value confirmed written
 	WrittenTS time.Time
 	// HeldSince is when the flow's current hold began (state held; zero

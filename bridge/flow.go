@@ -757,7 +757,7 @@ func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
 		}
 		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
 			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-			Value: f.good, SourceTS: f.goodTS, Written: f.written, WrittenTS: f.writtenTS,
+			Value: f.good, SourceTS: f.goodTS, Status: f.srcStatus, Written: f.written, WrittenTS: f.writtenTS,
 			HeldSince: f.heldSince()})
 	}
 	return out

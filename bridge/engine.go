@@ -462,6 +462,26 @@ func (e *Engine) Observe(s FlowState) {
 	f.observe(s)
 }
 
+// TargetType returns the built-in type of the values the mapping's flow
+// writes as its target's type was read on the target's current session
+// (known false: not read yet, no such flow, or a target of any type).
+// A standby checks the values streamed to it against it, also before
+// it has read a value of its own. Safe for concurrent use.
+func (e *Engine) TargetType(mappingID string, reverse bool) (ua.TypeID, bool) {
+	ms := e.byID[mappingID]
+	if ms == nil {
+		return 0, false
+	}
+	f := ms.fwd
+	if reverse {
+		f = ms.rev
+	}
+	if f == nil {
+		return 0, false
+	}
+	return f.targetType()
+}
+
 // written reports dv, confirmed written to f's target, to OnWritten.
 // Called by the writers.
 func (e *Engine) written(f *flow, dv *ua.DataValue) {

@@ -701,6 +701,14 @@ func (f *flow) monitored(code ua.StatusCode) {
 	}
 }
 
+// targetType returns the built-in type of the flow's target as read on
+// its current session (known false: not read, or any type).
+func (f *flow) targetType() (ua.TypeID, bool) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	return f.dstType.id, f.typeKnown && f.dstType.id != 0
+}
+
 // monitorable returns the source node to monitor (nil: unresolved or
 // disabled).
 func (f *flow) monitorable() *ua.NodeID {

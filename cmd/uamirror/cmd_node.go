@@ -338,10 +338,15 @@ func warnAdminSecurity(log *zap.Logger, addr string, sec memberSecurity) {
 	}
 }
 
-// TargetType is the type of the values a mapping's flow writes, as this
-// node's engine last produced or was told (redundancy.TargetTyper): the
-// standby refuses streamed values of another type.
+// TargetType is the type of the values a mapping's flow writes: its
+// target's type as this node's engine read it, else (a target of any
+// type) the type of the value it last produced or was told
+// (redundancy.TargetTyper). The standby refuses streamed values of
+// another type; one that cannot read its sources still takes them.
 func (m *mirrorAdapter) TargetType(id string, reverse bool) (ua.TypeID, bool) {
+	if t, ok := m.e.TargetType(id, reverse); ok {
+		return t, true
+	}
 	for _, st := range m.e.Mapping(id) {
 		if st.Reverse != reverse {
 			continue

@@ -46,8 +46,9 @@ type OnBad string
 const (
 	// Hold keeps the target at its last good value (default).
 	Hold OnBad = "hold"
-	// WriteStatus writes the bad status code (without a value) to the
-	// target, for targets that show quality.
+	// WriteStatus writes the last good value carrying the source's bad
+	// status code to the target, once per status change, for targets
+	// that show quality (README, "Quality").
 	WriteStatus OnBad = "write_status"
 )
 

@@ -443,10 +443,9 @@ type FlowState struct {
 // Observe records the state s of a mapping's flow that another node (the
 // active of a pair) reported: the cache never goes back to an older
 // value, a takeover does not write it again, and the source's status
-// reported with it counts as this node's knowledge of the source's
-// status where it is not older than what its own subscription read (a
-// node taking over never writes Good over a Bad source). Safe for
-// concurrent use.
+// reported with it is this node's knowledge of the source's status while
+// its own subscription of the source delivers nothing (a node taking
+// over never writes Good over a Bad source). Safe for concurrent use.
 func (e *Engine) Observe(s FlowState) {
 	ms := e.byID[s.MappingID]
 	if ms == nil {
@@ -494,20 +493,20 @@ func (e *Engine) written(f *flow, dv *ua.DataValue) {
 
 // MappingStatus is the engine's view of one flow of a mapping.
 type MappingStatus struct {
-	ID       string
-	Index    int
-	Reverse  bool
-	From, To string // server names
-	State    State
-	Reason   string
-	Value    *ua.Variant // last good value (nil if none yet)
-	SourceTS time.Time
+	ID        string
+	Index     int
+	Reverse   bool
+	From, To  string // server names
+	State     State
+	Reason    string
+	Value     *ua.Variant // last good value (nil if none yet)
+	SourceTS  time.Time
+	Written   *ua.Variant // last value confirmed written
+	WrittenTS time.Time
 	// Status is the source's status as this node knows it: from its own
 	// subscription, or as the active reported it while that delivers
 	// nothing (Good when neither said anything yet).
-	Status    ua.StatusCode
-	Written   *ua.Variant // last value confirmed written
-	WrittenTS time.Time
+	Status ua.StatusCode
 	// HeldSince is when the flow's current hold began (state held; zero
 	// otherwise): its age is the hold's age.
 	HeldSince time.Time

@@ -23,7 +23,8 @@ import (
 // either, knowing the source is Bad only from the active's reports —
 // target 0 keeps its Bad status, target 1 gets the last good value marked
 // UncertainLastUsableValue. Back on the first engine, the source turns
-// Good with the same values, and both targets become Good.
+// Good with the same values: both targets become Good, and the standby's
+// cache learns it from the reports alone.
 func TestTakeoverNeverGoodOverBadSource(t *testing.T) {
 	a, b := startSim(t, 2, "Double"), startSim(t, 2, "Double")
 	mod := func(i int, m *mapping.Mapping) {
@@ -99,9 +100,11 @@ func TestTakeoverNeverGoodOverBadSource(t *testing.T) {
 	})
 	a.SetStatus(0, ua.StatusGood) // the same values, Good again
 	a.SetStatus(1, ua.StatusGood)
-	harness.WaitState(t, 10*time.Second, "both targets Good with the same values", func() (bool, string) {
+	harness.WaitState(t, 10*time.Second, "both targets Good with the same values, and the standby told so", func() (bool, string) {
 		v0, c0 := target(0)
 		v1, c1 := target(1)
-		return v0 == 7.5 && c0 == ua.StatusGood && v1 == 3.5 && c1 == ua.StatusGood, fmt.Sprintf("target 0: %v %v, 1: %v %v", v0, c0, v1, c1)
+		s0, s1 := status(sby, 0), status(sby, 1)
+		return v0 == 7.5 && c0 == ua.StatusGood && v1 == 3.5 && c1 == ua.StatusGood && s0.Status == ua.StatusGood && s1.Status == ua.StatusGood,
+			fmt.Sprintf("target 0: %v %v, 1: %v %v; the standby knows %v and %v", v0, c0, v1, c1, s0.Status, s1.Status)
 	})
 }

@@ -462,10 +462,11 @@ func (e *Engine) Observe(s FlowState) {
 }
 
 // TargetType returns the built-in type of the values the mapping's flow
-// writes as its target's type was read on the target's current session
-// (known false: not read yet, no such flow, or a target of any type).
-// A standby checks the values streamed to it against it, also before
-// it has read a value of its own. Safe for concurrent use.
+// writes, from its target's type as read on the target's current session
+// (or the mapping's convert.to); known false: not read yet, no such flow,
+// or a target of any type. A standby checks the values streamed to it
+// against it, also before it has read a value of its own. Safe for
+// concurrent use.
 func (e *Engine) TargetType(mappingID string, reverse bool) (ua.TypeID, bool) {
 	ms := e.byID[mappingID]
 	if ms == nil {

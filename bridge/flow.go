@@ -701,12 +701,16 @@ func (f *flow) monitored(code ua.StatusCode) {
 	}
 }
 
-// targetType returns the built-in type of the flow's target as read on
-// its current session (known false: not read, or any type).
+// targetType returns the built-in type of the values the flow writes:
+// its transform's, from the target's type read on its current session or
+// the mapping's convert.to (known false: not read yet, or any type).
 func (f *flow) targetType() (ua.TypeID, bool) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	return f.dstType.id, f.typeKnown && f.dstType.id != 0
+	if !f.typeKnown || f.tr == nil {
+		return 0, false
+	}
+	return f.tr.dst, f.tr.dst != 0
 }
 
 // monitorable returns the source node to monitor (nil: unresolved or

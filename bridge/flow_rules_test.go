@@ -612,3 +612,25 @@ func TestPercentDeadbandOfEURange(t *testing.T) {
 		t.Errorf("after a new target type: %v, want unchanged", got)
 	}
 }
+
+// TestFlowTargetType: the type a standby checks streamed values against
+// is the type the flow writes: unknown before the target's type is read,
+// then the target's (or convert.to's).
+func TestFlowTargetType(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		m     *mapping.Mapping
+		dst   ua.TypeID
+		want  ua.TypeID
+		known bool
+	}{
+		{"not read yet", &mapping.Mapping{}, 0, 0, false},
+		{"the target's type", &mapping.Mapping{}, ua.TypeIDDouble, ua.TypeIDDouble, true},
+		{"convert.to", &mapping.Mapping{Convert: &mapping.Conversion{To: "Float"}}, ua.TypeIDDouble, ua.TypeIDFloat, true},
+	} {
+		x := newFixture(t, tc.m, false, tc.dst)
+		if got, known := x.fwd.targetType(); got != tc.want || known != tc.known {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, got, known, tc.want, tc.known)
+		}
+	}
+}

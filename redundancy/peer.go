@@ -147,7 +147,9 @@ type bodyLimit struct {
 // handleSync applies the active's state stream (as standby) and answers
 // with this node's health. It takes only what the active of the current
 // epoch sends, and of that only values of the mapping's target type whose
-// timestamps are not further than MaxClockSkew in the future.
+// timestamps are not further than MaxClockSkew in the future and whose
+// status (if sent) has a defined severity; each goes to the mirror with
+// the source's status (FlowState.StatusKnown false: none was sent).
 func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 	var sr syncRequest
 	sender, ok := n.peerSender(req)

@@ -34,15 +34,15 @@ func TestTakeoverKeepsBadSourceBad(t *testing.T) {
 		if err := p.switchover(p.a); err != nil {
 			t.Fatal(err)
 		}
-		p.waitActiveAfter(p.b, epoch, settle)
+		p.WaitActiveAfter(p.b, epoch, settle)
 	}
-	want, _, err := p.plc.read([]int{0})
+	want, _, err := p.plc.Read([]int{0})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	p.kill(p.a)
-	p.proxies["plc"].Cut()
+	p.Proxies["plc"].Cut()
 	bad := time.Now()
 	p.plcControl(t, "bad 0")
 	p.waitTarget0(settle, "v0 written Bad by b", func(dv *ua.DataValue) bool { return !isGood(dv.Status) })
@@ -82,7 +82,7 @@ func TestTakeoverKeepsBadSourceBad(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.kill(p.b)
-	p.waitActiveAfter(p.a, st.Epoch, settle)
+	p.WaitActiveAfter(p.a, st.Epoch, settle)
 	stillBad := func() (bool, string) {
 		dv, err := p.target0()
 		if err != nil {
@@ -91,7 +91,7 @@ func TestTakeoverKeepsBadSourceBad(t *testing.T) {
 		return dv.Status == sbyBad.Status && dv.Value.Value() == want[0], fmt.Sprintf("target v0 %v %v", dv.Value.Value(), dv.Status)
 	}
 	harness.Holds(t, 2*time.Second, "target v0 Bad after a took over", stillBad)
-	p.proxies["plc"].Restore()
+	p.Proxies["plc"].Restore()
 	harness.WaitState(t, settle, "a's own session reading v0 Bad (held)", func() (bool, string) {
 		item, err := p.flow0(p.a)
 		if err != nil {
@@ -123,25 +123,11 @@ func TestTakeoverKeepsBadSourceBad(t *testing.T) {
 
 func isGood(c ua.StatusCode) bool { return uint32(c)>>30 == 0 }
 
-// waitActiveAfter waits until m is the active, writing under an epoch
-// after epoch (on a loaded machine the quorum may take more than one
-// election).
-func (p *pair) waitActiveAfter(m *member, epoch uint64, timeout time.Duration) {
-	p.t.Helper()
-	harness.WaitState(p.t, timeout, fmt.Sprintf("%s active after epoch %d", m.id, epoch), func() (bool, string) {
-		st, err := p.status(m)
-		if err != nil {
-			return false, err.Error()
-		}
-		return st.Role == "active" && st.Ready && st.Epoch > epoch && st.Active == m.id, m.id + ": " + harness.Brief(st)
-	})
-}
-
 // applyWriteStatus makes every mapping on_bad write_status (mappings
 // apply through act) and waits until both nodes run it.
 func (p *pair) applyWriteStatus(act *member) {
 	p.t.Helper()
-	b, err := os.ReadFile(p.cfgPath)
+	b, err := os.ReadFile(p.CfgPath)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -152,26 +138,26 @@ func (p *pair) applyWriteStatus(act *member) {
 			out.WriteString("    on_bad: write_status\n")
 		}
 	}
-	cfg, err := mapping.ParseYAML([]byte(out.String()), p.cfgPath)
+	cfg, err := mapping.ParseYAML([]byte(out.String()), p.CfgPath)
 	if err == nil {
 		err = cfg.Validate()
 	}
 	if err != nil {
 		p.t.Fatalf("write_status config: %v\n%s", err, out.String())
 	}
-	if err := os.WriteFile(p.cfgPath, []byte(out.String()), 0o644); err != nil {
+	if err := os.WriteFile(p.CfgPath, []byte(out.String()), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
-	if res, code := cli(p.t, "mappings", "apply", "--node", "http://"+act.admin, p.cfgPath); code != 0 {
+	if res, code := cli(p.t, "mappings", "apply", "--node", "http://"+act.Admin, p.CfgPath); code != 0 {
 		p.t.Fatalf("apply: exit %d: %s", code, res)
 	}
-	p.cfgHash = cfg.Hash()
+	p.CfgHash = cfg.Hash()
 }
 
 // plcControl sends a control line to the source simserver.
 func (p *pair) plcControl(t *testing.T, line string) {
 	t.Helper()
-	if err := p.plc.proc.Send(line); err != nil {
+	if err := p.plc.Proc.Send(line); err != nil {
 		t.Fatalf("simserver control %q: %v", line, err)
 	}
 }
@@ -180,7 +166,7 @@ func (p *pair) plcControl(t *testing.T, line string) {
 func (p *pair) target0() (*ua.DataValue, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	dvs, err := harness.ReadValues(ctx, p.scada.endpoint, []string{nodeID(0)})
+	dvs, err := harness.ReadValues(ctx, p.scada.Endpoint, []string{nodeID(0)})
 	if err != nil {
 		return nil, err
 	}
@@ -213,5 +199,5 @@ func (p *pair) flow0(m *member) (diagnostics.MappingItem, error) {
 			return it, nil
 		}
 	}
-	return diagnostics.MappingItem{}, fmt.Errorf("%s: no flow of mapping 0", m.id)
+	return diagnostics.MappingItem{}, fmt.Errorf("%s: no flow of mapping 0", m.ID)
 }

@@ -62,6 +62,11 @@ type MappingItem struct {
 	// seconds when the status was taken (state held only).
 	HeldSince *time.Time `json:"held_since,omitempty"`
 	HeldForS  float64    `json:"held_for_s,omitempty"`
+	// SourceStatus is the source's status as this node knows it (its own
+	// subscription, or the active's report while that delivers nothing),
+	// by name ("Good", "BadNotConnected"); SourceStatusCode the code.
+	SourceStatus     string `json:"source_status"`
+	SourceStatusCode uint32 `json:"source_status_code"`
 }
 
 // MappingPage is the answer of GET /api/v1/mappings.
@@ -192,7 +197,8 @@ func pageOf(snap []bridge.MappingStatus, f mappingFilter) MappingPage {
 // itemOf converts one flow's status to its JSON form.
 func itemOf(ms *bridge.MappingStatus) MappingItem {
 	it := MappingItem{ID: ms.ID, Index: ms.Index, Direction: "forward", Reverse: ms.Reverse,
-		From: ms.From, To: ms.To, State: ms.State.String(), Reason: ms.Reason}
+		From: ms.From, To: ms.To, State: ms.State.String(), Reason: ms.Reason,
+		SourceStatus: statusName(ms.Status), SourceStatusCode: uint32(ms.Status)}
 	if ms.Reverse {
 		it.Direction = "reverse"
 	}
@@ -344,4 +350,16 @@ func jsonFloat(f float64) any {
 		return "-Inf"
 	}
 	return f
+}
+
+// statusName is a status code's symbolic name ("Good",
+// "BadNotConnected"; the hex code when the stack does not know it).
+func statusName(c ua.StatusCode) string {
+	if c == ua.StatusOK {
+		return "Good"
+	}
+	if d, ok := ua.StatusCodes[c]; ok {
+		return strings.TrimPrefix(d.Name, "Status")
+	}
+	return fmt.Sprintf("0x%08X", uint32(c))
 }

@@ -166,3 +166,26 @@ func TestMappingValues(t *testing.T) {
 		})
 	}
 }
+
+// TestMappingSourceStatus: each item names the source's status as the
+// node knows it, by name and code.
+func TestMappingSourceStatus(t *testing.T) {
+	tests := []struct {
+		code ua.StatusCode
+		name string
+	}{
+		{ua.StatusOK, "Good"},
+		{ua.StatusBadNotConnected, "BadNotConnected"},
+		{ua.StatusUncertainLastUsableValue, "UncertainLastUsableValue"},
+		{ua.StatusCode(0x80FF0000), "0x80FF0000"},
+	}
+	for _, tt := range tests {
+		snap := snapEngine{{ID: "x", From: "a", To: "b", State: bridge.StateOK, Status: tt.code}}
+		url := serve(t, diagnostics.NewAdmin(activePair("a"), engineFunc(snap), zap.NewNop()))
+		var p diagnostics.MappingPage
+		getJSON(t, url+"/api/v1/mappings", &p)
+		if it := p.Items[0]; it.SourceStatus != tt.name || it.SourceStatusCode != uint32(tt.code) {
+			t.Errorf("status %v: item says %q (0x%X), want %q", tt.code, it.SourceStatus, it.SourceStatusCode, tt.name)
+		}
+	}
+}

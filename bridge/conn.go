@@ -56,9 +56,15 @@ type conn struct {
 	log      *zap.Logger
 	timeouts mapping.Timeouts
 
-	readFlows  []*flow
-	writeFlows []*flow
-	w          *writer
+	// rflows are the flows that read from this server, wflows those
+	// that write to it: replaced whole by a live config change (live.go),
+	// read through readFlows and writeFlows.
+	rflows atomic.Pointer[[]*flow]
+	wflows atomic.Pointer[[]*flow]
+	w      *writer
+	// live holds the live config changes this server's session has yet
+	// to carry out (live.go).
+	liveOps liveQueue
 
 	// sess is the session writers and reads use (set once subscribed).
 	sess atomic.Pointer[session]
@@ -94,6 +100,8 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 	c := &conn{e: e, srv: s, name: s.Name, log: e.log.With(zap.String("server", s.Name)),
 		timeouts: s.EffectiveTimeouts()}
 	c.level.Store(-1)
+	c.setFlows(nil, nil)
+	c.liveOps.wake = make(chan struct{}, 1)
 	if s.IsSet() {
 		c.setWake = make(chan struct{}, 1)
 		var ms []*member
@@ -132,6 +140,9 @@ type session struct {
 	// its request may still sit in the send queue.
 	writeFailed atomic.Bool
 	abortOnce   sync.Once
+	// items are the monitored items created on this session, by handle
+	// (live.go); used by the session's supervisor only.
+	items []itemRef
 }
 
 // fault ends the session (first error wins). It never blocks.
@@ -154,6 +165,20 @@ func (s *session) abort(err error) bool {
 }
 
 func (c *conn) current() *session { return c.sess.Load() }
+
+// readFlows returns the flows that read from this server now (never
+// modified: a live change stores a new slice).
+func (c *conn) readFlows() []*flow { return *c.rflows.Load() }
+
+// writeFlows returns the flows that write to this server now (never
+// modified: a live change stores a new slice).
+func (c *conn) writeFlows() []*flow { return *c.wflows.Load() }
+
+// setFlows makes reads and writes the server's flows.
+func (c *conn) setFlows(reads, writes []*flow) {
+	c.rflows.Store(&reads)
+	c.wflows.Store(&writes)
+}
 
 func (c *conn) setState(s ConnState) {
 	if ConnState(c.state.Swap(int32(s))) != s {
@@ -178,7 +203,7 @@ func (c *conn) supervise(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		for _, f := range c.readFlows {
+		for _, f := range c.readFlows() {
 			f.sourceLost("source server " + c.name + " disconnected")
 		}
 		c.stats.reconnects.Add(1)
@@ -331,6 +356,9 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		return err
 	}
 	c.live.Store(s)
+	// This session subscribes and resolves every flow the server has now:
+	// the live changes queued so far are carried out by it.
+	c.liveOps.drop()
 	defer func() {
 		c.sess.Store(nil)
 		closeSession(s)
@@ -365,7 +393,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	// missed writes during the outage: read them and write the last good
 	// value where they differ.
 	if c.e.queueing.Load() {
-		n := c.e.reconcile(ctx, c.writeFlows, false, false)
+		n := c.e.reconcile(ctx, c.writeFlows(), false, false)
 		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
 			zap.Int("values_queued", n))
 	} else {
@@ -399,6 +427,8 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 				}
 				lastData.Store(time.Now().UnixNano())
 			}
+		case <-c.liveOps.wake:
+			c.runLive(ctx, s, subs, notes)
 		case <-retry.C:
 			n := c.retryQuarantined(ctx, s, subs)
 			if n > 0 {
@@ -418,13 +448,14 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 		return err
 	}
 	// Resolve every node this server holds, for both sides.
-	for _, f := range c.readFlows {
+	reads := c.readFlows()
+	for _, f := range reads {
 		f.sourceResolved(f.resolveSrc(s.namespaces))
 	}
-	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+	if err := c.readEURanges(ctx, s, reads); err != nil {
 		return fmt.Errorf("%w: %w", errFault, err)
 	}
-	return c.resolveTargets(ctx, s, c.writeFlows)
+	return c.resolveTargets(ctx, s, c.writeFlows())
 }
 
 // sessionInfo reads the namespace array and the operation limits of a
@@ -526,7 +557,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 // monitored items of every enabled, resolved flow in batches.
 func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*opcua.Subscription, error) {
 	byInterval := map[time.Duration][]*flow{}
-	for _, f := range c.readFlows {
+	for _, f := range c.readFlows() {
 		if f.monitorable() != nil {
 			byInterval[f.publishing] = append(byInterval[f.publishing], f)
 		}
@@ -538,12 +569,9 @@ func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.Publ
 	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
 	subs := map[time.Duration]*opcua.Subscription{}
 	for _, iv := range intervals {
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
-		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
-			MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
-		cancel()
+		sub, err := c.createSub(ctx, s, iv, notes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
+			return nil, err
 		}
 		subs[iv] = sub
 		if err := c.monitor(ctx, s, sub, byInterval[iv]); err != nil {
@@ -551,6 +579,19 @@ func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.Publ
 		}
 	}
 	return subs, nil
+}
+
+// createSub creates a subscription with publishing interval iv whose
+// notifications go to notes.
+func (c *conn) createSub(ctx context.Context, s *session, iv time.Duration, notes chan *opcua.PublishNotificationData) (*opcua.Subscription, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	defer cancel()
+	sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
+		MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
+	}
+	return sub, nil
 }
 
 // keepAliveCount keeps the server's keep-alive well inside the data-age
@@ -585,6 +626,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 				continue
 			}
 			batch[i].monitored(r.StatusCode)
+			s.setItem(batch[i].handle, sub.SubscriptionID, r)
 		}
 		if len(retry) > 0 {
 			// The server refuses our deadband filter: monitor without it;
@@ -603,6 +645,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 			}
 			for k, r := range res2.Results {
 				batch[retry[k]].monitored(r.StatusCode)
+				s.setItem(batch[retry[k]].handle, sub.SubscriptionID, r)
 			}
 		}
 	}
@@ -656,12 +699,12 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 // rejected; it returns how many are still quarantined.
 func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) int {
 	var src, dst []*flow
-	for _, f := range c.readFlows {
+	for _, f := range c.readFlows() {
 		if f.quarantinedOn() == sideSource {
 			src = append(src, f)
 		}
 	}
-	for _, f := range c.writeFlows {
+	for _, f := range c.writeFlows() {
 		if f.retryTarget() {
 			dst = append(dst, f)
 		}

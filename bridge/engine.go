@@ -104,10 +104,14 @@ type Engine struct {
 	onWrit   func(FlowState)
 	onSwitch func(ServerSwitch)
 
-	maps  []*mstate
-	flows []*flow // indexed by handle; nil where a mapping has no such flow
+	// tab is the mappings and flows now running: replaced whole by a
+	// live config change (live.go), read without a lock.
+	tab   atomic.Pointer[flowTable]
 	conns []*conn
-	byID  map[string]*mstate
+
+	// liveMu serialises live config changes (live.go); cfg is the
+	// config now running, read and written under it.
+	liveMu sync.Mutex
 
 	// queueing is true from the moment the gate opens: new values go to
 	// the writers' queues. writing is true once the targets have been
@@ -149,7 +153,6 @@ func New(o Options) (*Engine, error) {
 		security: o.Security,
 		onWrit:   o.OnWritten,
 		onSwitch: o.OnServerSwitch,
-		byID:     make(map[string]*mstate, len(o.Config.Mappings)),
 
 		fenceWake: make(chan struct{}, 1),
 	}
@@ -163,56 +166,85 @@ func New(o Options) (*Engine, error) {
 		e.conns = append(e.conns, c)
 		byName[s.Name] = c
 	}
-	e.maps = make([]*mstate, len(o.Config.Mappings))
-	e.flows = make([]*flow, 2*len(o.Config.Mappings))
+	tab := &flowTable{maps: make([]*mstate, len(o.Config.Mappings)), flows: make([]*flow, 0, 2*len(o.Config.Mappings)),
+		byID: make(map[string]*mstate, len(o.Config.Mappings))}
+	reads, writes := map[*conn][]*flow{}, map[*conn][]*flow{}
 	for i := range o.Config.Mappings {
-		m := &o.Config.Mappings[i]
-		ms := &mstate{index: i, m: m, tol: e.tune.ClockSkew}
-		e.maps[i] = ms
-		e.byID[m.ID] = ms
-		src, dst := byName[m.Source.Server], byName[m.Target.Server]
-		if src == nil || dst == nil {
-			return nil, fmt.Errorf("%w: mapping %s: unknown server", ErrConfig, m.ID)
+		ms, err := e.build(o.Config, i, byName, tab)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := mapping.ParseNodeID(m.Source.Node); err != nil {
-			return nil, fmt.Errorf("%w: mapping %s source: %w", ErrConfig, m.ID, err)
+		for _, f := range ms.flows() {
+			f.wslot = len(writes[f.to])
+			reads[f.from] = append(reads[f.from], f)
+			writes[f.to] = append(writes[f.to], f)
 		}
-		if _, err := mapping.ParseNodeID(m.Target.Node); err != nil {
-			return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
-		}
-		eff := o.Config.Effective(m)
-		mk := func(reverse bool) *flow {
-			f := &flow{handle: uint32(2*i) + b2u(reverse), ms: ms, reverse: reverse,
-				from: src, to: dst,
-				sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval,
-				hold: holdState{max: o.Config.MaxHold(m)}}
-			if reverse {
-				f.from, f.to = dst, src
-			}
-			if !m.IsEnabled() {
-				f.state, f.reason = StateDisabled, "disabled in config"
-			}
-			e.flows[f.handle] = f
-			f.from.readFlows = append(f.from.readFlows, f)
-			f.wslot = len(f.to.writeFlows)
-			f.to.writeFlows = append(f.to.writeFlows, f)
-			return f
-		}
-		dir := m.Direction
-		if dir == "" {
-			dir = mapping.Read
-		}
-		if dir == mapping.Read || dir == mapping.Both {
-			ms.fwd = mk(false)
-		}
-		if dir == mapping.Write || dir == mapping.Both {
-			ms.rev = mk(true)
-		}
+	}
+	e.tab.Store(tab)
+	for _, c := range e.conns {
+		c.setFlows(reads[c], writes[c])
 	}
 	for _, c := range e.conns {
 		c.w = newWriter(c)
 	}
 	return e, nil
+}
+
+// flowTable is the engine's mappings and flows at one moment. It is
+// never modified once stored in Engine.tab: a live change stores a new
+// one (live.go).
+type flowTable struct {
+	maps  []*mstate // in config order
+	flows []*flow   // indexed by handle; nil where there is no such flow, or no longer (removed live)
+	byID  map[string]*mstate
+}
+
+// build makes the mstate and flows of cfg.Mappings[i] with the next free
+// handles of tab, and enters them in tab. The flows' writer slots are
+// the caller's to assign.
+func (e *Engine) build(cfg *mapping.Config, i int, byName map[string]*conn, tab *flowTable) (*mstate, error) {
+	m := &cfg.Mappings[i]
+	src, dst := byName[m.Source.Server], byName[m.Target.Server]
+	if src == nil || dst == nil {
+		return nil, fmt.Errorf("%w: mapping %s: unknown server", ErrConfig, m.ID)
+	}
+	if _, err := mapping.ParseNodeID(m.Source.Node); err != nil {
+		return nil, fmt.Errorf("%w: mapping %s source: %w", ErrConfig, m.ID, err)
+	}
+	if _, err := mapping.ParseNodeID(m.Target.Node); err != nil {
+		return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
+	}
+	ms := &mstate{index: i, m: m, tol: e.tune.ClockSkew}
+	base := uint32(len(tab.flows))
+	tab.flows = append(tab.flows, nil, nil)
+	eff := cfg.Effective(m)
+	mk := func(reverse bool) *flow {
+		f := &flow{handle: base + b2u(reverse), ms: ms, reverse: reverse,
+			from: src, to: dst,
+			sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval,
+			hold: holdState{max: cfg.MaxHold(m)}}
+		if reverse {
+			f.from, f.to = dst, src
+		}
+		if !m.IsEnabled() {
+			f.state, f.reason = StateDisabled, "disabled in config"
+		}
+		tab.flows[f.handle] = f
+		return f
+	}
+	dir := m.Direction
+	if dir == "" {
+		dir = mapping.Read
+	}
+	if dir == mapping.Read || dir == mapping.Both {
+		ms.fwd = mk(false)
+	}
+	if dir == mapping.Write || dir == mapping.Both {
+		ms.rev = mk(true)
+	}
+	tab.maps[i] = ms
+	tab.byID[m.ID] = ms
+	return ms, nil
 }
 
 func b2u(b bool) uint32 {
@@ -328,12 +360,13 @@ func newRouter(e *Engine, from *conn) *router {
 // to the writers, one enqueue per writer.
 func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 	e := r.e
+	flows := e.tab.Load().flows // a live change stores a new table (live.go)
 	for _, item := range items {
 		h := item.ClientHandle
-		if int(h) >= len(e.flows) || item.Value == nil {
+		if int(h) >= len(flows) || item.Value == nil {
 			continue
 		}
-		f := e.flows[h]
+		f := flows[h]
 		if f == nil || f.from != r.from {
 			continue
 		}
@@ -447,7 +480,7 @@ type FlowState struct {
 // its own subscription of the source delivers nothing (a node taking
 // over never writes Good over a Bad source). Safe for concurrent use.
 func (e *Engine) Observe(s FlowState) {
-	ms := e.byID[s.MappingID]
+	ms := e.tab.Load().byID[s.MappingID]
 	if ms == nil {
 		return
 	}
@@ -468,7 +501,7 @@ func (e *Engine) Observe(s FlowState) {
 // against it, also before it has read a value of its own. Safe for
 // concurrent use.
 func (e *Engine) TargetType(mappingID string, reverse bool) (ua.TypeID, bool) {
-	ms := e.byID[mappingID]
+	ms := e.tab.Load().byID[mappingID]
 	if ms == nil {
 		return 0, false
 	}
@@ -516,8 +549,9 @@ type MappingStatus struct {
 // Snapshot returns the state of every flow, in mapping order. It takes
 // each mapping's lock briefly.
 func (e *Engine) Snapshot() []MappingStatus {
-	out := make([]MappingStatus, 0, len(e.maps))
-	for _, ms := range e.maps {
+	maps := e.tab.Load().maps
+	out := make([]MappingStatus, 0, len(maps))
+	for _, ms := range maps {
 		out = ms.appendStatus(out)
 	}
 	return out
@@ -527,7 +561,7 @@ func (e *Engine) Snapshot() []MappingStatus {
 // id (one, or two for a bidirectional mapping: forward first), or nil.
 // It is safe for concurrent use and costs one map lookup.
 func (e *Engine) Mapping(id string) []MappingStatus {
-	ms := e.byID[id]
+	ms := e.tab.Load().byID[id]
 	if ms == nil {
 		return nil
 	}

@@ -713,6 +713,24 @@ func (f *flow) targetType() (ua.TypeID, bool) {
 	return f.tr.dst, f.tr.dst != 0
 }
 
+// retire ends the flow for good: a live config change removed its
+// mapping or replaced it with a new flow (live.go). It takes no value
+// from then on (accept ignores a disabled flow) and its writer slot is
+// gone or the new flow's.
+func (f *flow) retire(why string) {
+	f.ms.mu.Lock()
+	defer f.ms.mu.Unlock()
+	f.setState(StateDisabled, why)
+}
+
+// moveTo records the mapping's new index in the config after a live
+// change.
+func (ms *mstate) moveTo(i int) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.index = i
+}
+
 // monitorable returns the source node to monitor (nil: unresolved or
 // disabled).
 func (f *flow) monitorable() *ua.NodeID {

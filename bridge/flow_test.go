@@ -29,7 +29,8 @@ func TestFlowResolvesWithObservedValue(t *testing.T) {
 			ms := &mstate{m: m}
 			f := &flow{ms: ms, from: &conn{name: "a"}, to: &conn{name: "b"}}
 			ms.fwd = f
-			e := &Engine{byID: map[string]*mstate{"m1": ms}}
+			e := &Engine{}
+			e.tab.Store(&flowTable{byID: map[string]*mstate{"m1": ms}})
 			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 			e.Observe(FlowState{MappingID: "m1", Value: ua.MustVariant(float64(1)), SourceTS: t0.Add(tc.observed), StatusKnown: true})

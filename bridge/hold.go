@@ -177,7 +177,7 @@ func holdTick(shortest time.Duration) time.Duration {
 func (e *Engine) holdWatch(ctx context.Context) {
 	var flows []*flow
 	var shortest time.Duration
-	for _, f := range e.flows {
+	for _, f := range e.tab.Load().flows { // max_hold changes are never live (live.go)
 		if f == nil || f.hold.max == 0 {
 			continue
 		}

@@ -82,7 +82,7 @@ func BenchmarkTake(b *testing.B) {
 	}
 	w := e.conns[1].w
 	vals := make([]queuedValue, n)
-	for i, f := range w.c.writeFlows {
+	for i, f := range w.c.writeFlows() {
 		f.targetResolved(ua.NewStringNodeID(1, fmt.Sprintf("Plant/Area/v%d", i)), nil)
 		vals[i] = queuedValue{f.wslot, &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp,
 			Value: ua.MustVariant(float64(i)), SourceTimestamp: time.Now()}}

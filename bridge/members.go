@@ -411,11 +411,11 @@ func (c *conn) dispatchMember(ctx context.Context, m *member, s *session, notes 
 // session s, resolved on its own namespaces, without touching the flows:
 // activate records the outcome when the member is taken in use.
 func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (*dataItems, error) {
-	n := len(c.readFlows)
+	n := len(c.readFlows())
 	d := &dataItems{subs: map[time.Duration]*opcua.Subscription{}, nids: make([]*ua.NodeID, n),
 		errs: make([]error, n), codes: make([]ua.StatusCode, n)}
 	byInterval := map[time.Duration][]int{}
-	for i, f := range c.readFlows {
+	for i, f := range c.readFlows() {
 		if !f.ms.m.IsEnabled() {
 			continue
 		}
@@ -443,7 +443,7 @@ func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.Pub
 			batch := idx[start:min(start+s.batchMon, len(idx))]
 			reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
 			for k, i := range batch {
-				reqs[k] = c.itemRequest(c.readFlows[i], d.nids[i], true)
+				reqs[k] = c.itemRequest(c.readFlows()[i], d.nids[i], true)
 			}
 			res, err := c.createItems(ctx, s, sub, reqs)
 			if err != nil {
@@ -461,7 +461,7 @@ func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.Pub
 			if len(retry) > 0 {
 				reqs = reqs[:0]
 				for _, i := range retry {
-					reqs = append(reqs, c.itemRequest(c.readFlows[i], d.nids[i], false))
+					reqs = append(reqs, c.itemRequest(c.readFlows()[i], d.nids[i], false))
 				}
 				res, err := c.createItems(ctx, s, sub, reqs)
 				if err != nil {
@@ -537,16 +537,16 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		return nil, fmt.Errorf("member %s went down", m.ep)
 	}
 	s := ms.s
-	for _, f := range c.readFlows {
+	for _, f := range c.readFlows() {
 		f.sourceResolved(f.resolveSrc(s.namespaces))
 		if old != nil {
 			f.sourceMemberChanged()
 		}
 	}
-	if err := c.readEURanges(ctx, s, c.readFlows); err != nil {
+	if err := c.readEURanges(ctx, s, c.readFlows()); err != nil {
 		return ms, err
 	}
-	if err := c.resolveTargets(ctx, s, c.writeFlows); err != nil {
+	if err := c.resolveTargets(ctx, s, c.writeFlows()); err != nil {
 		return ms, err
 	}
 	ms.mu.Lock()
@@ -561,7 +561,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		ms.data = d
 		ms.mu.Unlock()
 	}
-	for i, f := range c.readFlows {
+	for i, f := range c.readFlows() {
 		if d.nids[i] != nil {
 			f.monitored(d.codes[i])
 		}
@@ -580,7 +580,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 	// Targets: read them on the new member, write only differences.
 	reconciled := 0
 	if c.e.queueing.Load() {
-		reconciled = c.e.reconcile(ctx, c.writeFlows, false, false)
+		reconciled = c.e.reconcile(ctx, c.writeFlows(), false, false)
 	}
 	ev.To, ev.ToLevel, ev.At = m.ep, int(m.level.Load()), time.Now()
 	if old != nil {
@@ -609,10 +609,10 @@ func (c *conn) reportSwitch(ev ServerSwitch, report bool) {
 // catchUp reads the current values of the set's sources on the session
 // in use and routes them like notifications. It returns how many it read.
 func (c *conn) catchUp(ctx context.Context) int {
-	if len(c.readFlows) == 0 {
+	if len(c.readFlows()) == 0 {
 		return 0
 	}
-	vals, err := c.readValues(ctx, c.readFlows, false)
+	vals, err := c.readValues(ctx, c.readFlows(), false)
 	if err != nil {
 		c.log.Debug("server set: reading sources", zap.Error(err))
 		return 0
@@ -620,7 +620,7 @@ func (c *conn) catchUp(ctx context.Context) int {
 	items := make([]*ua.MonitoredItemNotification, 0, len(vals))
 	for i, dv := range vals {
 		if dv != nil {
-			items = append(items, &ua.MonitoredItemNotification{ClientHandle: c.readFlows[i].handle, Value: dv})
+			items = append(items, &ua.MonitoredItemNotification{ClientHandle: c.readFlows()[i].handle, Value: dv})
 		}
 	}
 	newRouter(c.e, c).route(items, time.Now())

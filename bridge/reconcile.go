@@ -28,8 +28,8 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, reconcileDeadline(c))
 			n := 0
-			if len(c.writeFlows) > 0 {
-				n = e.reconcile(rctx, c.writeFlows, false, true)
+			if len(c.writeFlows()) > 0 {
+				n = e.reconcile(rctx, c.writeFlows(), false, true)
 			}
 			late := rctx.Err() != nil
 			cancel()

@@ -33,7 +33,7 @@ func BenchmarkRoute(b *testing.B) {
 		b.Fatal(err)
 	}
 	vt := valueType{id: ua.TypeIDDouble, valueRank: -1}
-	for _, ms := range e.maps {
+	for _, ms := range e.tab.Load().maps {
 		tr, err := e.transformFor(ms.m, false, vt)
 		if err != nil {
 			b.Fatal(err)

@@ -217,7 +217,7 @@ func (e *Engine) Stats() Stats {
 			Members: c.memberStats(), Switches: c.switches.Load(),
 		})
 	}
-	for _, ms := range e.maps {
+	for _, ms := range e.tab.Load().maps {
 		ms.countStates(st.States)
 	}
 	return st

@@ -26,6 +26,9 @@ type slot struct {
 	// nid and nidSize cache the encoded size of the node id last used.
 	nid     *ua.NodeID
 	nidSize int
+	// f is the flow that writes this node (nil: removed by a live
+	// config change; the slot is never used again).
+	f *flow
 }
 
 // writer sends values to one server: newest value per node, batched into
@@ -67,7 +70,11 @@ func (w *writer) mayWrite() bool {
 }
 
 func newWriter(c *conn) *writer {
-	return &writer{c: c, slots: make([]slot, len(c.writeFlows)), wakeCh: make(chan struct{}, 1)}
+	w := &writer{c: c, slots: make([]slot, len(c.writeFlows())), wakeCh: make(chan struct{}, 1)}
+	for i, f := range c.writeFlows() {
+		w.slots[i].f = f
+	}
+	return w
 }
 
 // wake nudges run; it never blocks (a 1-buffered channel merges wakes).
@@ -186,11 +193,11 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 	for ; k < len(w.queue) && len(batch) < n; k++ {
 		i := w.queue[k]
 		s := &w.slots[i]
-		if s.dv == nil {
-			s.queued = false
+		if s.dv == nil || s.f == nil {
+			s.queued, s.dv = false, nil
 			continue
 		}
-		id := w.c.writeFlows[i].node(true)
+		id := s.f.node(true)
 		if id == nil {
 			// Not resolved on this session (quarantined): keep the value
 			// for the resync after it resolves.
@@ -224,7 +231,7 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 // refuse marks the flow of slot i bad for a value the server cannot take
 // (code) and logs why, once per value. The caller holds w.mu.
 func (w *writer) refuse(i int, dv *ua.DataValue, code ua.StatusCode, size int, lim writeLimits) {
-	f := w.c.writeFlows[i]
+	f := w.slots[i].f
 	f.writeRefused(code)
 	w.c.stats.writeErrors.Add(1)
 	fields := []zap.Field{zap.String("mapping", f.ms.m.ID), zap.String("status", statusName(code)), zap.Int("encoded_bytes", size),
@@ -322,11 +329,12 @@ func (w *writer) tooLarge(batch []queuedValue, err error) {
 		q := batch[0]
 		w.slots[q.slot].inflight = false
 		w.learn.forget()
-		f := c.writeFlows[q.slot]
-		f.writeRefused(code)
 		c.stats.writeErrors.Add(1)
-		c.log.Warn("target server refuses a single value for its size: not written", zap.String("mapping", f.ms.m.ID),
-			zap.String("status", statusName(code)), zap.Error(err))
+		if f := w.slots[q.slot].f; f != nil {
+			f.writeRefused(code)
+			c.log.Warn("target server refuses a single value for its size: not written", zap.String("mapping", f.ms.m.ID),
+				zap.String("status", statusName(code)), zap.Error(err))
+		}
 		w.requeueSlot(q.slot)
 		return
 	}
@@ -375,8 +383,10 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 			code = results[i]
 		}
 		switch {
+		case s.f == nil:
+			// Removed by a live config change while in flight.
 		case code == ua.StatusOK || isGood(code):
-			ok = append(ok, done{c.writeFlows[q.slot], q.dv})
+			ok = append(ok, done{s.f, q.dv})
 		case code == ua.StatusBadWriteNotSupported && !w.noTimestamps:
 			retryNoTS = true
 			fallthrough
@@ -387,7 +397,7 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 				s.dv = q.dv
 			}
 		default:
-			c.writeFlows[q.slot].writeRefused(code)
+			s.f.writeRefused(code)
 			c.stats.writeErrors.Add(1)
 		}
 		if s.dv != nil && !s.queued && reqErr == nil {

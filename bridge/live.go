@@ -1,0 +1,506 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+	"go.uber.org/zap"
+
+	"github.com/uamirror/uamirror/mapping"
+)
+
+// Live config changes (issue 16, item 1). ApplyLive changes the running
+// engine to a new config by its difference from the running one:
+//
+//   - an untouched mapping keeps its mstate, its flows, its monitored
+//     item and its writer slot: nothing of it is touched;
+//   - an added mapping gets new flows with new handles (never a handle
+//     used before: a handle of a removed flow stays nil in the table, so
+//     a late notification of its item finds nothing), a new writer slot,
+//     and its server's session monitors its source (in batches) and
+//     resolves, reads and, when active, reconciles its target;
+//   - a removed mapping's flows retire (accept ignores them), its writer
+//     slot forgets them and its monitored items are deleted;
+//   - a changed mapping (anything of its own, its group's settings, the
+//     engine's publishing interval) is a removal and an addition, except
+//     that its new flow takes over the old one's writer slot when it
+//     writes the same node: at most one Write per node stays in flight.
+//
+// What cannot change live is refused with ErrNotLive before anything
+// changed: a server entry, an engine setting other than the publishing
+// interval, a mapping with max_hold, a mapping of a redundant server set,
+// or a handle table mostly made of removed flows. The caller then
+// rebuilds the engine (redundancy's warm swap).
+//
+// The sessions carry the changes out in their own supervisor goroutine
+// (conn.runLive), between keep-alives: a session that starts afterwards
+// subscribes and resolves every flow of its server anyway, so a change
+// queued for a session that ends is simply dropped (liveQueue.drop). The
+// item table (session.items) makes both paths idempotent.
+
+// ErrNotLive is wrapped by ApplyLive's error when the change cannot be
+// made on the running engine; the engine is then unchanged.
+var ErrNotLive = errors.New("config change cannot be applied live")
+
+// itemRef is a monitored item of a session: its subscription and id
+// (id 0: none).
+type itemRef struct{ sub, id uint32 }
+
+// setItem records the monitored item created for handle h in
+// subscription sub (or that none was). Used by the session's supervisor
+// only.
+func (s *session) setItem(h, sub uint32, r *ua.MonitoredItemCreateResult) {
+	if int(h) >= len(s.items) {
+		grown := make([]itemRef, max(int(h)+1, 2*len(s.items)))
+		copy(grown, s.items)
+		s.items = grown
+	}
+	if r.StatusCode == ua.StatusOK || isGood(r.StatusCode) {
+		s.items[h] = itemRef{sub, r.MonitoredItemID}
+	} else {
+		s.items[h] = itemRef{}
+	}
+}
+
+// item returns the monitored item of handle h on s (id 0: none).
+func (s *session) item(h uint32) itemRef {
+	if int(h) < len(s.items) {
+		return s.items[h]
+	}
+	return itemRef{}
+}
+
+// liveOp is what one server's session does for one live change.
+type liveOp struct {
+	monitor   []*flow  // new flows reading from the server: subscribe
+	unmonitor []uint32 // handles of retired flows reading from it: delete their items
+	targets   []*flow  // new flows writing to it: resolve, read, reconcile
+	done      chan struct{}
+}
+
+// liveQueue holds the live changes a server's session has yet to carry
+// out. Safe for concurrent use.
+type liveQueue struct {
+	mu   sync.Mutex
+	ops  []*liveOp
+	wake chan struct{} // 1-buffered; the session loop waits on it
+}
+
+func (q *liveQueue) push(op *liveOp) {
+	q.mu.Lock()
+	q.ops = append(q.ops, op)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *liveQueue) take() []*liveOp {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ops := q.ops
+	q.ops = nil
+	return ops
+}
+
+// drop ends the queued changes unperformed: a new session is about to
+// subscribe and resolve every flow of its server as it is now.
+func (q *liveQueue) drop() {
+	for _, op := range q.take() {
+		close(op.done)
+	}
+}
+
+// flows returns ms's one or two flows.
+func (ms *mstate) flows() []*flow {
+	out := make([]*flow, 0, 2)
+	for _, f := range []*flow{ms.fwd, ms.rev} {
+		if f != nil {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// liveChange is one live change as planned, before anything changed.
+type liveChange struct {
+	tab      *flowTable
+	retired  []*flow
+	added    []*flow
+	heir     map[*flow]*flow // new flow → the retired flow whose writer slot it takes
+	moved    map[*mstate]int // kept mappings whose index changes
+	nAdded   int
+	nRemoved int
+	nChanged int
+}
+
+// ApplyLive changes the running engine to cfg (validated) by its
+// difference from the running config, touching nothing of the mappings
+// that did not change (see the comment at the top of live.go). It returns
+// an error wrapping ErrNotLive, with the reason, when the change cannot be
+// made live, and one wrapping ErrConfig when cfg cannot be built: in both
+// cases nothing changed. Otherwise the change is in place when it
+// returns (new values go to the new flows, removed flows write nothing
+// more); it waits, within ctx, until each connected server's session has
+// subscribed, resolved and reconciled the new flows and deleted the
+// removed ones' monitored items. An error from ctx then means the change
+// is made but a session had not confirmed it; that session still carries
+// it out. Safe for concurrent use (changes are serialised) and with the
+// value path running; Run need not be running.
+func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	start := time.Now()
+	if why := liveBlocker(e.cfg, cfg); why != "" {
+		return fmt.Errorf("%w: %s", ErrNotLive, why)
+	}
+	ch, err := e.planLive(cfg)
+	if err != nil {
+		return err
+	}
+	ops := e.commitLive(cfg, ch)
+	e.log.Info("config applied live", zap.Int("added", ch.nAdded), zap.Int("removed", ch.nRemoved),
+		zap.Int("changed", ch.nChanged), zap.Int("mappings", len(cfg.Mappings)), zap.Duration("took", time.Since(start)))
+	for c, op := range ops {
+		if c.current() == nil {
+			continue // its next session subscribes and resolves everything
+		}
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return fmt.Errorf("config applied live; server %s had not carried it out yet: %w", c.name, ctx.Err())
+		}
+	}
+	e.log.Info("config change live on every connected server", zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// liveBlocker says why the change from old to cfg cannot be made live
+// ("": it can, as far as the config shows).
+func liveBlocker(old, cfg *mapping.Config) string {
+	if len(old.Servers) != len(cfg.Servers) {
+		return "the servers changed"
+	}
+	for i := range old.Servers {
+		a, b := old.Servers[i], cfg.Servers[i]
+		a.Pos, b.Pos = mapping.Pos{}, mapping.Pos{}
+		if !reflect.DeepEqual(a, b) {
+			return "server " + b.Name + " changed"
+		}
+	}
+	a, b := old.EngineSettings(), cfg.EngineSettings()
+	a.PublishingInterval, b.PublishingInterval = 0, 0 // a mapping setting (Effective)
+	if a != b {
+		return "engine settings changed"
+	}
+	return ""
+}
+
+// sameMapping reports whether a mapping of the old config runs unchanged
+// under the new one: its own fields (not where they were read) and the
+// settings it takes from its group and the engine.
+func sameMapping(oc *mapping.Config, om *mapping.Mapping, nc *mapping.Config, nm *mapping.Mapping) bool {
+	a, b := *om, *nm
+	a.Pos, b.Pos = mapping.Pos{}, mapping.Pos{}
+	return reflect.DeepEqual(a, b) && oc.Effective(om) == nc.Effective(nm) && oc.MaxHold(om) == nc.MaxHold(nm)
+}
+
+// maxDeadHandles bounds the handles of removed flows a table keeps
+// before a change is refused live (a rebuild starts a table afresh).
+func maxDeadHandles(live int) int { return max(live, 4096) }
+
+// planLive works out the change to cfg without changing anything.
+func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
+	old := e.tab.Load()
+	byName := make(map[string]*conn, len(e.conns))
+	for _, c := range e.conns {
+		byName[c.name] = c
+	}
+	flows := make([]*flow, len(old.flows), len(old.flows)+2*len(cfg.Mappings))
+	copy(flows, old.flows)
+	ch := &liveChange{
+		tab:   &flowTable{maps: make([]*mstate, len(cfg.Mappings)), flows: flows, byID: make(map[string]*mstate, len(cfg.Mappings))},
+		heir:  map[*flow]*flow{},
+		moved: map[*mstate]int{},
+	}
+	kept := make(map[*mstate]bool, len(old.maps))
+	for i := range cfg.Mappings {
+		m := &cfg.Mappings[i]
+		om := old.byID[m.ID]
+		if om != nil && sameMapping(e.cfg, om.m, cfg, m) {
+			ch.tab.maps[i], ch.tab.byID[m.ID] = om, om
+			kept[om] = true
+			if om.index != i { // index is written only under liveMu (moveTo)
+				ch.moved[om] = i
+			}
+			continue
+		}
+		ms, err := e.build(cfg, i, byName, ch.tab)
+		if err != nil {
+			return nil, err
+		}
+		ch.added = append(ch.added, ms.flows()...)
+		if om == nil {
+			ch.nAdded++
+			continue
+		}
+		ch.nChanged++
+		for _, nf := range ms.flows() {
+			of := om.fwd
+			if nf.reverse {
+				of = om.rev
+			}
+			if of != nil && of.to == nf.to && of.dstStr() == nf.dstStr() {
+				ch.heir[nf] = of
+			}
+		}
+	}
+	for _, om := range old.maps {
+		if kept[om] {
+			continue
+		}
+		if ch.tab.byID[om.m.ID] == nil {
+			ch.nRemoved++
+		}
+		for _, f := range om.flows() {
+			ch.retired = append(ch.retired, f)
+			ch.tab.flows[f.handle] = nil
+		}
+	}
+	for _, f := range append(ch.retired[:len(ch.retired):len(ch.retired)], ch.added...) {
+		switch {
+		case f.hold.max > 0:
+			return nil, fmt.Errorf("%w: mapping %s has max_hold", ErrNotLive, f.ms.m.ID)
+		case f.from.srv.IsSet() || f.to.srv.IsSet():
+			return nil, fmt.Errorf("%w: mapping %s reads or writes a redundant server set", ErrNotLive, f.ms.m.ID)
+		}
+	}
+	if dead := len(ch.tab.flows) - 2*len(cfg.Mappings); dead > maxDeadHandles(2*len(cfg.Mappings)) {
+		return nil, fmt.Errorf("%w: %d handles of removed mappings (a rebuild compacts them)", ErrNotLive, dead)
+	}
+	return ch, nil
+}
+
+// commitLive carries the planned change out on the engine's tables and
+// queues what each server's session has to do. Called under liveMu.
+func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*liveOp {
+	// The old flows stop taking values first: a notification routed
+	// through the old table meanwhile is ignored.
+	for _, f := range ch.retired {
+		f.retire("removed by a config change")
+	}
+	// Writer slots before the table: a new flow routable is a flow with
+	// a slot.
+	taken := map[*flow]bool{}
+	addW := map[*conn][]*flow{}
+	for _, nf := range ch.added {
+		addW[nf.to] = append(addW[nf.to], nf)
+		if of := ch.heir[nf]; of != nil {
+			taken[of] = true
+		}
+	}
+	dropW := map[*conn][]*flow{}
+	for _, f := range ch.retired {
+		if !taken[f] {
+			dropW[f.to] = append(dropW[f.to], f)
+		}
+	}
+	for _, c := range e.conns {
+		if len(addW[c]) > 0 || len(dropW[c]) > 0 {
+			c.w.relink(addW[c], ch.heir, dropW[c])
+		}
+	}
+	// The servers' flow lists.
+	gone := make(map[*flow]bool, len(ch.retired))
+	for _, f := range ch.retired {
+		gone[f] = true
+	}
+	addR := map[*conn][]*flow{}
+	for _, nf := range ch.added {
+		addR[nf.from] = append(addR[nf.from], nf)
+	}
+	ops := map[*conn]*liveOp{}
+	op := func(c *conn) *liveOp {
+		if ops[c] == nil {
+			ops[c] = &liveOp{done: make(chan struct{})}
+		}
+		return ops[c]
+	}
+	for _, c := range e.conns {
+		reads, writes := keep(c.readFlows(), gone), keep(c.writeFlows(), gone)
+		if len(reads) == len(c.readFlows()) && len(writes) == len(c.writeFlows()) && len(addR[c]) == 0 && len(addW[c]) == 0 {
+			continue
+		}
+		for _, f := range c.readFlows() {
+			if gone[f] {
+				op(c).unmonitor = append(op(c).unmonitor, f.handle)
+			}
+		}
+		if len(addR[c]) > 0 {
+			op(c).monitor = addR[c]
+		}
+		if len(addW[c]) > 0 {
+			op(c).targets = addW[c]
+		}
+		c.setFlows(append(reads, addR[c]...), append(writes, addW[c]...))
+	}
+	for ms, i := range ch.moved {
+		ms.moveTo(i)
+	}
+	e.tab.Store(ch.tab)
+	e.cfg = cfg
+	for c, o := range ops {
+		c.liveOps.push(o)
+	}
+	return ops
+}
+
+// keep returns the flows of fs not in gone, in a new slice.
+func keep(fs []*flow, gone map[*flow]bool) []*flow {
+	out := make([]*flow, 0, len(fs))
+	for _, f := range fs {
+		if !gone[f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// relink changes the writer's slots for a live change: each flow of add
+// takes the slot of its heir's retired flow (a changed mapping writing
+// the same node; the old value pending there is dropped) or a new one;
+// the slots of drop forget their flows and never serve again. The new
+// flows' wslot is set here, before the engine's table makes them
+// routable.
+func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range add {
+		if of := heir[f]; of != nil {
+			f.wslot = of.wslot
+			s := &w.slots[f.wslot]
+			s.f, s.dv = f, nil
+			continue
+		}
+		f.wslot = len(w.slots)
+		w.slots = append(w.slots, slot{f: f})
+	}
+	for _, f := range drop {
+		s := &w.slots[f.wslot]
+		s.f, s.dv = nil, nil
+	}
+}
+
+// runLive carries out the queued live changes on session s (the
+// supervisor goroutine of s only). A failure that breaks the session
+// faults it: its successor subscribes and resolves everything.
+func (c *conn) runLive(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription, notes chan *opcua.PublishNotificationData) {
+	for _, op := range c.liveOps.take() {
+		if err := c.liveSources(ctx, s, subs, notes, op); err != nil {
+			s.fault(err)
+		} else if err := c.liveTargets(ctx, s, op.targets); err != nil {
+			s.fault(err)
+		}
+		close(op.done)
+	}
+}
+
+// liveSources subscribes the new flows reading from this server (new
+// items first, so a changed mapping's new item runs before its old one
+// goes) and deletes the items of retired ones.
+func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription,
+	notes chan *opcua.PublishNotificationData, op *liveOp) error {
+	var add []*flow
+	for _, f := range op.monitor {
+		if s.item(f.handle).id == 0 {
+			f.sourceResolved(f.resolveSrc(s.namespaces))
+			add = append(add, f)
+		}
+	}
+	if len(add) > 0 {
+		if err := c.readEURanges(ctx, s, add); err != nil {
+			return fmt.Errorf("%w: %w", errFault, err)
+		}
+		byInterval := map[time.Duration][]*flow{}
+		for _, f := range add {
+			if f.monitorable() != nil {
+				byInterval[f.publishing] = append(byInterval[f.publishing], f)
+			}
+		}
+		for iv, fs := range byInterval {
+			sub := subs[iv]
+			if sub == nil {
+				var err error
+				if sub, err = c.createSub(ctx, s, iv, notes); err != nil {
+					return err
+				}
+				subs[iv] = sub
+			}
+			if err := c.monitor(ctx, s, sub, fs); err != nil {
+				return err
+			}
+		}
+	}
+	bySub := map[uint32][]uint32{}
+	for _, h := range op.unmonitor {
+		if it := s.item(h); it.id != 0 {
+			bySub[it.sub] = append(bySub[it.sub], it.id)
+			s.items[h] = itemRef{}
+		}
+	}
+	for sub, ids := range bySub {
+		for start := 0; start < len(ids); start += s.batchMon {
+			if err := c.deleteItems(ctx, s, sub, ids[start:min(start+s.batchMon, len(ids))]); err != nil {
+				// The router ignores them anyway (their handles are nil):
+				// only traffic is lost, not correctness.
+				c.log.Warn("deleting monitored items of removed mappings failed", zap.Int("items", len(ids)), zap.Error(err))
+			}
+		}
+	}
+	return nil
+}
+
+// liveTargets resolves and types the new flows writing to this server
+// and, while the engine writes, reconciles them: their sources are read
+// and a target that already holds the value is not written.
+func (c *conn) liveTargets(ctx context.Context, s *session, fs []*flow) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	if err := c.resolveTargets(ctx, s, fs); err != nil {
+		return err
+	}
+	if c.e.queueing.Load() {
+		c.e.reconcile(ctx, fs, true, false)
+	}
+	return nil
+}
+
+// deleteItems sends one DeleteMonitoredItems request (Part 4, 5.12.6).
+func (c *conn) deleteItems(ctx context.Context, s *session, sub uint32, ids []uint32) error {
+	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	defer cancel()
+	var res *ua.DeleteMonitoredItemsResponse
+	err := s.client.Send(rctx, &ua.DeleteMonitoredItemsRequest{SubscriptionID: sub, MonitoredItemIDs: ids}, func(v ua.Response) error {
+		r, ok := v.(*ua.DeleteMonitoredItemsResponse)
+		if !ok {
+			return fmt.Errorf("unexpected response %T", v)
+		}
+		res = r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete monitored items: %w", err)
+	}
+	if res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
+		return fmt.Errorf("delete monitored items: %w", res.ResponseHeader.ServiceResult)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+// liveRig is an engine mirroring a → b with the simservers' journals, for
+// live config changes.
+type liveRig struct {
+	t    *testing.T
+	a, b *simserver.Server
+	e    *bridge.Engine
+	n    int // variables per server
+	mark int // journal length of b at the last step
+}
+
+// liveConfig mirrors the first n variables; mappings 1–3 are in group g.
+func (r *liveRig) config(n int, mod func(c *mapping.Config)) *mapping.Config {
+	cfg := pairConfig(r.t, r.a.Endpoint(), r.b.Endpoint(), n, nil)
+	cfg.Groups = []mapping.Group{{Name: "g", PublishingInterval: 50 * time.Millisecond}}
+	for i := 1; i <= 3 && i < n; i++ {
+		cfg.Mappings[i].Group = "g"
+	}
+	if mod != nil {
+		mod(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		r.t.Fatal(err)
+	}
+	return cfg
+}
+
+func (r *liveRig) apply(cfg *mapping.Config) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(harness.Context(r.t), 20*time.Second)
+	defer cancel()
+	if err := r.e.ApplyLive(ctx, cfg); err != nil {
+		r.t.Fatalf("ApplyLive: %v", err)
+	}
+}
+
+// step checks that since the last step b was written only on the nodes
+// of the variables in allowed, and starts the next step.
+func (r *liveRig) step(what string, allowed ...int) {
+	r.t.Helper()
+	ok := map[string]bool{}
+	for _, i := range allowed {
+		ok[node(i)] = true
+	}
+	j := r.b.Journal()
+	for _, w := range j[r.mark:] {
+		if !ok[w.Node] {
+			r.t.Fatalf("%s: untouched target %s written (%v)", what, w.Node, w.Value)
+		}
+	}
+	r.mark = len(j)
+}
+
+func (r *liveRig) server(name string) bridge.ServerStats {
+	for _, s := range r.e.Stats().Servers {
+		if s.Name == name {
+			return s
+		}
+	}
+	r.t.Fatalf("no server %s", name)
+	return bridge.ServerStats{}
+}
+
+// mirrored changes source i to v and waits until target i holds want.
+func (r *liveRig) mirrored(i int, v, want float64) {
+	r.t.Helper()
+	r.a.SetValue(i, v, time.Now())
+	harness.Eventually(r.t, 10*time.Second, "target mirrored", func() bool { return valueOf(r.b, i) == want })
+}
+
+// TestApplyLive: mappings added, removed and changed (scaling, a group's
+// publishing interval) on a running engine take effect while the
+// untouched mappings' targets are not written and neither server's
+// session is rebuilt; a server change is refused live and changes
+// nothing.
+func TestApplyLive(t *testing.T) {
+	const n = 20
+	r := &liveRig{t: t, n: n}
+	r.a, r.b = startSim(t, n+2, "Double"), startSim(t, n+2, "Double")
+	for i := 0; i < n+2; i++ {
+		r.a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	cfg := r.config(n, nil)
+	r.e = runEngine(t, cfg, nil)
+	waitConnected(t, r.e, n)
+	harness.Eventually(t, 10*time.Second, "targets equal sources", func() bool {
+		for i := 0; i < n; i++ {
+			if valueOf(r.b, i) != float64(i)+0.5 {
+				return false
+			}
+		}
+		return true
+	})
+	r.step("start", func() []int {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return all
+	}()...)
+	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b")}
+
+	// +1 mapping.
+	cfg = r.config(n+1, nil)
+	r.apply(cfg)
+	harness.Eventually(t, 10*time.Second, "the added mapping mirrored", func() bool { return valueOf(r.b, n) == float64(n)+0.5 })
+	r.mirrored(n, 42, 42)
+	r.step("+1 mapping", n)
+
+	// One mapping's scaling.
+	cfg = r.config(n+1, func(c *mapping.Config) {
+		c.Mappings[0].Scaling = &mapping.Scaling{RawLow: 0, RawHigh: 100, EngLow: 0, EngHigh: 200, OutOfRange: mapping.Clamp}
+	})
+	r.apply(cfg)
+	harness.Eventually(t, 10*time.Second, "the new scaling applied", func() bool { return valueOf(r.b, 0) == 1.0 })
+	r.mirrored(0, 10, 20)
+	r.step("scaling of one", 0)
+
+	// One group's publishing interval: its mappings are subscribed anew
+	// and their targets, which hold the value, are not written.
+	scaled := cfg.Mappings[0].Scaling
+	cfg = r.config(n+1, func(c *mapping.Config) {
+		c.Mappings[0].Scaling = scaled
+		c.Groups[0].PublishingInterval = 200 * time.Millisecond
+	})
+	r.apply(cfg)
+	r.mirrored(2, 77, 77)
+	r.step("publishing interval of one group", 2)
+
+	// −1 mapping: its item is deleted (no notification of it arrives)
+	// and its target is no longer written.
+	cfg = r.config(n, func(c *mapping.Config) {
+		c.Mappings[0].Scaling = scaled
+		c.Groups[0].PublishingInterval = 200 * time.Millisecond
+	})
+	r.apply(cfg)
+	notes := r.server("a").Notifications
+	r.a.SetValue(n, 99.0, time.Now())
+	r.mirrored(5, 55, 55)
+	if got := r.server("a").Notifications - notes; got != 1 {
+		t.Fatalf("after −1 mapping: %d notifications for one change of a mapped source and one of the removed one's, want 1", got)
+	}
+	if v := valueOf(r.b, n); v != 42.0 {
+		t.Fatalf("the removed mapping's target was written: %v", v)
+	}
+	r.step("-1 mapping", 5)
+
+	// A server entry cannot change live: refused, nothing changes.
+	moved := r.config(n, func(c *mapping.Config) {
+		c.Mappings[0].Scaling = scaled
+		c.Groups[0].PublishingInterval = 200 * time.Millisecond
+		c.Servers[1].Timeouts.Request = 3 * time.Second
+	})
+	if err := r.e.ApplyLive(harness.Context(t), moved); !errors.Is(err, bridge.ErrNotLive) {
+		t.Fatalf("a changed server entry: %v, want ErrNotLive", err)
+	}
+	r.mirrored(0, 30, 60)
+	r.step("refused", 0)
+
+	for name, was := range before {
+		now := r.server(name)
+		if now.Connects != was.Connects || now.Reconnects != was.Reconnects {
+			t.Fatalf("server %s: session rebuilt during the applies (connects %d→%d, reconnects %d→%d)",
+				name, was.Connects, now.Connects, was.Reconnects, now.Reconnects)
+		}
+	}
+	if got := len(r.e.Snapshot()); got != n {
+		t.Fatalf("%d flows after the applies, want %d", got, n)
+	}
+}

@@ -133,12 +133,74 @@ type applyState struct {
 	// next is the new config's mirror warming up behind a held gate
 	// while the old one runs (nil: none).
 	next *mirrorRun
+	// live is a live change of the running mirror under way (nil: none);
+	// notLive is the last config hash the running mirror could not take
+	// live (it is then rebuilt: the warm swap).
+	live    *liveRun
+	notLive string
+}
+
+// liveRun is one LiveApplier.ApplyLive under way, in a goroutine owned by
+// the node's run group; done closes when it returned (applied, err).
+type liveRun struct {
+	hash    string
+	cfg     *mapping.Config
+	since   time.Time
+	done    chan struct{}
+	applied bool
+	err     error
+}
+
+// startLive starts changing run's mirror to cfg (hash h) in place. The
+// standby-first order is the caller's: on the active it is called only
+// once the standby runs h READY.
+func (n *Node) startLive(ctx context.Context, wg *sync.WaitGroup, la LiveApplier, h string, cfg *mapping.Config) {
+	lr := &liveRun{hash: h, cfg: cfg, since: time.Now(), done: make(chan struct{})}
+	n.ap.live = lr
+	lctx, cancel := context.WithTimeout(ctx, n.applyWait())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(lr.done)
+		defer cancel()
+		lr.applied, lr.err = la.ApplyLive(lctx, cfg)
+	}()
+	n.log.Info("applying the new config live", zap.String("config_hash", h[:12]), zap.Int("mappings", len(cfg.Mappings)))
+}
+
+// liveEnded takes the outcome of the live change lr (done) into run: the
+// mirror now runs lr's config, or could not take it live (the next round
+// rebuilds it).
+func (n *Node) liveEnded(run *mirrorRun, lr *liveRun) {
+	n.ap.live = nil
+	if !lr.applied {
+		n.ap.notLive = lr.hash
+		n.log.Info("the new config cannot be applied live: rebuilding the mirror beside the running one",
+			zap.String("config_hash", lr.hash[:12]), zap.Error(lr.err))
+		return
+	}
+	if lr.err != nil {
+		n.log.Warn("config applied live; not every server had confirmed it", zap.String("config_hash", lr.hash[:12]), zap.Error(lr.err))
+	}
+	if n.ap.failedHash != "" {
+		n.configNote.Store(nil)
+	}
+	n.ap.failedHash, n.ap.waitHash = "", ""
+	run.hash, run.cfg = lr.hash, lr.cfg
+	h := lr.hash
+	n.activeCfg.Store(&h)
+	n.log.Info("config applied live", zap.String("config_hash", h[:12]), zap.Int("mappings", len(lr.cfg.Mappings)),
+		zap.Duration("took", time.Since(lr.since)))
 }
 
 // followConfig makes the mirror run the replicated config st, and
 // returns the mirror now running. Called by the control loop only, on
 // every round; it never blocks for long.
 //
+//   - A running mirror that is a LiveApplier is changed in place first
+//     (startLive): only what differs changes, the untouched mappings keep
+//     their sessions, items and targets. What it cannot take live
+//     changes nothing and falls back to the warm swap below.
 //   - The new mirror is built first; if that fails the old one keeps
 //     running, and the failure is reported and retried every refusedRetry.
 //   - On the active, only once the standby reports the new config READY
@@ -159,6 +221,14 @@ func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairStat
 		next.halt() // superseded by a newer config
 		n.ap.next = nil
 	}
+	if lr := n.ap.live; lr != nil {
+		select {
+		case <-lr.done:
+			n.liveEnded(run, lr)
+		default:
+			return run // under way (a newer config waits for it)
+		}
+	}
 	cur := n.activeCfg.Load()
 	if cur != nil && *cur == h {
 		n.ap.waitHash = ""
@@ -176,6 +246,13 @@ func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairStat
 	cfg, err := parseConfig(st.Config)
 	if err == nil {
 		n.reportLocalDiff(cfg)
+		if la, ok := mirrorOf(run).(LiveApplier); ok && n.ap.notLive != h {
+			// Only what differs changes; the rest of the mirror runs on
+			// untouched. A change it cannot make live changes nothing and
+			// is rebuilt below on the next round.
+			n.startLive(ctx, wg, la, h, cfg)
+			return run
+		}
 		g := n.gate.heldChild()
 		var m Mirror
 		if m, err = n.opts.NewMirror(cfg, g, n.onWritten); err == nil {
@@ -209,6 +286,14 @@ func (n *Node) followConfig(ctx context.Context, wg *sync.WaitGroup, st PairStat
 	}
 	n.ap.failedHash, n.ap.failedAt = h, time.Now()
 	return run
+}
+
+// mirrorOf returns run's mirror (nil for no run).
+func mirrorOf(run *mirrorRun) Mirror {
+	if run == nil {
+		return nil
+	}
+	return run.m
 }
 
 // maybeSwap swaps from run to next once next is READY (or the apply

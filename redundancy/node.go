@@ -34,6 +34,19 @@ type Mirror interface {
 	WaitIdle(ctx context.Context) error
 }
 
+// LiveApplier is a Mirror that can change its config in place, touching
+// only what differs (the bridge's ApplyLive). followConfig tries it
+// before it builds a new mirror beside the running one.
+type LiveApplier interface {
+	// ApplyLive changes the running mirror to cfg. applied false: nothing
+	// changed (err says why: the change cannot be made live, or cfg cannot
+	// be built) and the caller rebuilds the mirror instead. applied true
+	// with an error: the change is made, but not yet confirmed by every
+	// server within ctx. Called by the node's control loop only, one at a
+	// time, concurrently with Observe, Health and WaitIdle.
+	ApplyLive(ctx context.Context, cfg *mapping.Config) (applied bool, err error)
+}
+
 // MirrorFactory builds a Mirror for a config, writing only through gate
 // and reporting every confirmed write (and every status change of a held
 // source) to onWritten.

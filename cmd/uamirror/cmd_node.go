@@ -234,7 +234,7 @@ func runMember(ctx context.Context, cmd *cobra.Command, a *app, role redundancy.
 			if err != nil {
 				return nil, err
 			}
-			return &mirrorAdapter{e: e}, nil
+			return &mirrorAdapter{e: e, overrides: overrides}, nil
 		}
 		// An apply is refused before it is replicated when the engine
 		// cannot be built from it (nothing is started).
@@ -381,11 +381,28 @@ func withEndpointOverrides(mc *mapping.Config, o map[string]string) *mapping.Con
 // bridge.Gate, so a rename on either side fails to compile here.
 var _ bridge.Gate = (*redundancy.Gate)(nil)
 
-// mirrorAdapter presents the engine as a redundancy.Mirror. A flow's
-// state crosses as a struct conversion (bridge.FlowState ↔
-// redundancy.FlowState): a field added on one side only fails to compile
-// here.
-type mirrorAdapter struct{ e *bridge.Engine }
+// mirrorAdapter presents the engine as a redundancy.Mirror (and a
+// redundancy.LiveApplier). A flow's state crosses as a struct conversion
+// (bridge.FlowState ↔ redundancy.FlowState): a field added on one side
+// only fails to compile here. overrides are the node-local endpoints of
+// named servers, applied to every config it runs.
+type mirrorAdapter struct {
+	e         *bridge.Engine
+	overrides map[string]string
+}
+
+// ApplyLive implements redundancy.LiveApplier: the engine changes only
+// what differs. A change it cannot make live, or a config it cannot
+// build, changed nothing (applied false).
+func (m *mirrorAdapter) ApplyLive(ctx context.Context, mc *mapping.Config) (bool, error) {
+	err := m.e.ApplyLive(ctx, withEndpointOverrides(mc, m.overrides))
+	if errors.Is(err, bridge.ErrNotLive) || errors.Is(err, bridge.ErrConfig) {
+		return false, err
+	}
+	return true, err
+}
+
+var _ redundancy.LiveApplier = (*mirrorAdapter)(nil)
 
 func (m *mirrorAdapter) Run(ctx context.Context) error      { return m.e.Run(ctx) }
 func (m *mirrorAdapter) Observe(s redundancy.FlowState)     { m.e.Observe(bridge.FlowState(s)) }

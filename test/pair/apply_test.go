@@ -26,11 +26,29 @@ func (p *pair) flowsOf(m *member) int {
 // config with one mapping more runs on the standby first and on the
 // active only once the standby is READY on it; the pair always has a
 // READY node; the untouched targets (static sources) are not written
-// again; an apply that would empty the mirror is refused without
-// --confirm and changes nothing.
+// again; the change is applied live: the new mapping is written through
+// the active's session that wrote before the apply (not rebuilt); an
+// apply that would empty the mirror is refused without --confirm and
+// changes nothing.
 func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	p := startPair(t, pairOpts{vars: 30, mapped: 20})
 	act, sby, _ := p.waitStable(30 * time.Second)
+	// One write before the apply names the active's target session.
+	v0 := setValue(0, 5)
+	p.plc.set(t, 0, v0)
+	harness.Eventually(t, 30*time.Second, "v0 mirrored", func() bool {
+		vals, _, err := p.scada.read([]int{0})
+		return err == nil && vals[0] == v0
+	})
+	var session string
+	for _, w := range p.journal() {
+		if w.Node == nodeID(0) && w.Value == v0 {
+			session = w.Session
+		}
+	}
+	if session == "" {
+		t.Fatalf("no write of v0 in the target's journal")
+	}
 	v20 := setValue(20, 7)
 	p.plc.Set(t, 20, v20) // the added mapping's source
 
@@ -114,10 +132,15 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 		t.Errorf("%d samples with no READY node during the apply", noneReady)
 	}
 
-	// The untouched targets held their values: not written again.
+	// The untouched targets held their values: not written again. The
+	// new mapping's target was written through the session of before.
 	rewrites := 0
 	var first []string
 	for _, w := range p.journal() {
+		if w.Time.After(t0) && w.Node == nodeID(20) && w.Session != session {
+			t.Errorf("the added mapping was written by session %s, not by the active's session of before the apply %s: "+
+				"the apply rebuilt the target's session", w.Session, session)
+		}
 		if w.Time.After(t0) && w.Node != nodeID(20) {
 			rewrites++
 			if len(first) < 5 {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,25 +20,33 @@ import (
 )
 
 // BenchmarkApply measures a config change as a node carries it out on
-// its engine (on the active only after the standby went first): the new
-// engine is built and started behind a closed gate beside the old one,
-// which keeps writing; once the new one is live the old one's gate
-// closes, its Writes in flight land, the new one's gate opens (it
-// reconciles: reads every target, writes what differs) and the old one
-// stops. BENCH_APPLY_MODE=restart measures the path before that (stop the
-// old engine, then start the new one). For +1 mapping, −1 mapping, one mapping's scaling and one
-// group's publishing interval, the time until the change is effective,
-// the largest gap in the writes to the untouched targets, and the writes
-// to untouched targets that repeat the value the target already held.
+// its engine (on the active only after the standby went first). By
+// default (BENCH_APPLY_MODE=live) the running engine takes the change
+// live (Engine.ApplyLive): only the changed mappings are subscribed,
+// deleted or rebuilt. BENCH_APPLY_MODE=warm measures the warm swap (the
+// fallback for what cannot change live): a new engine is built and
+// started behind a closed gate beside the old one, which keeps writing;
+// once the new one is live the old one's gate closes, its Writes in
+// flight land, the new one's gate opens (it reconciles: reads every
+// target, writes what differs) and the old one stops.
+// BENCH_APPLY_MODE=restart measures the path before both (stop the old
+// engine, then start the new one). For +1 mapping, −1 mapping, one
+// mapping's scaling and one group's publishing interval: the time until
+// the change is effective, the largest gap in the writes to the
+// untouched targets, and the writes to untouched targets that repeat the
+// value the target already held.
 //
-//	go test -run '^$' -bench Apply -benchtime 1x ./bridge/
+//	go test -run '^$' -bench Apply -benchtime 1x -timeout 30m ./bridge/
 //
-// BENCH_APPLY_N (default 10000) mappings, BENCH_APPLY_RATE (default
-// 10000) source changes per second.
+// BENCH_APPLY_N (default 100000) mappings, BENCH_APPLY_RATE (default
+// 50000) source changes per second.
 func BenchmarkApply(b *testing.B) {
-	n := envInt("BENCH_APPLY_N", 10000)
-	warm := os.Getenv("BENCH_APPLY_MODE") != "restart"
-	rate := float64(envInt("BENCH_APPLY_RATE", 10000))
+	n := envInt("BENCH_APPLY_N", 100000)
+	mode := os.Getenv("BENCH_APPLY_MODE")
+	if mode == "" {
+		mode = "live"
+	}
+	rate := float64(envInt("BENCH_APPLY_RATE", 50000))
 	cases := []struct {
 		name   string
 		mod    func(c *mapping.Config)
@@ -50,11 +59,15 @@ func BenchmarkApply(b *testing.B) {
 		}, 0},
 		{"publishing interval of one group", func(c *mapping.Config) { c.Groups[0].PublishingInterval = 200 * time.Millisecond }, 1},
 	}
+	only := os.Getenv("BENCH_APPLY_CASE") // a prefix of a case name: run only that one
 	for range b.N {
 		for _, tc := range cases {
-			r := runApply(b, n, rate, warm, tc.mod, tc.target)
-			b.Logf("%-34s n=%d rate=%.0f/s warm=%v: effective after %s, largest gap on untouched %s (normal %s), repeated writes to untouched %d",
-				tc.name, n, rate, warm, r.effective.Round(time.Millisecond), r.gap.Round(time.Millisecond),
+			if only != "" && !strings.HasPrefix(tc.name, only) {
+				continue
+			}
+			r := runApply(b, n, rate, mode, tc.mod, tc.target)
+			b.Logf("%-34s n=%d rate=%.0f/s mode=%s: effective after %s, largest gap on untouched %s (normal %s), repeated writes to untouched %d",
+				tc.name, n, rate, mode, r.effective.Round(time.Millisecond), r.gap.Round(time.Millisecond),
 				r.normalGap.Round(time.Millisecond), r.repeated)
 		}
 	}
@@ -96,7 +109,7 @@ func benchConfig(a, b string, n int) *mapping.Config {
 	return c
 }
 
-func runApply(b *testing.B, n int, rate float64, warm bool, mod func(*mapping.Config), affected int) applyResult {
+func runApply(b *testing.B, n int, rate float64, mode string, mod func(*mapping.Config), affected int) applyResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := func(cfg simserver.Config) *simserver.Server {
@@ -148,7 +161,14 @@ func runApply(b *testing.B, n int, rate float64, warm bool, mod func(*mapping.Co
 	time.Sleep(2 * time.Second) // warm-up: steady state before the apply
 	t0 := time.Now()
 	var stopped time.Duration
-	if warm {
+	switch mode {
+	case "live":
+		if err := e1.ApplyLive(ctx, newCfg); err != nil {
+			b.Fatal(err)
+		}
+		stopped = time.Since(t0) // −1, the interval: effective once the sessions carried the change out
+		defer stop1()
+	case "warm":
 		g2 := bridge.NewManualGate(false, 1)
 		e2, stop2 := run(newCfg, g2)
 		defer stop2()
@@ -160,7 +180,7 @@ func runApply(b *testing.B, n int, rate float64, warm bool, mod func(*mapping.Co
 		stopped = time.Since(t0) // −1 is effective once the old engine is closed
 		g2.Set(true, 1)
 		stop1()
-	} else {
+	default:
 		stop1()
 		stopped = time.Since(t0)
 		e2, stop2 := run(newCfg, nil)
@@ -191,8 +211,15 @@ func runApply(b *testing.B, n int, rate float64, warm bool, mod func(*mapping.Co
 			untouched = append(untouched, j.Time)
 		}
 	}
-	if affected == n-1 { // −1: effective once the old engine stopped
+	switch {
+	case affected == n-1: // −1: effective once the old engine stopped, or the live change returned
 		res.effective = stopped
+	case mode == "live" && affected == 1: // the interval: its new items exist once ApplyLive returned
+		res.effective = stopped
+	case mode == "live":
+		// A write of the affected node before the change was made is the
+		// old flow's.
+		res.effective = max(res.effective, stopped)
 	}
 	sort.Slice(untouched, func(i, j int) bool { return untouched[i].Before(untouched[j]) })
 	for i := 1; i < len(untouched); i++ {
@@ -204,4 +231,32 @@ func runApply(b *testing.B, n int, rate float64, warm bool, mod func(*mapping.Co
 		}
 	}
 	return res
+}
+
+// BenchmarkApplyLivePlan measures the engine's own share of a live
+// change at BENCH_APPLY_N mappings (+1 mapping, no server: the
+// difference worked out and the tables replaced), without the sessions'.
+//
+//	go test -run '^$' -bench ApplyLivePlan ./bridge/
+func BenchmarkApplyLivePlan(b *testing.B) {
+	n := envInt("BENCH_APPLY_N", 100000)
+	cfgs := [2]*mapping.Config{benchConfig("opc.tcp://127.0.0.1:1", "opc.tcp://127.0.0.1:2", n),
+		benchConfig("opc.tcp://127.0.0.1:1", "opc.tcp://127.0.0.1:2", n)}
+	cfgs[1].Mappings = append(cfgs[1].Mappings, benchMapping(n))
+	for _, c := range cfgs {
+		if err := c.Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e, err := bridge.New(bridge.Options{Config: cfgs[0], Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := e.ApplyLive(context.Background(), cfgs[(i+1)%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sync"
 	"time"
@@ -209,7 +210,15 @@ func liveBlocker(old, cfg *mapping.Config) string {
 func sameMapping(oc *mapping.Config, om *mapping.Mapping, nc *mapping.Config, nm *mapping.Mapping) bool {
 	a, b := *om, *nm
 	a.Pos, b.Pos = mapping.Pos{}, mapping.Pos{}
-	return reflect.DeepEqual(a, b) && oc.Effective(om) == nc.Effective(nm) && oc.MaxHold(om) == nc.MaxHold(nm)
+	// The rules behind pointers are compared by value, the rest of the
+	// struct by ==.
+	if !reflect.DeepEqual(a.Deadband, b.Deadband) || !reflect.DeepEqual(a.Scaling, b.Scaling) ||
+		!reflect.DeepEqual(a.Convert, b.Convert) || a.IsEnabled() != b.IsEnabled() {
+		return false
+	}
+	a.Deadband, a.Scaling, a.Convert, a.Enabled = nil, nil, nil, nil
+	b.Deadband, b.Scaling, b.Convert, b.Enabled = nil, nil, nil, nil
+	return a == b && oc.Effective(om) == nc.Effective(nm) && oc.MaxHold(om) == nc.MaxHold(nm)
 }
 
 // maxDeadHandles bounds the handles of removed flows a table keeps
@@ -226,21 +235,33 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 	flows := make([]*flow, len(old.flows), len(old.flows)+2*len(cfg.Mappings))
 	copy(flows, old.flows)
 	ch := &liveChange{
-		tab:   &flowTable{maps: make([]*mstate, len(cfg.Mappings)), flows: flows, byID: make(map[string]*mstate, len(cfg.Mappings))},
+		// The old index, changed where mappings go or come: cheaper than
+		// building it anew.
+		tab:   &flowTable{maps: make([]*mstate, len(cfg.Mappings)), flows: flows, byID: maps.Clone(old.byID)},
 		heir:  map[*flow]*flow{},
 		moved: map[*mstate]int{},
 	}
-	kept := make(map[*mstate]bool, len(old.maps))
+	kept := make([]bool, len(old.maps)) // by old index
+	off := 0                            // where the last mapping found moved to: most keep their place
 	for i := range cfg.Mappings {
 		m := &cfg.Mappings[i]
-		om := old.byID[m.ID]
+		// ms.index is written only under liveMu (moveTo): read here freely.
+		var om *mstate
+		if g := i + off; g >= 0 && g < len(old.maps) && old.maps[g].m.ID == m.ID {
+			om = old.maps[g]
+		} else if om = old.byID[m.ID]; om != nil {
+			off = om.index - i
+		}
 		if om != nil && sameMapping(e.cfg, om.m, cfg, m) {
-			ch.tab.maps[i], ch.tab.byID[m.ID] = om, om
-			kept[om] = true
-			if om.index != i { // index is written only under liveMu (moveTo)
+			ch.tab.maps[i] = om
+			kept[om.index] = true
+			if om.index != i {
 				ch.moved[om] = i
 			}
 			continue
+		}
+		if om != nil {
+			delete(ch.tab.byID, m.ID) // build enters the new one
 		}
 		ms, err := e.build(cfg, i, byName, ch.tab)
 		if err != nil {
@@ -262,11 +283,12 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 			}
 		}
 	}
-	for _, om := range old.maps {
-		if kept[om] {
+	for k, om := range old.maps {
+		if kept[k] {
 			continue
 		}
-		if ch.tab.byID[om.m.ID] == nil {
+		if nm := ch.tab.byID[om.m.ID]; nm == om {
+			delete(ch.tab.byID, om.m.ID)
 			ch.nRemoved++
 		}
 		for _, f := range om.flows() {
@@ -333,15 +355,26 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 		}
 		return ops[c]
 	}
+	goneR, goneW := map[*conn]int{}, map[*conn]int{}
+	for _, f := range ch.retired {
+		goneR[f.from]++
+		goneW[f.to]++
+	}
 	for _, c := range e.conns {
-		reads, writes := keep(c.readFlows(), gone), keep(c.writeFlows(), gone)
-		if len(reads) == len(c.readFlows()) && len(writes) == len(c.writeFlows()) && len(addR[c]) == 0 && len(addW[c]) == 0 {
+		if goneR[c] == 0 && goneW[c] == 0 && len(addR[c]) == 0 && len(addW[c]) == 0 {
 			continue
 		}
-		for _, f := range c.readFlows() {
-			if gone[f] {
-				op(c).unmonitor = append(op(c).unmonitor, f.handle)
+		reads, writes := c.readFlows(), c.writeFlows()
+		if goneR[c] > 0 {
+			reads = keep(reads, gone)
+			for _, f := range ch.retired {
+				if f.from == c {
+					op(c).unmonitor = append(op(c).unmonitor, f.handle)
+				}
 			}
+		}
+		if goneW[c] > 0 {
+			writes = keep(writes, gone)
 		}
 		if len(addR[c]) > 0 {
 			op(c).monitor = addR[c]
@@ -349,7 +382,8 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 		if len(addW[c]) > 0 {
 			op(c).targets = addW[c]
 		}
-		c.setFlows(append(reads, addR[c]...), append(writes, addW[c]...))
+		// New slices: a reader may hold the old ones.
+		c.setFlows(append(reads[:len(reads):len(reads)], addR[c]...), append(writes[:len(writes):len(writes)], addW[c]...))
 	}
 	for ms, i := range ch.moved {
 		ms.moveTo(i)

@@ -135,8 +135,12 @@ func runApply(b *testing.B, n int, rate float64, mode string, mod func(*mapping.
 			b.Fatal(err)
 		}
 	}
+	log := zap.NewNop()
+	if os.Getenv("BENCH_APPLY_LOG") != "" {
+		log, _ = zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
+	}
 	run := func(cfg *mapping.Config, g bridge.Gate) (*bridge.Engine, func()) {
-		e, err := bridge.New(bridge.Options{Config: cfg, Gate: g, Logger: zap.NewNop()})
+		e, err := bridge.New(bridge.Options{Config: cfg, Gate: g, Logger: log})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -82,6 +82,7 @@ type liveOp struct {
 	monitor   []*flow  // new flows reading from the server: subscribe
 	unmonitor []uint32 // handles of retired flows reading from it: delete their items
 	targets   []*flow  // new flows writing to it: resolve, read, reconcile
+	queued    time.Time
 	done      chan struct{}
 }
 
@@ -351,7 +352,7 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 	ops := map[*conn]*liveOp{}
 	op := func(c *conn) *liveOp {
 		if ops[c] == nil {
-			ops[c] = &liveOp{done: make(chan struct{})}
+			ops[c] = &liveOp{queued: time.Now(), done: make(chan struct{})}
 		}
 		return ops[c]
 	}
@@ -437,12 +438,19 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 // faults it: its successor subscribes and resolves everything.
 func (c *conn) runLive(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription, notes chan *opcua.PublishNotificationData) {
 	for _, op := range c.liveOps.take() {
-		if err := c.liveSources(ctx, s, subs, notes, op); err != nil {
-			s.fault(err)
-		} else if err := c.liveTargets(ctx, s, op.targets); err != nil {
+		start := time.Now()
+		err := c.liveSources(ctx, s, subs, notes, op)
+		srcDone := time.Since(start)
+		if err == nil {
+			err = c.liveTargets(ctx, s, op.targets)
+		}
+		if err != nil {
 			s.fault(err)
 		}
 		close(op.done)
+		c.log.Info("session carried out a live config change", zap.Int("monitored", len(op.monitor)),
+			zap.Int("deleted", len(op.unmonitor)), zap.Int("targets", len(op.targets)), zap.Duration("sources", srcDone),
+			zap.Duration("took", time.Since(start)), zap.Duration("waited", start.Sub(op.queued)), zap.Error(err))
 	}
 }
 

@@ -100,7 +100,8 @@ type memberSession struct {
 
 // dataItems are the monitored items of a set's source flows on one
 // member, resolved on that member's namespaces; indexes follow
-// conn.readFlows.
+// conn.readFlows (which never changes for a set: a live config change
+// touching a set is refused, live.go).
 type dataItems struct {
 	subs  map[time.Duration]*opcua.Subscription
 	nids  []*ua.NodeID

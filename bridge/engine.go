@@ -343,9 +343,10 @@ func (e *Engine) mayWrite() bool {
 
 // router routes the values of one session's notifications: handle →
 // flow → writer. The ClientHandle of a monitored item is its flow's index
-// in the engine's flow table (Engine.tab), so a value finds its flow without a map lookup. Each
-// session's dispatcher owns one router; it is not safe for concurrent
-// use. It takes no lock but the mappings' own (in accept).
+// in the engine's flow table (Engine.tab), so a value finds its flow
+// without a map lookup. Each session's dispatcher owns one router; it is
+// not safe for concurrent use. It takes no lock but the mappings' own (in
+// accept).
 type router struct {
 	e    *Engine
 	from *conn

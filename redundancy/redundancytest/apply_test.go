@@ -244,3 +244,52 @@ func TestApplyWarmSwap(t *testing.T) {
 	}
 	noViolations(t, c)
 }
+
+// TestApplyLiveStandbyFirst: a mirror that takes changes live is not
+// rebuilt: the standby takes the new config first, the active only once
+// the standby reports it READY, and both keep their running mirror.
+func TestApplyLiveStandbyFirst(t *testing.T) {
+	c, active, standby := activePair(t, Options{Mirror: MirrorOptions{Live: true}})
+	act, sby := c.Member(active), c.Member(standby)
+	oldAct, oldSby := act.Mirror(), sby.Mirror()
+	newCfg := configWith(1, "added")
+	if _, err := act.Node().ApplyConfig(context.Background(), newCfg, "new.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	h := hashOf(t, newCfg)
+	c.WaitFor(10*time.Second, "both nodes on the new config", func() bool {
+		return act.Node().Status().ConfigHash == h && act.Mirror().LiveApplied() != nil && sby.Mirror().LiveApplied() != nil
+	})
+	if act.Mirror() != oldAct || sby.Mirror() != oldSby {
+		t.Fatalf("a mirror was rebuilt for a change it takes live")
+	}
+	a, s := act.Mirror().LiveApplied(), sby.Mirror().LiveApplied()
+	if !hasTarget(a.Config, "added") || !hasTarget(s.Config, "added") {
+		t.Fatalf("the live change did not carry the new config")
+	}
+	if !a.At.After(s.At) {
+		t.Fatalf("the active took the change at %s, the standby at %s: the standby goes first",
+			a.At.Format("15:04:05.000"), s.At.Format("15:04:05.000"))
+	}
+	noViolations(t, c)
+}
+
+// TestApplyLiveRefusedRebuilds: a change the mirror cannot take live is
+// carried out by the warm swap (a new mirror), standby first.
+func TestApplyLiveRefusedRebuilds(t *testing.T) {
+	c, active, standby := activePair(t, Options{Mirror: MirrorOptions{LiveRefused: true}})
+	act, sby := c.Member(active), c.Member(standby)
+	oldAct, oldSby := act.Mirror(), sby.Mirror()
+	if _, err := act.Node().ApplyConfig(context.Background(), configWith(1, "added"), "new.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(10*time.Second, "both nodes on a new mirror of the new config", func() bool {
+		a, s := act.Mirror(), sby.Mirror()
+		return a != oldAct && s != oldSby && hasTarget(a.Config, "added") && hasTarget(s.Config, "added")
+	})
+	if a, s := act.Mirror(), sby.Mirror(); !a.Built.After(s.Built) {
+		t.Fatalf("the active built its new mirror at %s, the standby at %s: the standby goes first",
+			a.Built.Format("15:04:05.000"), s.Built.Format("15:04:05.000"))
+	}
+	noViolations(t, c)
+}

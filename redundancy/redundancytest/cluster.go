@@ -209,6 +209,9 @@ func (c *Cluster) Start(id string) {
 			if mo.NoAborter {
 				return noAborter{mm}, nil
 			}
+			if mo.Live || mo.LiveRefused {
+				return liveMirror{mm}, nil
+			}
 			return mm, nil
 		}
 	}

@@ -2,6 +2,7 @@ package redundancytest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,10 @@ type MirrorOptions struct {
 	// config check) whether this node can build a mirror for a config: a
 	// non-nil error refuses it.
 	Refuse func(*mapping.Config) error
+	// Live makes the mirror a redundancy.LiveApplier that takes every
+	// config change in place (LiveApplied records it); LiveRefused makes
+	// it one that refuses every change live (the node then rebuilds).
+	Live, LiveRefused bool
 }
 
 func (o MirrorOptions) withDefaults() MirrorOptions {
@@ -147,7 +152,18 @@ type Mirror struct {
 	aborted  int
 	observed int
 	last     redundancy.FlowState // the last state observed
+	// live is the last config taken live (liveMirror).
+	live atomic.Pointer[LiveApplied]
 }
+
+// LiveApplied is a config change a mirror took in place, and when.
+type LiveApplied struct {
+	Config *mapping.Config
+	At     time.Time
+}
+
+// LiveApplied returns the last config the mirror took live (nil: none).
+func (m *Mirror) LiveApplied() *LiveApplied { return m.live.Load() }
 
 type write struct {
 	l      Landing
@@ -355,3 +371,17 @@ func (n noAborter) Run(ctx context.Context) error      { return n.m.Run(ctx) }
 func (n noAborter) Observe(s redundancy.FlowState)     { n.m.Observe(s) }
 func (n noAborter) Health() redundancy.Health          { return n.m.Health() }
 func (n noAborter) WaitIdle(ctx context.Context) error { return n.m.WaitIdle(ctx) }
+
+// liveMirror is a Mirror that is a redundancy.LiveApplier
+// (MirrorOptions.Live, LiveRefused).
+type liveMirror struct{ *Mirror }
+
+func (l liveMirror) ApplyLive(_ context.Context, cfg *mapping.Config) (bool, error) {
+	if l.o.LiveRefused {
+		return false, errors.New("redundancytest: this mirror takes no change live")
+	}
+	l.live.Store(&LiveApplied{Config: cfg, At: time.Now()})
+	return true, nil
+}
+
+var _ redundancy.LiveApplier = liveMirror{}

@@ -66,8 +66,8 @@ func BenchmarkApply(b *testing.B) {
 				continue
 			}
 			r := runApply(b, n, rate, mode, tc.mod, tc.target)
-			b.Logf("%-34s n=%d rate=%.0f/s mode=%s: effective after %s, largest gap on untouched %s (normal %s), repeated writes to untouched %d",
-				tc.name, n, rate, mode, r.effective.Round(time.Millisecond), r.gap.Round(time.Millisecond),
+			b.Logf("%-34s n=%d rate=%.0f/s mode=%s: effective after %s, largest gap on untouched %s from %+.2fs (normal %s), repeated writes to untouched %d",
+				tc.name, n, rate, mode, r.effective.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.gapAt.Seconds(),
 				r.normalGap.Round(time.Millisecond), r.repeated)
 		}
 	}
@@ -75,6 +75,7 @@ func BenchmarkApply(b *testing.B) {
 
 type applyResult struct {
 	effective, gap, normalGap time.Duration
+	gapAt                     time.Duration // when the largest gap began, from the apply
 	repeated                  int
 }
 
@@ -230,8 +231,8 @@ func runApply(b *testing.B, n int, rate float64, mode string, mod func(*mapping.
 		g := untouched[i].Sub(untouched[i-1])
 		if untouched[i].Before(t0) {
 			res.normalGap = max(res.normalGap, g)
-		} else {
-			res.gap = max(res.gap, g)
+		} else if g > res.gap {
+			res.gap, res.gapAt = g, untouched[i-1].Sub(t0)
 		}
 	}
 	return res

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/uamirror/uamirror/bridge"
 	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/simserver"
@@ -179,5 +181,108 @@ func TestApplyLive(t *testing.T) {
 	}
 	if got := len(r.e.Snapshot()); got != n {
 		t.Fatalf("%d flows after the applies, want %d", got, n)
+	}
+}
+
+// TestApplyLiveUnderFlow: live changes in quick succession while sources
+// change (run it with -race): mappings added, changed, removed and added
+// again; afterwards every mapping runs (state ok), the static targets
+// hold their sources' values, the removed one's target is not written
+// after its removal and both sessions are the ones of the start.
+func TestApplyLiveUnderFlow(t *testing.T) {
+	const vars, changing = 30, 10
+	start := func() *simserver.Server {
+		s, err := simserver.New(simserver.Config{Vars: vars, Type: "Double", Rate: 400, Changing: changing,
+			Logger: zap.NewNop(), JournalMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(harness.Context(t)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	r := &liveRig{t: t}
+	r.a, r.b = start(), startSim(t, vars, "Double")
+	for i := changing; i < vars; i++ {
+		r.a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	// mapped lists the variables mapped; scaled the one with a scaling.
+	cfgOf := func(mapped []int, scaled int, iv time.Duration) *mapping.Config {
+		cfg := r.config(0, nil)
+		for _, i := range mapped {
+			m := mapping.Mapping{Source: mapping.NodeRef{Server: "a", Node: node(i)}, Target: mapping.NodeRef{Server: "b", Node: node(i)}}
+			m.ID = mapping.DeriveID(m.Source, m.Target)
+			if i == scaled {
+				m.Scaling = &mapping.Scaling{RawLow: 0, RawHigh: 100, EngLow: 0, EngHigh: 200}
+			}
+			if i%4 == 0 {
+				m.Group = "g"
+			}
+			cfg.Mappings = append(cfg.Mappings, m)
+		}
+		cfg.Groups[0].PublishingInterval = iv
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	span := func(from, to int, skip ...int) []int {
+		var out []int
+	next:
+		for i := from; i < to; i++ {
+			for _, s := range skip {
+				if i == s {
+					continue next
+				}
+			}
+			out = append(out, i)
+		}
+		return out
+	}
+	r.e = runEngine(t, cfgOf(span(0, 20), -1, 50*time.Millisecond), nil)
+	waitConnected(t, r.e, 20)
+	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b")}
+
+	steps := []*mapping.Config{
+		cfgOf(span(0, 25), -1, 50*time.Millisecond),                  // +5
+		cfgOf(span(0, 25), 3, 50*time.Millisecond),                   // scaling of a changing one
+		cfgOf(span(0, 25, 5, 15), 3, 50*time.Millisecond),            // −2
+		cfgOf(span(0, 25, 15), 3, 200*time.Millisecond),              // 5 back, the group's interval
+		cfgOf(span(0, 25, 15), -1, 200*time.Millisecond),             // scaling gone
+		cfgOf(append(span(0, 25, 15), 27), -1, 100*time.Millisecond), // +1, interval again
+	}
+	var removedAt time.Time
+	for k, cfg := range steps {
+		r.apply(cfg)
+		if k == 2 {
+			removedAt = time.Now()
+		}
+	}
+	want := len(steps[len(steps)-1].Mappings)
+	waitConnected(t, r.e, want)
+	harness.Eventually(t, 10*time.Second, "static targets equal their sources", func() bool {
+		for _, i := range append(span(changing, 25, 15), 27) {
+			if valueOf(r.b, i) != valueOf(r.a, i) {
+				return false
+			}
+		}
+		return true
+	})
+	r.a.SetValue(15, 999.0, time.Now())
+	r.mirrored(20, 777, 777)
+	for _, w := range r.b.Journal() {
+		if w.Node == node(15) && w.Time.After(removedAt) {
+			t.Fatalf("the removed mapping's target was written after its removal: %v", w.Value)
+		}
+	}
+	for name, was := range before {
+		if now := r.server(name); now.Connects != was.Connects || now.Reconnects != was.Reconnects {
+			t.Fatalf("server %s: session rebuilt during the applies", name)
+		}
+	}
+	if got := len(r.e.Snapshot()); got != want {
+		t.Fatalf("%d flows, want %d", got, want)
 	}
 }

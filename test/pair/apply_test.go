@@ -35,9 +35,9 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	act, sby, _ := p.waitStable(30 * time.Second)
 	// One write before the apply names the active's target session.
 	v0 := setValue(0, 5)
-	p.plc.set(t, 0, v0)
+	p.plc.Set(t, 0, v0)
 	harness.Eventually(t, 30*time.Second, "v0 mirrored", func() bool {
-		vals, _, err := p.scada.read([]int{0})
+		vals, _, err := p.scada.Read([]int{0})
 		return err == nil && vals[0] == v0
 	})
 	var session string

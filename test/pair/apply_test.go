@@ -53,8 +53,11 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	p.plc.Set(t, 20, v20) // the added mapping's source
 
 	// Sample both nodes while the apply runs.
+	// The standby is read first, each read stamped with when it returned:
+	// a standby that went first shows the new config at an earlier stamp
+	// than the active, also within one sample.
 	type sample struct {
-		at                 time.Time
+		sbyAt, actAt       time.Time
 		actFlows, sbyFlows int
 		actReady, sbyReady bool
 	}
@@ -68,7 +71,9 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			s := sample{at: time.Now(), actFlows: p.flowsOf(act), sbyFlows: p.flowsOf(sby)}
+			var s sample
+			s.sbyFlows, s.sbyAt = p.flowsOf(sby), time.Now()
+			s.actFlows, s.actAt = p.flowsOf(act), time.Now()
 			if st, err := p.status(act); err == nil {
 				s.actReady = st.Ready
 			}
@@ -107,16 +112,28 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	})
 	p.CfgHash = newHash
 	p.waitStable(30 * time.Second)
+	// The sampler must have seen the active on it too (a live apply is
+	// quick: its last sample may predate it).
+	harness.Eventually(t, 30*time.Second, "a sample of the active on the new config", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range samples {
+			if s.actFlows == 21 {
+				return true
+			}
+		}
+		return false
+	})
 	stopSampling()
 
 	var sbyAt, actAt time.Time
 	noneReady := 0
 	for _, s := range samples {
 		if sbyAt.IsZero() && s.sbyFlows == 21 {
-			sbyAt = s.at
+			sbyAt = s.sbyAt
 		}
 		if actAt.IsZero() && s.actFlows == 21 {
-			actAt = s.at
+			actAt = s.actAt
 		}
 		if !s.actReady && !s.sbyReady {
 			noneReady++

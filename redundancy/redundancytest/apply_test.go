@@ -267,6 +267,9 @@ func TestApplyLiveStandbyFirst(t *testing.T) {
 	if !hasTarget(a.Config, "added") || !hasTarget(s.Config, "added") {
 		t.Fatalf("the live change did not carry the new config")
 	}
+	if r, _ := act.RoleNow(); r != "active" {
+		t.Skipf("%s is %s now: the roles moved during the apply (a loaded host), the order cannot be judged", active, r)
+	}
 	if !a.At.After(s.At) {
 		t.Fatalf("the active took the change at %s, the standby at %s: the standby goes first",
 			a.At.Format("15:04:05.000"), s.At.Format("15:04:05.000"))

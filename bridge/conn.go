@@ -123,8 +123,11 @@ type session struct {
 	batchWrite int
 	batchRead  int
 	batchMon   int
-	faultOnce  sync.Once
-	faultCh    chan error
+	// writeLim bounds the session's Write requests (limits.go); read at
+	// its start, so a takeover's first write waits for no read of it.
+	writeLim  writeLimits
+	faultOnce sync.Once
+	faultCh   chan error
 	// types maps DataType nodes to built-in types on this session
 	// (types.go); used by the session's supervisor only.
 	types map[string]ua.TypeID
@@ -484,6 +487,9 @@ func (c *conn) sessionInfo(ctx context.Context, s *session) error {
 		lim(0, &s.batchRead)
 		lim(1, &s.batchWrite)
 		lim(2, &s.batchMon)
+	}
+	if len(c.writeFlows()) > 0 {
+		s.writeLim = readWriteLimits(rctx, s.client)
 	}
 	return nil
 }
@@ -848,40 +854,79 @@ func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.Pub
 // or destination (dst=true) on this server's current session, in batches.
 // Entries for unresolved nodes are nil.
 func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.DataValue, error) {
-	s := c.current()
-	if s == nil {
-		return nil, errors.New("not connected")
-	}
 	out := make([]*ua.DataValue, len(flows))
-	idx := make([]int, 0, len(flows))
-	ids := make([]*ua.NodeID, 0, len(flows))
-	for i, f := range flows {
-		if nid := f.node(dst); nid != nil {
-			idx = append(idx, i)
-			ids = append(ids, nid)
+	err := c.readValuesEach(ctx, flows, dst, readsInFlight, func(idx []int, vals []*ua.DataValue) {
+		for k, i := range idx {
+			out[i] = vals[k]
 		}
-	}
-	nodes := make([]*ua.ReadValueID, len(ids))
-	for i, nid := range ids {
-		nodes[i] = &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue}
-	}
-	res, err := c.readAll(ctx, s, nodes, s.batchRead)
+	})
 	if err != nil {
 		return nil, err
-	}
-	for k, r := range res {
-		out[idx[k]] = r
 	}
 	return out, nil
 }
 
+// readValuesEach reads what readValues reads, but hands each batch to
+// each as soon as it has arrived, so a caller can act on the first values
+// while later batches are still being read: idx are the indices in flows
+// of the batch, vals their values (nil for an unresolved node, handed
+// over last, once every read succeeded). each is called from the batches'
+// goroutines, several at once, each index once; it must be safe for
+// concurrent use. After an error some batches may have been handed over,
+// and no more are; readValuesEach returns once no call of each is running.
+func (c *conn) readValuesEach(ctx context.Context, flows []*flow, dst bool, inFlight int, each func(idx []int, vals []*ua.DataValue)) error {
+	s := c.current()
+	if s == nil {
+		return errors.New("not connected")
+	}
+	idx := make([]int, 0, len(flows))
+	var none []int
+	nodes := make([]*ua.ReadValueID, 0, len(flows))
+	for i, f := range flows {
+		if nid := f.node(dst); nid != nil {
+			idx = append(idx, i)
+			nodes = append(nodes, &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+		} else {
+			none = append(none, i)
+		}
+	}
+	if _, err := c.readBatches(ctx, s, nodes, s.batchRead, inFlight, func(start, end int, vals []*ua.DataValue) {
+		each(idx[start:end], vals)
+	}); err != nil {
+		return err
+	}
+	if len(none) > 0 {
+		each(none, make([]*ua.DataValue, len(none)))
+	}
+	return nil
+}
+
 // readAll reads nodes in requests of at most per (the server's
-// MaxNodesPerRead), up to 8 in flight, and returns the results in order.
-// It stops at the first error: no request is started after one failed,
-// and those in flight are cancelled. A request the server refuses for
-// its size (isLimitError) is read again in halves, down to one node,
+// MaxNodesPerRead), up to readsInFlight at once, and returns the results
+// in order. It stops at the first error: no request is started after one
+// failed, and those in flight are cancelled. A request the server refuses
+// for its size (isLimitError) is read again in halves, down to one node,
 // whose result then carries the refusal's status: never an error.
 func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID, per int) ([]*ua.DataValue, error) {
+	return c.readBatches(ctx, s, nodes, per, readsInFlight, nil)
+}
+
+// readsInFlight bounds the Read requests of one readAll in flight.
+const readsInFlight = 8
+
+// firstReadBatch bounds the first request of a read whose batches are
+// acted on as they arrive (readBatches with done).
+const firstReadBatch = 100
+
+// readBatches is readAll, with inFlight requests at most, that also
+// hands each request's results to done (if not nil) as soon as they have
+// arrived, from the request's goroutine: nodes[start:end] read as vals.
+// With done, the first request is of firstReadBatch nodes at most and is
+// read alone, so the first values come quickly. Requests run
+// concurrently, so done must be safe for concurrent use; readBatches
+// returns after its last call.
+func (c *conn) readBatches(ctx context.Context, s *session, nodes []*ua.ReadValueID, per, inFlight int,
+	done func(start, end int, vals []*ua.DataValue)) ([]*ua.DataValue, error) {
 	if per < 1 {
 		per = 1
 	}
@@ -896,9 +941,15 @@ func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID,
 		defer errMu.Unlock()
 		return firstErr
 	}
-	sem := make(chan struct{}, 8)
-	for start := 0; start < len(nodes) && failed() == nil; start += per {
-		end := min(start+per, len(nodes))
+	sem := make(chan struct{}, inFlight)
+	for start, end := 0, 0; start < len(nodes) && failed() == nil; start = end {
+		end = min(start+per, len(nodes))
+		// Acted on as they arrive: the first values come quickly, in a
+		// small request read alone (at the server before any other).
+		first := start == 0 && done != nil
+		if first {
+			end = min(firstReadBatch, end)
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -917,8 +968,15 @@ func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID,
 				}
 				errMu.Unlock()
 				cancel()
+				return
+			}
+			if done != nil && failed() == nil {
+				done(start, end, out[start:end])
 			}
 		}()
+		if first {
+			wg.Wait()
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {

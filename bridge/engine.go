@@ -305,10 +305,11 @@ func (e *Engine) roleLoop(ctx context.Context) {
 			c.w.clear()
 		}
 		e.writeEpoch.Store(epoch)
+		e.holdWriters() // before accept may queue: nothing goes out uncompared
 		e.queueing.Store(true)
 		start := time.Now()
-		// Each writer starts sending as soon as its own targets are
-		// reconciled (reconcile.go): a hung target delays no other.
+		// Each writer sends what its reconcile compared as it goes
+		// (reconcile.go): a hung target delays no other.
 		n := e.reconcileWriters(ctx, epoch)
 		e.writing.Store(true)
 		e.reconciles.Add(1)
@@ -423,27 +424,39 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, take
 	for _, f := range flows {
 		byDst[f.to] = append(byDst[f.to], f)
 	}
-	queued := 0
+	var queued atomic.Int64
 	for c, fs := range byDst {
-		cur, err := c.readValues(ctx, fs, true)
+		// Each batch of targets is compared and released to the writer
+		// as soon as it has been read: the writer sends the first while
+		// later ones are still being read (held until then: writer.hold).
+		read := make([]bool, len(fs))
+		err := c.readValuesEach(ctx, fs, true, reconcileReadsInFlight, func(idx []int, cur []*ua.DataValue) {
+			slots := make([]int, len(idx))
+			batch := make([]queuedValue, 0, len(idx))
+			for k, i := range idx {
+				read[i] = true
+				slots[k] = fs[i].wslot
+				if dv := fs[i].reconcileWith(cur[k], takeover); dv != nil {
+					batch = append(batch, queuedValue{fs[i].wslot, dv})
+				}
+			}
+			c.w.release(slots, batch)
+			queued.Add(int64(len(batch)))
+		})
 		if err != nil {
 			c.log.Debug("reconcile: reading targets", zap.Error(err))
-			for _, f := range fs {
-				f.targetUnread() // write without comparing rather than not at all
+			var slots []int
+			for i, f := range fs {
+				if !read[i] {
+					f.targetUnread() // write without comparing rather than not at all
+					slots = append(slots, f.wslot)
+				}
 			}
-			continue
+			c.w.release(slots, nil)
 		}
-		var batch []queuedValue
-		for i, f := range fs {
-			if dv := f.reconcileWith(cur[i], takeover); dv != nil {
-				batch = append(batch, queuedValue{f.wslot, dv})
-			}
-		}
-		c.w.enqueue(batch)
-		queued += len(batch)
 	}
-	e.stats.reconcileWrites.Add(uint64(queued))
-	return queued
+	e.stats.reconcileWrites.Add(uint64(queued.Load()))
+	return int(queued.Load())
 }
 
 // FlowState is one flow's state as the active of a pair reports it

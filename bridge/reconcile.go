@@ -8,15 +8,26 @@ import (
 	"go.uber.org/zap"
 )
 
+// holdWriters holds every writer's values (writer.hold) when the gate
+// opens, before accept may queue: each writer then sends only what its
+// reconcile has compared. Called from roleLoop only.
+func (e *Engine) holdWriters() {
+	for _, c := range e.conns {
+		c.w.hold()
+	}
+}
+
 // reconcileWriters reconciles the targets of every writer when the gate
 // opens under epoch, all writers in parallel, each within its own
-// deadline (reconcileDeadline): a writer starts sending as soon as its
-// own targets are reconciled, so a slow or hung target server delays no
-// other. A writer whose reconcile failed or ran out of time sends
-// anyway (as before a reconcile existed for it: values that changed);
-// its server's session is judged by its keep-alive, and a new session
-// resyncs its targets. It returns, after every reconcile ended, the
-// number of values queued. Called from roleLoop only.
+// deadline (reconcileDeadline), so a slow or hung target server delays no
+// other. A writer sends from the start of its reconcile: each batch of
+// its targets is compared and released as soon as it has been read, and
+// a node not compared yet sends nothing (holdWriters, writer.hold). A
+// writer whose reconcile failed or ran out of time sends anyway (as
+// before a reconcile existed for it: values that changed); its server's
+// session is judged by its keep-alive, and a new session resyncs its
+// targets. It returns, after every reconcile ended, the number of values
+// queued. Called from roleLoop only, after holdWriters.
 func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -26,6 +37,7 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
+			c.w.ready.Store(epoch + 1)
 			rctx, cancel := context.WithTimeout(ctx, reconcileDeadline(c))
 			n := 0
 			if len(c.writeFlows()) > 0 {
@@ -33,8 +45,7 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 			}
 			late := rctx.Err() != nil
 			cancel()
-			c.w.ready.Store(epoch + 1)
-			c.w.wake()
+			c.w.unhold() // whatever the reconcile did not reach
 			mu.Lock()
 			total += n
 			mu.Unlock()
@@ -48,7 +59,47 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 	return total
 }
 
+// hold holds every slot of w until release: values are kept, not sent.
+// Called when the gate opens, before accept may queue: nothing is sent
+// to a node before the reconcile has compared it.
+func (w *writer) hold() {
+	w.mu.Lock()
+	for i := range w.slots {
+		w.slots[i].held = true
+	}
+	w.mu.Unlock()
+}
+
+// release ends the hold of slots, whose nodes the reconcile has
+// compared, and enqueues vals, the values it found to differ.
+func (w *writer) release(slots []int, vals []queuedValue) {
+	w.enqueue(vals) // still held: taken with what waited in the slot
+	w.mu.Lock()
+	for _, i := range slots {
+		w.slots[i].held = false
+		w.requeueSlot(i)
+	}
+	w.mu.Unlock()
+	w.wake()
+}
+
+// unhold ends the hold of every slot (the reconcile ended).
+func (w *writer) unhold() {
+	w.mu.Lock()
+	for i := range w.slots {
+		w.slots[i].held = false
+		w.requeueSlot(i)
+	}
+	w.mu.Unlock()
+	w.wake()
+}
+
 // reconcileDeadline bounds one writer's reconcile: its reads stop at the
 // first error (readAll) and each has the request timeout, so twice that
 // covers a server that answers slowly.
 func reconcileDeadline(c *conn) time.Duration { return 2 * c.timeouts.Request }
+
+// reconcileReadsInFlight bounds a reconcile's Read requests in flight
+// per target server: the writer's requests, sent as the first values are
+// compared, queue behind no more than these at the server.
+const reconcileReadsInFlight = 2

@@ -23,6 +23,9 @@ type slot struct {
 	dv       *ua.DataValue // newest value not yet sent (nil: none)
 	queued   bool          // slot index is in the queue
 	inflight bool          // a Write for this node is outstanding
+	// held: the gate opened and the reconcile has not compared this
+	// node yet; its value waits (hold, release).
+	held bool
 	// nid and nidSize cache the encoded size of the node id last used.
 	nid     *ua.NodeID
 	nidSize int
@@ -49,21 +52,22 @@ type writer struct {
 	learn sizeLearner
 
 	// lim and limSess are the byte and length limits of the session
-	// lim was read on; only run's goroutine uses them.
+	// lim was taken from; only run's goroutine uses them.
 	lim     writeLimits
 	limSess *session
 
 	wakeCh chan struct{}
 	// busy counts Write requests in flight.
 	busy atomic.Int32
-	// ready is 1 + the epoch under which this writer's targets were
-	// reconciled (0: not yet): the writer sends only under that epoch.
+	// ready is 1 + the epoch under which this writer's reconcile began
+	// (0: not yet): the writer sends only under that epoch, and only
+	// what its reconcile has compared (slot.held).
 	ready atomic.Uint64
 }
 
 // mayWrite reports whether this writer may send now: the gate is open
-// under the epoch of the last activation and this writer's own targets
-// were reconciled under it. It is the fence, asked before every request.
+// under the epoch of the last activation and this writer's own reconcile
+// began under it. It is the fence, asked before every request.
 func (w *writer) mayWrite() bool {
 	e := w.c.e
 	return e.mayWrite() && w.ready.Load() == e.writeEpoch.Load()+1
@@ -144,11 +148,9 @@ func (w *writer) run(ctx context.Context) {
 				break
 			}
 			if cl != w.limSess {
-				// A new session: read what bounds its requests (never a
-				// fault: what is not offered stays unbounded).
-				rctx, cancel := context.WithTimeout(ctx, w.c.timeouts.Request)
-				w.lim = readWriteLimits(rctx, cl.client)
-				cancel()
+				// A new session: what bounds its requests was read at its
+				// start (sessionInfo; what is not offered stays unbounded).
+				w.lim = cl.writeLim
 				w.limSess = cl
 				w.c.log.Debug("write limits", zap.Int("max_request_bytes", w.lim.maxBytes),
 					zap.Int("max_array_length", w.lim.maxArrayLength), zap.Int("max_string_length", w.lim.maxStringLen),
@@ -195,6 +197,10 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 		s := &w.slots[i]
 		if s.dv == nil || s.f == nil {
 			s.queued, s.dv = false, nil
+			continue
+		}
+		if s.held {
+			s.queued = false // a held value is queued again by release
 			continue
 		}
 		id := s.f.node(true)

@@ -855,7 +855,7 @@ func (c *conn) dispatch(ctx context.Context, s *session, notes <-chan *opcua.Pub
 // Entries for unresolved nodes are nil.
 func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.DataValue, error) {
 	out := make([]*ua.DataValue, len(flows))
-	err := c.readValuesEach(ctx, flows, dst, readsInFlight, func(idx []int, vals []*ua.DataValue) {
+	err := c.readValuesEach(ctx, flows, dst, func(idx []int, vals []*ua.DataValue) {
 		for k, i := range idx {
 			out[i] = vals[k]
 		}
@@ -874,7 +874,7 @@ func (c *conn) readValues(ctx context.Context, flows []*flow, dst bool) ([]*ua.D
 // goroutines, several at once, each index once; it must be safe for
 // concurrent use. After an error some batches may have been handed over,
 // and no more are; readValuesEach returns once no call of each is running.
-func (c *conn) readValuesEach(ctx context.Context, flows []*flow, dst bool, inFlight int, each func(idx []int, vals []*ua.DataValue)) error {
+func (c *conn) readValuesEach(ctx context.Context, flows []*flow, dst bool, each func(idx []int, vals []*ua.DataValue)) error {
 	s := c.current()
 	if s == nil {
 		return errors.New("not connected")
@@ -890,7 +890,7 @@ func (c *conn) readValuesEach(ctx context.Context, flows []*flow, dst bool, inFl
 			none = append(none, i)
 		}
 	}
-	if _, err := c.readBatches(ctx, s, nodes, s.batchRead, inFlight, func(start, end int, vals []*ua.DataValue) {
+	if _, err := c.readBatches(ctx, s, nodes, s.batchRead, func(start, end int, vals []*ua.DataValue) {
 		each(idx[start:end], vals)
 	}); err != nil {
 		return err
@@ -908,7 +908,7 @@ func (c *conn) readValuesEach(ctx context.Context, flows []*flow, dst bool, inFl
 // for its size (isLimitError) is read again in halves, down to one node,
 // whose result then carries the refusal's status: never an error.
 func (c *conn) readAll(ctx context.Context, s *session, nodes []*ua.ReadValueID, per int) ([]*ua.DataValue, error) {
-	return c.readBatches(ctx, s, nodes, per, readsInFlight, nil)
+	return c.readBatches(ctx, s, nodes, per, nil)
 }
 
 // readsInFlight bounds the Read requests of one readAll in flight.
@@ -918,14 +918,15 @@ const readsInFlight = 8
 // acted on as they arrive (readBatches with done).
 const firstReadBatch = 100
 
-// readBatches is readAll, with inFlight requests at most, that also
-// hands each request's results to done (if not nil) as soon as they have
-// arrived, from the request's goroutine: nodes[start:end] read as vals.
-// With done, the first request is of firstReadBatch nodes at most and is
-// read alone, so the first values come quickly. Requests run
-// concurrently, so done must be safe for concurrent use; readBatches
-// returns after its last call.
-func (c *conn) readBatches(ctx context.Context, s *session, nodes []*ua.ReadValueID, per, inFlight int,
+// readBatches is readAll that also hands each request's results to done
+// (if not nil) as soon as they have arrived, from the request's
+// goroutine: nodes[start:end] read as vals. With done, the first request
+// is of firstReadBatch nodes at most and is read alone, so the first
+// values come quickly and what the caller sends on them usually reaches
+// the server before the other reads. Requests run concurrently, so done
+// must be safe for concurrent use; readBatches returns after its last
+// call.
+func (c *conn) readBatches(ctx context.Context, s *session, nodes []*ua.ReadValueID, per int,
 	done func(start, end int, vals []*ua.DataValue)) ([]*ua.DataValue, error) {
 	if per < 1 {
 		per = 1
@@ -941,11 +942,11 @@ func (c *conn) readBatches(ctx context.Context, s *session, nodes []*ua.ReadValu
 		defer errMu.Unlock()
 		return firstErr
 	}
-	sem := make(chan struct{}, inFlight)
+	sem := make(chan struct{}, readsInFlight)
 	for start, end := 0, 0; start < len(nodes) && failed() == nil; start = end {
 		end = min(start+per, len(nodes))
 		// Acted on as they arrive: the first values come quickly, in a
-		// small request read alone (at the server before any other).
+		// small request read alone.
 		first := start == 0 && done != nil
 		if first {
 			end = min(firstReadBatch, end)

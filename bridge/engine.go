@@ -430,7 +430,7 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, take
 		// as soon as it has been read: the writer sends the first while
 		// later ones are still being read (held until then: writer.hold).
 		read := make([]bool, len(fs))
-		err := c.readValuesEach(ctx, fs, true, reconcileReadsInFlight, func(idx []int, cur []*ua.DataValue) {
+		err := c.readValuesEach(ctx, fs, true, func(idx []int, cur []*ua.DataValue) {
 			slots := make([]int, len(idx))
 			batch := make([]queuedValue, 0, len(idx))
 			for k, i := range idx {

@@ -98,8 +98,3 @@ func (w *writer) unhold() {
 // first error (readAll) and each has the request timeout, so twice that
 // covers a server that answers slowly.
 func reconcileDeadline(c *conn) time.Duration { return 2 * c.timeouts.Request }
-
-// reconcileReadsInFlight bounds a reconcile's Read requests in flight
-// per target server: the writer's requests, sent as the first values are
-// compared, queue behind no more than these at the server.
-const reconcileReadsInFlight = 2

@@ -122,7 +122,7 @@ func TestTakeoverWritesWhileReconcileReads(t *testing.T) {
 		t.Fatalf("%d values written before the takeover", w-1)
 	}
 
-	p.arm(1) // the first Read response passes, later ones are held
+	p.arm(1)       // the first Read response passes, later ones are held
 	g.Set(true, 2) // the takeover
 	harness.Eventually(t, 15*time.Second, "targets written while the reconcile's later reads are held", func() bool {
 		return written() > 1 && p.isStalled()

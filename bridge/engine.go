@@ -430,6 +430,7 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, take
 		// as soon as it has been read: the writer sends the first while
 		// later ones are still being read (held until then: writer.hold).
 		read := make([]bool, len(fs))
+		var first sync.Once
 		err := c.readValuesEach(ctx, fs, true, func(idx []int, cur []*ua.DataValue) {
 			slots := make([]int, len(idx))
 			batch := make([]queuedValue, 0, len(idx))
@@ -442,6 +443,9 @@ func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, take
 			}
 			c.w.release(slots, batch)
 			queued.Add(int64(len(batch)))
+			// The first batch is read alone: write it before the other
+			// reads are sent.
+			first.Do(func() { c.w.sendNow(ctx) })
 		})
 		if err != nil {
 			c.log.Debug("reconcile: reading targets", zap.Error(err))

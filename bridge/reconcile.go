@@ -94,6 +94,27 @@ func (w *writer) unhold() {
 	w.wake()
 }
 
+// sendNow sends one request of what is queued from the caller's
+// goroutine and returns once it has been answered (or failed): the first
+// values a reconcile compared are written before its other reads are
+// sent, so they do not queue behind those at the server. It is a request
+// like run's (counted in busy, behind the same fence in send), one beyond
+// WritesInFlight at most; nothing is sent if the writer may not write or
+// has nothing queued (run may have taken it already).
+func (w *writer) sendNow(ctx context.Context) {
+	cl := w.c.current()
+	if cl == nil || !w.mayWrite() {
+		return
+	}
+	batch, ids := w.take(cl.batchWrite, cl.writeLim)
+	if len(batch) == 0 {
+		return
+	}
+	w.busy.Add(1)
+	defer func() { w.busy.Add(-1); w.wake() }()
+	w.send(ctx, cl, batch, ids)
+}
+
 // reconcileDeadline bounds one writer's reconcile: its reads stop at the
 // first error (readAll) and each has the request timeout, so twice that
 // covers a server that answers slowly.

@@ -157,6 +157,14 @@ func BenchmarkPlantTakeover(b *testing.B) {
 		cached[idx[st.ID]] = st.SourceTS
 	}
 
+	reqs := func() map[string][2]uint64 {
+		m := map[string][2]uint64{}
+		for _, s := range e.Stats().Servers {
+			m[s.Name] = [2]uint64{s.WriteRequests, s.Writes}
+		}
+		return m
+	}
+	reqs0 := reqs()
 	px.Freeze()
 	defer px.Restore()
 	// The takeover is the gate opening. In a pair, an unplanned takeover
@@ -233,6 +241,7 @@ func BenchmarkPlantTakeover(b *testing.B) {
 			break
 		}
 	}
+	reqs1 := reqs()
 	var worst, worstFull time.Duration
 	for tg, n := range tnames[:targets-1] {
 		d := time.Duration(firstNS[tg].Load())
@@ -240,8 +249,9 @@ func BenchmarkPlantTakeover(b *testing.B) {
 			b.Errorf("%s: nothing written within 60 s of the takeover", n)
 		}
 		worst, worstFull = max(worst, d), max(worstFull, full[tg])
-		fmt.Printf("plant: target %-5s first value written %8s, every value (%d written) %8s after the takeover\n", n,
-			d.Round(time.Millisecond), writtenN[tg].Load(), full[tg].Round(time.Millisecond))
+		fmt.Printf("plant: target %-5s first value written %8s, every value (%d written) %8s after the takeover; %d values in %d Write requests since\n", n,
+			d.Round(time.Millisecond), writtenN[tg].Load(), full[tg].Round(time.Millisecond),
+			reqs1[n][1]-reqs0[n][1], reqs1[n][0]-reqs0[n][0])
 	}
 	fmt.Printf("plant: %d sources, %d mappings, %d targets (one hung): every live target written within %s, fully reconciled within %s; engine reconciled (hung one given up) after %s (times from the gate opening; an unplanned takeover adds the fence wait before it)\n",
 		sources, len(cfg.Mappings), targets, worst.Round(time.Millisecond), worstFull.Round(time.Millisecond), reconciled.Round(time.Millisecond))

@@ -398,8 +398,12 @@ func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 // is used when the gate opens (standby → active) and after a server
 // (re)connects (resync). Only values that differ are queued; equal ones
 // are recorded as written. Flows whose servers are down are skipped:
-// their own reconnect resyncs them. takeover: the gate opened, so the
-// targets were last written by another writer (see reconcileWith).
+// their own reconnect resyncs them. The targets are compared batch by
+// batch as their reads arrive, each batch released to its writer at once
+// (the first written before the other reads are sent), so writing starts
+// while later targets are still being read. takeover: the gate opened,
+// so the targets were last written by another writer (see
+// reconcileWith).
 func (e *Engine) reconcile(ctx context.Context, flows []*flow, readSources, takeover bool) int {
 	if readSources {
 		bySrc := map[*conn][]*flow{}

@@ -94,6 +94,12 @@ type conn struct {
 	lastSwitch atomic.Pointer[ServerSwitch]
 
 	stats connStats
+	// quarantines is set when a flow of this server may be quarantined
+	// (on the source side of a read flow, the target side of a write
+	// flow): retryQuarantined, every RetryMin, looks at the flows only
+	// then — at 100k mappings a look at every flow's lock five times a
+	// second cost a few percent of a core.
+	quarantines atomic.Bool
 }
 
 func newConn(e *Engine, s *mapping.Server) *conn {
@@ -703,7 +709,15 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 
 // retryQuarantined tries again the flows of this server that a server
 // rejected; it returns how many are still quarantined.
-func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) int {
+func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) (n int) {
+	if !c.quarantines.Swap(false) {
+		return 0 // none since the last look found none
+	}
+	defer func() {
+		if n > 0 {
+			c.quarantines.Store(true)
+		}
+	}()
 	var src, dst []*flow
 	for _, f := range c.readFlows() {
 		if f.quarantinedOn() == sideSource {
@@ -742,7 +756,6 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 			}
 		}
 	}
-	n := 0
 	for _, f := range append(src, dst...) {
 		if f.quarantinedOn() != sideNone {
 			n++

@@ -351,11 +351,39 @@ func (e *Engine) mayWrite() bool {
 type router struct {
 	e    *Engine
 	from *conn
-	out  map[*writer][]queuedValue // per destination writer, reused
+	out  []routed // per destination writer, reused
+	last int      // index in out of the last writer added to
+	sink uintptr  // keeps warmFlows' loads
+}
+
+// routed is what one route call queues for one writer.
+type routed struct {
+	w    *writer
+	vals []queuedValue
 }
 
 func newRouter(e *Engine, from *conn) *router {
-	return &router{e: e, from: from, out: map[*writer][]queuedValue{}}
+	return &router{e: e, from: from}
+}
+
+// add queues q for w. Most values of a notification go to the writer
+// of the value before: it is looked at first, and the few writers of a
+// session are scanned (no map access per value).
+func (r *router) add(w *writer, q queuedValue) {
+	if r.last >= len(r.out) || r.out[r.last].w != w {
+		r.last = -1
+		for i := range r.out {
+			if r.out[i].w == w {
+				r.last = i
+				break
+			}
+		}
+		if r.last < 0 {
+			r.last = len(r.out)
+			r.out = append(r.out, routed{w: w})
+		}
+	}
+	r.out[r.last].vals = append(r.out[r.last].vals, q)
 }
 
 // route hands each value to its flow and what the flows decide to write
@@ -363,34 +391,41 @@ func newRouter(e *Engine, from *conn) *router {
 func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 	e := r.e
 	flows := e.tab.Load().flows // a live change stores a new table (live.go)
-	for _, item := range items {
-		h := item.ClientHandle
-		if int(h) >= len(flows) || item.Value == nil {
-			continue
-		}
-		f := flows[h]
-		if f == nil || f.from != r.from {
-			continue
-		}
-		write, repair, v := f.accept(item.Value, now, &e.queueing)
-		e.stats.count(v, f.ms.both())
-		if v == vBadSource {
-			if s, ok := f.takeHeldReport(); ok && e.onWrit != nil {
-				e.onWrit(s) // the pair learns the status of a held source
+	for len(items) > 0 {
+		chunk := items[:min(len(items), warmAhead)]
+		items = items[len(chunk):]
+		r.sink += warmFlows(flows, chunk)
+		for _, item := range chunk {
+			h := item.ClientHandle
+			if int(h) >= len(flows) || item.Value == nil {
+				continue
+			}
+			f := flows[h]
+			if f == nil || f.from != r.from {
+				continue
+			}
+			write, repair, v := f.accept(item.Value, now, &e.queueing)
+			e.stats.count(v, f.ms.both())
+			if v == vBadSource {
+				if s, ok := f.takeHeldReport(); ok && e.onWrit != nil {
+					e.onWrit(s) // the pair learns the status of a held source
+				}
+			}
+			if write != nil {
+				r.add(f.to.w, queuedValue{f.wslot, write})
+			}
+			if repair != nil {
+				// Written back to f's own source, through the opposite flow.
+				opp := f.opposite()
+				r.add(opp.to.w, queuedValue{opp.wslot, repair})
 			}
 		}
-		if write != nil {
-			r.out[f.to.w] = append(r.out[f.to.w], queuedValue{f.wslot, write})
-		}
-		if repair != nil {
-			// Written back to f's own source, through the opposite flow.
-			opp := f.opposite()
-			r.out[opp.to.w] = append(r.out[opp.to.w], queuedValue{opp.wslot, repair})
-		}
 	}
-	for w, vals := range r.out {
-		w.enqueue(vals)
-		r.out[w] = vals[:0]
+	for i := range r.out {
+		o := &r.out[i]
+		o.w.enqueue(o.vals)
+		clear(o.vals) // the values are the writer's now
+		o.vals = o.vals[:0]
 	}
 }
 

@@ -111,71 +111,82 @@ func (v verdict) String() string {
 // writer of the target's (wrote, writeRefused), a session supervisor
 // (resolution, monitoring) and the role loop (reconcileWith).
 type flow struct {
-	handle  uint32
-	ms      *mstate
-	reverse bool
-	from    *conn
-	to      *conn
+	// Fields are ordered by size (pointers, times, then the small ones):
+	// a flow exists per mapping and direction, and padding between
+	// scattered bools and 4-byte fields cost a size class. The immutable
+	// ones (ms, from, to, wslot, publishing, sampling, handle) are spread
+	// over the struct: warmFlows reads them to bring its cache lines in.
+	ms   *mstate
+	from *conn
+	to   *conn
 	// wslot is this flow's slot in the destination writer.
 	wslot int
-	// sampling and queue size of the monitored item, publishing interval
-	// of its subscription.
-	sampling   time.Duration
-	queueSize  uint32
-	publishing time.Duration
 
 	// Mutable, guarded by ms.mu:
-	srcID     *ua.NodeID // resolved on the source server's current session
-	dstID     *ua.NodeID // resolved on the destination's current session
-	dstType   valueType
-	typeKnown bool
-	tr        *transform
-	state     State
-	reason    string
-	// qside is the side a quarantine belongs to (StateQuarantined only).
-	qside side
+	srcID *ua.NodeID // resolved on the source server's current session
+	dstID *ua.NodeID // resolved on the destination's current session
+	tr    *transform
 	// lastSrc is the last accepted source value (the deadband baseline).
-	lastSrc   *ua.Variant
-	lastSrcTS time.Time
-	// good is the last good transformed value and its source timestamp:
-	// the last-good-value cache.
-	good   *ua.Variant
-	goodTS time.Time
+	lastSrc *ua.Variant
+	// good is the last good transformed value and its source timestamp
+	// (goodTS): the last-good-value cache.
+	good *ua.Variant
 	// written is the last value confirmed written to dst.
-	written   *ua.Variant
-	writtenTS time.Time
+	written *ua.Variant
 	// echoes are values this flow wrote to dst that may come back through
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
 	nEcho  int
+	// goodSeq and srcSeq are the mapping's order numbers (ms.seq) of good
+	// and of lastSrc: in a both mapping they say which side changed last,
+	// whatever the two servers' clocks say.
+	goodSeq uint64
+	srcSeq  uint64
+	// publishing interval of the monitored item's subscription (sampling
+	// and queueSize below; immutable).
+	publishing time.Duration
+	// eu is the span of the source's EURange (0: unknown), the range of a
+	// percent deadband without scaling (readEURanges); band is f.tr with
+	// that deadband (nil: f.tr's own applies).
+	eu   float64
+	band *transform
+	// clock is the last clock anomaly (StateClock; nil: none yet).
+	clock *clockNote
+	// tgtCur is the target's value read while its session came up, while
+	// no good value was cached yet (firstwrite.go).
+	tgtCur *seenValue
+	reason string
 
+	lastSrcTS time.Time
+	goodTS    time.Time
+	// sampling interval of the monitored item (immutable).
+	sampling  time.Duration
+	writtenTS time.Time
 	// Ordering (see accept). sessTS is the timestamp of the last value
-	// of the source's current session (sessSeen: there was one); goodPeer
-	// says the cached good value came from the peer stream (observe).
-	// goodSeq and srcSeq are the mapping's order
-	// numbers (ms.seq) of good and of lastSrc: in a both mapping they say
-	// which side changed last, whatever the two servers' clocks say.
-	sessTS   time.Time
-	sessSeen bool
-	// memberChanged: the current session is another member of a server
-	// set than the one the cached value came from; its first value must
-	// not be older than the cache at all (Part 4, 6.6.2: a member may lag
-	// behind), not merely within the clock skew.
-	memberChanged bool
-	goodPeer      bool
-	goodSeq       uint64
-	srcSeq        uint64
+	// of the source's current session (sessSeen: there was one).
+	sessTS time.Time
+	// statusTS is the source timestamp of the reading srcStatus came
+	// from.
+	statusTS time.Time
+	// hold is the max_hold state (hold.go).
+	hold holdState
+
+	handle    uint32
+	queueSize uint32 // of the monitored item
+	dstType   valueType
+	state     State
 	// srcStatus is the source's status as this node knows it, part of
 	// the cached value: a status change is a change (deadband or not),
 	// and a reconcile never writes Good over a Bad source. It is the
 	// status of the last value read from the source (accept) or, while
 	// this node's own session of the source delivers nothing (srcLive
 	// false), the one the active reported with its last write (observe;
-	// statusPeer). statusTS is the source timestamp of the reading it
-	// came from; statusKnown: there was one (unknown counts as Good for a
-	// change, never for writing over a Bad target).
-	srcStatus   ua.StatusCode
-	statusTS    time.Time
+	// statusPeer). statusKnown: there was one (unknown counts as Good for
+	// a change, never for writing over a Bad target).
+	srcStatus ua.StatusCode
+
+	reverse     bool
+	typeKnown   bool
 	statusKnown bool
 	statusPeer  bool
 	// srcLive: the source's current session delivered a value and has
@@ -185,22 +196,52 @@ type flow struct {
 	// while the engine is active; the status is to be reported to the
 	// pair (takeHeldReport), since nothing is written.
 	heldReport bool
-	// eu is the span of the source's EURange (0: unknown), the range of a
-	// percent deadband without scaling (readEURanges); band is f.tr with
-	// that deadband (nil: f.tr's own applies).
-	eu   float64
-	band *transform
-	// clockAt is the receive time of the last clock anomaly, clockWhy
-	// its description (StateClock).
-	clockAt  time.Time
-	clockWhy string
+	// qside is the side a quarantine belongs to (StateQuarantined only).
+	qside    side
+	sessSeen bool
+	// memberChanged: the current session is another member of a server
+	// set than the one the cached value came from; its first value must
+	// not be older than the cache at all (Part 4, 6.6.2: a member may lag
+	// behind), not merely within the clock skew.
+	memberChanged bool
+	// goodPeer says the cached good value came from the peer stream
+	// (observe).
+	goodPeer bool
 	// unverified: the target's current value has not been read since its
-	// session came up; tgtCur is the value read then, while no good value
-	// was cached yet (firstwrite.go).
+	// session came up (firstwrite.go).
 	unverified bool
-	tgtCur     *seenValue
-	// hold is the max_hold state (hold.go).
-	hold holdState
+}
+
+// warmAhead is how many values of a notification the router warms
+// (warmFlows) before it hands them to their flows.
+const warmAhead = 64
+
+// warmFlows reads, for each value of items, immutable words of its flow
+// and of its mapping state, and returns something of them (so that the
+// loads are kept; ms.index is not one of them: a live change moves it).
+// Between two changes of the same node, thousands of
+// other flows pass, so at 10k mappings and more a value's flow is no
+// longer in the CPU's caches. These loads have no lock between them and
+// the CPU has many of the misses in flight at once; in accept each
+// would wait behind the lock of the value before (a locked instruction
+// is a fence). Only immutable fields: no lock needed.
+func warmFlows(flows []*flow, items []*ua.MonitoredItemNotification) uintptr {
+	var x uintptr
+	for _, item := range items {
+		if h := int(item.ClientHandle); h < len(flows) {
+			if f := flows[h]; f != nil {
+				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) + uintptr(f.ms.tol)
+			}
+		}
+	}
+	return x
+}
+
+// clockNote is a flow's last clock anomaly: its receive time and
+// description. Kept out of line: most flows never see one.
+type clockNote struct {
+	at  time.Time
+	why string
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -429,7 +470,10 @@ func (f *flow) checkClock(ts, now time.Time) {
 
 // clockAnomaly records a clock anomaly seen at now. Caller holds ms.mu.
 func (f *flow) clockAnomaly(now time.Time, why string) {
-	f.clockAt, f.clockWhy = now, why
+	if f.clock == nil {
+		f.clock = new(clockNote)
+	}
+	f.clock.at, f.clock.why = now, why
 }
 
 // settle sets the state of a flow whose source delivered a good value at
@@ -442,8 +486,8 @@ func (f *flow) settle(now time.Time) {
 	default:
 		return
 	}
-	if !f.clockAt.IsZero() && now.Sub(f.clockAt) < clockHold {
-		f.setState(StateClock, f.clockWhy)
+	if f.clock != nil && now.Sub(f.clock.at) < clockHold {
+		f.setState(StateClock, f.clock.why)
 		return
 	}
 	f.setState(StateOK, "")
@@ -793,14 +837,17 @@ func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
 	return out
 }
 
-// countStates adds the states of ms's flows to n.
-func (ms *mstate) countStates(n map[State]int) {
+// countStates adds the states of ms's flows to n (indexed by State).
+// An array, not a map: Stats counts every mapping, and at 100k mappings
+// a map increment per flow made a poll of Stats cost milliseconds.
+func (ms *mstate) countStates(n *[len(stateNames)]int) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	for _, f := range []*flow{ms.fwd, ms.rev} {
-		if f != nil {
-			n[f.state]++
-		}
+	if f := ms.fwd; f != nil && int(f.state) < len(n) {
+		n[f.state]++
+	}
+	if f := ms.rev; f != nil && int(f.state) < len(n) {
+		n[f.state]++
 	}
 }
 
@@ -908,9 +955,15 @@ func (f *flow) setState(s State, reason string) {
 	f.state, f.reason, f.qside = s, reason, sideNone
 }
 
-// quarantine sets the flow quarantined on side sd. Caller holds ms.mu.
+// quarantine sets the flow quarantined on side sd and tells that side's
+// server to retry it (retryQuarantined). Caller holds ms.mu.
 func (f *flow) quarantine(sd side, reason string) {
 	f.state, f.reason, f.qside = StateQuarantined, reason, sd
+	if sd == sideSource {
+		f.from.quarantines.Store(true)
+	} else {
+		f.to.quarantines.Store(true)
+	}
 }
 
 // echo is a value a flow wrote: what may come back from that side.

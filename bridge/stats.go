@@ -69,14 +69,48 @@ type histogram struct {
 	count   atomic.Uint64
 }
 
-func (h *histogram) observe(d time.Duration) {
+// bucketOf returns the index of d's bucket.
+func bucketOf(d time.Duration) int {
 	i := 0
 	for i < len(LatencyBounds) && d > LatencyBounds[i] {
 		i++
 	}
-	h.buckets[i].Add(1)
+	return i
+}
+
+func (h *histogram) observe(d time.Duration) {
+	h.buckets[bucketOf(d)].Add(1)
 	h.sum.Add(int64(d))
 	h.count.Add(1)
+}
+
+// histBatch collects observations made in one go (the values of one
+// Write request) for a histogram: addTo then costs one atomic add per
+// bucket used instead of three per value. Not safe for concurrent use.
+type histBatch struct {
+	buckets [18]uint64
+	sum     int64
+	count   uint64
+}
+
+func (b *histBatch) observe(d time.Duration) {
+	b.buckets[bucketOf(d)]++
+	b.sum += int64(d)
+	b.count++
+}
+
+// addTo adds the batch's observations to h.
+func (b *histBatch) addTo(h *histogram) {
+	if b.count == 0 {
+		return
+	}
+	for i, n := range b.buckets {
+		if n > 0 {
+			h.buckets[i].Add(n)
+		}
+	}
+	h.sum.Add(b.sum)
+	h.count.Add(b.count)
 }
 
 // Histogram is a copy of a latency histogram: Counts[i] counts values
@@ -217,8 +251,14 @@ func (e *Engine) Stats() Stats {
 			Members: c.memberStats(), Switches: c.switches.Load(),
 		})
 	}
+	var n [len(stateNames)]int
 	for _, ms := range e.tab.Load().maps {
-		ms.countStates(st.States)
+		ms.countStates(&n)
+	}
+	for s, k := range n {
+		if k > 0 {
+			st.States[State(s)] = k
+		}
 	}
 	return st
 }

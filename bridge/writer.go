@@ -255,15 +255,7 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	w.mu.Lock()
 	noTS := w.noTimestamps
 	w.mu.Unlock()
-	req := &ua.WriteRequest{NodesToWrite: make([]*ua.WriteValue, len(batch))}
-	for i, q := range batch {
-		dv := q.dv
-		if noTS {
-			dv = &ua.DataValue{EncodingMask: dv.EncodingMask &^ (ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp),
-				Value: dv.Value, Status: dv.Status}
-		}
-		req.NodesToWrite[i] = &ua.WriteValue{NodeID: ids[i], AttributeID: ua.AttributeIDValue, Value: dv}
-	}
+	req := writeRequest(batch, ids, noTS)
 	// Counted in flight before the last look at the gate: the lease
 	// watcher (fence.go) either sees this Write or the lapse closed the
 	// gate before it was sent.
@@ -311,6 +303,29 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 	w.learn.worked(len(batch))
 	w.mu.Unlock()
 	w.settle(batch, res.Results, nil)
+}
+
+// writeRequest builds the Write request of a batch (noTS: values
+// without their timestamps). The request's WriteValues share one
+// allocation, not one each.
+func writeRequest(batch []queuedValue, ids []*ua.NodeID, noTS bool) *ua.WriteRequest {
+	wvs := make([]ua.WriteValue, len(batch))
+	req := &ua.WriteRequest{NodesToWrite: make([]*ua.WriteValue, len(batch))}
+	var bare []ua.DataValue
+	if noTS {
+		bare = make([]ua.DataValue, len(batch))
+	}
+	for i, q := range batch {
+		dv := q.dv
+		if noTS {
+			bare[i] = ua.DataValue{EncodingMask: dv.EncodingMask &^ (ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp),
+				Value: dv.Value, Status: dv.Status}
+			dv = &bare[i]
+		}
+		wvs[i] = ua.WriteValue{NodeID: ids[i], AttributeID: ua.AttributeIDValue, Value: dv}
+		req.NodesToWrite[i] = &wvs[i]
+	}
+	return req
 }
 
 // tooLarge settles a batch the server refused for its size (err, a
@@ -417,14 +432,16 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 	}
 	w.mu.Unlock()
 
+	var lat histBatch // one atomic add per bucket and batch, not per value
 	for _, d := range ok {
 		f := d.f
 		f.wrote(d.dv)
 		if !d.dv.SourceTimestamp.IsZero() {
-			c.e.stats.latency.observe(now.Sub(d.dv.SourceTimestamp))
+			lat.observe(now.Sub(d.dv.SourceTimestamp))
 		}
 		c.e.written(f, d.dv)
 	}
+	lat.addTo(&c.e.stats.latency)
 	c.stats.writes.Add(uint64(len(ok)))
 }
 

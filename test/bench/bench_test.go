@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -61,6 +62,9 @@ func BenchmarkMirror(b *testing.B) {
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(50))
 	}
+	if os.Getenv("BENCH_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 512 // finer than the default 512 KiB; costs CPU
+	}
 	cases := []struct {
 		n    int
 		rate float64
@@ -73,20 +77,76 @@ func BenchmarkMirror(b *testing.B) {
 	case "big":
 		cases = cases[2:]
 	}
+	kinds := []string{"relay", "engine"}
+	switch k := os.Getenv("BENCH_KIND"); k {
+	case "relay", "engine":
+		kinds = []string{k} // for a profile of one of them
+	}
+	// BENCH_ROUNDS runs relay and engine alternately (A B A B…) so that
+	// a busy machine weighs on both alike.
+	rounds := 1
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 1 {
+		rounds = n
+	}
 	var rows []result
 	for _, c := range cases {
-		for _, kind := range []string{"relay", "engine"} {
-			r := runWorkload(b, kind, c.n, c.rate)
-			b.Log(r)
-			fmt.Println(r)
-			rows = append(rows, r)
+		for range rounds {
+			for _, kind := range kinds {
+				r := runWorkload(b, kind, c.n, c.rate)
+				b.Log(r)
+				fmt.Println(r)
+				rows = append(rows, r)
+			}
 		}
 	}
-	fmt.Println("\nengine / relay throughput:")
-	for i := 0; i+1 < len(rows); i += 2 {
-		fmt.Printf("  %6d maps %6.0f chg/s: %.3f  (added p99 latency %s)\n", rows[i].mappings, rows[i].rate,
-			rows[i+1].written/rows[i].written, (rows[i+1].p99 - rows[i].p99).Round(100*time.Microsecond))
+	if len(kinds) == 2 {
+		printRatios(rows)
 	}
+}
+
+// printRatios prints, per case, the engine's figures over the relay's:
+// the median of each pair's ratio (rows alternate relay, engine).
+func printRatios(rows []result) {
+	type key struct {
+		n    int
+		rate float64
+	}
+	var order []key
+	ratios := map[key][][4]float64{}
+	for i := 0; i+1 < len(rows); i += 2 {
+		r, e := rows[i], rows[i+1]
+		k := key{r.mappings, r.rate}
+		if _, ok := ratios[k]; !ok {
+			order = append(order, k)
+		}
+		ratios[k] = append(ratios[k], [4]float64{e.written / r.written,
+			(e.cpu / e.written) / (r.cpu / r.written), e.rssPerMap / r.rssPerMap,
+			e.liveAfter.Seconds() / r.liveAfter.Seconds()})
+	}
+	fmt.Println("\nengine / relay, median of the pairs: throughput, CPU per value, RSS per mapping, time to live")
+	for _, k := range order {
+		var cols [4]float64
+		for j := range cols {
+			var xs []float64
+			for _, r := range ratios[k] {
+				xs = append(xs, r[j])
+			}
+			cols[j] = median(xs)
+		}
+		fmt.Printf("  %6d maps %6.0f chg/s: %.3f  %.3f  %.3f  %.3f  (%d pairs)\n", k.n, k.rate,
+			cols[0], cols[1], cols[2], cols[3], len(ratios[k]))
+	}
+}
+
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	if len(xs) == 0 {
+		return 0
+	}
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
 
 func runWorkload(b *testing.B, kind string, n int, rate float64) result {
@@ -98,6 +158,7 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	defer dst.Kill()
 	runtime.GC()
 	heap0, rss0 := heapInUse(), rss()
+	startProf := startProfile(b, "start", kind, n, rate)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -120,7 +181,11 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 			cfg.Mappings = append(cfg.Mappings, mapping.Mapping{ID: strconv.Itoa(i),
 				Source: mapping.NodeRef{Server: "src", Node: id}, Target: mapping.NodeRef{Server: "dst", Node: id}})
 		}
-		e, err := bridge.New(bridge.Options{Config: cfg, Logger: zap.NewNop()})
+		log := zap.NewNop()
+		if os.Getenv("BENCH_LOG") != "" { // the engine's info log, to see where start-up goes
+			log, _ = zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
+		}
+		e, err := bridge.New(bridge.Options{Config: cfg, Logger: log})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -129,13 +194,15 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 		eng = e
 		live = func() bool { return e.Stats().States[bridge.StateOK] == n }
 	}
-	if !harness.WaitFor(120*time.Second, live) {
+	if !waitLive(120*time.Second, live) {
 		b.Fatalf("%s: not all %d items live after 120 s", kind, n)
 	}
 	liveAfter := time.Since(start)
+	stopProfile(b, startProf)
 	// Warm up, then measure a window.
 	warm := time.Now().Add(2 * time.Second)
 	harness.WaitFor(3*time.Second, func() bool { return time.Now().After(warm) })
+	prof := startProfile(b, "cpu", kind, n, rate)
 	cpu0 := cpuTime()
 	var st0 bridge.Stats
 	if eng != nil {
@@ -146,6 +213,7 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	harness.WaitFor(window+time.Second, func() bool { return time.Since(t0) >= window })
 	t1 := time.Now()
 	cpu1 := cpuTime()
+	stopProfile(b, prof)
 	if eng != nil {
 		st1 := eng.Stats()
 		d := t1.Sub(t0).Seconds()
@@ -157,6 +225,18 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	}
 	runtime.GC()
 	heap1, rss1 := heapInUse(), rss()
+	if dir := os.Getenv("BENCH_HEAPPROFILE"); dir != "" {
+		// What the relay or the engine holds in the window (allocations
+		// sampled from the start of the run: see BenchmarkMirror).
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%s-%d-%.0f.pprof", kind, n, rate)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
 	cancel()
 	wg.Wait()
 	dst.Stop(10 * time.Second)
@@ -173,6 +253,56 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 		p50: q(0.5), p99: q(0.99), cpu: (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds(),
 		heapPerMap: float64(int64(heap1)-int64(heap0)) / float64(n), rssPerMap: float64(int64(rss1)-int64(rss0)) / float64(n),
 		liveAfter: liveAfter}
+}
+
+// livePoll is how often the start-up wait asks whether every item is
+// live, for relay and engine alike: the engine's answer (Stats) looks at
+// every mapping, and polled every few milliseconds at 100k mappings it
+// would take a good part of a core from the start-up it measures.
+const livePoll = 50 * time.Millisecond
+
+// waitLive polls live every livePoll until it reports true (true) or
+// timeout passes (false).
+func waitLive(timeout time.Duration, live func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(livePoll)
+	defer tick.Stop()
+	for !live() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// startProfile starts a CPU profile of what follows into
+// $BENCH_CPUPROFILE/<what>-<kind>-<n>-<rate>.pprof when that variable
+// names a directory ("cpu": the measured window, "start": the time until
+// every item is live); it returns nil otherwise.
+func startProfile(b *testing.B, what, kind string, n int, rate float64) *os.File {
+	dir := os.Getenv("BENCH_CPUPROFILE")
+	if dir == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%d-%.0f.pprof", what, kind, n, rate)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+func stopProfile(b *testing.B, f *os.File) {
+	if f == nil {
+		return
+	}
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // journalWindow counts the target's accepted writes in [t0, t1) and their

@@ -394,7 +394,7 @@ func (w *writer) settle(batch []queuedValue, results []ua.StatusCode, reqErr err
 		f  *flow
 		dv *ua.DataValue
 	}
-	var ok []done
+	ok := make([]done, 0, len(batch)) // one allocation, not a growing slice
 	w.mu.Lock()
 	for i, q := range batch {
 		s := &w.slots[q.slot]

@@ -616,100 +616,50 @@ func keepAliveCount(interval, dataAge time.Duration) uint32 {
 	return n
 }
 
-// monitorInFlight bounds the CreateMonitoredItems requests one monitor
-// call has outstanding: a few in flight keep client and server busy
-// together (one encodes the next batch while the other creates the
-// last).
-const monitorInFlight = 4
-
 // monitor creates the monitored items of flows in batches within the
-// server's limit, up to monitorInFlight requests at a time. A rejected
-// item quarantines its flow only. It returns the first error and starts
-// no request after it; it returns after every request it started.
+// server's limit. A rejected item quarantines its flow only.
 func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription, flows []*flow) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var mu sync.Mutex // guards firstErr and the session's item table (setItem)
-	var firstErr error
-	sem := make(chan struct{}, monitorInFlight)
 	for start := 0; start < len(flows); start += s.batchMon {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		end := min(start+s.batchMon, len(flows))
+		batch := flows[start:end]
+		reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
+		for i, f := range batch {
+			reqs[i] = c.itemRequest(f, f.node(false), true)
 		}
-		if ctx.Err() != nil {
-			break
+		res, err := c.createItems(ctx, s, sub, reqs)
+		if err != nil {
+			return err
 		}
-		batch := flows[start:min(start+s.batchMon, len(flows))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := c.monitorBatch(ctx, s, sub, batch, &mu); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-				cancel()
+		var retry []int
+		for i, r := range res.Results {
+			if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
+				r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
+				retry = append(retry, i)
+				continue
 			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-// monitorBatch creates the monitored items of one batch of flows (one
-// request, and one more without the deadband filter for items whose
-// filter the server refused) and records them in the session's item
-// table under mu.
-func (c *conn) monitorBatch(ctx context.Context, s *session, sub *opcua.Subscription, batch []*flow, mu *sync.Mutex) error {
-	reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
-	for i, f := range batch {
-		reqs[i] = c.itemRequest(f, f.node(false), true)
-	}
-	res, err := c.createItems(ctx, s, sub, reqs)
-	if err != nil {
-		return err
-	}
-	var retry []int
-	mu.Lock()
-	for i, r := range res.Results {
-		if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
-			r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
-			retry = append(retry, i)
-			continue
+			batch[i].monitored(r.StatusCode)
+			s.setItem(batch[i].handle, sub.SubscriptionID, r)
 		}
-		batch[i].monitored(r.StatusCode)
-		s.setItem(batch[i].handle, sub.SubscriptionID, r)
-	}
-	mu.Unlock()
-	if len(retry) == 0 {
-		return nil
-	}
-	// The server refuses our deadband filter: monitor without it; the
-	// client-side deadband takes over.
-	c.log.Warn("server refused the deadband filter; the client-side deadband applies",
-		zap.Int("items", len(retry)), zap.String("first_mapping", batch[retry[0]].ms.m.ID),
-		zap.String("status", res.Results[retry[0]].StatusCode.Error()))
-	c.stats.filtersRefused.Add(uint64(len(retry)))
-	reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
-	for k, i := range retry {
-		reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
-	}
-	res2, err := c.createItems(ctx, s, sub, reqs2)
-	if err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for k, r := range res2.Results {
-		batch[retry[k]].monitored(r.StatusCode)
-		s.setItem(batch[retry[k]].handle, sub.SubscriptionID, r)
+		if len(retry) > 0 {
+			// The server refuses our deadband filter: monitor without it;
+			// the client-side deadband takes over.
+			c.log.Warn("server refused the deadband filter; the client-side deadband applies",
+				zap.Int("items", len(retry)), zap.String("first_mapping", batch[retry[0]].ms.m.ID),
+				zap.String("status", res.Results[retry[0]].StatusCode.Error()))
+			c.stats.filtersRefused.Add(uint64(len(retry)))
+			reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
+			for k, i := range retry {
+				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
+			}
+			res2, err := c.createItems(ctx, s, sub, reqs2)
+			if err != nil {
+				return err
+			}
+			for k, r := range res2.Results {
+				batch[retry[k]].monitored(r.StatusCode)
+				s.setItem(batch[retry[k]].handle, sub.SubscriptionID, r)
+			}
+		}
 	}
 	return nil
 }

@@ -87,6 +87,8 @@ func TestTypesAgainstNodeOPCUA(t *testing.T) {
 			// refuses the filter; counted, logged, client-side instead.
 			{Source: mapping.NodeRef{Server: "node", Node: tn("t.enum")}, Target: mapping.NodeRef{Server: "sim", Node: node(21)},
 				Deadband: &mapping.Deadband{Type: mapping.DeadbandPercent, Value: 1}},
+			// A target of any type (BaseDataType) takes the source's type.
+			{Source: mapping.NodeRef{Server: "sim", Node: node(5)}, Target: mapping.NodeRef{Server: "node", Node: tn("t.any")}}, // Int32 → any
 		},
 	}
 	for i := range cfg.Mappings {
@@ -102,14 +104,17 @@ func TestTypesAgainstNodeOPCUA(t *testing.T) {
 	e := runEngine(t, cfg, nil)
 	waitConnected(t, e, 0)
 	ctx := harness.Context(t)
-	harness.Eventually(t, 20*time.Second, "subtype and enumeration targets written, converted", func() bool {
-		vals, err := harness.ReadValues(ctx, no.Endpoint(), []string{tn("t.duration"), tn("t.enum"), tn("t.double")})
+	harness.Eventually(t, 20*time.Second, "subtype and enumeration targets written, converted; the any-type target as Int32", func() bool {
+		vals, err := harness.ReadValues(ctx, no.Endpoint(), []string{tn("t.duration"), tn("t.enum"), tn("t.double"), tn("t.any")})
 		if err != nil {
 			return false
 		}
 		return vals[0].Value != nil && vals[0].Value.Value() == 7.0 && vals[1].Value != nil && vals[1].Value.Value() == int32(1) &&
-			vals[2].Value != nil && vals[2].Value.Value() == 2.5
+			vals[2].Value != nil && vals[2].Value.Value() == 2.5 && vals[3].Value != nil && vals[3].Value.Value() == int32(7)
 	})
+	if st, why := mappingState(e, 7, false); st != bridge.StateOK {
+		t.Fatalf("the any-type target's mapping: %s %s", st, why)
+	}
 	harness.Eventually(t, 10*time.Second, "9999-12-31 refused with a reason", func() bool {
 		st, why := mappingState(e, 2, false)
 		return st == bridge.StateBad && strings.Contains(why, "9999-12-31")

@@ -98,6 +98,12 @@ func newTransform(m *mapping.Mapping, reverse bool, dst valueType) (*transform, 
 		return nil, bad("destination ValueRank %d is not defined (Part 3, 5.6.2)", dst.valueRank)
 	}
 	t := &transform{dst: dst.id, rank: dst.valueRank, rules: rules{rounding: mapping.RoundReject}}
+	if t.dst == ua.TypeIDVariant {
+		// The target's DataType is BaseDataType (i=24), or an abstract
+		// type below it that names no built-in encoding: any type is
+		// accepted, the value keeps its own (Part 3, 5.8.2).
+		t.dst = 0
+	}
 
 	if c := m.Convert; c != nil {
 		if c.To != "" && !reverse {

@@ -620,10 +620,10 @@ func (s *Server) SetServiceLevel(n byte) error {
 
 // Retype replaces the variable ns=<ns>;s=id of the Typed object by one of
 // DataType typ (Double, Float, Int32, Duration, UtcTime, ServerState,
-// DateTime, ByteString) with that type's initial value, as a PLC download
+// DateTime, ByteString, BaseDataType) with that type's initial value, as a PLC download
 // that changes a node's type does. It returns once the server acked it.
 // The Typed variables (t.duration, t.utctime, t.enum, t.date9999,
-// t.date1601, t.dateOld, t.double, t.bytes) are described in server.js.
+// t.date1601, t.dateOld, t.double, t.bytes, t.any) are described in server.js.
 func (s *Server) Retype(id, typ string) error {
 	s.mu.Lock()
 	p := s.proc

@@ -408,6 +408,7 @@ async function main() {
     //   t.dateOld    DateTime                         1650-06-01
     //   t.double     Double                           0 (a target to retype)
     //   t.bytes      ByteString                       0 bytes
+    //   t.any        BaseDataType (any type)          0 (Double)
     const typed = namespace.addObject({
         organizedBy: addressSpace.rootFolder.objects,
         browseName: "Typed",
@@ -417,7 +418,8 @@ async function main() {
         Double: [DataType.Double, 0], Float: [DataType.Float, 0], Int32: [DataType.Int32, 0],
         Duration: [DataType.Double, 1.5], UtcTime: [DataType.DateTime, new Date(Date.UTC(2024, 0, 1))],
         ServerState: [DataType.Int32, 0], DateTime: [DataType.DateTime, new Date(Date.UTC(2024, 0, 1))],
-        ByteString: [DataType.ByteString, Buffer.alloc(0)]
+        ByteString: [DataType.ByteString, Buffer.alloc(0)],
+        BaseDataType: [DataType.Double, 0]
     };
     const addTyped = (id, type, value) => {
         const [vdt, v0] = TYPED_VALUES[type];
@@ -441,6 +443,7 @@ async function main() {
     addTyped("t.dateOld", "DateTime", new Date(Date.UTC(1650, 5, 1)));
     addTyped("t.double", "Double");
     addTyped("t.bytes", "ByteString");
+    addTyped("t.any", "BaseDataType");
     const retype = (id, type) => {
         if (!TYPED_VALUES[type]) throw new Error(`retype: no type ${type}`);
         const old = addressSpace.findNode(`ns=${namespace.index};s=${id}`);

@@ -50,11 +50,17 @@ var errFault = errors.New("session fault")
 // subscriptions of the flows that read from this server and the writer
 // of the flows that write to it.
 type conn struct {
-	e        *Engine
-	srv      *mapping.Server
-	name     string
-	log      *zap.Logger
-	timeouts mapping.Timeouts
+	e    *Engine
+	name string
+	log  *zap.Logger
+	// ent is the server's config entry and its timeouts: replaced whole
+	// by a live config change of the entry (live.go, reconfigure), read
+	// through server and tmo. A session uses the entry it was opened with
+	// (session.ent) and ends when a change replaces it.
+	ent atomic.Pointer[connEntry]
+	// reopen asks the supervisor to end its session and open one under
+	// the new entry without a backoff (1-buffered).
+	reopen chan struct{}
 
 	// rflows are the flows that read from this server, wflows those
 	// that write to it: replaced whole by a live config change (live.go),
@@ -103,8 +109,8 @@ type conn struct {
 }
 
 func newConn(e *Engine, s *mapping.Server) *conn {
-	c := &conn{e: e, srv: s, name: s.Name, log: e.log.With(zap.String("server", s.Name)),
-		timeouts: s.EffectiveTimeouts()}
+	c := &conn{e: e, name: s.Name, log: e.log.With(zap.String("server", s.Name)), reopen: make(chan struct{}, 1)}
+	c.ent.Store(&connEntry{srv: s, timeouts: s.EffectiveTimeouts()})
 	c.level.Store(-1)
 	c.setFlows(nil, nil)
 	c.liveOps.wake = make(chan struct{}, 1)
@@ -119,6 +125,18 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 	return c
 }
 
+// connEntry is a server's config entry as a conn uses it.
+type connEntry struct {
+	srv      *mapping.Server
+	timeouts mapping.Timeouts
+}
+
+// server returns the server's config entry now in force.
+func (c *conn) server() *mapping.Server { return c.ent.Load().srv }
+
+// tmo returns the server's timeouts now in force.
+func (c *conn) tmo() mapping.Timeouts { return c.ent.Load().timeouts }
+
 // session is one live client of a conn. Its fault channel ends it.
 type session struct {
 	client *opcua.Client
@@ -126,9 +144,12 @@ type session struct {
 	// publish loop); closeSession calls it after Client.Close.
 	stopClient func()
 	namespaces []string
-	batchWrite int
 	batchRead  int
-	batchMon   int
+	// maxWrite and maxMon are the server's MaxNodesPerWrite and
+	// MaxMonitoredItemsPerCall (0: none advertised); writeBatch and
+	// monBatch bound them by the engine's settings, which may change
+	// live.
+	maxWrite, maxMon int
 	// writeLim bounds the session's Write requests (limits.go); read at
 	// its start, so a takeover's first write waits for no read of it.
 	writeLim  writeLimits
@@ -149,9 +170,13 @@ type session struct {
 	// its request may still sit in the send queue.
 	writeFailed atomic.Bool
 	abortOnce   sync.Once
-	// items are the monitored items created on this session, by handle
-	// (live.go); used by the session's supervisor only.
-	items []itemRef
+	// ent is the server entry the session was opened with.
+	ent *connEntry
+	// items are the monitored items created on this session, by handle,
+	// and subItems how many of them each subscription holds (live.go);
+	// used by the session's supervisor only.
+	items    []itemRef
+	subItems map[uint32]int
 }
 
 // fault ends the session (first error wins). It never blocks.
@@ -171,6 +196,23 @@ func (s *session) abort(err error) bool {
 	})
 	s.fault(err)
 	return did
+}
+
+// writeBatch is the most values in one Write request on s: the
+// engine's write_batch within the server's MaxNodesPerWrite.
+func (c *conn) writeBatch(s *session) int { return within(c.e.settings().WriteBatch, s.maxWrite) }
+
+// monBatch is the most monitored items created or deleted in one request
+// on s: the engine's subscribe_batch within the server's
+// MaxMonitoredItemsPerCall.
+func (c *conn) monBatch(s *session) int { return within(c.e.settings().SubscribeBatch, s.maxMon) }
+
+// within returns n bounded by limit (0: no limit).
+func within(n, limit int) int {
+	if limit > 0 && limit < n {
+		return limit
+	}
+	return n
 }
 
 func (c *conn) current() *session { return c.sess.Load() }
@@ -198,13 +240,14 @@ func (c *conn) setState(s ConnState) {
 // supervise connects, runs and rebuilds sessions until ctx is done. A
 // redundant server set is supervised member by member (members.go).
 func (c *conn) supervise(ctx context.Context) {
-	if c.srv.IsSet() {
+	if c.server().IsSet() {
 		c.superviseSet(ctx)
 		return
 	}
 	attempt := 0
 	for ctx.Err() == nil {
-		ep := c.srv.Endpoints[attempt%len(c.srv.Endpoints)]
+		eps := c.server().Endpoints
+		ep := eps[attempt%len(eps)]
 		start, connects := time.Now(), c.stats.connects.Load()
 		err := c.runSession(ctx, ep)
 		c.setState(Disconnected)
@@ -219,6 +262,13 @@ func (c *conn) supervise(ctx context.Context) {
 		if err != nil {
 			msg := err.Error()
 			c.lastErr.Store(&msg)
+		}
+		if errors.Is(err, errReopen) {
+			// The server's entry changed live: open a session under the
+			// new one now.
+			attempt = 0
+			c.log.Info("server entry changed: session rebuilt", zap.String("endpoint", ep))
+			continue
 		}
 		if c.stats.connects.Load() != connects || time.Since(start) > 30*time.Second {
 			// A session that came up resets the backoff: the next outage
@@ -236,9 +286,16 @@ func (c *conn) supervise(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-c.reopen: // a new entry: try it now, from its first endpoint
+			t.Stop()
+			attempt = 0
 		}
 	}
 }
+
+// errReopen ends a session whose server entry a live config change
+// replaced (live.go, reconfigure).
+var errReopen = errors.New("server entry changed")
 
 // readPassword reads a server's password from its env var or file. The
 // error never contains the secret.
@@ -261,7 +318,8 @@ func readPassword(srv *mapping.Server) (string, error) {
 // (auto-reconnect off, the server's timeouts). The caller closes the
 // session with closeSession.
 func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.timeouts.Connect)
+	ent := c.ent.Load() // the session's entry throughout, even if a live change replaces it meanwhile
+	cctx, cancel := context.WithTimeout(ctx, ent.timeouts.Connect)
 	defer cancel()
 	var (
 		srvOpts []opcua.Option
@@ -270,9 +328,9 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		err     error
 	)
 	if c.e.optsFn != nil {
-		srvOpts, err = c.e.optsFn(cctx, c.srv, ep)
+		srvOpts, err = c.e.optsFn(cctx, ent.srv, ep)
 	} else {
-		srvOpts, cert, bound, err = clientOptions(cctx, c.srv, ep, c.e.security)
+		srvOpts, cert, bound, err = clientOptions(cctx, ent.srv, ep, c.e.security)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: client options: %w", errFault, err)
@@ -294,10 +352,10 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 			}
 		}),
 		opcua.AutoReconnect(false),
-		opcua.RequestTimeout(c.timeouts.Request),
+		opcua.RequestTimeout(ent.timeouts.Request),
 		opcua.Dialer(sessionDialer()), // before DialTimeout, which sets its timeout
-		opcua.DialTimeout(c.timeouts.Connect),
-		opcua.SessionTimeout(c.timeouts.Session),
+		opcua.DialTimeout(ent.timeouts.Connect),
+		opcua.SessionTimeout(ent.timeouts.Session),
 	)
 	cl, err := opcua.NewClient(ep, opts...)
 	if err != nil {
@@ -306,11 +364,11 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 	stopClient, err := connectBound(cctx, cl, bound)
 	if err != nil {
 		if userRejected(err) {
-			switch c.srv.Auth.Type {
+			switch ent.srv.Auth.Type {
 			case "username":
-				return nil, fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, c.srv.Auth.Username, err)
+				return nil, fmt.Errorf("%w: server %s: user %s rejected: %w", errFault, c.name, ent.srv.Auth.Username, err)
 			case "certificate":
-				return nil, fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, c.srv.Auth.CertFile, err)
+				return nil, fmt.Errorf("%w: server %s: user certificate %s rejected: %w", errFault, c.name, ent.srv.Auth.CertFile, err)
 			}
 		}
 		return nil, fmt.Errorf("%w: connect %s: %w", errFault, ep, err)
@@ -328,8 +386,8 @@ func (c *conn) openSession(ctx context.Context, ep string) (*session, error) {
 		stopClient()
 		return nil, fmt.Errorf("%w: %w", errFault, err)
 	}
-	s := &session{client: cl, stopClient: stopClient, faultCh: make(chan error, 1), batchWrite: c.e.tune.WriteBatch,
-		batchRead: 1000, batchMon: c.e.tune.SubscribeBatch, sock: sock}
+	s := &session{client: cl, stopClient: stopClient, faultCh: make(chan error, 1),
+		batchRead: 1000, sock: sock, ent: ent}
 	holder.Store(s)
 	if cl.State() == opcua.Disconnected {
 		s.fault(errConnLost) // lost before holder was set
@@ -391,6 +449,8 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	if err != nil {
 		return err
 	}
+	c.stats.subs.Store(int32(len(subs)))
+	defer c.stats.subs.Store(0)
 	c.sess.Store(s)
 	c.setState(Connected)
 	c.w.requeue()
@@ -409,7 +469,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		c.log.Info("session up (standby: not writing)", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)))
 	}
 
-	keep := time.NewTicker(c.timeouts.KeepAlive)
+	keep := time.NewTicker(c.tmo().KeepAlive)
 	defer keep.Stop()
 	retry := time.NewTimer(c.e.backoff(0))
 	defer retry.Stop()
@@ -424,7 +484,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 			if err := c.keepAlive(ctx, s); err != nil {
 				return fmt.Errorf("%w: keep-alive: %w", errFault, err)
 			}
-			if age := time.Since(time.Unix(0, lastData.Load())); age > c.timeouts.DataAge && len(subs) > 0 && !c.noProbe.Load() {
+			if age := time.Since(time.Unix(0, lastData.Load())); age > c.tmo().DataAge && len(subs) > 0 && !c.noProbe.Load() {
 				// No data for a while: prove the subscriptions still exist.
 				if err := c.probeSubscriptions(ctx, s, subs); errors.Is(err, ua.StatusBadServiceUnsupported) {
 					// The server cannot prove its subscriptions; rely on the
@@ -438,8 +498,12 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 			}
 		case <-c.liveOps.wake:
 			c.runLive(ctx, s, subs, notes)
+		case <-c.reopen:
+			if s.ent != c.ent.Load() {
+				return errReopen
+			}
 		case <-retry.C:
-			n := c.retryQuarantined(ctx, s, subs)
+			n := c.retryQuarantined(ctx, s, subs, notes)
 			if n > 0 {
 				retries++
 			} else {
@@ -470,7 +534,7 @@ func (c *conn) prepare(ctx context.Context, s *session) error {
 // sessionInfo reads the namespace array and the operation limits of a
 // new session into s.
 func (c *conn) sessionInfo(ctx context.Context, s *session) error {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	ns, err := s.client.NamespaceArray(rctx)
 	if err != nil {
@@ -486,13 +550,13 @@ func (c *conn) sessionInfo(ctx context.Context, s *session) error {
 	}
 	if res, err := s.client.Read(rctx, req); err == nil && len(res.Results) == len(limits) {
 		lim := func(i int, cur *int) {
-			if v, ok := res.Results[i].Value.Value().(uint32); ok && v > 0 && int(v) < *cur {
+			if v, ok := res.Results[i].Value.Value().(uint32); ok && v > 0 && (*cur == 0 || int(v) < *cur) {
 				*cur = int(v)
 			}
 		}
 		lim(0, &s.batchRead)
-		lim(1, &s.batchWrite)
-		lim(2, &s.batchMon)
+		lim(1, &s.maxWrite)
+		lim(2, &s.maxMon)
 	}
 	if len(c.writeFlows()) > 0 {
 		s.writeLim = readWriteLimits(rctx, s.client)
@@ -596,10 +660,10 @@ func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.Publ
 // createSub creates a subscription with publishing interval iv whose
 // notifications go to notes.
 func (c *conn) createSub(ctx context.Context, s *session, iv time.Duration, notes chan *opcua.PublishNotificationData) (*opcua.Subscription, error) {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
-		MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
+		MaxKeepAliveCount: keepAliveCount(iv, c.tmo().DataAge)}, notes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
 	}
@@ -619,8 +683,9 @@ func keepAliveCount(interval, dataAge time.Duration) uint32 {
 // monitor creates the monitored items of flows in batches within the
 // server's limit. A rejected item quarantines its flow only.
 func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription, flows []*flow) error {
-	for start := 0; start < len(flows); start += s.batchMon {
-		end := min(start+s.batchMon, len(flows))
+	per := c.monBatch(s)
+	for start := 0; start < len(flows); start += per {
+		end := min(start+per, len(flows))
 		batch := flows[start:end]
 		reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
 		for i, f := range batch {
@@ -669,7 +734,7 @@ func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription,
 // gopcua keeps every request and result for its own re-creation logic,
 // which we never use (we rebuild sessions ourselves) — ~300 B per item.
 func (c *conn) createItems(ctx context.Context, s *session, sub *opcua.Subscription, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	var res *ua.CreateMonitoredItemsResponse
 	err := s.client.Send(rctx, &ua.CreateMonitoredItemsRequest{SubscriptionID: sub.SubscriptionID,
 		TimestampsToReturn: ua.TimestampsToReturnBoth, ItemsToCreate: reqs}, func(v ua.Response) error {
@@ -708,8 +773,11 @@ func (c *conn) itemRequest(f *flow, nid *ua.NodeID, withFilter bool) *ua.Monitor
 }
 
 // retryQuarantined tries again the flows of this server that a server
-// rejected; it returns how many are still quarantined.
-func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription) (n int) {
+// rejected; it returns how many are still quarantined. A flow whose
+// publishing interval has no subscription gets one whose notifications
+// go to notes (nil: it waits for the next session).
+func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription,
+	notes chan *opcua.PublishNotificationData) (n int) {
 	if !c.quarantines.Swap(false) {
 		return 0 // none since the last look found none
 	}
@@ -748,8 +816,17 @@ func (c *conn) retryQuarantined(ctx context.Context, s *session, subs map[time.D
 		}
 		for iv, fs := range byInterval {
 			sub := subs[iv]
-			if sub == nil {
-				continue // a new interval needs a new session: next reconnect
+			if sub == nil && notes == nil {
+				continue // a server set's member: its next data session creates it
+			}
+			if sub == nil { // none yet, or emptied and deleted (live.go)
+				var err error
+				if sub, err = c.createSub(ctx, s, iv, notes); err != nil {
+					s.fault(err)
+					continue
+				}
+				subs[iv] = sub
+				c.stats.subs.Store(int32(len(subs)))
 			}
 			if err := c.monitor(ctx, s, sub, fs); err != nil {
 				s.fault(err)
@@ -783,7 +860,7 @@ func (c *conn) keepAlive(ctx context.Context, s *session) error {
 // and returns the ServiceLevel (-1: not readable). A server that is not
 // Running is an error.
 func (c *conn) readStatus(ctx context.Context, s *session) (int, error) {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither,
 		NodesToRead: []*ua.ReadValueID{
@@ -813,7 +890,7 @@ func (c *conn) probeSubscriptions(ctx context.Context, s *session, subs map[time
 	for _, sub := range subs {
 		ids = append(ids, sub.SubscriptionID)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	var res *ua.SetPublishingModeResponse
 	err := s.client.Send(rctx, &ua.SetPublishingModeRequest{PublishingEnabled: true, SubscriptionIDs: ids},
@@ -1005,7 +1082,7 @@ func (c *conn) readBatches(ctx context.Context, s *session, nodes []*ua.ReadValu
 // readSplit reads nodes into out with one request, or in halves when the
 // server refuses it for its size.
 func (c *conn) readSplit(ctx context.Context, s *session, nodes []*ua.ReadValueID, out []*ua.DataValue) error {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	res, err := s.client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: nodes})
 	cancel()
 	if err == nil && len(res.Results) != len(nodes) {

@@ -52,13 +52,13 @@ func (c *conn) discover(ctx context.Context, out chan<- []string) {
 // with FindServers there; it returns the opc.tcp discovery URL (the
 // first) of each server not among the listed endpoints.
 func (c *conn) discoverOnce(ctx context.Context) ([]string, error) {
-	ep := c.srv.Endpoints[0]
+	ep := c.server().Endpoints[0]
 	s, err := c.openSession(ctx, ep)
 	if err != nil {
 		return nil, err
 	}
 	defer closeSession(s)
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	br, err := s.client.Browse(rctx, &ua.BrowseRequest{NodesToBrowse: []*ua.BrowseDescription{{
 		NodeID: ua.NewNumericNodeID(0, id.Server_ServerRedundancy), BrowseDirection: ua.BrowseDirectionForward,
@@ -142,7 +142,7 @@ func (c *conn) newMemberEndpoints(uris []string, apps []*ua.ApplicationDescripti
 		switch {
 		case url == "":
 			c.log.Debug("server set: no discovery URL for a server of the set", zap.String("server_uri", uri))
-		case slices.Contains(c.srv.Endpoints, url) || slices.Contains(out, url):
+		case slices.Contains(c.server().Endpoints, url) || slices.Contains(out, url):
 		default:
 			out = append(out, url)
 		}

@@ -94,8 +94,10 @@ type Options struct {
 // Engine mirrors values between servers. Create it with New, start it
 // with Run. Its exported methods are safe for concurrent use.
 type Engine struct {
-	cfg    *mapping.Config
-	tune   mapping.Engine
+	cfg *mapping.Config
+	// tune is the engine settings now in force: replaced whole by a live
+	// config change (live.go), read through settings.
+	tune   atomic.Pointer[mapping.Engine]
 	log    *zap.Logger
 	gate   Gate
 	optsFn ClientOptionsFunc
@@ -146,7 +148,6 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg:      o.Config,
-		tune:     o.Config.EngineSettings(),
 		log:      log.Named("bridge"),
 		gate:     o.Gate,
 		optsFn:   o.ClientOptions,
@@ -159,6 +160,8 @@ func New(o Options) (*Engine, error) {
 	if e.gate == nil {
 		e.gate = NewManualGate(true, 0)
 	}
+	tune := o.Config.EngineSettings()
+	e.tune.Store(&tune)
 	byName := map[string]*conn{}
 	for i := range o.Config.Servers {
 		s := &o.Config.Servers[i]
@@ -214,7 +217,7 @@ func (e *Engine) build(cfg *mapping.Config, i int, byName map[string]*conn, tab 
 	if _, err := mapping.ParseNodeID(m.Target.Node); err != nil {
 		return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
 	}
-	ms := &mstate{index: i, m: m, tol: e.tune.ClockSkew}
+	ms := &mstate{index: i, m: m, tol: e.settings().ClockSkew}
 	base := uint32(len(tab.flows))
 	tab.flows = append(tab.flows, nil, nil)
 	eff := cfg.Effective(m)
@@ -677,15 +680,20 @@ func (e *Engine) transformFor(m *mapping.Mapping, reverse bool, vt valueType) (*
 	return tr, nil
 }
 
+// settings returns the engine settings now in force (a live config
+// change may replace them: read them where they are used, not once).
+func (e *Engine) settings() mapping.Engine { return *e.tune.Load() }
+
 // backoff returns the wait before retry attempt n (0-based): exponential
 // from RetryMin to RetryMax with ±20 % jitter.
 func (e *Engine) backoff(n int) time.Duration {
-	d := e.tune.RetryMin
-	for i := 0; i < n && d < e.tune.RetryMax; i++ {
+	t := e.settings()
+	d := t.RetryMin
+	for i := 0; i < n && d < t.RetryMax; i++ {
 		d *= 2
 	}
-	if d > e.tune.RetryMax {
-		d = e.tune.RetryMax
+	if d > t.RetryMax {
+		d = t.RetryMax
 	}
 	j := 0.8 + 0.4*rand.Float64()
 	return time.Duration(float64(d) * j)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,11 +63,25 @@ func (s *session) setItem(h, sub uint32, r *ua.MonitoredItemCreateResult) {
 		copy(grown, s.items)
 		s.items = grown
 	}
+	s.clearItem(h)
 	if r.StatusCode == ua.StatusOK || isGood(r.StatusCode) {
 		s.items[h] = itemRef{sub, r.MonitoredItemID}
-	} else {
-		s.items[h] = itemRef{}
+		if s.subItems == nil {
+			s.subItems = map[uint32]int{}
+		}
+		s.subItems[sub]++
 	}
+}
+
+// clearItem forgets the monitored item of handle h (deleted, or about to
+// be replaced) and returns it. Used by the session's supervisor only.
+func (s *session) clearItem(h uint32) itemRef {
+	it := s.item(h)
+	if it.id != 0 {
+		s.items[h] = itemRef{}
+		s.subItems[it.sub]--
+	}
+	return it
 }
 
 // item returns the monitored item of handle h on s (id 0: none).
@@ -167,11 +182,23 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	if err != nil {
 		return err
 	}
+	reopened := map[*conn]bool{}
+	for i, c := range e.conns {
+		if !sameServer(&e.cfg.Servers[i], &cfg.Servers[i]) {
+			reopened[c] = true
+		}
+	}
 	ops := e.commitLive(cfg, ch)
+	// A changed server entry: that server's session is rebuilt under the
+	// new one, nothing else (conn.reconfigure).
+	for c := range reopened {
+		c.reconfigure(&cfg.Servers[slices.Index(e.conns, c)])
+	}
 	e.log.Info("config applied live", zap.Int("added", ch.nAdded), zap.Int("removed", ch.nRemoved),
-		zap.Int("changed", ch.nChanged), zap.Int("mappings", len(cfg.Mappings)), zap.Duration("took", time.Since(start)))
+		zap.Int("changed", ch.nChanged), zap.Int("servers_changed", len(reopened)), zap.Int("mappings", len(cfg.Mappings)),
+		zap.Duration("took", time.Since(start)))
 	for c, op := range ops {
-		if c.current() == nil {
+		if c.current() == nil || reopened[c] {
 			continue // its next session subscribes and resolves everything
 		}
 		select {
@@ -188,21 +215,29 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 // ("": it can, as far as the config shows).
 func liveBlocker(old, cfg *mapping.Config) string {
 	if len(old.Servers) != len(cfg.Servers) {
-		return "the servers changed"
+		return "servers were added or removed"
 	}
 	for i := range old.Servers {
-		a, b := old.Servers[i], cfg.Servers[i]
-		a.Pos, b.Pos = mapping.Pos{}, mapping.Pos{}
-		if !reflect.DeepEqual(a, b) {
-			return "server " + b.Name + " changed"
+		a, b := &old.Servers[i], &cfg.Servers[i]
+		switch {
+		case a.Name != b.Name:
+			return "servers were renamed, added or removed"
+		case (a.IsSet() || b.IsSet()) && !sameServer(a, b):
+			return "redundant server set " + b.Name + " changed"
 		}
 	}
-	a, b := old.EngineSettings(), cfg.EngineSettings()
-	a.PublishingInterval, b.PublishingInterval = 0, 0 // a mapping setting (Effective)
-	if a != b {
-		return "engine settings changed"
+	if old.EngineSettings().ClockSkew != cfg.EngineSettings().ClockSkew {
+		return "the engine's clock_skew changed" // every mapping holds it (mstate.tol)
 	}
 	return ""
+}
+
+// sameServer reports whether two server entries are the same but for
+// where they were read.
+func sameServer(a, b *mapping.Server) bool {
+	x, y := *a, *b
+	x.Pos, y.Pos = mapping.Pos{}, mapping.Pos{}
+	return reflect.DeepEqual(x, y)
 }
 
 // sameMapping reports whether a mapping of the old config runs unchanged
@@ -301,7 +336,7 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 		switch {
 		case f.hold.max > 0:
 			return nil, fmt.Errorf("%w: mapping %s has max_hold", ErrNotLive, f.ms.m.ID)
-		case f.from.srv.IsSet() || f.to.srv.IsSet():
+		case f.from.server().IsSet() || f.to.server().IsSet():
 			return nil, fmt.Errorf("%w: mapping %s reads or writes a redundant server set", ErrNotLive, f.ms.m.ID)
 		}
 	}
@@ -391,6 +426,17 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 	}
 	e.tab.Store(ch.tab)
 	e.cfg = cfg
+	// The engine settings other than clock_skew are read where they are
+	// used: the writers' limits (write_batch, writes_in_flight) from
+	// their next request, subscribe_batch from the next CreateMonitoredItems,
+	// the retry backoff from the next wait. The publishing interval is
+	// a mapping setting (changed mappings above).
+	if tune := cfg.EngineSettings(); tune != e.settings() {
+		e.tune.Store(&tune)
+		for _, c := range e.conns {
+			c.w.wake() // more requests in flight may go now
+		}
+	}
 	for c, o := range ops {
 		c.liveOps.push(o)
 	}
@@ -430,6 +476,31 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 	for _, f := range drop {
 		s := &w.slots[f.wslot]
 		s.f, s.dv = nil, nil
+	}
+}
+
+// reconfigure makes srv (validated, a single server, the same name) the
+// server's entry and has the supervisor end the current session and open
+// one under it at once (errReopen). Everything else of the server stays:
+// its flows keep their state and cache, its writer its slots and pending
+// values; the new session subscribes and resolves every flow of the
+// server and reconciles its targets as after any reconnect (a target
+// already holding its value is not written). The old session ends as
+// every session does (closeSession): a Write still in flight resets its
+// socket, and the session stays visible to the lease watcher (conn.live)
+// until it is closed. What the writer learnt about the server (request
+// sizes, timestamps refused) is forgotten: the entry may name another
+// server. Called under liveMu.
+func (c *conn) reconfigure(srv *mapping.Server) {
+	c.ent.Store(&connEntry{srv: srv, timeouts: srv.EffectiveTimeouts()})
+	c.noProbe.Store(false)
+	c.w.mu.Lock()
+	c.w.learn.forget()
+	c.w.noTimestamps = false
+	c.w.mu.Unlock()
+	select {
+	case c.reopen <- struct{}{}:
+	default:
 	}
 }
 
@@ -484,6 +555,7 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 					return err
 				}
 				subs[iv] = sub
+				c.stats.subs.Store(int32(len(subs)))
 			}
 			if err := c.monitor(ctx, s, sub, fs); err != nil {
 				return err
@@ -492,14 +564,20 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 	}
 	bySub := map[uint32][]uint32{}
 	for _, h := range op.unmonitor {
-		if it := s.item(h); it.id != 0 {
+		if it := s.clearItem(h); it.id != 0 {
 			bySub[it.sub] = append(bySub[it.sub], it.id)
-			s.items[h] = itemRef{}
 		}
 	}
+	per := c.monBatch(s)
 	for sub, ids := range bySub {
-		for start := 0; start < len(ids); start += s.batchMon {
-			if err := c.deleteItems(ctx, s, sub, ids[start:min(start+s.batchMon, len(ids))]); err != nil {
+		if s.subItems[sub] == 0 {
+			// Emptied (a group's publishing interval changed, its last
+			// mappings removed): the subscription goes with its items.
+			c.deleteSub(ctx, s, subs, sub)
+			continue
+		}
+		for start := 0; start < len(ids); start += per {
+			if err := c.deleteItems(ctx, s, sub, ids[start:min(start+per, len(ids))]); err != nil {
 				// The router ignores them anyway (their handles are nil):
 				// only traffic is lost, not correctness.
 				c.log.Warn("deleting monitored items of removed mappings failed", zap.Int("items", len(ids)), zap.Error(err))
@@ -507,6 +585,36 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 		}
 	}
 	return nil
+}
+
+// deleteSub deletes the subscription with id sub, which no monitored
+// item of a flow uses any more, with its items (Part 4, 5.13.8:
+// DeleteSubscriptions deletes them), and forgets it. Subscriptions are
+// shared by every mapping of a server with the same publishing interval;
+// a group's interval change moves its items to the subscription of the
+// new interval (a new flow has a new handle, so its item is created
+// anew in any case) rather than changing the interval of one they
+// share (ModifySubscription), and the one left empty is deleted here.
+func (c *conn) deleteSub(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription, sub uint32) {
+	for iv, su := range subs {
+		if su.SubscriptionID != sub {
+			continue
+		}
+		delete(subs, iv)
+		delete(s.subItems, sub)
+		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
+		err := su.Cancel(rctx) // DeleteSubscriptions; gopcua's publish loop forgets it
+		cancel()
+		if err != nil {
+			// Its notifications find no flow (their handles are nil): only
+			// traffic is lost, not correctness.
+			c.log.Warn("deleting an emptied subscription failed", zap.Duration("publishing_interval", iv), zap.Error(err))
+			return
+		}
+		c.stats.subs.Store(int32(len(subs)))
+		c.log.Info("emptied subscription deleted", zap.Duration("publishing_interval", iv))
+		return
+	}
 }
 
 // liveTargets resolves and types the new flows writing to this server
@@ -527,7 +635,7 @@ func (c *conn) liveTargets(ctx context.Context, s *session, fs []*flow) error {
 
 // deleteItems sends one DeleteMonitoredItems request (Part 4, 5.12.6).
 func (c *conn) deleteItems(ctx context.Context, s *session, sub uint32, ids []uint32) error {
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	defer cancel()
 	var res *ua.DeleteMonitoredItemsResponse
 	err := s.client.Send(rctx, &ua.DeleteMonitoredItemsRequest{SubscriptionID: sub, MonitoredItemIDs: ids}, func(v ua.Response) error {

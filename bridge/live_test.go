@@ -160,14 +160,27 @@ func TestApplyLive(t *testing.T) {
 	}
 	r.step("-1 mapping", 5)
 
-	// A server entry cannot change live: refused, nothing changes.
-	moved := r.config(n, func(c *mapping.Config) {
+	// The group back on the engine's interval: the subscription of
+	// 200 ms it had alone is emptied and deleted; the group's mappings
+	// share the engine's again.
+	if got := r.server("a").Subscriptions; got != 2 {
+		t.Fatalf("%d subscriptions on a with the group on its own interval, want 2", got)
+	}
+	cfg = r.config(n, func(c *mapping.Config) { c.Mappings[0].Scaling = scaled })
+	r.apply(cfg)
+	if got := r.server("a").Subscriptions; got != 1 {
+		t.Fatalf("%d subscriptions on a after the group's interval went back to the engine's, want 1 (the emptied one deleted)", got)
+	}
+	r.mirrored(3, 33, 33)
+	r.step("publishing interval back", 3)
+
+	// A server added cannot be taken live: refused, nothing changes.
+	added := r.config(n, func(c *mapping.Config) {
 		c.Mappings[0].Scaling = scaled
-		c.Groups[0].PublishingInterval = 200 * time.Millisecond
-		c.Servers[1].Timeouts.Request = 3 * time.Second
+		c.Servers = append(c.Servers, mapping.Server{Name: "c", Endpoints: []string{r.b.Endpoint()}, Timeouts: fastTimeouts()})
 	})
-	if err := r.e.ApplyLive(harness.Context(t), moved); !errors.Is(err, bridge.ErrNotLive) {
-		t.Fatalf("a changed server entry: %v, want ErrNotLive", err)
+	if err := r.e.ApplyLive(harness.Context(t), added); !errors.Is(err, bridge.ErrNotLive) {
+		t.Fatalf("a server added: %v, want ErrNotLive", err)
 	}
 	r.mirrored(0, 30, 60)
 	r.step("refused", 0)
@@ -284,5 +297,148 @@ func TestApplyLiveUnderFlow(t *testing.T) {
 	}
 	if got := len(r.e.Snapshot()); got != want {
 		t.Fatalf("%d flows, want %d", got, want)
+	}
+}
+
+// TestApplyLiveServerEntry: a changed server entry rebuilds that
+// server's session only. b's endpoint moves to another server: the
+// mappings a → b are written there through one new session (reconciled:
+// b2 did not hold the values) and follow their sources; a's and c's
+// sessions are the ones of the start and c is not written; the old b is
+// not written after the move. Then only b's timeouts change: its session
+// is rebuilt again and, its targets holding their values, nothing is
+// written.
+func TestApplyLiveServerEntry(t *testing.T) {
+	const n = 10 // v0–v4: a → b, v5–v9: a → c
+	a, b, b2, c := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
+	for i := 0; i < n; i++ {
+		a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	cfgFor := func(bEndpoint string, bRequest time.Duration) *mapping.Config {
+		cfg := pairConfig(t, a.Endpoint(), bEndpoint, n/2, nil)
+		cfg.Servers[1].Timeouts.Request = bRequest
+		cfg.Servers = append(cfg.Servers, mapping.Server{Name: "c", Endpoints: []string{c.Endpoint()}, Timeouts: fastTimeouts()})
+		for i := n / 2; i < n; i++ {
+			m := mapping.Mapping{Source: mapping.NodeRef{Server: "a", Node: node(i)}, Target: mapping.NodeRef{Server: "c", Node: node(i)}}
+			m.ID = mapping.DeriveID(m.Source, m.Target)
+			cfg.Mappings = append(cfg.Mappings, m)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	r := &liveRig{t: t, a: a, b: b}
+	r.e = runEngine(t, cfgFor(b.Endpoint(), time.Second), nil)
+	waitConnected(t, r.e, n)
+	mirroredOn := func(s *simserver.Server, from, to int) func() bool {
+		return func() bool {
+			for i := from; i < to; i++ {
+				if valueOf(s, i) != valueOf(a, i) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	harness.Eventually(t, 10*time.Second, "targets equal sources", func() bool { return mirroredOn(b, 0, n/2)() && mirroredOn(c, n/2, n)() })
+	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b"), "c": r.server("c")}
+	cMark := len(c.Journal())
+
+	// b's endpoint moves to b2.
+	r.apply(cfgFor(b2.Endpoint(), time.Second))
+	harness.Eventually(t, 10*time.Second, "b's mappings reconciled on b2", mirroredOn(b2, 0, n/2))
+	moved := time.Now()
+	a.SetValue(1, 111.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "a change mirrored to b2", func() bool { return valueOf(b2, 1) == 111.0 })
+	if st := r.server("b"); st.Endpoint != b2.Endpoint() || st.Connects != before["b"].Connects+1 {
+		t.Fatalf("b: endpoint %s, connects %d→%d; want %s and one new session", st.Endpoint, before["b"].Connects, st.Connects, b2.Endpoint())
+	}
+	sessions := map[string]bool{}
+	for _, w := range b2.Journal() {
+		sessions[w.Session] = true
+	}
+	if len(sessions) != 1 {
+		t.Fatalf("b2 written by %d sessions, want 1", len(sessions))
+	}
+	for _, w := range b.Journal() {
+		if w.Time.After(moved) {
+			t.Fatalf("the old b written after the move: %s = %v", w.Node, w.Value)
+		}
+	}
+
+	// Only b's timeouts change: its session is rebuilt, its targets hold
+	// their values and are not written.
+	b2Mark := len(b2.Journal())
+	r.apply(cfgFor(b2.Endpoint(), 2*time.Second))
+	harness.Eventually(t, 10*time.Second, "b's session rebuilt", func() bool {
+		st := r.server("b")
+		return st.Connects == before["b"].Connects+2 && st.State == bridge.Connected
+	})
+	a.SetValue(2, 222.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "a change mirrored to b2", func() bool { return valueOf(b2, 2) == 222.0 })
+	for _, w := range b2.Journal()[b2Mark:] {
+		if w.Node != node(2) {
+			t.Fatalf("b's timeouts changed: target %s, which held its value, written (%v)", w.Node, w.Value)
+		}
+	}
+
+	a.SetValue(7, 777.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "a change mirrored to c", func() bool { return valueOf(c, 7) == 777.0 })
+	for _, w := range c.Journal()[cMark:] {
+		if w.Node != node(7) {
+			t.Fatalf("c written while b changed: %s = %v", w.Node, w.Value)
+		}
+	}
+	for _, name := range []string{"a", "c"} {
+		was, now := before[name], r.server(name)
+		if now.Connects != was.Connects || now.Reconnects != was.Reconnects {
+			t.Fatalf("server %s: session rebuilt while b changed (connects %d→%d, reconnects %d→%d)",
+				name, was.Connects, now.Connects, was.Reconnects, now.Reconnects)
+		}
+	}
+}
+
+// TestApplyLiveWriterLimits: the engine's write_batch changed live is
+// used from the next Write request: ten values changed at once go in
+// one request (or a few) before, one per request after.
+func TestApplyLiveWriterLimits(t *testing.T) {
+	const n = 10
+	r := &liveRig{t: t, n: n}
+	r.a, r.b = startSim(t, n, "Double"), startSim(t, n, "Double")
+	cfg := r.config(n, func(c *mapping.Config) { c.Groups = nil; c.Mappings[1].Group, c.Mappings[2].Group, c.Mappings[3].Group = "", "", "" })
+	r.e = runEngine(t, cfg, nil)
+	waitConnected(t, r.e, n)
+	burst := func(v float64) (requests, writes uint64) {
+		t.Helper()
+		was := r.server("b")
+		now := time.Now()
+		for i := 0; i < n; i++ {
+			r.a.SetValue(i, v+float64(i), now)
+		}
+		harness.Eventually(t, 10*time.Second, "the burst mirrored", func() bool {
+			for i := 0; i < n; i++ {
+				if valueOf(r.b, i) != v+float64(i) {
+					return false
+				}
+			}
+			return true
+		})
+		st := r.server("b")
+		return st.WriteRequests - was.WriteRequests, st.Writes - was.Writes
+	}
+	if req, w := burst(100); w != n || req >= n {
+		t.Fatalf("before: %d values in %d Write requests; want %d in fewer requests", w, req, n)
+	}
+	r.apply(r.config(n, func(c *mapping.Config) {
+		c.Groups = nil
+		c.Mappings[1].Group, c.Mappings[2].Group, c.Mappings[3].Group = "", "", ""
+		c.Engine.WriteBatch, c.Engine.WritesInFlight = 1, 2
+	}))
+	if req, w := burst(200); w != n || req != n {
+		t.Fatalf("write_batch 1 applied live: %d values in %d Write requests; want one per request", w, req)
+	}
+	if st := r.server("b"); st.Connects != 1 || st.Reconnects != 0 {
+		t.Fatalf("b's session rebuilt by the writer limits (connects %d, reconnects %d)", st.Connects, st.Reconnects)
 	}
 }

@@ -148,19 +148,19 @@ func (c *conn) superviseSet(ctx context.Context) {
 		go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
 	}
 	var discovered chan []string
-	if c.srv.Redundancy.Discover {
+	if c.server().Redundancy.Discover {
 		discovered = make(chan []string, 1)
 		wg.Add(1)
 		go func() { defer wg.Done(); c.discover(ctx, discovered) }()
 	}
-	margin := c.srv.SetMargin()
+	margin := c.server().SetMargin()
 	cur := -1
 	var curSess *memberSession
 	everUsed := false
 	// The first choice waits until every member has come up or failed
 	// once (at most the connect timeout): ties go to the first listed,
 	// not to the fastest.
-	grace := time.NewTimer(c.timeouts.Connect)
+	grace := time.NewTimer(c.tmo().Connect)
 	defer grace.Stop()
 	graceOver := false
 	for {
@@ -285,9 +285,9 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); c.dispatchMember(dctx, m, s, ms.notes) }()
 
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	lsub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: levelInterval,
-		MaxKeepAliveCount: keepAliveCount(levelInterval, c.timeouts.DataAge)}, ms.notes)
+		MaxKeepAliveCount: keepAliveCount(levelInterval, c.tmo().DataAge)}, ms.notes)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%w: ServiceLevel subscription: %w", errFault, err)
@@ -297,7 +297,7 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 	if _, err := c.createItems(ctx, s, lsub, []*ua.MonitoredItemCreateRequest{req}); err != nil {
 		return err
 	}
-	if c.srv.SetMode() == mapping.SetHot {
+	if c.server().SetMode() == mapping.SetHot {
 		d, err := c.createData(ctx, s, ms.notes)
 		if err != nil {
 			return err
@@ -319,10 +319,10 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 	m.tried.Store(true)
 	m.setState(Connected)
 	c.stats.connects.Add(1)
-	m.log.Info("member session up", zap.Int("service_level", lv), zap.String("mode", c.srv.SetMode()))
+	m.log.Info("member session up", zap.Int("service_level", lv), zap.String("mode", c.server().SetMode()))
 	c.wakeSet()
 
-	keep := time.NewTicker(c.timeouts.KeepAlive)
+	keep := time.NewTicker(c.tmo().KeepAlive)
 	defer keep.Stop()
 	retry := time.NewTimer(c.e.backoff(0))
 	defer retry.Stop()
@@ -348,7 +348,7 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 			ms.mu.Lock()
 			d := ms.data
 			ms.mu.Unlock()
-			if m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs) > 0 {
+			if m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs, nil) > 0 {
 				retries++
 			} else {
 				retries = 0
@@ -431,17 +431,18 @@ func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.Pub
 	}
 	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
 	for _, iv := range intervals {
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
-			MaxKeepAliveCount: keepAliveCount(iv, c.timeouts.DataAge)}, notes)
+			MaxKeepAliveCount: keepAliveCount(iv, c.tmo().DataAge)}, notes)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
 		}
 		d.subs[iv] = sub
 		idx := byInterval[iv]
-		for start := 0; start < len(idx); start += s.batchMon {
-			batch := idx[start:min(start+s.batchMon, len(idx))]
+		per := c.monBatch(s)
+		for start := 0; start < len(idx); start += per {
+			batch := idx[start:min(start+per, len(idx))]
 			reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
 			for k, i := range batch {
 				reqs[k] = c.itemRequest(c.readFlows()[i], d.nids[i], true)
@@ -489,7 +490,7 @@ func (c *conn) coolDown(ctx context.Context, m *member) {
 	oms.data = nil
 	oms.mu.Unlock()
 	if d != nil {
-		cctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		cctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		d.cancel(cctx)
 		cancel()
 	}
@@ -518,7 +519,7 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 	if old != nil {
 		ev.From = old.ep
 	}
-	if old != nil && c.srv.SetMode() == mapping.SetWarm {
+	if old != nil && c.server().SetMode() == mapping.SetWarm {
 		// Warm: the member left carries no monitored items; deleted after
 		// the new member is in use, so a slow server never delays it.
 		defer c.coolDown(ctx, old)

@@ -106,7 +106,7 @@ func (w *writer) sendNow(ctx context.Context) {
 	if cl == nil || !w.mayWrite() {
 		return
 	}
-	batch, ids := w.take(cl.batchWrite, cl.writeLim)
+	batch, ids := w.take(w.c.writeBatch(cl), cl.writeLim)
 	if len(batch) == 0 {
 		return
 	}
@@ -118,4 +118,4 @@ func (w *writer) sendNow(ctx context.Context) {
 // reconcileDeadline bounds one writer's reconcile: its reads stop at the
 // first error (readAll) and each has the request timeout, so twice that
 // covers a server that answers slowly.
-func reconcileDeadline(c *conn) time.Duration { return 2 * c.timeouts.Request }
+func reconcileDeadline(c *conn) time.Duration { return 2 * c.tmo().Request }

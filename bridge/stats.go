@@ -51,6 +51,8 @@ type connStats struct {
 	// filtersRefused counts monitored items whose deadband filter the
 	// server refused (the client-side deadband applies to them).
 	filtersRefused atomic.Uint64
+	// subs is the number of subscriptions of the current session.
+	subs atomic.Int32
 }
 
 // LatencyBounds are the upper bounds of the latency histogram buckets;
@@ -180,7 +182,11 @@ type ServerStats struct {
 	// deadband filter because the server refused it (logged as a
 	// warning; the client-side deadband applies).
 	FiltersRefused uint64
-	Pending        int
+	// Subscriptions is the number of subscriptions of the current
+	// session (one per publishing interval of the mappings reading from
+	// the server; 0 while disconnected).
+	Subscriptions int
+	Pending       int
 	// InFlight is the number of Write requests sent and not yet answered.
 	InFlight int
 	// Certificate is the server certificate of the last secure session
@@ -245,9 +251,9 @@ func (e *Engine) Stats() Stats {
 			KeepAlives: c.stats.keepAlives.Load(), Notifications: c.stats.notifications.Load(),
 			Writes: c.stats.writes.Load(), WriteRequests: c.stats.writeRequests.Load(),
 			WriteErrors: c.stats.writeErrors.Load(), LeaseAborts: c.stats.leaseAborts.Load(), Pending: c.w.pending(),
-			FiltersRefused: c.stats.filtersRefused.Load(),
-			InFlight:       int(c.w.busy.Load()),
-			Certificate:    c.cert.Load(), LastError: loadString(&c.lastErr),
+			FiltersRefused: c.stats.filtersRefused.Load(), Subscriptions: int(c.stats.subs.Load()),
+			InFlight:    int(c.w.busy.Load()),
+			Certificate: c.cert.Load(), LastError: loadString(&c.lastErr),
 			Members: c.memberStats(), Switches: c.switches.Load(),
 		})
 	}

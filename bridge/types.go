@@ -62,7 +62,7 @@ func (c *conn) resolveTypes(ctx context.Context, s *session, types []*ua.NodeID)
 				ReferenceTypeID: ua.NewNumericNodeID(0, id.HasSubtype), IncludeSubtypes: false,
 				NodeClassMask: uint32(ua.NodeClassDataType), ResultMask: uint32(ua.BrowseResultMaskAll)}
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		res, err := s.client.Browse(rctx, req)
 		cancel()
 		if err != nil {
@@ -131,7 +131,7 @@ func (c *conn) readEURanges(ctx context.Context, s *session, flows []*flow) erro
 				ReferenceTypeID: ua.NewNumericNodeID(0, id.HasProperty), IncludeSubtypes: true,
 				NodeClassMask: uint32(ua.NodeClassVariable), ResultMask: uint32(ua.BrowseResultMaskAll)}
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		res, err := s.client.Browse(rctx, req)
 		cancel()
 		if err != nil {

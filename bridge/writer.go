@@ -135,7 +135,6 @@ func (w *writer) pending() int {
 func (w *writer) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	inflight := make(chan struct{}, w.c.e.tune.WritesInFlight)
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,21 +155,21 @@ func (w *writer) run(ctx context.Context) {
 					zap.Int("max_array_length", w.lim.maxArrayLength), zap.Int("max_string_length", w.lim.maxStringLen),
 					zap.Int("max_bytestring_length", w.lim.maxByteString))
 			}
-			select {
-			case inflight <- struct{}{}:
-			case <-ctx.Done():
-				return
+			// The limits are read for each request: a live config change
+			// may change them (writes_in_flight, write_batch). A request
+			// that ends wakes run again.
+			if int(w.busy.Load()) >= w.c.e.settings().WritesInFlight {
+				break
 			}
-			batch, ids := w.take(cl.batchWrite, w.lim)
+			batch, ids := w.take(w.c.writeBatch(cl), w.lim)
 			if len(batch) == 0 {
-				<-inflight
 				break
 			}
 			wg.Add(1)
 			w.busy.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { w.busy.Add(-1); <-inflight; w.wake() }()
+				defer func() { w.busy.Add(-1); w.wake() }()
 				w.send(ctx, cl, batch, ids)
 			}()
 		}
@@ -266,7 +265,7 @@ func (w *writer) send(ctx context.Context, cl *session, batch []queuedValue, ids
 		w.settle(batch, nil, errNotActive)
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeouts.Request)
+	rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 	start := time.Now()
 	c.stats.writeRequests.Add(1) // counted as sent: an unanswered one too
 	// The lease is asked once more just before the request goes to the

@@ -406,7 +406,10 @@ func TestApplyLiveWriterLimits(t *testing.T) {
 	const n = 10
 	r := &liveRig{t: t, n: n}
 	r.a, r.b = startSim(t, n, "Double"), startSim(t, n, "Double")
-	cfg := r.config(n, func(c *mapping.Config) { c.Groups = nil; c.Mappings[1].Group, c.Mappings[2].Group, c.Mappings[3].Group = "", "", "" })
+	cfg := r.config(n, func(c *mapping.Config) {
+		c.Groups = nil
+		c.Mappings[1].Group, c.Mappings[2].Group, c.Mappings[3].Group = "", "", ""
+	})
 	r.e = runEngine(t, cfg, nil)
 	waitConnected(t, r.e, n)
 	burst := func(v float64) (requests, writes uint64) {

@@ -34,11 +34,18 @@ import (
 //     that its new flow takes over the old one's writer slot when it
 //     writes the same node: at most one Write per node stays in flight.
 //
+//   - a changed server entry (a single server, the same name) rebuilds
+//     that server's session only (conn.reconfigure);
+//   - the engine settings are read where they are used (Engine.settings):
+//     the writers' limits from their next request, subscribe_batch from
+//     the next CreateMonitoredItems, the backoff from the next wait;
+//   - a subscription left without items is deleted (conn.deleteSub).
+//
 // What cannot change live is refused with ErrNotLive before anything
-// changed: a server entry, an engine setting other than the publishing
-// interval, a mapping with max_hold, a mapping of a redundant server set,
-// or a handle table mostly made of removed flows. The caller then
-// rebuilds the engine (redundancy's warm swap).
+// changed: servers added, removed or renamed, a changed redundant server
+// set, the engine's clock_skew, a mapping with max_hold, a mapping of a
+// redundant server set, or a handle table mostly made of removed flows.
+// The caller then rebuilds the engine (redundancy's warm swap).
 //
 // The sessions carry the changes out in their own supervisor goroutine
 // (conn.runLive), between keep-alives: a session that starts afterwards
@@ -167,7 +174,8 @@ type liveChange struct {
 // returns (new values go to the new flows, removed flows write nothing
 // more); it waits, within ctx, until each connected server's session has
 // subscribed, resolved and reconciled the new flows and deleted the
-// removed ones' monitored items. An error from ctx then means the change
+// removed ones' monitored items (not for a server whose entry changed:
+// its new session does all of that when it comes up). An error from ctx then means the change
 // is made but a session had not confirmed it; that session still carries
 // it out. Safe for concurrent use (changes are serialised) and with the
 // value path running; Run need not be running.

@@ -496,9 +496,9 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 // already holding its value is not written). The old session ends as
 // every session does (closeSession): a Write still in flight resets its
 // socket, and the session stays visible to the lease watcher (conn.live)
-// until it is closed. What the writer learnt about the server (request
-// sizes, timestamps refused) is forgotten: the entry may name another
-// server. Called under liveMu.
+// until it is closed; one with a Write unanswered is reset at once. What
+// the writer learnt about the server (request sizes, timestamps refused)
+// is forgotten: the entry may name another server. Called under liveMu.
 func (c *conn) reconfigure(srv *mapping.Server) {
 	c.ent.Store(&connEntry{srv: srv, timeouts: srv.EffectiveTimeouts()})
 	c.noProbe.Store(false)
@@ -509,6 +509,13 @@ func (c *conn) reconfigure(srv *mapping.Server) {
 	select {
 	case c.reopen <- struct{}{}:
 	default:
+	}
+	// A Write unanswered (a stalled link) would hold the session's loop
+	// in its keep-alive Read for up to the request timeout: reset the
+	// socket now, as closeSession would; the values go again on the new
+	// session.
+	if s := c.live.Load(); s != nil && s.writes.Load() > 0 {
+		s.abort(errReopen)
 	}
 }
 

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -443,5 +444,49 @@ func TestApplyLiveWriterLimits(t *testing.T) {
 	}
 	if st := r.server("b"); st.Connects != 1 || st.Reconnects != 0 {
 		t.Fatalf("b's session rebuilt by the writer limits (connects %d, reconnects %d)", st.Connects, st.Reconnects)
+	}
+}
+
+// TestApplyLiveServerEntryWriteInFlight: b's entry changes while a Write
+// to b hangs on a stalled link (request timeout 30 s, the session's loop
+// inside a keep-alive Read on it): the old session's socket is reset at
+// once (RST, as the write fence does; not after the request timeout), and
+// the value goes to b's new endpoint through the new session.
+func TestApplyLiveServerEntryWriteInFlight(t *testing.T) {
+	const n = 2
+	a, b, b2 := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
+	pb := newSinkProxy(t, hostPort(b.Endpoint()))
+	cfgFor := func(bEndpoint string) *mapping.Config {
+		cfg := pairConfig(t, a.Endpoint(), bEndpoint, n, nil)
+		cfg.Servers[1].Timeouts = mapping.Timeouts{Connect: 2 * time.Second, Request: 30 * time.Second,
+			KeepAlive: 50 * time.Millisecond, Session: 60 * time.Second, DataAge: 60 * time.Second}
+		return cfg
+	}
+	r := &liveRig{t: t, a: a, b: b}
+	r.e = runEngine(t, cfgFor("opc.tcp://"+pb.addr()), nil)
+	waitConnected(t, r.e, n)
+	r.a.SetValue(0, 100.0, time.Now())
+	harness.Eventually(t, 10*time.Second, "b.v0 = 100 through the live link", func() bool { return valueOf(b, 0) == 100.0 })
+	harness.Eventually(t, 10*time.Second, "no Write queued or in flight", func() bool {
+		st := r.server("b")
+		return st.InFlight == 0 && st.Pending == 0
+	})
+
+	pb.freeze()
+	r.a.SetValue(0, 101.0, time.Now())
+	if !harness.WaitFor(10*time.Second, func() bool { return r.server("b").InFlight > 0 && pb.seen(writeRequestID) > 0 }) {
+		t.Fatalf("no Write unanswered on the stalled link after 10 s (stats %+v)", r.server("b"))
+	}
+	start := time.Now()
+	r.apply(cfgFor(b2.Endpoint()))
+	if !harness.WaitFor(5*time.Second, func() bool { err, _ := pb.ended(); return err != nil }) {
+		t.Fatalf("the old session's socket is still open 5 s after the apply (stats %+v)", r.server("b"))
+	}
+	if err, at := pb.ended(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the old session's socket ended with %v after %v, want a reset (ECONNRESET)", err, at.Sub(start))
+	}
+	harness.Eventually(t, 10*time.Second, "the value on b's new endpoint", func() bool { return valueOf(b2, 0) == 101.0 })
+	if v := valueOf(b, 0); v != 100.0 {
+		t.Fatalf("the old b holds %v, want 100 (the hung Write never forwarded)", v)
 	}
 }

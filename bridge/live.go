@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"slices"
 	"sync"
 	"time"
 
@@ -175,10 +174,11 @@ type liveChange struct {
 // more); it waits, within ctx, until each connected server's session has
 // subscribed, resolved and reconciled the new flows and deleted the
 // removed ones' monitored items (not for a server whose entry changed:
-// its new session does all of that when it comes up). An error from ctx then means the change
-// is made but a session had not confirmed it; that session still carries
-// it out. Safe for concurrent use (changes are serialised) and with the
-// value path running; Run need not be running.
+// its new session does all of that when it comes up). An error from ctx
+// then means the change is made but a session had not confirmed it;
+// that session still carries it out. Safe for concurrent use (changes
+// are serialised) and with the value path running; Run need not be
+// running.
 func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	e.liveMu.Lock()
 	defer e.liveMu.Unlock()
@@ -190,23 +190,23 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	if err != nil {
 		return err
 	}
-	reopened := map[*conn]bool{}
+	reopened := map[*conn]*mapping.Server{} // e.conns are in config order (New)
 	for i, c := range e.conns {
 		if !sameServer(&e.cfg.Servers[i], &cfg.Servers[i]) {
-			reopened[c] = true
+			reopened[c] = &cfg.Servers[i]
 		}
 	}
 	ops := e.commitLive(cfg, ch)
 	// A changed server entry: that server's session is rebuilt under the
 	// new one, nothing else (conn.reconfigure).
-	for c := range reopened {
-		c.reconfigure(&cfg.Servers[slices.Index(e.conns, c)])
+	for c, srv := range reopened {
+		c.reconfigure(srv)
 	}
 	e.log.Info("config applied live", zap.Int("added", ch.nAdded), zap.Int("removed", ch.nRemoved),
 		zap.Int("changed", ch.nChanged), zap.Int("servers_changed", len(reopened)), zap.Int("mappings", len(cfg.Mappings)),
 		zap.Duration("took", time.Since(start)))
 	for c, op := range ops {
-		if c.current() == nil || reopened[c] {
+		if c.current() == nil || reopened[c] != nil {
 			continue // its next session subscribes and resolves everything
 		}
 		select {
@@ -617,6 +617,7 @@ func (c *conn) deleteSub(ctx context.Context, s *session, subs map[time.Duration
 		}
 		delete(subs, iv)
 		delete(s.subItems, sub)
+		c.stats.subs.Store(int32(len(subs)))
 		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		err := su.Cancel(rctx) // DeleteSubscriptions; gopcua's publish loop forgets it
 		cancel()
@@ -626,7 +627,6 @@ func (c *conn) deleteSub(ctx context.Context, s *session, subs map[time.Duration
 			c.log.Warn("deleting an emptied subscription failed", zap.Duration("publishing_interval", iv), zap.Error(err))
 			return
 		}
-		c.stats.subs.Store(int32(len(subs)))
 		c.log.Info("emptied subscription deleted", zap.Duration("publishing_interval", iv))
 		return
 	}

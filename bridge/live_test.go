@@ -428,7 +428,13 @@ func TestApplyLiveWriterLimits(t *testing.T) {
 			}
 			return true
 		})
-		st := r.server("b")
+		// A value lands before its Write's answer is counted: wait for
+		// the writer to settle.
+		var st bridge.ServerStats
+		harness.Eventually(t, 10*time.Second, "the burst's Writes settled", func() bool {
+			st = r.server("b")
+			return st.InFlight == 0 && st.Pending == 0 && st.Writes-was.Writes >= n
+		})
 		return st.WriteRequests - was.WriteRequests, st.Writes - was.Writes
 	}
 	if req, w := burst(100); w != n || req >= n {

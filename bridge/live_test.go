@@ -77,6 +77,18 @@ func (r *liveRig) server(name string) bridge.ServerStats {
 	return bridge.ServerStats{}
 }
 
+// idle waits until the writer of server name has nothing queued or in
+// flight: a value lands on the server before its Write's answer is
+// settled, and a Write whose answer a session change cut off is sent
+// again.
+func (r *liveRig) idle(name string) {
+	r.t.Helper()
+	harness.Eventually(r.t, 10*time.Second, "writer of "+name+" idle", func() bool {
+		st := r.server(name)
+		return st.InFlight == 0 && st.Pending == 0
+	})
+}
+
 // mirrored changes source i to v and waits until target i holds want.
 func (r *liveRig) mirrored(i int, v, want float64) {
 	r.t.Helper()
@@ -107,6 +119,10 @@ func TestApplyLive(t *testing.T) {
 		}
 		return true
 	})
+	// A target can be written twice at the start (the gate's reconcile
+	// and the first notification queue the same value): the start ends
+	// when b's writer has nothing left.
+	r.idle("b")
 	r.step("start", func() []int {
 		all := make([]int, n)
 		for i := range all {
@@ -343,6 +359,8 @@ func TestApplyLiveServerEntry(t *testing.T) {
 		}
 	}
 	harness.Eventually(t, 10*time.Second, "targets equal sources", func() bool { return mirroredOn(b, 0, n/2)() && mirroredOn(c, n/2, n)() })
+	r.idle("b")
+	r.idle("c")
 	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b"), "c": r.server("c")}
 	cMark := len(c.Journal())
 
@@ -370,6 +388,7 @@ func TestApplyLiveServerEntry(t *testing.T) {
 
 	// Only b's timeouts change: its session is rebuilt, its targets hold
 	// their values and are not written.
+	r.idle("b")
 	b2Mark := len(b2.Journal())
 	r.apply(cfgFor(b2.Endpoint(), 2*time.Second))
 	harness.Eventually(t, 10*time.Second, "b's session rebuilt", func() bool {

@@ -4,7 +4,7 @@
 
 SHELL    := /bin/bash
 GO       ?= go
-FUZZTIME ?= 10s
+FUZZTIME ?= 7s
 
 .PHONY: test deps vet fmt-check fuzz bench build demo fault-full soak
 

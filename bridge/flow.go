@@ -230,7 +230,7 @@ func warmFlows(flows []*flow, items []*ua.MonitoredItemNotification) uintptr {
 	for _, item := range items {
 		if h := int(item.ClientHandle); h < len(flows) {
 			if f := flows[h]; f != nil {
-				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) + uintptr(f.ms.tol)
+				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) + uintptr(len(f.ms.m.ID))
 			}
 		}
 	}
@@ -773,6 +773,14 @@ func (ms *mstate) moveTo(i int) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	ms.index = i
+}
+
+// setClockSkew sets the mapping's clock skew tolerance (a live change of
+// the engine's clock_skew); the next value is judged by it.
+func (ms *mstate) setClockSkew(tol time.Duration) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.tol = tol
 }
 
 // monitorable returns the source node to monitor (nil: unresolved or

@@ -42,8 +42,7 @@ import (
 //
 // What cannot change live is refused with ErrNotLive before anything
 // changed: servers added, removed or renamed, a changed redundant server
-// set, the engine's clock_skew, a mapping with max_hold, a mapping of a
-// redundant server set, or a handle table mostly made of removed flows.
+// set, a mapping with max_hold, a mapping of a redundant server set, or a handle table mostly made of removed flows.
 // The caller then rebuilds the engine (redundancy's warm swap).
 //
 // The sessions carry the changes out in their own supervisor goroutine
@@ -233,9 +232,6 @@ func liveBlocker(old, cfg *mapping.Config) string {
 		case (a.IsSet() || b.IsSet()) && !sameServer(a, b):
 			return "redundant server set " + b.Name + " changed"
 		}
-	}
-	if old.EngineSettings().ClockSkew != cfg.EngineSettings().ClockSkew {
-		return "the engine's clock_skew changed" // every mapping holds it (mstate.tol)
 	}
 	return ""
 }
@@ -434,13 +430,20 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 	}
 	e.tab.Store(ch.tab)
 	e.cfg = cfg
-	// The engine settings other than clock_skew are read where they are
-	// used: the writers' limits (write_batch, writes_in_flight) from
+	// clock_skew: every mapping holds it (mstate.tol), under its own lock;
+	// a new mapping state takes it from the settings below. The other
+	// engine settings are read where they are used: the writers' limits (write_batch, writes_in_flight) from
 	// their next request, subscribe_batch from the next CreateMonitoredItems,
 	// the retry backoff from the next wait. The publishing interval is
 	// a mapping setting (changed mappings above).
 	if tune := cfg.EngineSettings(); tune != e.settings() {
+		skew := tune.ClockSkew != e.settings().ClockSkew
 		e.tune.Store(&tune)
+		if skew {
+			for _, ms := range ch.tab.maps {
+				ms.setClockSkew(tune.ClockSkew)
+			}
+		}
 		for _, c := range e.conns {
 			c.w.wake() // more requests in flight may go now
 		}

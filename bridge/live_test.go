@@ -515,3 +515,43 @@ func TestApplyLiveServerEntryWriteInFlight(t *testing.T) {
 		t.Fatalf("the old b holds %v, want 100 (the hung Write never forwarded)", v)
 	}
 }
+
+// TestApplyLiveClockSkew: the engine's clock_skew changes live (every
+// mapping holds it): a source timestamp 1 s ahead is within the 2 s
+// tolerance before the change and a clock anomaly (state clock) after it
+// lowered the tolerance to 200 ms, with no session rebuilt.
+func TestApplyLiveClockSkew(t *testing.T) {
+	const n = 4
+	r := &liveRig{t: t, n: n}
+	r.a, r.b = startSim(t, n, "Double"), startSim(t, n, "Double")
+	skew := func(d time.Duration) func(c *mapping.Config) {
+		return func(c *mapping.Config) {
+			c.Groups = nil
+			c.Mappings[1].Group, c.Mappings[2].Group, c.Mappings[3].Group = "", "", ""
+			c.Engine.ClockSkew = d
+		}
+	}
+	r.e = runEngine(t, r.config(n, skew(2*time.Second)), nil)
+	waitConnected(t, r.e, n)
+	r.mirrored(0, 1.5, 1.5)
+	ahead := func(v float64) {
+		t.Helper()
+		r.a.SetValue(0, v, time.Now().Add(time.Second))
+		harness.Eventually(t, 10*time.Second, "the value 1 s ahead mirrored", func() bool { return valueOf(r.b, 0) == v })
+	}
+	ahead(2.5)
+	if st, why := mappingState(r.e, 0, false); st != bridge.StateOK {
+		t.Fatalf("1 s ahead within a 2 s clock_skew: state %s (%s), want ok", st, why)
+	}
+	r.apply(r.config(n, skew(200*time.Millisecond)))
+	ahead(3.5)
+	harness.Eventually(t, 10*time.Second, "1 s ahead beyond the new 200 ms clock_skew: state clock", func() bool {
+		st, _ := mappingState(r.e, 0, false)
+		return st == bridge.StateClock
+	})
+	for _, name := range []string{"a", "b"} {
+		if st := r.server(name); st.Connects != 1 || st.Reconnects != 0 {
+			t.Fatalf("%s's session rebuilt by clock_skew (connects %d, reconnects %d)", name, st.Connects, st.Reconnects)
+		}
+	}
+}

@@ -110,6 +110,9 @@ type Engine struct {
 	// live config change (live.go), read without a lock.
 	tab   atomic.Pointer[flowTable]
 	conns []*conn
+	// tabChanged is signalled (capacity 1, never blocking) after a live
+	// change replaced tab; holdWatch takes up the new table's flows.
+	tabChanged chan struct{}
 
 	// liveMu serialises live config changes (live.go); cfg is the
 	// config now running, read and written under it.
@@ -184,6 +187,7 @@ func New(o Options) (*Engine, error) {
 		}
 	}
 	e.tab.Store(tab)
+	e.tabChanged = make(chan struct{}, 1)
 	for _, c := range e.conns {
 		c.setFlows(reads[c], writes[c])
 	}

@@ -171,13 +171,9 @@ func holdTick(shortest time.Duration) time.Duration {
 	return min(max(shortest/10, 20*time.Millisecond), time.Second)
 }
 
-// holdWatch marks flows held longer than their max_hold and queues their
-// marked values. It runs in a goroutine owned by Engine.Run and returns
-// when ctx ends (at once when no mapping sets max_hold).
-func (e *Engine) holdWatch(ctx context.Context) {
-	var flows []*flow
-	var shortest time.Duration
-	for _, f := range e.tab.Load().flows { // max_hold changes are never live (live.go)
+// holdFlows returns the flows of tab with a max_hold, and the shortest.
+func holdFlows(tab *flowTable) (flows []*flow, shortest time.Duration) {
+	for _, f := range tab.flows {
 		if f == nil || f.hold.max == 0 {
 			continue
 		}
@@ -186,18 +182,47 @@ func (e *Engine) holdWatch(ctx context.Context) {
 			shortest = f.hold.max
 		}
 	}
-	if len(flows) == 0 {
-		return
-	}
-	t := time.NewTicker(holdTick(shortest))
-	defer t.Stop()
+	return flows, shortest
+}
+
+// holdWatch marks flows held longer than their max_hold and queues their
+// marked values. It runs in a goroutine owned by Engine.Run and returns
+// when ctx ends. It takes up the flows of a table a live change put in
+// place (tabChanged); while no mapping sets max_hold it only waits.
+func (e *Engine) holdWatch(ctx context.Context) {
+	var tab *flowTable
+	var flows []*flow
+	var t *time.Ticker
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	downSince := make(map[*conn]time.Time, len(e.conns))
 	out := map[*writer][]queuedValue{}
 	for {
+		if cur := e.tab.Load(); cur != tab {
+			tab = cur
+			var shortest time.Duration
+			flows, shortest = holdFlows(cur)
+			if t != nil {
+				t.Stop()
+				t = nil
+			}
+			if len(flows) > 0 {
+				t = time.NewTicker(holdTick(shortest))
+			}
+		}
+		var tick <-chan time.Time
+		if t != nil {
+			tick = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-e.tabChanged:
+			continue
+		case <-tick:
 		}
 		now := time.Now()
 		for _, c := range e.conns {

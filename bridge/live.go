@@ -42,7 +42,7 @@ import (
 //
 // What cannot change live is refused with ErrNotLive before anything
 // changed: servers added, removed or renamed, a changed redundant server
-// set, a mapping with max_hold, a mapping of a redundant server set, or a handle table mostly made of removed flows.
+// set, a mapping of a redundant server set, or a handle table mostly made of removed flows.
 // The caller then rebuilds the engine (redundancy's warm swap).
 //
 // The sessions carry the changes out in their own supervisor goroutine
@@ -338,8 +338,6 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 	}
 	for _, f := range append(ch.retired[:len(ch.retired):len(ch.retired)], ch.added...) {
 		switch {
-		case f.hold.max > 0:
-			return nil, fmt.Errorf("%w: mapping %s has max_hold", ErrNotLive, f.ms.m.ID)
 		case f.from.server().IsSet() || f.to.server().IsSet():
 			return nil, fmt.Errorf("%w: mapping %s reads or writes a redundant server set", ErrNotLive, f.ms.m.ID)
 		}
@@ -429,6 +427,10 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 		ms.moveTo(i)
 	}
 	e.tab.Store(ch.tab)
+	select {
+	case e.tabChanged <- struct{}{}:
+	default: // one signal pending is enough
+	}
 	e.cfg = cfg
 	// clock_skew: every mapping holds it (mstate.tol), under its own lock;
 	// a new mapping state takes it from the settings below. The other

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"go.uber.org/zap"
 
 	"github.com/uamirror/uamirror/bridge"
@@ -552,6 +553,39 @@ func TestApplyLiveClockSkew(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		if st := r.server(name); st.Connects != 1 || st.Reconnects != 0 {
 			t.Fatalf("%s's session rebuilt by clock_skew (connects %d, reconnects %d)", name, st.Connects, st.Reconnects)
+		}
+	}
+}
+
+// TestApplyLiveMaxHold: max_hold set on a running mapping by a live
+// change (no rebuild): the held value is marked UncertainLastUsableValue
+// after max_hold, as on an engine started with it (hold_test.go).
+func TestApplyLiveMaxHold(t *testing.T) {
+	a, b := startSim(t, 2, "Double"), startSim(t, 2, "Double")
+	const maxHold = time.Second
+	cfgWith := func(hold time.Duration) *mapping.Config {
+		return pairConfig(t, a.Endpoint(), b.Endpoint(), 2, func(i int, m *mapping.Mapping) {
+			if i == 0 {
+				m.MaxHold = hold
+			}
+		})
+	}
+	a.SetValue(0, 7.5, time.Now())
+	a.SetValue(1, 7.5, time.Now())
+	e := runEngine(t, cfgWith(0), nil)
+	waitConnected(t, e, 2)
+	ctx, cancel := context.WithTimeout(harness.Context(t), 20*time.Second)
+	defer cancel()
+	if err := e.ApplyLive(ctx, cfgWith(maxHold)); err != nil {
+		t.Fatalf("ApplyLive (max_hold set): %v", err)
+	}
+	hc := holdCase{t: t, e: e, maxHld: maxHold, read: func() ([]*ua.DataValue, error) {
+		return []*ua.DataValue{b.Value(0), b.Value(1)}, nil
+	}}
+	hc.marksThenClears(a.SetStatus, 7.5)
+	for _, s := range e.Stats().Servers {
+		if s.Connects != 1 || s.Reconnects != 0 {
+			t.Fatalf("%s's session rebuilt by max_hold (connects %d, reconnects %d)", s.Name, s.Connects, s.Reconnects)
 		}
 	}
 }

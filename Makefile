@@ -4,7 +4,7 @@
 
 SHELL    := /bin/bash
 GO       ?= go
-FUZZTIME ?= 7s
+FUZZTIME ?= 5s
 
 .PHONY: test deps vet fmt-check fuzz bench build demo fault-full soak
 

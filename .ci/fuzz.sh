@@ -3,7 +3,7 @@
 # *testing.F)` in a _test.go file, found anew on each run so that a new one
 # is never missed), or the one named: fuzz.sh [-json] [-list] [PKG TARGET]
 # (-list: print the targets found and stop).
-# Each target runs `go test -fuzz` for FUZZTIME (default 7s), with
+# Each target runs `go test -fuzz` for FUZZTIME (default 5s), with
 # interesting inputs minimised for at most FUZZMINIMIZETIME (default 1s:
 # Go's default of 60s spends a short run minimising instead of fuzzing).
 # -json passes `go test -json` output on (for test/testsum).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 json=()
 if [ "${1:-}" = -json ]; then json=(-json); shift; fi
 if [ "${1:-}" = -list ]; then list_only=1; shift; else list_only=; fi
-time=${FUZZTIME:-7s}
+time=${FUZZTIME:-5s}
 mintime=${FUZZMINIMIZETIME:-1s}
 
 # targets prints "PKG TARGET" for every fuzz target of the module.

@@ -42,7 +42,8 @@ import (
 //
 // What cannot change live is refused with ErrNotLive before anything
 // changed: servers added, removed or renamed, a changed redundant server
-// set, a mapping of a redundant server set, or a handle table mostly made of removed flows.
+// set, a mapping of a redundant server set, or a handle table mostly
+// made of removed flows.
 // The caller then rebuilds the engine (redundancy's warm swap).
 //
 // The sessions carry the changes out in their own supervisor goroutine
@@ -337,8 +338,7 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 		}
 	}
 	for _, f := range append(ch.retired[:len(ch.retired):len(ch.retired)], ch.added...) {
-		switch {
-		case f.from.server().IsSet() || f.to.server().IsSet():
+		if f.from.server().IsSet() || f.to.server().IsSet() {
 			return nil, fmt.Errorf("%w: mapping %s reads or writes a redundant server set", ErrNotLive, f.ms.m.ID)
 		}
 	}

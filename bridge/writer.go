@@ -81,6 +81,67 @@ func newWriter(c *conn) *writer {
 	return w
 }
 
+// hold holds every slot of w until release: values are kept, not sent.
+// Called when the gate opens, before accept may queue: nothing is sent
+// to a node before the reconcile has compared it.
+func (w *writer) hold() {
+	w.mu.Lock()
+	for i := range w.slots {
+		w.slots[i].held = true
+	}
+	w.mu.Unlock()
+}
+
+// release ends the hold of slots, whose nodes the reconcile has
+// compared, and enqueues vals, the values it found to differ.
+func (w *writer) release(slots []int, vals []queuedValue) {
+	w.enqueue(vals) // still held: taken with what waited in the slot
+	w.mu.Lock()
+	for _, i := range slots {
+		w.unholdSlot(i)
+	}
+	w.mu.Unlock()
+	w.wake()
+}
+
+// unhold ends the hold of every slot (the reconcile ended).
+func (w *writer) unhold() {
+	w.mu.Lock()
+	for i := range w.slots {
+		w.unholdSlot(i)
+	}
+	w.mu.Unlock()
+	w.wake()
+}
+
+// unholdSlot ends the hold of slot i and queues what waited in it. The
+// caller holds w.mu.
+func (w *writer) unholdSlot(i int) {
+	w.slots[i].held = false
+	w.requeueSlot(i)
+}
+
+// sendNow sends one request of what is queued from the caller's
+// goroutine and returns once it has been answered (or failed): the first
+// values a reconcile compared are written before its other reads are
+// sent, so they do not queue behind those at the server. It is a request
+// like run's (counted in busy, behind the same fence in send), one beyond
+// WritesInFlight at most; nothing is sent if the writer may not write or
+// has nothing queued (run may have taken it already).
+func (w *writer) sendNow(ctx context.Context) {
+	cl := w.c.current()
+	if cl == nil || !w.mayWrite() {
+		return
+	}
+	batch, ids := w.take(w.c.writeBatch(cl), cl.writeLim)
+	if len(batch) == 0 {
+		return
+	}
+	w.busy.Add(1)
+	defer func() { w.busy.Add(-1); w.wake() }()
+	w.send(ctx, cl, batch, ids)
+}
+
 // wake nudges run; it never blocks (a 1-buffered channel merges wakes).
 func (w *writer) wake() {
 	select {

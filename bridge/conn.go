@@ -71,6 +71,13 @@ type conn struct {
 	// live holds the live config changes this server's session has yet
 	// to carry out (live.go).
 	liveOps liveQueue
+	// flowGen counts the changes of rflows (setFlows): a server set's
+	// member knows by it whether its monitored items follow the flows
+	// (members.go, dataItems.gen).
+	flowGen atomic.Uint64
+	// run is the conn's goroutines while Run runs them (nil: not
+	// started); guarded by Engine.runMu (live_servers.go).
+	run *connRun
 
 	// sess is the session writers and reads use (set once subscribed).
 	sess atomic.Pointer[session]
@@ -114,8 +121,8 @@ func newConn(e *Engine, s *mapping.Server) *conn {
 	c.level.Store(-1)
 	c.setFlows(nil, nil)
 	c.liveOps.wake = make(chan struct{}, 1)
+	c.setWake = make(chan struct{}, 1) // a live change may make the entry a set
 	if s.IsSet() {
-		c.setWake = make(chan struct{}, 1)
 		var ms []*member
 		for _, ep := range s.Endpoints {
 			ms = append(ms, c.newMember(len(ms), ep))
@@ -229,6 +236,7 @@ func (c *conn) writeFlows() []*flow { return *c.wflows.Load() }
 func (c *conn) setFlows(reads, writes []*flow) {
 	c.rflows.Store(&reads)
 	c.wflows.Store(&writes)
+	c.flowGen.Add(1)
 }
 
 func (c *conn) setState(s ConnState) {
@@ -238,12 +246,22 @@ func (c *conn) setState(s ConnState) {
 }
 
 // supervise connects, runs and rebuilds sessions until ctx is done. A
-// redundant server set is supervised member by member (members.go).
+// redundant server set is supervised member by member (members.go). A
+// live change of the entry (reconfigure) may turn a single server into a
+// set or back: the supervision of the one ends, that of the other starts.
 func (c *conn) supervise(ctx context.Context) {
-	if c.server().IsSet() {
-		c.superviseSet(ctx)
-		return
+	for ctx.Err() == nil {
+		if c.server().IsSet() {
+			c.superviseSet(ctx)
+		} else {
+			c.superviseServer(ctx)
+		}
 	}
+}
+
+// superviseServer connects, runs and rebuilds the sessions of a single
+// server until ctx is done or a live change made the entry a set.
+func (c *conn) superviseServer(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
 		eps := c.server().Endpoints
@@ -266,6 +284,9 @@ func (c *conn) supervise(ctx context.Context) {
 		if errors.Is(err, errReopen) {
 			// The server's entry changed live: open a session under the
 			// new one now.
+			if c.server().IsSet() {
+				return
+			}
 			attempt = 0
 			c.log.Info("server entry changed: session rebuilt", zap.String("endpoint", ep))
 			continue
@@ -288,6 +309,9 @@ func (c *conn) supervise(ctx context.Context) {
 		case <-t.C:
 		case <-c.reopen: // a new entry: try it now, from its first endpoint
 			t.Stop()
+			if c.server().IsSet() {
+				return
+			}
 			attempt = 0
 		}
 	}

@@ -108,8 +108,16 @@ type Engine struct {
 
 	// tab is the mappings and flows now running: replaced whole by a
 	// live config change (live.go), read without a lock.
-	tab   atomic.Pointer[flowTable]
-	conns []*conn
+	tab atomic.Pointer[flowTable]
+	// conns are the servers' conns in config order: replaced whole by a
+	// live change that adds or removes servers (live_servers.go), read
+	// through connList.
+	conns atomic.Pointer[[]*conn]
+	// runMu guards runCtx and runWG, set while Run runs, and each conn's
+	// run: Run and a live change start and stop conns under it.
+	runMu  sync.Mutex
+	runCtx context.Context
+	runWG  *sync.WaitGroup
 	// tabChanged is signalled (capacity 1, never blocking) after a live
 	// change replaced tab; holdWatch takes up the new table's flows.
 	tabChanged chan struct{}
@@ -166,12 +174,14 @@ func New(o Options) (*Engine, error) {
 	tune := o.Config.EngineSettings()
 	e.tune.Store(&tune)
 	byName := map[string]*conn{}
+	conns := make([]*conn, 0, len(o.Config.Servers))
 	for i := range o.Config.Servers {
 		s := &o.Config.Servers[i]
 		c := newConn(e, s)
-		e.conns = append(e.conns, c)
+		conns = append(conns, c)
 		byName[s.Name] = c
 	}
+	e.conns.Store(&conns)
 	tab := &flowTable{maps: make([]*mstate, len(o.Config.Mappings)), flows: make([]*flow, 0, 2*len(o.Config.Mappings)),
 		byID: make(map[string]*mstate, len(o.Config.Mappings))}
 	reads, writes := map[*conn][]*flow{}, map[*conn][]*flow{}
@@ -188,10 +198,10 @@ func New(o Options) (*Engine, error) {
 	}
 	e.tab.Store(tab)
 	e.tabChanged = make(chan struct{}, 1)
-	for _, c := range e.conns {
+	for _, c := range conns {
 		c.setFlows(reads[c], writes[c])
 	}
-	for _, c := range e.conns {
+	for _, c := range conns {
 		c.w = newWriter(c)
 	}
 	return e, nil
@@ -271,12 +281,19 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); e.fence(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); e.holdWatch(ctx) }()
-	for _, c := range e.conns {
-		wg.Add(2)
-		go func() { defer wg.Done(); c.supervise(ctx) }()
-		go func() { defer wg.Done(); c.w.run(ctx) }()
+	e.runMu.Lock()
+	e.runCtx, e.runWG = ctx, &wg // a live change starts the conns it adds under them
+	for _, c := range e.connList() {
+		e.startConn(c)
 	}
+	e.runMu.Unlock()
 	e.roleLoop(ctx)
+	e.runMu.Lock()
+	e.runCtx, e.runWG = nil, nil
+	for _, c := range e.connList() {
+		c.run = nil
+	}
+	e.runMu.Unlock()
 	cancel()
 	wg.Wait()
 	return nil
@@ -291,12 +308,12 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		epoch, ok := e.gate.Permit()
 		if !ok {
 			e.queueing.Store(false)
-			for _, c := range e.conns {
+			for _, c := range e.connList() {
 				c.w.ready.Store(0)
 			}
 			if e.writing.Swap(false) {
 				e.log.Info("gate closed: standby, not writing", zap.Uint64("epoch", epoch))
-				for _, c := range e.conns {
+				for _, c := range e.connList() {
 					c.w.clear()
 				}
 			}
@@ -307,7 +324,7 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		}
 		e.writing.Store(false)
 		e.queueing.Store(false)
-		for _, c := range e.conns {
+		for _, c := range e.connList() {
 			c.w.ready.Store(0)
 			c.w.clear()
 		}
@@ -331,7 +348,7 @@ func (e *Engine) roleLoop(ctx context.Context) {
 		case <-e.gate.Changed():
 			e.nudgeFence() // a revoked lease is acted on at once
 			check()
-			for _, c := range e.conns {
+			for _, c := range e.connList() {
 				c.w.wake() // a lease regained lets pending values go
 			}
 		}
@@ -646,7 +663,7 @@ func (e *Engine) WaitIdle(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		idle := true
-		for _, c := range e.conns {
+		for _, c := range e.connList() {
 			if c.w.busy.Load() > 0 {
 				idle = false
 			}

@@ -98,7 +98,7 @@ func (e *Engine) abortInFlight(why error) int {
 			c.log.Warn("session socket reset with a Write unanswered", zap.Error(why))
 		}
 	}
-	for _, c := range e.conns {
+	for _, c := range e.connList() {
 		abort(c, c.live.Load())
 		for _, m := range c.memberList() { // a server set: every member's session
 			abort(c, m.live.Load())

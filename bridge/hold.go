@@ -198,7 +198,7 @@ func (e *Engine) holdWatch(ctx context.Context) {
 			t.Stop()
 		}
 	}()
-	downSince := make(map[*conn]time.Time, len(e.conns))
+	downSince := make(map[*conn]time.Time, len(e.connList()))
 	out := map[*writer][]queuedValue{}
 	for {
 		if cur := e.tab.Load(); cur != tab {
@@ -225,7 +225,7 @@ func (e *Engine) holdWatch(ctx context.Context) {
 		case <-tick:
 		}
 		now := time.Now()
-		for _, c := range e.conns {
+		for _, c := range e.connList() {
 			if ConnState(c.state.Load()) == Connected {
 				delete(downSince, c)
 			} else if _, ok := downSince[c]; !ok {

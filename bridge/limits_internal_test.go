@@ -80,7 +80,7 @@ func BenchmarkTake(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := e.conns[1].w
+	w := e.connList()[1].w
 	vals := make([]queuedValue, n)
 	for i, f := range w.c.writeFlows() {
 		f.targetResolved(ua.NewStringNodeID(1, fmt.Sprintf("Plant/Area/v%d", i)), nil)

@@ -183,30 +183,41 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	e.liveMu.Lock()
 	defer e.liveMu.Unlock()
 	start := time.Now()
-	if why := liveBlocker(e.cfg, cfg); why != "" {
-		return fmt.Errorf("%w: %s", ErrNotLive, why)
-	}
-	ch, err := e.planLive(cfg)
+	sc := e.planServers(cfg)
+	ch, err := e.planLive(cfg, sc.byName)
 	if err != nil {
 		return err
 	}
-	reopened := map[*conn]*mapping.Server{} // e.conns are in config order (New)
-	for i, c := range e.conns {
-		if !sameServer(&e.cfg.Servers[i], &cfg.Servers[i]) {
-			reopened[c] = &cfg.Servers[i]
-		}
+	ops := e.commitLive(cfg, ch, sc)
+	// Servers added: their goroutines start under Run (their first
+	// session subscribes and resolves their flows); their writers send
+	// under the activation in force.
+	for _, c := range sc.added {
+		e.admitWriter(c.w)
 	}
-	ops := e.commitLive(cfg, ch)
+	e.runMu.Lock()
+	for _, c := range sc.added {
+		e.startConn(c)
+	}
+	e.runMu.Unlock()
 	// A changed server entry: that server's session is rebuilt under the
-	// new one, nothing else (conn.reconfigure).
-	for c, srv := range reopened {
+	// new one (a set's: its members' sessions), nothing else
+	// (conn.reconfigure).
+	for c, srv := range sc.reopened {
 		c.reconfigure(srv)
 	}
+	// Servers removed: their flows retired above (a mapping naming them
+	// was removed in the same config); now their sessions close.
+	for _, c := range sc.removed {
+		e.stopConn(c)
+		c.log.Info("server removed by a config change: session closed")
+	}
 	e.log.Info("config applied live", zap.Int("added", ch.nAdded), zap.Int("removed", ch.nRemoved),
-		zap.Int("changed", ch.nChanged), zap.Int("servers_changed", len(reopened)), zap.Int("mappings", len(cfg.Mappings)),
+		zap.Int("changed", ch.nChanged), zap.Int("servers_added", len(sc.added)), zap.Int("servers_removed", len(sc.removed)),
+		zap.Int("servers_changed", len(sc.reopened)), zap.Int("mappings", len(cfg.Mappings)),
 		zap.Duration("took", time.Since(start)))
 	for c, op := range ops {
-		if c.current() == nil || reopened[c] != nil {
+		if c.current() == nil || sc.reopened[c] != nil {
 			continue // its next session subscribes and resolves everything
 		}
 		select {
@@ -219,22 +230,48 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	return nil
 }
 
-// liveBlocker says why the change from old to cfg cannot be made live
-// ("": it can, as far as the config shows).
-func liveBlocker(old, cfg *mapping.Config) string {
-	if len(old.Servers) != len(cfg.Servers) {
-		return "servers were added or removed"
+// serverChange is the change of the servers, as planned: the conns of
+// the new config in its order (added ones built, not started), those
+// added and removed (by name: a renamed server is one removed and one
+// added) and those whose entry changed, with the new entry.
+type serverChange struct {
+	list     []*conn
+	byName   map[string]*conn
+	added    []*conn
+	removed  []*conn
+	reopened map[*conn]*mapping.Server
+}
+
+// planServers works out the change of the servers to cfg's, building
+// the conns of servers added (no goroutine is started). Called under
+// liveMu.
+func (e *Engine) planServers(cfg *mapping.Config) *serverChange {
+	old := map[string]*conn{}
+	for _, c := range e.connList() {
+		old[c.name] = c
 	}
-	for i := range old.Servers {
-		a, b := &old.Servers[i], &cfg.Servers[i]
+	sc := &serverChange{list: make([]*conn, 0, len(cfg.Servers)), byName: make(map[string]*conn, len(cfg.Servers)),
+		reopened: map[*conn]*mapping.Server{}}
+	for i := range cfg.Servers {
+		srv := &cfg.Servers[i]
+		c := old[srv.Name]
 		switch {
-		case a.Name != b.Name:
-			return "servers were renamed, added or removed"
-		case (a.IsSet() || b.IsSet()) && !sameServer(a, b):
-			return "redundant server set " + b.Name + " changed"
+		case c == nil:
+			c = newConn(e, srv)
+			c.w = newWriter(c)
+			sc.added = append(sc.added, c)
+		case !sameServer(c.server(), srv):
+			sc.reopened[c] = srv
+		}
+		sc.list = append(sc.list, c)
+		sc.byName[srv.Name] = c
+	}
+	for _, c := range e.connList() {
+		if sc.byName[c.name] != c {
+			sc.removed = append(sc.removed, c)
 		}
 	}
-	return ""
+	return sc
 }
 
 // sameServer reports whether two server entries are the same but for
@@ -267,12 +304,8 @@ func sameMapping(oc *mapping.Config, om *mapping.Mapping, nc *mapping.Config, nm
 func maxDeadHandles(live int) int { return max(live, 4096) }
 
 // planLive works out the change to cfg without changing anything.
-func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
+func (e *Engine) planLive(cfg *mapping.Config, byName map[string]*conn) (*liveChange, error) {
 	old := e.tab.Load()
-	byName := make(map[string]*conn, len(e.conns))
-	for _, c := range e.conns {
-		byName[c.name] = c
-	}
 	flows := make([]*flow, len(old.flows), len(old.flows)+2*len(cfg.Mappings))
 	copy(flows, old.flows)
 	ch := &liveChange{
@@ -337,11 +370,6 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 			ch.tab.flows[f.handle] = nil
 		}
 	}
-	for _, f := range append(ch.retired[:len(ch.retired):len(ch.retired)], ch.added...) {
-		if f.from.server().IsSet() || f.to.server().IsSet() {
-			return nil, fmt.Errorf("%w: mapping %s reads or writes a redundant server set", ErrNotLive, f.ms.m.ID)
-		}
-	}
 	if dead := len(ch.tab.flows) - 2*len(cfg.Mappings); dead > maxDeadHandles(2*len(cfg.Mappings)) {
 		return nil, fmt.Errorf("%w: %d handles of removed mappings (a rebuild compacts them)", ErrNotLive, dead)
 	}
@@ -349,8 +377,10 @@ func (e *Engine) planLive(cfg *mapping.Config) (*liveChange, error) {
 }
 
 // commitLive carries the planned change out on the engine's tables and
-// queues what each server's session has to do. Called under liveMu.
-func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*liveOp {
+// queues what each server's session has to do (not a server removed:
+// its session closes). The conns of sc.list become the engine's. Called
+// under liveMu.
+func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange, sc *serverChange) map[*conn]*liveOp {
 	// The old flows stop taking values first: a notification routed
 	// through the old table meanwhile is ignored.
 	for _, f := range ch.retired {
@@ -372,7 +402,7 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 			dropW[f.to] = append(dropW[f.to], f)
 		}
 	}
-	for _, c := range e.conns {
+	for _, c := range sc.list {
 		if len(addW[c]) > 0 || len(dropW[c]) > 0 {
 			c.w.relink(addW[c], ch.heir, dropW[c])
 		}
@@ -398,7 +428,7 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 		goneR[f.from]++
 		goneW[f.to]++
 	}
-	for _, c := range e.conns {
+	for _, c := range sc.list {
 		if goneR[c] == 0 && goneW[c] == 0 && len(addR[c]) == 0 && len(addW[c]) == 0 {
 			continue
 		}
@@ -426,6 +456,8 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 	for ms, i := range ch.moved {
 		ms.moveTo(i)
 	}
+	// The new server list before the table that routes to its conns.
+	e.conns.Store(&sc.list)
 	e.tab.Store(ch.tab)
 	select {
 	case e.tabChanged <- struct{}{}:
@@ -446,7 +478,7 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange) map[*conn]*live
 				ms.setClockSkew(tune.ClockSkew)
 			}
 		}
-		for _, c := range e.conns {
+		for _, c := range sc.list {
 			c.w.wake() // more requests in flight may go now
 		}
 	}

@@ -100,8 +100,7 @@ func (r *liveRig) mirrored(i int, v, want float64) {
 // TestApplyLive: mappings added, removed and changed (scaling, a group's
 // publishing interval) on a running engine take effect while the
 // untouched mappings' targets are not written and neither server's
-// session is rebuilt; a server change is refused live and changes
-// nothing.
+// session is rebuilt.
 func TestApplyLive(t *testing.T) {
 	const n = 20
 	r := &liveRig{t: t, n: n}
@@ -192,16 +191,6 @@ func TestApplyLive(t *testing.T) {
 	r.mirrored(3, 33, 33)
 	r.step("publishing interval back", 3)
 
-	// A server added cannot be taken live: refused, nothing changes.
-	added := r.config(n, func(c *mapping.Config) {
-		c.Mappings[0].Scaling = scaled
-		c.Servers = append(c.Servers, mapping.Server{Name: "c", Endpoints: []string{r.b.Endpoint()}, Timeouts: fastTimeouts()})
-	})
-	if err := r.e.ApplyLive(harness.Context(t), added); !errors.Is(err, bridge.ErrNotLive) {
-		t.Fatalf("a server added: %v, want ErrNotLive", err)
-	}
-	r.mirrored(0, 30, 60)
-	r.step("refused", 0)
 
 	for name, was := range before {
 		now := r.server(name)

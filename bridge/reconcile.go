@@ -12,7 +12,7 @@ import (
 // opens, before accept may queue: each writer then sends only what its
 // reconcile has compared. Called from roleLoop only.
 func (e *Engine) holdWriters() {
-	for _, c := range e.conns {
+	for _, c := range e.connList() {
 		c.w.hold()
 	}
 }
@@ -32,7 +32,7 @@ func (e *Engine) reconcileWriters(ctx context.Context, epoch uint64) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	total := 0
-	for _, c := range e.conns {
+	for _, c := range e.connList() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -95,13 +95,13 @@ func (nb *benchNotes) round(it, n int) (items []*ua.MonitoredItemNotification, n
 func BenchmarkRoute(b *testing.B) {
 	const n, batch = 10000, 1000
 	e := benchEngine(b, n, false)
-	r := newRouter(e, e.conns[0])
+	r := newRouter(e, e.connList()[0])
 	nb := newBenchNotes(batch, n)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
 		r.route(nb.round(it, n))
-		e.conns[1].w.clear() // the writer would send them
+		e.connList()[1].w.clear() // the writer would send them
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/value")
@@ -123,8 +123,8 @@ func BenchmarkValuePath(b *testing.B) {
 func benchValuePath(b *testing.B, n int) {
 	const batch = 1000
 	e := benchEngine(b, n, true)
-	r := newRouter(e, e.conns[0])
-	w := e.conns[1].w
+	r := newRouter(e, e.connList()[0])
+	w := e.connList()[1].w
 	nb := newBenchNotes(batch, n)
 	results := make([]ua.StatusCode, batch)
 	b.ReportAllocs()
@@ -146,7 +146,7 @@ func benchValuePath(b *testing.B, n int) {
 	b.StopTimer()
 	// CPU time (GC included) is steadier than wall time on a busy machine.
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N*batch), "cpu-ns/value")
-	if got := e.conns[1].stats.writes.Load(); got != uint64(b.N*batch) {
+	if got := e.connList()[1].stats.writes.Load(); got != uint64(b.N*batch) {
 		b.Fatalf("%d values written, want %d", got, b.N*batch)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/value")

@@ -240,7 +240,7 @@ func (e *Engine) Stats() Stats {
 			st.OwnCertificate = certInfo(der)
 		}
 	}
-	for _, c := range e.conns {
+	for _, c := range e.connList() {
 		ep := ""
 		if p := c.endpoint.Load(); p != nil {
 			ep = *p

@@ -46,6 +46,14 @@ func New(target string) (*Proxy, error) {
 // Addr is the proxy's listening address (host:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
+// Open returns the number of client connections proxied now (each is
+// two sockets: the client's and the one to the target).
+func (p *Proxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) / 2
+}
+
 // Cut closes every proxied connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
 	p.mu.Lock()

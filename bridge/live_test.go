@@ -191,7 +191,6 @@ func TestApplyLive(t *testing.T) {
 	r.mirrored(3, 33, 33)
 	r.step("publishing interval back", 3)
 
-
 	for name, was := range before {
 		now := r.server(name)
 		if now.Connects != was.Connects || now.Reconnects != was.Reconnects {

@@ -524,9 +524,11 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 	}
 }
 
-// reconfigure makes srv (validated, a single server, the same name) the
-// server's entry and has the supervisor end the current session and open
-// one under it at once (errReopen). Everything else of the server stays:
+// reconfigure makes srv (validated, the same name) the server's entry
+// and has the supervisor end the current session and open one under it
+// at once (errReopen); a redundant server set's supervisor ends its
+// members' sessions and starts those of the new entry (superviseSet), as
+// it does when the entry turns from a single server into a set or back. Everything else of the server stays:
 // its flows keep their state and cache, its writer its slots and pending
 // values; the new session subscribes and resolves every flow of the
 // server and reconciles its targets as after any reconnect (a target
@@ -553,6 +555,11 @@ func (c *conn) reconfigure(srv *mapping.Server) {
 	// session.
 	if s := c.live.Load(); s != nil && s.writes.Load() > 0 {
 		s.abort(errReopen)
+	}
+	for _, m := range c.memberList() { // a set: its members' sessions
+		if s := m.live.Load(); s != nil && s.writes.Load() > 0 {
+			s.abort(errReopen)
+		}
 	}
 }
 
@@ -614,8 +621,19 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 			}
 		}
 	}
+	if len(op.unmonitor) > 0 {
+		c.unmonitor(ctx, s, subs, op.unmonitor)
+		c.stats.subs.Store(int32(len(subs)))
+	}
+	return nil
+}
+
+// unmonitor deletes the monitored items of the retired flows' handles hs
+// on session s (those it has), and a subscription of subs they leave
+// without items with them.
+func (c *conn) unmonitor(ctx context.Context, s *session, subs map[time.Duration]*opcua.Subscription, hs []uint32) {
 	bySub := map[uint32][]uint32{}
-	for _, h := range op.unmonitor {
+	for _, h := range hs {
 		if it := s.clearItem(h); it.id != 0 {
 			bySub[it.sub] = append(bySub[it.sub], it.id)
 		}
@@ -636,7 +654,6 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 			}
 		}
 	}
-	return nil
 }
 
 // deleteSub deletes the subscription with id sub, which no monitored
@@ -654,7 +671,6 @@ func (c *conn) deleteSub(ctx context.Context, s *session, subs map[time.Duration
 		}
 		delete(subs, iv)
 		delete(s.subItems, sub)
-		c.stats.subs.Store(int32(len(subs)))
 		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
 		err := su.Cancel(rctx) // DeleteSubscriptions; gopcua's publish loop forgets it
 		cancel()

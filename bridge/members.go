@@ -94,19 +94,32 @@ type memberSession struct {
 	s     *session
 	notes chan *opcua.PublishNotificationData
 
+	// mu guards data and the monitored items on s (session.items): held
+	// while they are created or deleted, by the set goroutine (switchTo,
+	// a live change) or the member's (its retries while in use).
 	mu   sync.Mutex
 	data *dataItems // the monitored items of the set's source flows (nil: none)
 }
 
 // dataItems are the monitored items of a set's source flows on one
-// member, resolved on that member's namespaces; indexes follow
-// conn.readFlows (which never changes for a set: a live config change
-// touching a set is refused, live.go).
+// member, resolved on that member's namespaces. A live config change
+// adds and deletes some (syncData); gen says which flows they follow.
 type dataItems struct {
-	subs  map[time.Duration]*opcua.Subscription
-	nids  []*ua.NodeID
-	errs  []error
-	codes []ua.StatusCode
+	subs map[time.Duration]*opcua.Subscription
+	// items are the flows considered, by handle; the items' ids are in
+	// the session's item table (session.items).
+	items map[uint32]dataItem
+	// gen is the conn's flowGen the items were made for (read before
+	// the flows: a change meanwhile shows as a gen behind).
+	gen uint64
+}
+
+// dataItem is a set's source flow on one member: its node resolved on
+// the member's namespaces (nil: it does not resolve) and the status of
+// its monitored item's creation.
+type dataItem struct {
+	nid  *ua.NodeID
+	code ua.StatusCode
 }
 
 func (m *member) setState(s ConnState) { m.state.Store(int32(s)) }
@@ -139,19 +152,29 @@ func (c *conn) wakeSet() {
 // superviseSet runs the members of a server set and the selection of the
 // member in use until ctx is done. It is the conn's supervise for a set
 // and returns only after every member goroutine has exited.
+// A live change of the set's entry (conn.reconfigure) ends it: the
+// members' sessions close and the conn's supervise starts the set (or
+// the single server) of the new entry.
 func (c *conn) superviseSet(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	members := c.memberList()
+	mctx, stopMembers := context.WithCancel(ctx)
+	defer stopMembers() // before wg.Wait
+	ent := c.ent.Load()
+	members := make([]*member, 0, len(ent.srv.Endpoints))
+	for _, ep := range ent.srv.Endpoints {
+		members = append(members, c.newMember(len(members), ep))
+	}
+	c.members.Store(&members)
 	for _, m := range members {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+		go func() { defer wg.Done(); c.superviseMember(mctx, m) }()
 	}
 	var discovered chan []string
-	if c.server().Redundancy.Discover {
+	if ent.srv.Redundancy.Discover {
 		discovered = make(chan []string, 1)
 		wg.Add(1)
-		go func() { defer wg.Done(); c.discover(ctx, discovered) }()
+		go func() { defer wg.Done(); c.discover(mctx, discovered) }()
 	}
 	margin := c.server().SetMargin()
 	cur := -1
@@ -167,6 +190,15 @@ func (c *conn) superviseSet(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.reopen:
+			if c.ent.Load() == ent {
+				continue
+			}
+			c.endSet(cur, "server set "+c.name+" changed")
+			return
+		case <-c.liveOps.wake:
+			c.runSetLive(ctx, members, curSess)
+			continue
 		case <-c.setWake:
 		case <-grace.C:
 			graceOver = true
@@ -178,12 +210,13 @@ func (c *conn) superviseSet(ctx context.Context) {
 				m := c.newMember(len(next), ep)
 				next = append(next, m)
 				wg.Add(1)
-				go func() { defer wg.Done(); c.superviseMember(ctx, m) }()
+				go func() { defer wg.Done(); c.superviseMember(mctx, m) }()
 			}
 			members = next
 			c.members.Store(&next)
 			continue
 		}
+		c.syncMembers(ctx, members, curSess)
 		if !graceOver {
 			graceOver = true
 			for _, m := range members {
@@ -221,6 +254,25 @@ func (c *conn) superviseSet(ctx context.Context) {
 		cur, curSess = next, ms
 		everUsed = everUsed || next >= 0
 	}
+}
+
+// endSet ends the set's use of its members for a live change of its
+// entry: no member in use, the writer stops sending, the sources are
+// stale until the new entry's sessions deliver. Set goroutine only.
+func (c *conn) endSet(cur int, why string) {
+	if cur >= 0 {
+		c.memberList()[cur].active.Store(false)
+	}
+	c.sess.Store(nil)
+	c.setState(Disconnected)
+	c.level.Store(-1)
+	for _, f := range c.readFlows() {
+		f.sourceLost(why)
+	}
+	if !c.server().IsSet() {
+		c.members.Store(nil) // a single server now
+	}
+	c.log.Info("server set entry changed: its members' sessions rebuilt")
 }
 
 // superviseMember keeps one member's session up until ctx is done.
@@ -345,14 +397,13 @@ func (c *conn) runMember(ctx context.Context, m *member) error {
 		case <-retry.C:
 			// The member in use retries the set's quarantined mappings,
 			// as a single server's session does.
-			ms.mu.Lock()
-			d := ms.data
-			ms.mu.Unlock()
-			if m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs, nil) > 0 {
+			ms.mu.Lock() // a live change may create or delete items meanwhile
+			if d := ms.data; m.active.Load() && c.current() == s && d != nil && c.retryQuarantined(ctx, s, d.subs, nil) > 0 {
 				retries++
 			} else {
 				retries = 0
 			}
+			ms.mu.Unlock()
 			retry.Reset(c.e.backoff(retries))
 		}
 	}
@@ -412,18 +463,29 @@ func (c *conn) dispatchMember(ctx context.Context, m *member, s *session, notes 
 // session s, resolved on its own namespaces, without touching the flows:
 // activate records the outcome when the member is taken in use.
 func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (*dataItems, error) {
-	n := len(c.readFlows())
-	d := &dataItems{subs: map[time.Duration]*opcua.Subscription{}, nids: make([]*ua.NodeID, n),
-		errs: make([]error, n), codes: make([]ua.StatusCode, n)}
-	byInterval := map[time.Duration][]int{}
-	for i, f := range c.readFlows() {
+	d := &dataItems{subs: map[time.Duration]*opcua.Subscription{}, items: map[uint32]dataItem{}, gen: c.flowGen.Load()}
+	if err := c.addData(ctx, s, d, c.readFlows(), notes); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// addData creates the monitored items of flows (enabled ones) in d on
+// session s, with a subscription per publishing interval d does not
+// have yet, and records them in d and the session's item table.
+func (c *conn) addData(ctx context.Context, s *session, d *dataItems, flows []*flow, notes chan *opcua.PublishNotificationData) error {
+	byInterval := map[time.Duration][]*flow{}
+	for _, f := range flows {
 		if !f.ms.m.IsEnabled() {
 			continue
 		}
-		d.nids[i], d.errs[i] = f.resolveSrc(s.namespaces)
-		if d.errs[i] == nil {
-			byInterval[f.publishing] = append(byInterval[f.publishing], i)
+		nid, err := f.resolveSrc(s.namespaces)
+		if err != nil {
+			d.items[f.handle] = dataItem{}
+			continue
 		}
+		d.items[f.handle] = dataItem{nid: nid}
+		byInterval[f.publishing] = append(byInterval[f.publishing], f)
 	}
 	intervals := make([]time.Duration, 0, len(byInterval))
 	for iv := range byInterval {
@@ -431,51 +493,181 @@ func (c *conn) createData(ctx context.Context, s *session, notes chan *opcua.Pub
 	}
 	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
 	for _, iv := range intervals {
-		rctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
-		sub, err := s.client.Subscribe(rctx, &opcua.SubscriptionParameters{Interval: iv,
-			MaxKeepAliveCount: keepAliveCount(iv, c.tmo().DataAge)}, notes)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("%w: create subscription (%s): %w", errFault, iv, err)
+		sub := d.subs[iv]
+		if sub == nil {
+			var err error
+			if sub, err = c.createSub(ctx, s, iv, notes); err != nil {
+				return err
+			}
+			d.subs[iv] = sub
 		}
-		d.subs[iv] = sub
-		idx := byInterval[iv]
+		fs := byInterval[iv]
 		per := c.monBatch(s)
-		for start := 0; start < len(idx); start += per {
-			batch := idx[start:min(start+per, len(idx))]
+		for start := 0; start < len(fs); start += per {
+			batch := fs[start:min(start+per, len(fs))]
 			reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
-			for k, i := range batch {
-				reqs[k] = c.itemRequest(c.readFlows()[i], d.nids[i], true)
+			for k, f := range batch {
+				reqs[k] = c.itemRequest(f, d.items[f.handle].nid, true)
 			}
 			res, err := c.createItems(ctx, s, sub, reqs)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			var retry []int
+			var retry []*flow
 			for k, r := range res.Results {
 				if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
 					r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
 					retry = append(retry, batch[k])
 					continue
 				}
-				d.codes[batch[k]] = r.StatusCode
+				d.record(s, batch[k], sub, r)
 			}
 			if len(retry) > 0 {
 				reqs = reqs[:0]
-				for _, i := range retry {
-					reqs = append(reqs, c.itemRequest(c.readFlows()[i], d.nids[i], false))
+				for _, f := range retry {
+					reqs = append(reqs, c.itemRequest(f, d.items[f.handle].nid, false))
 				}
 				res, err := c.createItems(ctx, s, sub, reqs)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				for k, r := range res.Results {
-					d.codes[retry[k]] = r.StatusCode
+					d.record(s, retry[k], sub, r)
 				}
 			}
 		}
 	}
-	return d, nil
+	return nil
+}
+
+// record records the creation of f's monitored item in sub.
+func (d *dataItems) record(s *session, f *flow, sub *opcua.Subscription, r *ua.MonitoredItemCreateResult) {
+	it := d.items[f.handle]
+	it.code = r.StatusCode
+	d.items[f.handle] = it
+	s.setItem(f.handle, sub.SubscriptionID, r)
+}
+
+// monitored records on each of flows whose item d has the outcome of its
+// creation (the member is taken in use, or a live change added it).
+func (d *dataItems) monitored(flows []*flow) {
+	for _, f := range flows {
+		if it, ok := d.items[f.handle]; ok && it.nid != nil {
+			f.monitored(it.code)
+		}
+	}
+}
+
+// syncData makes the monitored items of member session ms follow the
+// set's source flows now (a live change added or removed some): the
+// items of new flows are created first, then those of flows gone are
+// deleted, with a subscription they leave empty. The caller holds ms.mu.
+func (c *conn) syncData(ctx context.Context, ms *memberSession) error {
+	d := ms.data
+	gen := c.flowGen.Load() // before the flows: see dataItems.gen
+	flows := c.readFlows()
+	want := make(map[uint32]bool, len(flows))
+	var add []*flow
+	for _, f := range flows {
+		if !f.ms.m.IsEnabled() {
+			continue
+		}
+		want[f.handle] = true
+		if _, ok := d.items[f.handle]; !ok {
+			add = append(add, f)
+		}
+	}
+	var gone []uint32
+	for h := range d.items {
+		if !want[h] {
+			gone = append(gone, h)
+			delete(d.items, h)
+		}
+	}
+	if err := c.addData(ctx, ms.s, d, add, ms.notes); err != nil {
+		return err
+	}
+	c.unmonitor(ctx, ms.s, d.subs, gone)
+	d.gen = gen
+	return nil
+}
+
+// syncMembers brings the monitored items of the members not in use (cur
+// is) up to the set's flows after a live change (hot mode: each member
+// keeps them; a member whose session came up while the change was made
+// may be behind). A failure faults that member's session. Set goroutine
+// only.
+func (c *conn) syncMembers(ctx context.Context, members []*member, cur *memberSession) {
+	gen := c.flowGen.Load()
+	for _, m := range members {
+		ms := m.ready.Load()
+		if ms == nil || ms == cur {
+			continue
+		}
+		ms.mu.Lock()
+		if ms.data != nil && ms.data.gen != gen {
+			if err := c.syncData(ctx, ms); err != nil {
+				ms.s.fault(err)
+			}
+		}
+		ms.mu.Unlock()
+	}
+}
+
+// runSetLive carries out the queued live changes on a server set (the
+// set goroutine only): on the member in use (cur, nil: none) the new
+// source flows are resolved and monitored and the new targets resolved,
+// read and reconciled, as a single server's session does (runLive); on
+// every member keeping monitored items they follow the flows (syncData).
+// A failure on the member in use faults its session: the set then
+// chooses again, and the switch resolves everything.
+func (c *conn) runSetLive(ctx context.Context, members []*member, cur *memberSession) {
+	ops := c.liveOps.take()
+	if len(ops) == 0 {
+		return
+	}
+	start := time.Now()
+	var monitor, targets []*flow
+	for _, op := range ops {
+		monitor = append(monitor, op.monitor...)
+		targets = append(targets, op.targets...)
+	}
+	var err error
+	if cur != nil && c.current() == cur.s {
+		if err = c.setLiveInUse(ctx, cur, monitor, targets); err != nil {
+			cur.s.fault(err)
+		}
+	}
+	c.syncMembers(ctx, members, cur)
+	for _, op := range ops {
+		close(op.done)
+	}
+	c.log.Info("server set carried out a live config change", zap.Int("monitored", len(monitor)),
+		zap.Int("targets", len(targets)), zap.Bool("in_use", cur != nil), zap.Duration("took", time.Since(start)), zap.Error(err))
+}
+
+// setLiveInUse carries out a live change on the member in use ms: the
+// new source flows resolved on it before their items exist (as switchTo
+// does), the items made to follow the flows, the outcome recorded, then
+// the new targets (liveTargets).
+func (c *conn) setLiveInUse(ctx context.Context, ms *memberSession, monitor, targets []*flow) error {
+	s := ms.s
+	for _, f := range monitor {
+		f.sourceResolved(f.resolveSrc(s.namespaces))
+	}
+	if err := c.readEURanges(ctx, s, monitor); err != nil {
+		return fmt.Errorf("%w: %w", errFault, err)
+	}
+	ms.mu.Lock()
+	err := c.syncData(ctx, ms)
+	if err == nil {
+		ms.data.monitored(monitor)
+	}
+	ms.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.liveTargets(ctx, s, targets)
 }
 
 // coolDown deletes the data subscriptions of a warm member that is no
@@ -488,6 +680,7 @@ func (c *conn) coolDown(ctx context.Context, m *member) {
 	oms.mu.Lock()
 	d := oms.data
 	oms.data = nil
+	oms.s.items, oms.s.subItems = nil, nil // deleted with their subscriptions
 	oms.mu.Unlock()
 	if d != nil {
 		cctx, cancel := context.WithTimeout(ctx, c.tmo().Request)
@@ -515,6 +708,9 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		oldLevel = int(old.level.Load())
 	}
 	c.sess.Store(nil) // the writer stops sending to the member left
+	// The switch resolves and monitors every flow the set has now: the
+	// live changes queued so far are carried out by it.
+	c.liveOps.drop()
 	ev := ServerSwitch{Server: c.name, FromLevel: oldLevel, ToLevel: -1, Reason: why}
 	if old != nil {
 		ev.From = old.ep
@@ -539,34 +735,33 @@ func (c *conn) switchTo(ctx context.Context, from, to int, why string, report bo
 		return nil, fmt.Errorf("member %s went down", m.ep)
 	}
 	s := ms.s
-	for _, f := range c.readFlows() {
+	reads := c.readFlows()
+	for _, f := range reads {
 		f.sourceResolved(f.resolveSrc(s.namespaces))
 		if old != nil {
 			f.sourceMemberChanged()
 		}
 	}
-	if err := c.readEURanges(ctx, s, c.readFlows()); err != nil {
+	if err := c.readEURanges(ctx, s, reads); err != nil {
 		return ms, err
 	}
 	if err := c.resolveTargets(ctx, s, c.writeFlows()); err != nil {
 		return ms, err
 	}
 	ms.mu.Lock()
-	d := ms.data
-	ms.mu.Unlock()
-	if d == nil { // warm: the monitored items are created now
-		var err error
-		if d, err = c.createData(ctx, s, ms.notes); err != nil {
-			return ms, err
-		}
-		ms.mu.Lock()
-		ms.data = d
-		ms.mu.Unlock()
+	var err error
+	switch d := ms.data; {
+	case d == nil: // warm: the monitored items are created now
+		ms.data, err = c.createData(ctx, s, ms.notes)
+	case d.gen != c.flowGen.Load(): // hot, behind a live change
+		err = c.syncData(ctx, ms)
 	}
-	for i, f := range c.readFlows() {
-		if d.nids[i] != nil {
-			f.monitored(d.codes[i])
-		}
+	if err == nil {
+		ms.data.monitored(reads)
+	}
+	ms.mu.Unlock()
+	if err != nil {
+		return ms, err
 	}
 	ep := m.ep
 	c.endpoint.Store(&ep)
@@ -611,10 +806,11 @@ func (c *conn) reportSwitch(ev ServerSwitch, report bool) {
 // catchUp reads the current values of the set's sources on the session
 // in use and routes them like notifications. It returns how many it read.
 func (c *conn) catchUp(ctx context.Context) int {
-	if len(c.readFlows()) == 0 {
+	fs := c.readFlows() // once: a live change may replace them meanwhile
+	if len(fs) == 0 {
 		return 0
 	}
-	vals, err := c.readValues(ctx, c.readFlows(), false)
+	vals, err := c.readValues(ctx, fs, false)
 	if err != nil {
 		c.log.Debug("server set: reading sources", zap.Error(err))
 		return 0
@@ -622,7 +818,7 @@ func (c *conn) catchUp(ctx context.Context) int {
 	items := make([]*ua.MonitoredItemNotification, 0, len(vals))
 	for i, dv := range vals {
 		if dv != nil {
-			items = append(items, &ua.MonitoredItemNotification{ClientHandle: c.readFlows()[i].handle, Value: dv})
+			items = append(items, &ua.MonitoredItemNotification{ClientHandle: fs[i].handle, Value: dv})
 		}
 	}
 	newRouter(c.e, c).route(items, time.Now())

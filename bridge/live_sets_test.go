@@ -1,0 +1,161 @@
+package bridge_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/uamirror/uamirror/bridge"
+	"github.com/uamirror/uamirror/mapping"
+	"github.com/uamirror/uamirror/simserver"
+	"github.com/uamirror/uamirror/test/harness"
+)
+
+// TestApplyLiveServerSet, hot and warm: mappings of a redundant source
+// set (a: members a1, a2) added, removed and changed live take effect
+// through the member in use, and after a switch through the other
+// member (whose monitored items followed the change); the set's member
+// sessions and b's session are those of the start and b's untouched
+// targets are not written. Then the set's endpoints change live (a
+// member added, the one in use removed): the set's sessions are
+// rebuilt, b's is not, and b's targets, which hold their values, are not
+// written; values flow from the new member in use.
+func TestApplyLiveServerSet(t *testing.T) {
+	for _, mode := range []string{mapping.SetHot, mapping.SetWarm} {
+		t.Run(mode, func(t *testing.T) { testApplyLiveServerSet(t, mode) })
+	}
+}
+
+func testApplyLiveServerSet(t *testing.T, mode string) {
+	const n = 8
+	a1, a2, a3, b := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
+	as := []*simserver.Server{a1, a2, a3}
+	// setA gives v_i the same value on every member.
+	setA := func(i int, v float64) {
+		now := time.Now()
+		for _, s := range as {
+			s.SetValue(i, v, now)
+		}
+	}
+	for i := 0; i < n; i++ {
+		setA(i, float64(i)+0.5)
+	}
+	// cfgFor mirrors a.v_i → b.v_i for i in mapped; v_scaled (if ≥ 0) is
+	// scaled ×2.
+	cfgFor := func(members []*simserver.Server, mapped []int, scaled int) *mapping.Config {
+		var eps []string
+		for _, s := range members {
+			eps = append(eps, s.Endpoint())
+		}
+		cfg := setConfig(t, eps, []string{b.Endpoint()}, mode, 0)
+		for _, i := range mapped {
+			m := mapping.Mapping{Source: mapping.NodeRef{Server: "a", Node: node(i)}, Target: mapping.NodeRef{Server: "b", Node: node(i)}}
+			m.ID = mapping.DeriveID(m.Source, m.Target)
+			if i == scaled {
+				m.Scaling = &mapping.Scaling{RawLow: 0, RawHigh: 100, EngLow: 0, EngHigh: 200}
+			}
+			cfg.Mappings = append(cfg.Mappings, m)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	r := &liveRig{t: t, a: a1, b: b}
+	var log switchLog
+	r.e = runSetEngine(t, cfgFor(as[:2], []int{0, 1, 2, 3}, -1), &log)
+	waitConnected(t, r.e, 4)
+	if ep, _ := inUse(r.e, "a"); ep != a1.Endpoint() {
+		t.Fatalf("member in use %q, want a1", ep)
+	}
+	holds := func(want map[int]float64) func() bool {
+		return func() bool {
+			for i, v := range want {
+				if valueOf(b, i) != v {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	harness.Eventually(t, 10*time.Second, "b mirrors a", holds(map[int]float64{0: 0.5, 1: 1.5, 2: 2.5, 3: 3.5}))
+	r.idle("b")
+	r.step("start", 0, 1, 2, 3)
+	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b")}
+	mirrored := func(what string, i int, v, want float64) {
+		t.Helper()
+		setA(i, v)
+		harness.Eventually(t, 10*time.Second, what, func() bool { return valueOf(b, i) == want })
+	}
+
+	// +2 mappings on the set.
+	r.apply(cfgFor(as[:2], []int{0, 1, 2, 3, 4, 5}, -1))
+	harness.Eventually(t, 10*time.Second, "the added mappings reconciled", holds(map[int]float64{4: 4.5, 5: 5.5}))
+	mirrored("an added mapping's source change mirrored", 5, 55, 55)
+	r.step("+2 mappings", 4, 5)
+
+	// One mapping's scaling.
+	r.apply(cfgFor(as[:2], []int{0, 1, 2, 3, 4, 5}, 1))
+	harness.Eventually(t, 10*time.Second, "the new scaling applied", holds(map[int]float64{1: 3}))
+	mirrored("a change through the new scaling", 1, 10, 20)
+	r.step("scaling of one", 1)
+
+	// −1 mapping: its item is deleted (no notification of it arrives).
+	r.apply(cfgFor(as[:2], []int{1, 2, 3, 4, 5}, 1))
+	notes := r.server("a").Notifications
+	setA(0, 99) // the removed mapping's source
+	mirrored("a change mirrored", 2, 22, 22)
+	if got := r.server("a").Notifications - notes; got != 1 {
+		t.Fatalf("after −1 mapping: %d notifications for one change of a mapped source and one of the removed one's, want 1", got)
+	}
+	r.step("−1", 2)
+	untouched(t, r, "mappings of the set changed", before)
+	if v := valueOf(b, 0); v != 0.5 {
+		t.Fatalf("the removed mapping's target was written: %v", v)
+	}
+
+	// The other member in use: its items followed the changes (hot: kept
+	// on it all along; warm: created at the switch).
+	a1.SetServiceLevel(0)
+	harness.Eventually(t, 10*time.Second, "switch to a2", func() bool {
+		ep, ok := inUse(r.e, "a")
+		return ep == a2.Endpoint() && ok
+	})
+	mirrored("an added mapping through a2", 4, 44, 44)
+	mirrored("the scaled mapping through a2", 1, 30, 60)
+	setA(0, 98)
+	mirrored("a change through a2", 3, 33, 33)
+	if v := valueOf(b, 0); v != 0.5 {
+		t.Fatalf("the removed mapping's target was written through a2: %v", v)
+	}
+	r.idle("b")
+	r.step("switched", 1, 3, 4)
+	a1.SetServiceLevel(255)
+
+	// The set's endpoints: a3 added, a2 (in use) removed. Only the set's
+	// sessions are rebuilt; b's targets hold their values.
+	aBefore := r.server("a")
+	r.apply(cfgFor([]*simserver.Server{a1, a3}, []int{1, 2, 3, 4, 5}, 1))
+	harness.Eventually(t, 10*time.Second, "the set's new members up, one in use", func() bool {
+		st := r.server("a")
+		if st.State != bridge.Connected || len(st.Members) != 2 {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.State != bridge.Connected {
+				return false
+			}
+		}
+		return st.Members[0].Endpoint == a1.Endpoint() && st.Members[1].Endpoint == a3.Endpoint()
+	})
+	if st := r.server("a"); st.Connects <= aBefore.Connects {
+		t.Fatalf("a: connects %d→%d, want its members' sessions rebuilt", aBefore.Connects, st.Connects)
+	}
+	mirrored("a change through the new set", 5, 5.25, 5.25)
+	r.idle("b")
+	r.step("endpoints changed", 5)
+	untouched(t, r, "the set's endpoints changed", map[string]bridge.ServerStats{"b": before["b"]})
+	if got := fmt.Sprint(len(r.e.Snapshot())); got != "5" {
+		t.Fatalf("%s flows, want 5", got)
+	}
+}

@@ -33,21 +33,33 @@ import (
 //     that its new flow takes over the old one's writer slot when it
 //     writes the same node: at most one Write per node stays in flight.
 //
-//   - a changed server entry (a single server, the same name) rebuilds
-//     that server's session only (conn.reconfigure);
+//   - a server added gets a conn of its own, whose goroutines start
+//     under Run (live_servers.go); its mappings are added mappings, and
+//     its first session subscribes and resolves them;
+//   - a server removed: its mappings (removed in the same config: a
+//     mapping names a server that exists) retire first, then its
+//     goroutines are stopped and waited for and its session closed; a
+//     renamed server is one removed and one added;
+//   - a changed server entry (the same name) rebuilds that server's
+//     session only (conn.reconfigure); a redundant server set's entry,
+//     its members' sessions only (superviseSet starts anew);
+//   - on a redundant server set, the member in use resolves, monitors
+//     and reconciles the new flows and every member keeping monitored
+//     items makes them follow the set's flows (members.go, runSetLive,
+//     syncData);
 //   - the engine settings are read where they are used (Engine.settings):
 //     the writers' limits from their next request, subscribe_batch from
 //     the next CreateMonitoredItems, the backoff from the next wait;
 //   - a subscription left without items is deleted (conn.deleteSub).
 //
 // What cannot change live is refused with ErrNotLive before anything
-// changed: servers added, removed or renamed, a changed redundant server
-// set, a mapping of a redundant server set, or a handle table mostly
-// made of removed flows.
-// The caller then rebuilds the engine (redundancy's warm swap).
+// changed: a handle table mostly made of removed flows (maxDeadHandles;
+// a rebuild starts a table afresh). The caller then rebuilds the engine
+// (redundancy's warm swap).
 //
 // The sessions carry the changes out in their own supervisor goroutine
-// (conn.runLive), between keep-alives: a session that starts afterwards
+// (conn.runLive; a set's in its set goroutine, conn.runSetLive),
+// between keep-alives: a session that starts afterwards
 // subscribes and resolves every flow of its server anyway, so a change
 // queued for a session that ends is simply dropped (liveQueue.drop). The
 // item table (session.items) makes both paths idempotent.
@@ -173,12 +185,13 @@ type liveChange struct {
 // returns (new values go to the new flows, removed flows write nothing
 // more); it waits, within ctx, until each connected server's session has
 // subscribed, resolved and reconciled the new flows and deleted the
-// removed ones' monitored items (not for a server whose entry changed:
-// its new session does all of that when it comes up). An error from ctx
-// then means the change is made but a session had not confirmed it;
+// removed ones' monitored items (not for a server added or whose entry
+// changed: its new session does all of that when it comes up), and
+// until the sessions of the servers removed have closed. An error from
+// ctx then means the change is made but a session had not confirmed it;
 // that session still carries it out. Safe for concurrent use (changes
 // are serialised) and with the value path running; Run need not be
-// running.
+// running (a server added is then started by Run).
 func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 	e.liveMu.Lock()
 	defer e.liveMu.Unlock()

@@ -24,7 +24,12 @@ import (
 // and switches: the flows are resolved on the new member, its source
 // values read and routed (the value path drops anything older than what
 // was already accepted), the writer sends to it, and the set's targets
-// are read and only differences written.
+// are read and only differences written. A live config change of the
+// set's mappings is carried out by the set goroutine (runSetLive): on
+// the member in use as a single server's session does it, and on every
+// member keeping monitored items, which follow the set's flows
+// (syncData); a changed set entry ends superviseSet, and the conn's
+// supervise starts the new one.
 
 // levelHandle is the ClientHandle of a member's ServiceLevel item:
 // outside the flows' handles, so the router never sees it as a flow.

@@ -2,15 +2,14 @@ package pair
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/uamirror/uamirror/mapping"
 	"github.com/uamirror/uamirror/test/harness"
 	"github.com/uamirror/uamirror/test/invariant"
+	"github.com/uamirror/uamirror/test/pairbed"
 )
 
 // writeServersConfig writes the pair's mirror config (plc v_i → scada
@@ -41,17 +40,29 @@ func writeServersConfig(t *testing.T, path, plc, scada, hmi string, mapped, from
 		}
 	}
 	b.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 500ms\n")
-	cfg, err := mapping.ParseYAML([]byte(b.String()), path)
-	if err == nil {
-		err = cfg.Validate()
+	return pairbed.WriteYAML(t, path, b.String())
+}
+
+// targetSession sets plc v_i to setValue(i, k), waits until scada holds
+// it and returns the session that wrote it (the active's target session).
+func (p *pair) targetSession(t *testing.T, i, k int) string {
+	t.Helper()
+	v := setValue(i, k)
+	p.plc.Set(t, i, v)
+	harness.Eventually(t, 30*time.Second, fmt.Sprintf("v%d mirrored", i), func() bool {
+		vals, _, err := p.scada.Read([]int{i})
+		return err == nil && vals[0] == v
+	})
+	var session string
+	for _, w := range p.journal() {
+		if w.Node == nodeID(i) && w.Value == v {
+			session = w.Session
+		}
 	}
-	if err != nil {
-		t.Fatalf("test config does not validate: %v\n%s", err, b.String())
+	if session == "" {
+		t.Fatalf("no write of v%d in the target's journal", i)
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cfg.Hash()
+	return session
 }
 
 // appliedLive reports whether m's log says it applied the config with
@@ -81,21 +92,7 @@ func TestApplyServerAddedLive(t *testing.T) {
 	hmiJournal := filepath.Join(t.TempDir(), "hmi.journal")
 	hmi := startSim(t, 30, hmiJournal)
 	// One write before the apply names the active's target session.
-	v0 := setValue(0, 5)
-	p.plc.Set(t, 0, v0)
-	harness.Eventually(t, 30*time.Second, "v0 mirrored", func() bool {
-		vals, _, err := p.scada.Read([]int{0})
-		return err == nil && vals[0] == v0
-	})
-	var session string
-	for _, w := range p.journal() {
-		if w.Node == nodeID(0) && w.Value == v0 {
-			session = w.Session
-		}
-	}
-	if session == "" {
-		t.Fatalf("no write of v0 in the target's journal")
-	}
+	session := p.targetSession(t, 0, 5)
 	want := map[int]float64{}
 	for i := 20; i < 25; i++ {
 		want[i] = setValue(i, 7)

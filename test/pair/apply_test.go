@@ -34,21 +34,7 @@ func TestApplyStandbyFirstNoRewrites(t *testing.T) {
 	p := startPair(t, pairOpts{vars: 30, mapped: 20})
 	act, sby, _ := p.waitStable(30 * time.Second)
 	// One write before the apply names the active's target session.
-	v0 := setValue(0, 5)
-	p.plc.Set(t, 0, v0)
-	harness.Eventually(t, 30*time.Second, "v0 mirrored", func() bool {
-		vals, _, err := p.scada.Read([]int{0})
-		return err == nil && vals[0] == v0
-	})
-	var session string
-	for _, w := range p.journal() {
-		if w.Node == nodeID(0) && w.Value == v0 {
-			session = w.Session
-		}
-	}
-	if session == "" {
-		t.Fatalf("no write of v0 in the target's journal")
-	}
+	session := p.targetSession(t, 0, 5)
 	v20 := setValue(20, 7)
 	p.plc.Set(t, 20, v20) // the added mapping's source
 

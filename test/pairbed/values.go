@@ -119,14 +119,21 @@ func WriteConfig(t testing.TB, path, plc, scada string, mapped int, o Options) s
 		}
 	}
 	b.WriteString("engine:\n  publishing_interval: 50ms\n  retry_min: 50ms\n  retry_max: 500ms\n" + o.Engine)
-	cfg, err := mapping.ParseYAML([]byte(b.String()), path)
+	return WriteYAML(t, path, b.String())
+}
+
+// WriteYAML writes the mirror config text to path, after checking that
+// it parses and validates (the test fails if not), and returns its hash.
+func WriteYAML(t testing.TB, path, text string) string {
+	t.Helper()
+	cfg, err := mapping.ParseYAML([]byte(text), path)
 	if err == nil {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		t.Fatalf("test config does not validate: %v\n%s", err, b.String())
+		t.Fatalf("test config does not validate: %v\n%s", err, text)
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return cfg.Hash()

@@ -166,11 +166,12 @@ func (c *conn) superviseSet(ctx context.Context) {
 	mctx, stopMembers := context.WithCancel(ctx)
 	defer stopMembers() // before wg.Wait
 	ent := c.ent.Load()
-	members := make([]*member, 0, len(ent.srv.Endpoints))
+	built := make([]*member, 0, len(ent.srv.Endpoints))
 	for _, ep := range ent.srv.Endpoints {
-		members = append(members, c.newMember(len(members), ep))
+		built = append(built, c.newMember(len(built), ep))
 	}
-	c.members.Store(&members)
+	c.members.Store(&built) // never modified: discovery stores a new slice
+	members := built
 	for _, m := range members {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.superviseMember(mctx, m) }()

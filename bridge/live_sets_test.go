@@ -159,3 +159,55 @@ func testApplyLiveServerSet(t *testing.T, mode string) {
 		t.Fatalf("%s flows, want 5", got)
 	}
 }
+
+// TestApplyLiveServerBecomesSet: a single source server's entry turned
+// into a redundant set live, and back into a single server (another
+// endpoint): each time only that server's sessions are rebuilt, b's
+// session is the one of the start and its targets, which hold their
+// values, are not written; values flow through the new entry.
+func TestApplyLiveServerBecomesSet(t *testing.T) {
+	const n = 4
+	a1, a2, b := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
+	setA := func(i int, v float64) {
+		now := time.Now()
+		a1.SetValue(i, v, now)
+		a2.SetValue(i, v, now)
+	}
+	for i := 0; i < n; i++ {
+		setA(i, float64(i)+0.5)
+	}
+	cfgFor := func(eps ...string) *mapping.Config {
+		return setConfig(t, eps, []string{b.Endpoint()}, mapping.SetHot, n)
+	}
+	r := &liveRig{t: t, a: a1, b: b}
+	r.e = runEngine(t, cfgFor(a1.Endpoint()), nil)
+	waitConnected(t, r.e, n)
+	harness.Eventually(t, 10*time.Second, "b mirrors a", mirrorsOn(a1, b, 0, n))
+	r.idle("b")
+	r.step("start", 0, 1, 2, 3)
+	before := map[string]bridge.ServerStats{"b": r.server("b")}
+	mirrored := func(what string, i int, v float64) {
+		t.Helper()
+		setA(i, v)
+		harness.Eventually(t, 10*time.Second, what, func() bool { return valueOf(b, i) == v })
+	}
+
+	r.apply(cfgFor(a1.Endpoint(), a2.Endpoint()))
+	harness.Eventually(t, 10*time.Second, "a is a set of two members, one in use", func() bool {
+		ep, ok := inUse(r.e, "a")
+		return ok && ep != "" && len(r.server("a").Members) == 2
+	})
+	mirrored("a change through the set", 1, 11)
+	r.idle("b")
+	r.step("single → set", 1)
+
+	r.apply(cfgFor(a2.Endpoint()))
+	harness.Eventually(t, 10*time.Second, "a is a single server on a2", func() bool {
+		st := r.server("a")
+		return st.State == bridge.Connected && st.Endpoint == a2.Endpoint() && len(st.Members) == 0
+	})
+	mirrored("a change through a2", 2, 22)
+	r.idle("b")
+	r.step("set → single", 2)
+	untouched(t, r, "a's entry changed", before)
+}

@@ -42,7 +42,9 @@ import (
 //     renamed server is one removed and one added;
 //   - a changed server entry (the same name) rebuilds that server's
 //     session only (conn.reconfigure); a redundant server set's entry,
-//     its members' sessions only (superviseSet starts anew);
+//     its members' sessions only (superviseSet starts anew), or, when
+//     only its endpoints changed, those of the members added or removed
+//     (changeMembers);
 //   - on a redundant server set, the member in use resolves, monitors
 //     and reconciles the new flows and every member keeping monitored
 //     items makes them follow the set's flows (members.go, runSetLive,
@@ -541,7 +543,9 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 // and has the supervisor end the current session and open one under it
 // at once (errReopen); a redundant server set's supervisor ends its
 // members' sessions and starts those of the new entry (superviseSet), as
-// it does when the entry turns from a single server into a set or back. Everything else of the server stays:
+// it does when the entry turns from a single server into a set or back,
+// or, when only the set's endpoints changed, starts the members added
+// and stops those removed (changeMembers). Everything else of the server stays:
 // its flows keep their state and cache, its writer its slots and pending
 // values; the new session subscribes and resolves every flow of the
 // server and reconciles its targets as after any reconnect (a target
@@ -552,6 +556,7 @@ func (w *writer) relink(add []*flow, heir map[*flow]*flow, drop []*flow) {
 // the writer learnt about the server (request sizes, timestamps refused)
 // is forgotten: the entry may name another server. Called under liveMu.
 func (c *conn) reconfigure(srv *mapping.Server) {
+	old := c.server()
 	c.ent.Store(&connEntry{srv: srv, timeouts: srv.EffectiveTimeouts()})
 	c.noProbe.Store(false)
 	c.w.mu.Lock()
@@ -568,6 +573,9 @@ func (c *conn) reconfigure(srv *mapping.Server) {
 	// session.
 	if s := c.live.Load(); s != nil && s.writes.Load() > 0 {
 		s.abort(errReopen)
+	}
+	if endpointsOnly(old, srv) {
+		return // a set's members kept stay (changeMembers); one removed closes its session
 	}
 	for _, m := range c.memberList() { // a set: its members' sessions
 		if s := m.live.Load(); s != nil && s.writes.Load() > 0 {

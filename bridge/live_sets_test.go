@@ -16,10 +16,11 @@ import (
 // through the member in use, and after a switch through the other
 // member (whose monitored items followed the change); the set's member
 // sessions and b's session are those of the start and b's untouched
-// targets are not written. Then the set's endpoints change live (a
-// member added, the one in use removed): the set's sessions are
-// rebuilt, b's is not, and b's targets, which hold their values, are not
-// written; values flow from the new member in use.
+// targets are not written. Then the set's endpoints change live: a
+// member added opens one session, the member in use staying in use; the
+// member in use removed, the set switches to another without a new
+// session; b's session is that of the start, its targets holding their
+// values are not written, and values flow from the member in use.
 func TestApplyLiveServerSet(t *testing.T) {
 	for _, mode := range []string{mapping.SetHot, mapping.SetWarm} {
 		t.Run(mode, func(t *testing.T) { testApplyLiveServerSet(t, mode) })
@@ -30,6 +31,14 @@ func testApplyLiveServerSet(t *testing.T, mode string) {
 	const n = 8
 	a1, a2, a3, b := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
 	as := []*simserver.Server{a1, a2, a3}
+	// a2 is reached through a proxy: its session's end is seen there.
+	p2 := proxy(t, a2)
+	epOf := func(s *simserver.Server) string {
+		if s == a2 {
+			return "opc.tcp://" + p2.Addr()
+		}
+		return s.Endpoint()
+	}
 	// setA gives v_i the same value on every member.
 	setA := func(i int, v float64) {
 		now := time.Now()
@@ -45,7 +54,7 @@ func testApplyLiveServerSet(t *testing.T, mode string) {
 	cfgFor := func(members []*simserver.Server, mapped []int, scaled int) *mapping.Config {
 		var eps []string
 		for _, s := range members {
-			eps = append(eps, s.Endpoint())
+			eps = append(eps, epOf(s))
 		}
 		cfg := setConfig(t, eps, []string{b.Endpoint()}, mode, 0)
 		for _, i := range mapped {
@@ -119,7 +128,7 @@ func testApplyLiveServerSet(t *testing.T, mode string) {
 	a1.SetServiceLevel(0)
 	harness.Eventually(t, 10*time.Second, "switch to a2", func() bool {
 		ep, ok := inUse(r.e, "a")
-		return ep == a2.Endpoint() && ok
+		return ep == epOf(a2) && ok
 	})
 	mirrored("an added mapping through a2", 4, 44, 44)
 	mirrored("the scaled mapping through a2", 1, 30, 60)
@@ -131,29 +140,58 @@ func testApplyLiveServerSet(t *testing.T, mode string) {
 	r.idle("b")
 	r.step("switched", 1, 3, 4)
 	a1.SetServiceLevel(255)
+	harness.Eventually(t, 10*time.Second, "a1's ServiceLevel back to 255", func() bool {
+		ms := r.server("a").Members
+		return len(ms) > 0 && ms[0].ServiceLevel == 255
+	})
 
-	// The set's endpoints: a3 added, a2 (in use) removed. Only the set's
-	// sessions are rebuilt; b's targets hold their values.
+	// The set's endpoints: a3 added. Only a3's session is new; a2 stays
+	// in use on its session.
 	aBefore := r.server("a")
-	r.apply(cfgFor([]*simserver.Server{a1, a3}, []int{1, 2, 3, 4, 5}, 1))
-	harness.Eventually(t, 10*time.Second, "the set's new members up, one in use", func() bool {
-		st := r.server("a")
-		if st.State != bridge.Connected || len(st.Members) != 2 {
-			return false
-		}
-		for _, m := range st.Members {
-			if m.State != bridge.Connected {
+	membersUp := func(want ...*simserver.Server) func() bool {
+		return func() bool {
+			st := r.server("a")
+			if st.State != bridge.Connected || len(st.Members) != len(want) {
 				return false
 			}
+			for k, m := range st.Members {
+				if m.State != bridge.Connected || m.Endpoint != epOf(want[k]) {
+					return false
+				}
+			}
+			return true
 		}
-		return st.Members[0].Endpoint == a1.Endpoint() && st.Members[1].Endpoint == a3.Endpoint()
-	})
-	if st := r.server("a"); st.Connects <= aBefore.Connects {
-		t.Fatalf("a: connects %d→%d, want its members' sessions rebuilt", aBefore.Connects, st.Connects)
 	}
+	r.apply(cfgFor(as, []int{1, 2, 3, 4, 5}, 1))
+	harness.Eventually(t, 10*time.Second, "a3 added to the set and up", membersUp(a1, a2, a3))
+	if st := r.server("a"); st.Connects != aBefore.Connects+1 || st.Reconnects != aBefore.Reconnects {
+		t.Fatalf("a3 added: a's connects %d→%d, reconnects %d→%d; want one new session (a3's), none ended",
+			aBefore.Connects, st.Connects, aBefore.Reconnects, st.Reconnects)
+	}
+	if ep, _ := inUse(r.e, "a"); ep != epOf(a2) {
+		t.Fatalf("member in use %q after a3 was added, want a2 still", ep)
+	}
+	mirrored("a change through a2, a3 added", 4, 4.25, 4.25)
+
+	// a2, the member in use, removed: its session closes and the set
+	// takes a1 (first listed) without opening a session.
+	switches := len(log.all())
+	r.apply(cfgFor([]*simserver.Server{a1, a3}, []int{1, 2, 3, 4, 5}, 1))
+	harness.Eventually(t, 10*time.Second, "a2 removed, a1 in use", func() bool {
+		ep, ok := inUse(r.e, "a")
+		return ok && ep == a1.Endpoint() && membersUp(a1, a3)()
+	})
+	if st := r.server("a"); st.Connects != aBefore.Connects+1 {
+		t.Fatalf("a2 removed: a's connects %d→%d, want no new session", aBefore.Connects+1, st.Connects)
+	}
+	harness.Eventually(t, 10*time.Second, "a2's session closed", func() bool { return p2.Open() == 0 })
+	harness.Eventually(t, 10*time.Second, "a switch to a1 reported", func() bool {
+		evs := log.all()
+		return len(evs) > switches && evs[len(evs)-1].To == a1.Endpoint()
+	})
 	mirrored("a change through the new set", 5, 5.25, 5.25)
 	r.idle("b")
-	r.step("endpoints changed", 5)
+	r.step("endpoints changed", 4, 5)
 	untouched(t, r, "the set's endpoints changed", map[string]bridge.ServerStats{"b": before["b"]})
 	if got := fmt.Sprint(len(r.e.Snapshot())); got != "5" {
 		t.Fatalf("%s flows, want 5", got)

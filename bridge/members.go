@@ -172,9 +172,11 @@ func (c *conn) superviseSet(ctx context.Context) {
 	}
 	c.members.Store(&built) // never modified: discovery stores a new slice
 	members := built
+	// Each member runs under a context of its own: a live change of the
+	// endpoints stops a member removed alone (memberRuns.stop).
+	runs := memberRuns{wg: &wg, ctx: mctx, c: c, byMember: map[*member]*memberRun{}}
 	for _, m := range members {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.superviseMember(mctx, m) }()
+		runs.start(m)
 	}
 	var discovered chan []string
 	if ent.srv.Redundancy.Discover {
@@ -197,11 +199,19 @@ func (c *conn) superviseSet(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.reopen:
-			if c.ent.Load() == ent {
+			next := c.ent.Load()
+			if next == ent {
 				continue
 			}
-			c.endSet(cur, "server set "+c.name+" changed")
-			return
+			if !endpointsOnly(ent.srv, next.srv) {
+				c.endSet(cur, "server set "+c.name+" changed")
+				return
+			}
+			ent = next
+			members, cur = c.changeMembers(members, cur, &runs)
+			if cur < 0 {
+				curSess = nil
+			}
 		case <-c.liveOps.wake:
 			c.runSetLive(ctx, members, curSess)
 			continue
@@ -215,8 +225,7 @@ func (c *conn) superviseSet(ctx context.Context) {
 			for _, ep := range eps {
 				m := c.newMember(len(next), ep)
 				next = append(next, m)
-				wg.Add(1)
-				go func() { defer wg.Done(); c.superviseMember(mctx, m) }()
+				runs.start(m)
 			}
 			members = next
 			c.members.Store(&next)
@@ -260,6 +269,105 @@ func (c *conn) superviseSet(ctx context.Context) {
 		cur, curSess = next, ms
 		everUsed = everUsed || next >= 0
 	}
+}
+
+// memberRun is one member's goroutine as superviseSet started it.
+type memberRun struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// memberRuns are the member goroutines of one superviseSet (its
+// goroutine only), counted in its WaitGroup.
+type memberRuns struct {
+	wg       *sync.WaitGroup
+	ctx      context.Context
+	c        *conn
+	byMember map[*member]*memberRun
+}
+
+// start starts m's goroutine.
+func (r *memberRuns) start(m *member) {
+	ctx, stop := context.WithCancel(r.ctx)
+	run := &memberRun{stop: stop, done: make(chan struct{})}
+	r.byMember[m] = run
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); defer close(run.done); r.c.superviseMember(ctx, m) }()
+}
+
+// stop stops m's goroutine and waits for it (its session closed).
+func (r *memberRuns) stop(m *member) {
+	if run := r.byMember[m]; run != nil {
+		run.stop()
+		<-run.done
+		delete(r.byMember, m)
+	}
+}
+
+// endpointsOnly reports whether a changed entry of a server set differs
+// from the old one in its endpoints only (and neither discovers members
+// beyond them): its members are then changed one by one.
+func endpointsOnly(a, b *mapping.Server) bool {
+	if !a.IsSet() || !b.IsSet() || a.Redundancy.Discover || b.Redundancy.Discover {
+		return false
+	}
+	x, y := *a, *b
+	x.Endpoints, y.Endpoints = nil, nil
+	return sameServer(&x, &y)
+}
+
+// changeMembers makes the set's members those of its entry's endpoints
+// now, for a live change of the endpoints alone: a member whose endpoint
+// stays keeps its session (the one in use stays in use), one added
+// starts, one removed is stopped and its session closed. When the member
+// in use is removed, no member is in use until the next choice, and the
+// flows take the next member's values as after any switch (nothing older
+// than the cache). It returns the new members and the index of the one
+// in use (-1: none). Set goroutine only.
+func (c *conn) changeMembers(members []*member, cur int, runs *memberRuns) ([]*member, int) {
+	byEP := make(map[string]*member, len(members))
+	for _, m := range members {
+		byEP[m.ep] = m
+	}
+	eps := c.server().Endpoints
+	list := make([]*member, 0, len(eps))
+	for _, ep := range eps {
+		m := byEP[ep]
+		if m == nil {
+			m = c.newMember(len(list), ep)
+			runs.start(m)
+		} else {
+			delete(byEP, ep)
+		}
+		list = append(list, m)
+	}
+	var inUse *member
+	if cur >= 0 {
+		inUse = members[cur]
+	}
+	cur = -1
+	for i, m := range list {
+		if m == inUse {
+			cur = i
+		}
+	}
+	if inUse != nil && cur < 0 {
+		inUse.active.Store(false)
+		c.sess.Store(nil) // the writer stops sending to it
+		c.setState(Connecting)
+		c.level.Store(-1)
+		for _, f := range c.readFlows() {
+			f.sourceMemberChanged()
+		}
+	}
+	c.members.Store(&list)
+	for _, m := range byEP {
+		runs.stop(m)
+	}
+	c.log.Info("server set endpoints changed: members added and removed", zap.Strings("endpoints", eps),
+		zap.Int("removed", len(byEP)), zap.Bool("in_use_removed", inUse != nil && cur < 0))
+	c.wakeSet()
+	return list, cur
 }
 
 // endSet ends the set's use of its members for a live change of its

@@ -227,6 +227,9 @@ func (e *Engine) ApplyLive(ctx context.Context, cfg *mapping.Config) error {
 		e.stopConn(c)
 		c.log.Info("server removed by a config change: session closed")
 	}
+	if len(sc.removed) > 0 {
+		e.conns.Store(&sc.list)
+	}
 	e.log.Info("config applied live", zap.Int("added", ch.nAdded), zap.Int("removed", ch.nRemoved),
 		zap.Int("changed", ch.nChanged), zap.Int("servers_added", len(sc.added)), zap.Int("servers_removed", len(sc.removed)),
 		zap.Int("servers_changed", len(sc.reopened)), zap.Int("mappings", len(cfg.Mappings)),
@@ -393,8 +396,9 @@ func (e *Engine) planLive(cfg *mapping.Config, byName map[string]*conn) (*liveCh
 
 // commitLive carries the planned change out on the engine's tables and
 // queues what each server's session has to do (not a server removed:
-// its session closes). The conns of sc.list become the engine's. Called
-// under liveMu.
+// its session closes). The conns of sc.list become the engine's, with
+// those of sc.removed until ApplyLive has stopped them. Called under
+// liveMu.
 func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange, sc *serverChange) map[*conn]*liveOp {
 	// The old flows stop taking values first: a notification routed
 	// through the old table meanwhile is ignored.
@@ -471,8 +475,12 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange, sc *serverChang
 	for ms, i := range ch.moved {
 		ms.moveTo(i)
 	}
-	// The new server list before the table that routes to its conns.
-	e.conns.Store(&sc.list)
+	// The new server list before the table that routes to its conns; the
+	// servers removed stay in it until their sessions have closed
+	// (ApplyLive): the lease watcher and WaitIdle see a Write still in
+	// flight on them.
+	closing := append(sc.list[:len(sc.list):len(sc.list)], sc.removed...)
+	e.conns.Store(&closing)
 	e.tab.Store(ch.tab)
 	select {
 	case e.tabChanged <- struct{}{}:

@@ -208,7 +208,7 @@ func (c *conn) superviseSet(ctx context.Context) {
 				return
 			}
 			ent = next
-			members, cur = c.changeMembers(members, cur, &runs)
+			members, cur = c.changeMembers(members, cur, ent.srv.Endpoints, &runs)
 			if cur < 0 {
 				curSess = nil
 			}
@@ -316,20 +316,19 @@ func endpointsOnly(a, b *mapping.Server) bool {
 	return sameServer(&x, &y)
 }
 
-// changeMembers makes the set's members those of its entry's endpoints
-// now, for a live change of the endpoints alone: a member whose endpoint
+// changeMembers makes the set's members those of endpoints eps, for a
+// live change of the endpoints alone: a member whose endpoint
 // stays keeps its session (the one in use stays in use), one added
 // starts, one removed is stopped and its session closed. When the member
 // in use is removed, no member is in use until the next choice, and the
 // flows take the next member's values as after any switch (nothing older
 // than the cache). It returns the new members and the index of the one
 // in use (-1: none). Set goroutine only.
-func (c *conn) changeMembers(members []*member, cur int, runs *memberRuns) ([]*member, int) {
+func (c *conn) changeMembers(members []*member, cur int, eps []string, runs *memberRuns) ([]*member, int) {
 	byEP := make(map[string]*member, len(members))
 	for _, m := range members {
 		byEP[m.ep] = m
 	}
-	eps := c.server().Endpoints
 	list := make([]*member, 0, len(eps))
 	for _, ep := range eps {
 		m := byEP[ep]
@@ -773,9 +772,11 @@ func (c *conn) setLiveInUse(ctx context.Context, ms *memberSession, monitor, tar
 		return fmt.Errorf("%w: %w", errFault, err)
 	}
 	ms.mu.Lock()
-	err := c.syncData(ctx, ms)
-	if err == nil {
-		ms.data.monitored(monitor)
+	var err error
+	if ms.data != nil { // switchTo made them; nil only if it failed, and the session with it
+		if err = c.syncData(ctx, ms); err == nil {
+			ms.data.monitored(monitor)
+		}
 	}
 	ms.mu.Unlock()
 	if err != nil {

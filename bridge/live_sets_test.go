@@ -249,3 +249,49 @@ func TestApplyLiveServerBecomesSet(t *testing.T) {
 	r.step("set → single", 2)
 	untouched(t, r, "a's entry changed", before)
 }
+
+// TestApplyLiveServerSetTarget: mappings writing to a redundant target
+// set (b: members b1, b2) added and removed live: the member in use (b1)
+// is written the added mapping's value (reconciled, then its source's
+// changes), its untouched targets are not written, the member not in use
+// is not written at all, and no session is rebuilt.
+func TestApplyLiveServerSetTarget(t *testing.T) {
+	const n = 4
+	a, b1, b2 := startSim(t, n, "Double"), startSim(t, n, "Double"), startSim(t, n, "Double")
+	for i := 0; i < n; i++ {
+		a.SetValue(i, float64(i)+0.5, time.Now())
+	}
+	cfgFor := func(mapped int) *mapping.Config {
+		return setConfig(t, []string{a.Endpoint()}, []string{b1.Endpoint(), b2.Endpoint()}, mapping.SetHot, mapped)
+	}
+	r := &liveRig{t: t, a: a, b: b1}
+	r.e = runEngine(t, cfgFor(2), nil)
+	waitConnected(t, r.e, 2)
+	if ep, _ := inUse(r.e, "b"); ep != b1.Endpoint() {
+		t.Fatalf("member in use %q, want b1", ep)
+	}
+	harness.Eventually(t, 10*time.Second, "b1 mirrors a", mirrorsOn(a, b1, 0, 2))
+	r.idle("b")
+	r.step("start", 0, 1)
+	before := map[string]bridge.ServerStats{"a": r.server("a"), "b": r.server("b")}
+
+	r.apply(cfgFor(3))
+	harness.Eventually(t, 10*time.Second, "the added mapping reconciled on b1", mirrorsOn(a, b1, 2, 3))
+	r.mirrored(2, 22, 22)
+	r.mirrored(1, 11, 11)
+	r.idle("b")
+	r.step("+1 mapping on the target set", 1, 2)
+
+	r.apply(cfgFor(2))
+	r.a.SetValue(2, 99.0, time.Now())
+	r.mirrored(0, 10, 10)
+	r.idle("b")
+	if v := valueOf(b1, 2); v != 22.0 {
+		t.Fatalf("the removed mapping's target was written: %v", v)
+	}
+	r.step("−1 mapping on the target set", 0)
+	if j := b2.Journal(); len(j) != 0 {
+		t.Fatalf("the member not in use was written: %v", j[0])
+	}
+	untouched(t, r, "mappings of the target set changed", before)
+}

@@ -426,6 +426,12 @@ func (e *Engine) commitLive(cfg *mapping.Config, ch *liveChange, sc *serverChang
 			c.w.relink(addW[c], ch.heir, dropW[c])
 		}
 	}
+	// A server removed keeps no flow while its session closes: nothing
+	// is reconciled, retried or written on it any more.
+	for _, c := range sc.removed {
+		c.w.relink(nil, nil, dropW[c])
+		c.setFlows(nil, nil)
+	}
 	// The servers' flow lists.
 	gone := make(map[*flow]bool, len(ch.retired))
 	for _, f := range ch.retired {

@@ -455,9 +455,11 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 		closeSession(s)
 		c.live.Store(nil)
 	}()
+	t0 := time.Now()
 	if err := c.prepare(ctx, s); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	// Notifications flow into one channel per session; the dispatcher is
 	// owned by this function and waited for on the way out.
 	notes := make(chan *opcua.PublishNotificationData, 64)
@@ -473,6 +475,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	if err != nil {
 		return err
 	}
+	t2 := time.Now()
 	c.stats.subs.Store(int32(len(subs)))
 	defer c.stats.subs.Store(0)
 	c.sess.Store(s)
@@ -488,9 +491,11 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	if c.e.queueing.Load() {
 		n := c.e.reconcile(ctx, c.writeFlows(), false, false)
 		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
-			zap.Int("values_queued", n))
+			zap.Int("values_queued", n), zap.Duration("prepare", t1.Sub(t0)), zap.Duration("subscribe", t2.Sub(t1)),
+			zap.Duration("resync", time.Since(t2)))
 	} else {
-		c.log.Info("session up (standby: not writing)", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)))
+		c.log.Info("session up (standby: not writing)", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
+			zap.Duration("prepare", t1.Sub(t0)), zap.Duration("subscribe", t2.Sub(t1)))
 	}
 
 	keep := time.NewTicker(c.tmo().KeepAlive)
@@ -704,51 +709,124 @@ func keepAliveCount(interval, dataAge time.Duration) uint32 {
 	return n
 }
 
-// monitor creates the monitored items of flows in batches within the
-// server's limit. A rejected item quarantines its flow only.
+// monitor creates the monitored items of flows on sub (createMonitored).
+// A rejected item quarantines its flow only.
 func (c *conn) monitor(ctx context.Context, s *session, sub *opcua.Subscription, flows []*flow) error {
+	return c.createMonitored(ctx, s, sub, len(flows),
+		func(i int, filter bool) *ua.MonitoredItemCreateRequest {
+			return c.itemRequest(flows[i], flows[i].node(false), filter)
+		},
+		func(i int) string { return flows[i].ms.m.ID },
+		func(i int, r *ua.MonitoredItemCreateResult) {
+			flows[i].monitored(r.StatusCode)
+			s.setItem(flows[i].handle, sub.SubscriptionID, r)
+		})
+}
+
+// monitorInFlight bounds the CreateMonitoredItems requests one
+// createMonitored call has outstanding: with a few in flight client and
+// server work together (the client encodes the next batch and decodes
+// the last answer while the server creates items), where one at a time
+// each waits for the other.
+const monitorInFlight = 4
+
+// createMonitored creates n monitored items on sub (Part 4, 5.12.2) in
+// CreateMonitoredItems requests of at most monBatch(s) items, up to
+// monitorInFlight of them in flight. req(i, filter) builds item i's
+// request; an item whose deadband filter the server refuses is created
+// again without it (req(i, false): the client-side deadband applies),
+// counted and logged with name(i). done(i, r) receives each item's final
+// result, once per item; its calls never overlap, but they come from the
+// requests' goroutines, not the caller's. It returns the first error,
+// starts no request after one, and returns only once every request it
+// started has ended and no call of done is running.
+func (c *conn) createMonitored(ctx context.Context, s *session, sub *opcua.Subscription, n int,
+	req func(i int, filter bool) *ua.MonitoredItemCreateRequest, name func(i int) string,
+	done func(i int, r *ua.MonitoredItemCreateResult)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex // serialises done; guards firstErr
+		firstErr error
+	)
+	sem := make(chan struct{}, monitorInFlight)
 	per := c.monBatch(s)
-	for start := 0; start < len(flows); start += per {
-		end := min(start+per, len(flows))
-		batch := flows[start:end]
-		reqs := make([]*ua.MonitoredItemCreateRequest, len(batch))
-		for i, f := range batch {
-			reqs[i] = c.itemRequest(f, f.node(false), true)
+	for start := 0; start < n; start += per {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 		}
-		res, err := c.createItems(ctx, s, sub, reqs)
-		if err != nil {
-			return err
+		if ctx.Err() != nil {
+			break
 		}
-		var retry []int
-		for i, r := range res.Results {
-			if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
-				r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
-				retry = append(retry, i)
-				continue
+		wg.Add(1)
+		go func(start, end int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := c.createBatch(ctx, s, sub, start, end, req, name, done, &mu); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
 			}
-			batch[i].monitored(r.StatusCode)
-			s.setItem(batch[i].handle, sub.SubscriptionID, r)
+		}(start, min(start+per, n))
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// createBatch creates items start to end of a createMonitored call: one
+// request, and one more without the deadband filter for the items whose
+// filter the server refused; done is called under mu.
+func (c *conn) createBatch(ctx context.Context, s *session, sub *opcua.Subscription, start, end int,
+	req func(i int, filter bool) *ua.MonitoredItemCreateRequest, name func(i int) string,
+	done func(i int, r *ua.MonitoredItemCreateResult), mu *sync.Mutex) error {
+	reqs := make([]*ua.MonitoredItemCreateRequest, end-start)
+	for k := range reqs {
+		reqs[k] = req(start+k, true)
+	}
+	res, err := c.createItems(ctx, s, sub, reqs)
+	if err != nil {
+		return err
+	}
+	var retry []int
+	mu.Lock()
+	for k, r := range res.Results {
+		if r.StatusCode == ua.StatusBadFilterNotAllowed || r.StatusCode == ua.StatusBadMonitoredItemFilterUnsupported ||
+			r.StatusCode == ua.StatusBadDeadbandFilterInvalid {
+			retry = append(retry, start+k)
+			continue
 		}
-		if len(retry) > 0 {
-			// The server refuses our deadband filter: monitor without it;
-			// the client-side deadband takes over.
-			c.log.Warn("server refused the deadband filter; the client-side deadband applies",
-				zap.Int("items", len(retry)), zap.String("first_mapping", batch[retry[0]].ms.m.ID),
-				zap.String("status", res.Results[retry[0]].StatusCode.Error()))
-			c.stats.filtersRefused.Add(uint64(len(retry)))
-			reqs2 := make([]*ua.MonitoredItemCreateRequest, len(retry))
-			for k, i := range retry {
-				reqs2[k] = c.itemRequest(batch[i], reqs[i].ItemToMonitor.NodeID, false)
-			}
-			res2, err := c.createItems(ctx, s, sub, reqs2)
-			if err != nil {
-				return err
-			}
-			for k, r := range res2.Results {
-				batch[retry[k]].monitored(r.StatusCode)
-				s.setItem(batch[retry[k]].handle, sub.SubscriptionID, r)
-			}
-		}
+		done(start+k, r)
+	}
+	mu.Unlock()
+	if len(retry) == 0 {
+		return nil
+	}
+	// The server refuses our deadband filter: monitor without it; the
+	// client-side deadband takes over.
+	c.log.Warn("server refused the deadband filter; the client-side deadband applies",
+		zap.Int("items", len(retry)), zap.String("first_mapping", name(retry[0])),
+		zap.String("status", res.Results[retry[0]-start].StatusCode.Error()))
+	c.stats.filtersRefused.Add(uint64(len(retry)))
+	reqs = reqs[:0]
+	for _, i := range retry {
+		reqs = append(reqs, req(i, false))
+	}
+	res2, err := c.createItems(ctx, s, sub, reqs)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, r := range res2.Results {
+		done(retry[k], r)
 	}
 	return nil
 }

@@ -220,6 +220,18 @@ type Stats struct {
 	States          map[State]int
 }
 
+// ServerState returns the connection state of the server named name
+// (Disconnected if the config has none). Unlike Stats it looks at no
+// mapping, so it is cheap enough to poll often. Safe for concurrent use.
+func (e *Engine) ServerState(name string) ConnState {
+	for _, c := range e.connList() {
+		if c.name == name {
+			return ConnState(c.state.Load())
+		}
+	}
+	return Disconnected
+}
+
 // Stats returns a copy of the engine's counters and mapping states. Safe
 // for concurrent use; it takes each mapping's lock briefly.
 func (e *Engine) Stats() Stats {

@@ -184,9 +184,9 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 		cfg := &mapping.Config{Servers: []mapping.Server{
 			{Name: "src", Endpoints: []string{src.Ready("endpoint")}},
 			{Name: "dst", Endpoints: []string{dst.Ready("endpoint")}},
-		}}
+		}, Mappings: make([]mapping.Mapping, 0, n)}
 		for i := 0; i < n; i++ {
-			id := fmt.Sprintf("nsu=%s;s=v%d", ns, i)
+			id := "nsu=" + ns + ";s=v" + strconv.Itoa(i)
 			cfg.Mappings = append(cfg.Mappings, mapping.Mapping{ID: strconv.Itoa(i),
 				Source: mapping.NodeRef{Server: "src", Node: id}, Target: mapping.NodeRef{Server: "dst", Node: id}})
 		}

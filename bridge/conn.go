@@ -732,14 +732,16 @@ const monitorInFlight = 4
 
 // createMonitored creates n monitored items on sub (Part 4, 5.12.2) in
 // CreateMonitoredItems requests of at most monBatch(s) items, up to
-// monitorInFlight of them in flight. req(i, filter) builds item i's
-// request; an item whose deadband filter the server refuses is created
-// again without it (req(i, false): the client-side deadband applies),
-// counted and logged with name(i). done(i, r) receives each item's final
-// result, once per item; its calls never overlap, but they come from the
-// requests' goroutines, not the caller's. It returns the first error,
-// starts no request after one, and returns only once every request it
-// started has ended and no call of done is running.
+// monitorInFlight of them in flight as a pacer allows (a request queued
+// behind others must still be answered within the request timeout).
+// req(i, filter) builds item i's request; an item whose deadband filter
+// the server refuses is created again without it (req(i, false): the
+// client-side deadband applies), counted and logged with name(i).
+// done(i, r) receives each item's final result, once per item; its calls
+// never overlap, but they come from the requests' goroutines, not the
+// caller's. It returns the first error, starts no request after one, and
+// returns only once every request it started has ended and no call of
+// done is running.
 func (c *conn) createMonitored(ctx context.Context, s *session, sub *opcua.Subscription, n int,
 	req func(i int, filter bool) *ua.MonitoredItemCreateRequest, name func(i int) string,
 	done func(i int, r *ua.MonitoredItemCreateResult)) error {
@@ -750,20 +752,28 @@ func (c *conn) createMonitored(ctx context.Context, s *session, sub *opcua.Subsc
 		mu       sync.Mutex // serialises done; guards firstErr
 		firstErr error
 	)
-	sem := make(chan struct{}, monitorInFlight)
+	type answer struct{ sent, at time.Time }
+	answers := make(chan answer, monitorInFlight) // never more than the requests out
+	p := pacer{max: monitorInFlight, budget: c.tmo().Request / 2}
+	out := 0
 	per := c.monBatch(s)
-	for start := 0; start < n; start += per {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	for start := 0; start < n && ctx.Err() == nil; start += per {
+		for !p.may(out) && ctx.Err() == nil {
+			select {
+			case a := <-answers:
+				out--
+				p.answered(a.sent, a.at)
+			case <-ctx.Done():
+			}
 		}
 		if ctx.Err() != nil {
 			break
 		}
+		out++
 		wg.Add(1)
 		go func(start, end int) {
 			defer wg.Done()
-			defer func() { <-sem }()
+			sent := time.Now()
 			if err := c.createBatch(ctx, s, sub, start, end, req, name, done, &mu); err != nil {
 				mu.Lock()
 				if firstErr == nil {
@@ -772,6 +782,7 @@ func (c *conn) createMonitored(ctx context.Context, s *session, sub *opcua.Subsc
 				mu.Unlock()
 				cancel()
 			}
+			answers <- answer{sent, time.Now()}
 		}(start, min(start+per, n))
 	}
 	wg.Wait()
@@ -779,6 +790,48 @@ func (c *conn) createMonitored(ctx context.Context, s *session, sub *opcua.Subsc
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// pacer decides how many requests of a pipeline may be in flight. Each
+// request times out on its own, counted from when it was sent, and one
+// queued behind others at the server waits for theirs too: a fixed
+// number in flight turns a server that is merely slow (a loaded host)
+// into timeouts, a session fault and a start-up begun again, and again.
+// So one request goes alone until it is answered; after that, more go
+// while the last of them can be expected back within budget at the pace
+// the server answers. Used by one goroutine.
+type pacer struct {
+	max    int
+	budget time.Duration
+	// est is how long the server takes over one request (the time from
+	// a request's send, or the answer before it if later, to its answer;
+	// up at once, down slowly), known after the first answer.
+	est   time.Duration
+	known bool
+	last  time.Time // the last answer
+}
+
+// may reports whether another request may be sent with out in flight.
+func (p *pacer) may(out int) bool {
+	return out == 0 || out < p.max && p.known && time.Duration(out+1)*p.est <= p.budget
+}
+
+// answered records the answer, at at, to a request sent at sent.
+func (p *pacer) answered(sent, at time.Time) {
+	from := sent
+	if p.last.After(from) {
+		from = p.last
+	}
+	if at.After(p.last) {
+		p.last = at
+	}
+	d := max(at.Sub(from), 0)
+	if d > p.est || !p.known {
+		p.est = d
+	} else {
+		p.est = (3*p.est + d) / 4
+	}
+	p.known = true
 }
 
 // createBatch creates items start to end of a createMonitored call: one

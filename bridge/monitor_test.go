@@ -55,13 +55,13 @@ func TestMonitorBatches(t *testing.T) {
 
 // TestMonitorRequestsInFlight: the monitored items of a session are
 // created with several CreateMonitoredItems requests in flight at once.
-// A proxy holds the server's answers until four requests are
-// outstanding; created one request at a time, the first answer would be
-// held for ever and the second request never sent.
+// A proxy holds the server's answers from the second on until four
+// requests are outstanding; created one request at a time, the second
+// answer would be held for ever and the third request never sent.
 func TestMonitorRequestsInFlight(t *testing.T) {
 	const n, per, inFlight = 40, 4, 4
 	a, b := startSim(t, n, "Double"), startSim(t, n, "Double")
-	p := newCreateHoldProxy(t, hostPort(a.Endpoint()), inFlight)
+	p := newCreateProxy(t, hostPort(a.Endpoint()), inFlight, 0)
 	cfg := pairConfig(t, "opc.tcp://"+p.ln.Addr().String(), b.Endpoint(), n, nil)
 	// The held requests must not time out meanwhile.
 	cfg.Servers[0].Timeouts = mapping.Timeouts{Connect: 2 * time.Second, Request: 30 * time.Second,
@@ -89,22 +89,58 @@ func TestMonitorRequestsInFlight(t *testing.T) {
 	}
 }
 
-// createHoldProxy forwards one server's connections and counts the
-// CreateMonitoredItems requests in flight (sent, not yet answered). It
-// holds the server's answers to them until want were in flight at once,
-// then lets everything through. It decodes unsecured OPC UA messages only.
-type createHoldProxy struct {
-	ln     net.Listener
-	target string
-	want   int
+// TestMonitorSlowServer: a source server that takes 400 ms over each
+// CreateMonitoredItems request, with a request timeout of 1 s. Sent one
+// at a time, every request is answered in time; four sent at once, the
+// third and fourth would wait for those before them and time out, and
+// every new session would time out the same way. The pacer keeps them
+// one at a time: the session comes up once, without a fault.
+func TestMonitorSlowServer(t *testing.T) {
+	const n, per = 24, 4
+	a, b := startSim(t, n, "Double"), startSim(t, n, "Double")
+	p := newCreateProxy(t, hostPort(a.Endpoint()), 0, 400*time.Millisecond)
+	cfg := pairConfig(t, "opc.tcp://"+p.ln.Addr().String(), b.Endpoint(), n, nil)
+	cfg.Servers[0].Timeouts = mapping.Timeouts{Connect: 2 * time.Second, Request: time.Second,
+		KeepAlive: 10 * time.Second, Session: 30 * time.Second, DataAge: 30 * time.Second}
+	cfg.Engine.SubscribeBatch = per // 6 requests
+	e := runEngine(t, cfg, nil)
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		a.SetValue(i, float64(3000+i), now)
+	}
+	waitConnected(t, e, n)
+	for _, sv := range e.Stats().Servers {
+		if sv.Name == "a" && (sv.Connects != 1 || sv.Reconnects != 0) {
+			t.Fatalf("source: %d sessions up, %d ended (last error %q): want one, none ended",
+				sv.Connects, sv.Reconnects, sv.LastError)
+		}
+	}
+}
+
+// createProxy forwards one server's connections and counts the
+// CreateMonitoredItems requests in flight (sent, not yet answered). With
+// hold > 0 it holds the server's answers to them, from the second on,
+// until hold were in flight at once; with service > 0 it plays a server that takes service
+// over each, one after the other (an answer goes service after its
+// request arrived or the answer before it went, whichever is later). It
+// decodes unsecured OPC UA messages only.
+type createProxy struct {
+	ln      net.Listener
+	target  string
+	hold    int
+	service time.Duration
 
 	mu          sync.Mutex
 	inFlight    int
 	maxIn       int
+	arrived     []time.Time // of the requests not yet answered, in order
+	lastOut     time.Time   // when the last answer went
+	answered    bool        // the first answer went
 	conns       []net.Conn
 	closing     bool
 	release     chan struct{}
 	releaseOnce sync.Once
+	done        chan struct{} // closed by close
 	wg          sync.WaitGroup
 }
 
@@ -115,26 +151,30 @@ const (
 	createItemsResponseID = 754
 )
 
-func newCreateHoldProxy(t *testing.T, target string, want int) *createHoldProxy {
+func newCreateProxy(t *testing.T, target string, hold int, service time.Duration) *createProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &createHoldProxy{ln: ln, target: target, want: want, release: make(chan struct{})}
+	p := &createProxy{ln: ln, target: target, hold: hold, service: service,
+		release: make(chan struct{}), done: make(chan struct{})}
+	if hold == 0 {
+		p.releaseOnce.Do(func() { close(p.release) })
+	}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *createHoldProxy) maxInFlight() int {
+func (p *createProxy) maxInFlight() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.maxIn
 }
 
-func (p *createHoldProxy) close() {
+func (p *createProxy) close() {
 	p.mu.Lock()
 	p.closing = true
 	for _, c := range p.conns {
@@ -142,11 +182,12 @@ func (p *createHoldProxy) close() {
 	}
 	p.mu.Unlock()
 	p.releaseOnce.Do(func() { close(p.release) })
+	close(p.done)
 	p.ln.Close()
 	p.wg.Wait()
 }
 
-func (p *createHoldProxy) accept() {
+func (p *createProxy) accept() {
 	defer p.wg.Done()
 	for {
 		in, err := p.ln.Accept()
@@ -174,7 +215,7 @@ func (p *createHoldProxy) accept() {
 }
 
 // request counts a message the client sent, by its type id.
-func (p *createHoldProxy) request(id uint16) {
+func (p *createProxy) request(id uint16) {
 	if id != createItemsRequestID {
 		return
 	}
@@ -182,17 +223,45 @@ func (p *createHoldProxy) request(id uint16) {
 	defer p.mu.Unlock()
 	p.inFlight++
 	p.maxIn = max(p.maxIn, p.inFlight)
-	if p.inFlight >= p.want {
+	p.arrived = append(p.arrived, time.Now())
+	if p.hold > 0 && p.inFlight >= p.hold {
 		p.releaseOnce.Do(func() { close(p.release) })
 	}
 }
 
-// response holds an answer to CreateMonitoredItems until released.
-func (p *createHoldProxy) response(id uint16) {
+// response holds an answer to CreateMonitoredItems until released, and
+// then until the played server would have answered it.
+func (p *createProxy) response(id uint16) {
 	if id != createItemsResponseID {
 		return
 	}
-	<-p.release
+	p.mu.Lock()
+	first := !p.answered
+	p.answered = true
+	p.mu.Unlock()
+	if !first {
+		<-p.release
+	}
+	p.mu.Lock()
+	var arrived time.Time
+	if len(p.arrived) > 0 {
+		arrived, p.arrived = p.arrived[0], p.arrived[1:]
+	}
+	out := arrived
+	if p.lastOut.After(out) {
+		out = p.lastOut
+	}
+	out = out.Add(p.service)
+	p.lastOut = out
+	p.mu.Unlock()
+	if d := time.Until(out); d > 0 && p.service > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-p.done:
+			t.Stop()
+		}
+	}
 	p.mu.Lock()
 	p.inFlight--
 	p.mu.Unlock()
@@ -202,7 +271,7 @@ func (p *createHoldProxy) response(id uint16) {
 // for MSG the channel, token, sequence and request ids, so the body of a
 // message's first chunk starts at 24) from src to dst, calling seen with
 // the type id of each message before its first chunk is passed on.
-func (p *createHoldProxy) forward(src, dst net.Conn, seen func(id uint16)) {
+func (p *createProxy) forward(src, dst net.Conn, seen func(id uint16)) {
 	defer p.wg.Done()
 	defer dst.Close()
 	buf := make([]byte, 64<<10)

@@ -81,6 +81,10 @@ type conn struct {
 
 	// sess is the session writers and reads use (set once subscribed).
 	sess atomic.Pointer[session]
+	// stateCh is closed at the next change of state (stateChanged);
+	// stateMu guards it.
+	stateMu sync.Mutex
+	stateCh chan struct{}
 	// live is the session whose socket is open, from Connect until its
 	// close returned: the lease watcher resets it (fence.go).
 	live     atomic.Pointer[session]
@@ -242,7 +246,25 @@ func (c *conn) setFlows(reads, writes []*flow) {
 func (c *conn) setState(s ConnState) {
 	if ConnState(c.state.Swap(int32(s))) != s {
 		c.log.Info("connection state", zap.Stringer("state", s))
+		c.stateMu.Lock()
+		if c.stateCh != nil {
+			close(c.stateCh)
+			c.stateCh = nil
+		}
+		c.stateMu.Unlock()
 	}
+}
+
+// stateChanged returns a channel closed at the next change of c's
+// state: take it before looking at the state, so that no change is
+// missed. Safe for concurrent use.
+func (c *conn) stateChanged() <-chan struct{} {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.stateCh == nil {
+		c.stateCh = make(chan struct{})
+	}
+	return c.stateCh
 }
 
 // supervise connects, runs and rebuilds sessions until ctx is done. A
@@ -489,6 +511,7 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 	// missed writes during the outage: read them and write the last good
 	// value where they differ.
 	if c.e.queueing.Load() {
+		c.awaitSources(ctx)
 		n := c.e.reconcile(ctx, c.writeFlows(), false, false)
 		c.log.Info("session up; resynced", zap.String("endpoint", ep), zap.Int("subscriptions", len(subs)),
 			zap.Int("values_queued", n), zap.Duration("prepare", t1.Sub(t0)), zap.Duration("subscribe", t2.Sub(t1)),
@@ -539,6 +562,45 @@ func (c *conn) runSession(ctx context.Context, ep string) error {
 				retries = 0
 			}
 			retry.Reset(c.e.backoff(retries))
+		}
+	}
+}
+
+// sourcesWaitMax bounds how long a target session's resync waits for
+// the sources of its flows to subscribe (awaitSources).
+const sourcesWaitMax = 10 * time.Second
+
+// awaitSources waits, at most sourcesWaitMax, while a server whose flows
+// write to this one is building its session (connecting, subscribing).
+// The resync then compares the targets with the values those sources
+// just delivered, and writes what differs at once; read earlier, a
+// target's value only stands for a first value that comes within
+// tgtCurMaxAge. And on a small host the sources' subscription, which
+// every mapping waits for, has the CPU to itself instead of sharing it
+// with the targets' reads and writes. A source that is down or up is
+// not waited for.
+func (c *conn) awaitSources(ctx context.Context) {
+	srcs := map[*conn]bool{}
+	for _, f := range c.writeFlows() {
+		if f.from != c {
+			srcs[f.from] = true
+		}
+	}
+	t := time.NewTimer(sourcesWaitMax)
+	defer t.Stop()
+	for src := range srcs {
+		for {
+			changed := src.stateChanged()
+			if ConnState(src.state.Load()) != Connecting {
+				break
+			}
+			select {
+			case <-changed:
+			case <-t.C:
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

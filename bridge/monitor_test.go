@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"encoding/binary"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,45 @@ func TestMonitorSlowServer(t *testing.T) {
 		if sv.Name == "a" && (sv.Connects != 1 || sv.Reconnects != 0) {
 			t.Fatalf("source: %d sessions up, %d ended (last error %q): want one, none ended",
 				sv.Connects, sv.Reconnects, sv.LastError)
+		}
+	}
+}
+
+// TestResyncAfterSourcesSubscribed: at start a target session's resync
+// waits for the source still subscribing (here slowly: 500 ms a request)
+// and compares the targets with the values the source delivered, queuing
+// those that differ itself (ReconcileWrites); it used to read the targets
+// before any source value had come and queue nothing. A target already
+// holding its source's value is not written either way.
+func TestResyncAfterSourcesSubscribed(t *testing.T) {
+	const n, per = 16, 2
+	a, b := startSim(t, n, "Double"), startSim(t, n, "Double")
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		a.SetValue(i, float64(4000+i), now)
+	}
+	b.SetValue(0, 4000.0, now) // already holds its source's value
+	p := newCreateProxy(t, hostPort(a.Endpoint()), 0, 500*time.Millisecond)
+	cfg := pairConfig(t, "opc.tcp://"+p.ln.Addr().String(), b.Endpoint(), n, nil)
+	cfg.Servers[0].Timeouts = mapping.Timeouts{Connect: 2 * time.Second, Request: 10 * time.Second,
+		KeepAlive: 10 * time.Second, Session: 30 * time.Second, DataAge: 30 * time.Second}
+	cfg.Engine.SubscribeBatch = per // 8 requests
+	e := runEngine(t, cfg, nil)
+	waitConnected(t, e, n)
+	harness.Eventually(t, 15*time.Second, "every target written", func() bool {
+		for i := 0; i < n; i++ {
+			if valueOf(b, i) != float64(4000+i) {
+				return false
+			}
+		}
+		return true
+	})
+	if st := e.Stats(); st.ReconcileWrites == 0 {
+		t.Fatal("the targets' resync queued no value: it compared them before the source delivered any")
+	}
+	for _, j := range b.Journal() {
+		if strings.HasSuffix(j.Node, ";s=v0") {
+			t.Fatalf("the target already holding its value was written: %+v", j)
 		}
 	}
 }

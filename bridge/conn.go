@@ -578,7 +578,9 @@ const sourcesWaitMax = 10 * time.Second
 // tgtCurMaxAge. And on a small host the sources' subscription, which
 // every mapping waits for, has the CPU to itself instead of sharing it
 // with the targets' reads and writes. A source that is down or up is
-// not waited for.
+// not waited for, nor one still dialling (an unreachable or blackholed
+// source would otherwise hold every target's resync for the dial
+// timeout): only one whose session's socket is open (building).
 func (c *conn) awaitSources(ctx context.Context) {
 	srcs := map[*conn]bool{}
 	for _, f := range c.writeFlows() {
@@ -591,7 +593,7 @@ func (c *conn) awaitSources(ctx context.Context) {
 	for src := range srcs {
 		for {
 			changed := src.stateChanged()
-			if ConnState(src.state.Load()) != Connecting {
+			if !src.building() {
 				break
 			}
 			select {
@@ -603,6 +605,24 @@ func (c *conn) awaitSources(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// building reports whether c is building a session on an open socket:
+// connecting, with its session (or, for a redundant set, a member's)
+// past the dial. Safe for concurrent use.
+func (c *conn) building() bool {
+	if ConnState(c.state.Load()) != Connecting {
+		return false
+	}
+	if c.live.Load() != nil {
+		return true
+	}
+	for _, m := range c.memberList() {
+		if m.live.Load() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // prepare reads what the session needs before subscribing: namespaces,

@@ -342,3 +342,71 @@ func (p *createProxy) forward(src, dst net.Conn, seen func(id uint16)) {
 		}
 	}
 }
+
+// TestResyncDoesNotWaitForADialingSource: a source whose socket accepts
+// but never answers (a blackholed or hung server) is still dialling; the
+// target's resync does not wait for it (awaitSources waits only for a
+// source building a session on an open socket), so the other sources'
+// values reach the target long before that source's connect timeout or
+// sourcesWaitMax (10 s).
+func TestResyncDoesNotWaitForADialingSource(t *testing.T) {
+	const n = 8
+	a, b := startSim(t, n, "Double"), startSim(t, n, "Double")
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		a.SetValue(i, float64(7000+i), now)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	release := func() {
+		once.Do(func() { // the engine's Run waits for the dial to end
+			ln.Close()
+			wg.Wait()
+			mu.Lock()
+			for _, c := range held {
+				c.Close()
+			}
+			mu.Unlock()
+		})
+	}
+	t.Cleanup(release)
+	cfg := pairConfig(t, a.Endpoint(), b.Endpoint(), n, nil)
+	to := fastTimeouts()
+	to.Connect = 30 * time.Second // beyond sourcesWaitMax
+	cfg.Servers = append(cfg.Servers, mapping.Server{Name: "silent", Endpoints: []string{"opc.tcp://" + ln.Addr().String()}, Timeouts: to})
+	last := &cfg.Mappings[n-1]
+	last.Source.Server = "silent"
+	last.ID = mapping.DeriveID(last.Source, last.Target)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, cfg, nil)
+	harness.Eventually(t, 7*time.Second, "the live sources' targets written while a source is still dialling", func() bool {
+		for i := 0; i < n-1; i++ {
+			if valueOf(b, i) != float64(7000+i) {
+				return false
+			}
+		}
+		return true
+	})
+	release()
+}

@@ -157,6 +157,16 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: client certificate names no member"})
 		return
 	}
+	if o := n.other(); sender != "" && (o == nil || sender != o.ID) {
+		// A member that is not the other bridge node (the arbiter):
+		// refused on its certificate alone, before the one sync slot is
+		// taken, so that it is refused (and journaled) even while the
+		// active's stream is in, and cannot hold that stream off.
+		err := fmt.Errorf("sync with the certificate of member %q (only the other node streams)", sender)
+		n.refusals.add("peer link", remoteAddr(req.RemoteAddr), err)
+		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})
+		return
+	}
 	select {
 	case n.syncSem <- struct{}{}:
 		defer func() { <-n.syncSem }()
@@ -182,9 +192,8 @@ func (n *Node) handleSync(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, code, syncResponse{Node: n.cfg.ID, Error: "bad sync request: " + err.Error()})
 		return
 	}
-	if o := n.other(); sender != "" && (sr.From != sender || o == nil || sender != o.ID) {
-		// A member's certificate used to speak for another member, or a
-		// member that is not the other bridge node (the arbiter).
+	if sender != "" && sr.From != sender {
+		// The other node's certificate used to speak for another member.
 		err := fmt.Errorf("sync sent as member %q with the certificate of member %q (only the other node streams)", sr.From, sender)
 		n.refusals.add("peer link", remoteAddr(req.RemoteAddr), err)
 		writeJSON(w, http.StatusForbidden, syncResponse{Node: n.cfg.ID, Error: "peer link: " + err.Error()})

@@ -210,6 +210,9 @@ type flow struct {
 	// unverified: the target's current value has not been read since its
 	// session came up (firstwrite.go).
 	unverified bool
+	// pendDropped: a value pending for the target was dropped while it
+	// was unverified (firstwrite.go).
+	pendDropped bool
 }
 
 // warmAhead is how many values of a notification the router warms

@@ -263,7 +263,13 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 			s.queued = false // a held value is queued again by release
 			continue
 		}
-		id := s.f.node(true)
+		id, stale := s.f.writeNode()
+		if stale {
+			// Queued before the target's session was rebuilt: the resync
+			// compares the cache instead (firstwrite.go).
+			s.queued, s.dv = false, nil
+			continue
+		}
 		if id == nil {
 			// Not resolved on this session (quarantined): keep the value
 			// for the resync after it resolves.

@@ -19,17 +19,22 @@ func activePair(t *testing.T, o Options) (c *Cluster, active, standby string) {
 	t.Helper()
 	o.Arbiter = true
 	c = New(t, o)
-	c.WaitFor(10*time.Second, "an active node with its standby READY", func() bool {
+	// One wait for all three: under load the first active may lose its
+	// leadership before it writes (it failed so: a active, then b active
+	// under epoch 2, waited on for a).
+	c.WaitFor(20*time.Second, "an active node writing under its epoch, with its standby READY", func() bool {
 		active = ""
 		for _, id := range []string{"a", "b"} {
-			if r, _ := c.Member(id).RoleNow(); r == "active" {
-				active = id
+			m := c.Member(id)
+			if r, e := m.RoleNow(); r == "active" {
+				if _, ok := c.Target().FirstOf(id, e); ok && m.Node().Status().StandbyReady {
+					active = id
+				}
 			}
 		}
-		return active != "" && c.Member(active).Node().Status().StandbyReady
+		return active != ""
 	})
 	standby = map[string]string{"a": "b", "b": "a"}[active]
-	c.WaitWriting(active, 10*time.Second)
 	return c, active, standby
 }
 

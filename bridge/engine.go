@@ -428,7 +428,9 @@ func (r *router) route(items []*ua.MonitoredItemNotification, now time.Time) {
 			if f == nil || f.from != r.from {
 				continue
 			}
-			write, repair, v := f.accept(item.Value, now, &e.queueing)
+			// The notification is the router's: its DataValue becomes
+			// the value to write (acceptOwned).
+			write, repair, v := f.acceptOwned(item.Value, now, &e.queueing, true)
 			e.stats.count(v, f.ms.both())
 			if v == vBadSource {
 				if s, ok := f.takeHeldReport(); ok && e.onWrit != nil {

@@ -318,6 +318,14 @@ func valueDV(v *ua.Variant, ts time.Time) *ua.DataValue {
 // does not convert makes the flow bad; anything else is the new last good
 // value.
 func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (write, repair *ua.DataValue, v verdict) {
+	return f.acceptOwned(dv, now, queueing, false)
+}
+
+// acceptOwned is accept for a caller that hands dv over (own): the
+// router, whose notification's DataValues nobody reads after it. The
+// value to write is then dv itself, overwritten, not a new DataValue:
+// one allocation less per value forwarded.
+func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Bool, own bool) (write, repair *ua.DataValue, v verdict) {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -449,6 +457,10 @@ func (f *flow) accept(dv *ua.DataValue, now time.Time, queueing *atomic.Bool) (w
 	}
 	if ms.both() {
 		f.addEcho(out, ts)
+	}
+	if own {
+		*dv = ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: out, SourceTimestamp: ts}
+		return dv, nil, vAccepted
 	}
 	return valueDV(out, ts), nil, vAccepted
 }

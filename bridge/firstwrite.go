@@ -35,7 +35,7 @@ type seenValue struct {
 // timestamp ts) although the engine is active: the target is unverified
 // (the reconcile that follows writes what differs), or out is the value
 // the target was read holding (recorded as written). Caller holds ms.mu.
-func (f *flow) holdFirstWrite(out *ua.Variant, ts time.Time) bool {
+func (f *flow) holdFirstWrite(out *ua.Variant, ts stamp) bool {
 	if f.unverified {
 		return true
 	}
@@ -47,7 +47,7 @@ func (f *flow) holdFirstWrite(out *ua.Variant, ts time.Time) bool {
 	if time.Since(cur.at) > tgtCurMaxAge || !variantEqual(cur.v, out) {
 		return false
 	}
-	if ts.After(f.writtenTS) {
+	if ts.after(f.writtenTS) {
 		f.written, f.writtenTS = out, ts
 	}
 	return true
@@ -82,7 +82,7 @@ func (f *flow) writeNode() (id *ua.NodeID, stale bool) {
 		f.pendDropped = true
 		return nil, true
 	}
-	return f.dstID, false
+	return f.dstID.Load(), false
 }
 
 // targetUnread ends an unverified state whose read failed: the flow then

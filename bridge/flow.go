@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -111,21 +112,19 @@ func (v verdict) String() string {
 // writer of the target's (wrote, writeRefused), a session supervisor
 // (resolution, monitoring) and the role loop (reconcileWith).
 type flow struct {
-	// Fields are ordered by size (pointers, times, then the small ones):
-	// a flow exists per mapping and direction, and padding between
-	// scattered bools and 4-byte fields cost a size class. The immutable
-	// ones (ms, from, to, wslot, publishing, sampling, handle) are spread
-	// over the struct: warmFlows reads them to bring its cache lines in.
+	// The fields fill four cache lines (256 B, a size class: a flow
+	// exists per mapping and direction) and each line holds one of the
+	// immutable fields warmFlows reads to bring it in: wslot, publishing,
+	// sampling, handle. TestFlowLayout checks both. Timestamps are
+	// stamps (8 B), the percent deadband is out of line.
 	ms   *mstate
 	from *conn
 	to   *conn
 	// wslot is this flow's slot in the destination writer.
 	wslot int
 
-	// Mutable, guarded by ms.mu:
-	srcID *ua.NodeID // resolved on the source server's current session
-	dstID *ua.NodeID // resolved on the destination's current session
-	tr    *transform
+	// Mutable, guarded by ms.mu (dstID: also read without it):
+	tr *transform
 	// lastSrc is the last accepted source value (the deadband baseline).
 	lastSrc *ua.Variant
 	// good is the last good transformed value and its source timestamp
@@ -133,47 +132,49 @@ type flow struct {
 	good *ua.Variant
 	// written is the last value confirmed written to dst.
 	written *ua.Variant
+
+	// publishing interval of the monitored item's subscription (sampling
+	// and queueSize below; immutable).
+	publishing time.Duration
+	srcID      *ua.NodeID // resolved on the source server's current session
+	// dstID is the target node resolved on the destination's current
+	// session; written under ms.mu, read without it by the writer.
+	dstID atomic.Pointer[ua.NodeID]
 	// echoes are values this flow wrote to dst that may come back through
 	// the opposite flow's subscription (both mappings only).
 	echoes *[4]echo // allocated for both mappings only
-	nEcho  int
 	// goodSeq and srcSeq are the mapping's order numbers (ms.seq) of good
 	// and of lastSrc: in a both mapping they say which side changed last,
 	// whatever the two servers' clocks say.
 	goodSeq uint64
 	srcSeq  uint64
-	// publishing interval of the monitored item's subscription (sampling
-	// and queueSize below; immutable).
-	publishing time.Duration
-	// eu is the span of the source's EURange (0: unknown), the range of a
-	// percent deadband without scaling (readEURanges); band is f.tr with
-	// that deadband (nil: f.tr's own applies).
-	eu   float64
-	band *transform
 	// clock is the last clock anomaly (StateClock; nil: none yet).
 	clock *clockNote
 	// tgtCur is the target's value read while its session came up, while
 	// no good value was cached yet (firstwrite.go).
 	tgtCur *seenValue
+
+	// sampling interval of the monitored item (immutable).
+	sampling time.Duration
+	// pct is the percent deadband on the source's EURange (nil: none;
+	// setEURange).
+	pct    *pctBand
 	reason string
 
-	lastSrcTS time.Time
-	goodTS    time.Time
-	// sampling interval of the monitored item (immutable).
-	sampling  time.Duration
-	writtenTS time.Time
+	lastSrcTS stamp
+	goodTS    stamp
+	writtenTS stamp
 	// Ordering (see accept). sessTS is the timestamp of the last value
 	// of the source's current session (sessSeen: there was one).
-	sessTS time.Time
+	sessTS stamp
 	// statusTS is the source timestamp of the reading srcStatus came
 	// from.
-	statusTS time.Time
+	statusTS stamp
 	// hold is the max_hold state (hold.go).
 	hold holdState
 
 	handle    uint32
 	queueSize uint32 // of the monitored item
-	dstType   valueType
 	state     State
 	// srcStatus is the source's status as this node knows it, part of
 	// the cached value: a status change is a change (deadband or not),
@@ -184,6 +185,7 @@ type flow struct {
 	// statusPeer). statusKnown: there was one (unknown counts as Good for
 	// a change, never for writing over a Bad target).
 	srcStatus ua.StatusCode
+	dstType   valueType
 
 	reverse     bool
 	typeKnown   bool
@@ -213,15 +215,31 @@ type flow struct {
 	// pendDropped: a value pending for the target was dropped while it
 	// was unverified (firstwrite.go).
 	pendDropped bool
+	// marked: the last good value has been marked (and, while active,
+	// queued) with UncertainLastUsableValue for the current hold
+	// (hold.go).
+	marked bool
+	nEcho  uint8
+}
+
+// pctBand is a flow's percent deadband taken of its source's EURange:
+// eu is the span of the EURange, the range of a percent deadband without
+// scaling (readEURanges); band is f.tr with that deadband (nil: f.tr's
+// own applies).
+type pctBand struct {
+	eu   float64
+	band *transform
 }
 
 // warmAhead is how many values of a notification the router warms
 // (warmFlows) before it hands them to their flows.
 const warmAhead = 64
 
-// warmFlows reads, for each value of items, immutable words of its flow
-// and of its mapping state, and returns something of them (so that the
-// loads are kept; ms.index is not one of them: a live change moves it).
+// warmFlows reads, for each value of items, an immutable word in each
+// cache line of its flow and one beside its mapping state's lock, and
+// returns something of them (so that the loads are kept; ms.index is
+// not one of them: a live change moves it; the mapping itself is not
+// read on the value path).
 // Between two changes of the same node, thousands of
 // other flows pass, so at 10k mappings and more a value's flow is no
 // longer in the CPU's caches. These loads have no lock between them and
@@ -233,7 +251,8 @@ func warmFlows(flows []*flow, items []*ua.MonitoredItemNotification) uintptr {
 	for _, item := range items {
 		if h := int(item.ClientHandle); h < len(flows) {
 			if f := flows[h]; f != nil {
-				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) + uintptr(len(f.ms.m.ID))
+				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) +
+					uintptr(unsafe.Pointer(f.ms.fwd))
 			}
 		}
 	}
@@ -333,14 +352,15 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 		return nil, nil, vIgnored
 	}
 	ts := valueTime(dv, now)
+	st := toStamp(ts)
 	queue := queueing != nil && queueing.Load()
 	first := !f.sessSeen // the session's first value: its current one
 	// After a switch to another member of a server set, nothing older
 	// than the cache is taken until that member has caught up.
 	strict := f.memberChanged
-	f.checkClock(ts, now)
+	f.checkClock(st, now)
 	statusChanged := dv.Status != f.srcStatus
-	f.srcStatus, f.statusTS, f.statusKnown, f.statusPeer, f.srcLive = dv.Status, ts, true, false, true
+	f.srcStatus, f.statusTS, f.statusKnown, f.statusPeer, f.srcLive = dv.Status, st, true, false, true
 	if dv.Status != ua.StatusOK && !isGood(dv.Status) {
 		f.holdBegin(now)
 		if f.state != StateBad && f.state != StateQuarantined {
@@ -368,37 +388,37 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 			// A true conflict we lost the race on: our (older) write landed
 			// on this side after this side's own newer change. Put the
 			// newer value back, so both sides end on the newest.
-			opp.addEcho(f.lastSrc, f.lastSrcTS)
-			return nil, valueDV(f.lastSrc, f.lastSrcTS), vConflictLost
+			opp.addEcho(f.lastSrc, f.lastSrcTS.time())
+			return nil, valueDV(f.lastSrc, f.lastSrcTS.time()), vConflictLost
 		}
-		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, opp.goodSeq
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, st, opp.goodSeq
 		f.settle(now) // a first value that is an echo resolves the flow too
 		return nil, nil, vEcho
 	}
 	// Against a value cached from the peer (or, for a session's first
 	// value, from an earlier session) timestamps decide.
 	foreign := f.good != nil && (f.goodPeer || first || strict)
-	if strict && (f.good == nil || !f.goodTS.After(ts)) {
+	if strict && (f.good == nil || !f.goodTS.after(st)) {
 		f.memberChanged = false // the new member has caught up
 	}
-	if strict && foreign && f.goodTS.Sub(ts) > ms.tol {
+	if strict && foreign && f.goodTS.sub(st) > ms.tol {
 		// Not a clock step of one server: a member behind the one left.
 		// Dropped, and shown (state clock), never frozen silently.
-		f.clockAnomaly(now, "member's value "+f.goodTS.Sub(ts).Round(time.Millisecond).String()+
+		f.clockAnomaly(now, "member's value "+f.goodTS.sub(st).Round(time.Millisecond).String()+
 			" older than the one already written from the member left: dropped until it catches up")
 		f.settle(now)
 		return nil, nil, vStale
 	}
-	if foreign && f.goodTS.After(ts) && f.goodTS.Sub(ts) <= ms.tol {
+	if foreign && f.goodTS.after(st) && f.goodTS.sub(st) <= ms.tol {
 		// A fresh value just older than the cached one: the cache is
 		// ahead, within the clock skew.
 		f.settle(now)
 		return nil, nil, vStale
 	}
-	if foreign && f.goodTS.Sub(ts) > ms.tol {
-		f.clockAnomaly(now, "source timestamp "+f.goodTS.Sub(ts).Round(time.Millisecond).String()+" older than the cached value")
+	if foreign && f.goodTS.sub(st) > ms.tol {
+		f.clockAnomaly(now, "source timestamp "+f.goodTS.sub(st).Round(time.Millisecond).String()+" older than the cached value")
 	}
-	if opp != nil && opp.good != nil && opp.goodTS.Sub(ts) > ms.tol {
+	if opp != nil && opp.good != nil && opp.goodTS.sub(st) > ms.tol {
 		if opp.inFlight(now) {
 			// A both conflict: this side changed while our write of the
 			// other side's (newer) value to it was on its way. That value
@@ -409,13 +429,13 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 			if !queue {
 				return nil, nil, vStale
 			}
-			opp.addEcho(opp.good, opp.goodTS)
-			return nil, valueDV(opp.good, opp.goodTS), vStale
+			opp.addEcho(opp.good, opp.goodTS.time())
+			return nil, valueDV(opp.good, opp.goodTS.time()), vStale
 		}
 		if !first {
 			// (A session's first value is the node's current value, stamped
 			// whenever it last changed: no reading of the server's clock.)
-			f.clockAnomaly(now, "source timestamp "+opp.goodTS.Sub(ts).Round(time.Millisecond).String()+
+			f.clockAnomaly(now, "source timestamp "+opp.goodTS.sub(st).Round(time.Millisecond).String()+
 				" older than the other side's earlier change: the two servers' clocks differ by more than clock_skew")
 		}
 	}
@@ -424,13 +444,13 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 		// destination connects, targetTyped converts it and the resync
 		// writes it.
 		ms.seq++
-		f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
+		f.lastSrc, f.lastSrcTS, f.srcSeq = val, st, ms.seq
 		f.holdEnd()
 		return nil, nil, vNoTargetType
 	}
 	db := f.tr
-	if f.band != nil {
-		db = f.band
+	if f.pct != nil && f.pct.band != nil {
+		db = f.pct.band
 	}
 	// A target marked Uncertain (max_hold) gets this Good value even if
 	// it did not change.
@@ -446,13 +466,13 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 		return nil, nil, vConvError
 	}
 	ms.seq++
-	f.lastSrc, f.lastSrcTS, f.srcSeq = val, ts, ms.seq
-	f.good, f.goodTS, f.goodSeq, f.goodPeer = out, ts, ms.seq, false
+	f.lastSrc, f.lastSrcTS, f.srcSeq = val, st, ms.seq
+	f.good, f.goodTS, f.goodSeq, f.goodPeer = out, st, ms.seq, false
 	if f.state != StateQuarantined {
 		f.setState(StateOK, "")
 		f.settle(now)
 	}
-	if !queue || f.holdFirstWrite(out, ts) {
+	if !queue || f.holdFirstWrite(out, st) {
 		return nil, nil, vAccepted
 	}
 	if ms.both() {
@@ -472,13 +492,13 @@ const clockHold = time.Minute
 // session received at now, against the session's previous one (a step
 // back) and this node's clock (ahead), and records it as the session's
 // latest. Caller holds ms.mu.
-func (f *flow) checkClock(ts, now time.Time) {
+func (f *flow) checkClock(ts stamp, now time.Time) {
 	tol := f.ms.tol
 	switch {
-	case ts.Sub(now) > tol:
-		f.clockAnomaly(now, "source timestamp "+ts.Sub(now).Round(time.Millisecond).String()+" ahead of this node's clock")
-	case f.sessSeen && f.sessTS.Sub(ts) > tol:
-		f.clockAnomaly(now, "source timestamps stepped back by "+f.sessTS.Sub(ts).Round(time.Millisecond).String())
+	case ts.sub(toStamp(now)) > tol:
+		f.clockAnomaly(now, "source timestamp "+ts.sub(toStamp(now)).Round(time.Millisecond).String()+" ahead of this node's clock")
+	case f.sessSeen && f.sessTS.sub(ts) > tol:
+		f.clockAnomaly(now, "source timestamps stepped back by "+f.sessTS.sub(ts).Round(time.Millisecond).String())
 	}
 	f.sessTS, f.sessSeen = ts, true
 }
@@ -512,7 +532,7 @@ func (f *flow) settle(now time.Time) {
 // as an echo (written less than echoWindow before now). Caller holds
 // ms.mu.
 func (f *flow) inFlight(now time.Time) bool {
-	for i := 0; i < f.nEcho; i++ {
+	for i := 0; i < int(f.nEcho); i++ {
 		if now.Sub(f.echoes[i].at) < echoWindow {
 			return true
 		}
@@ -529,7 +549,7 @@ func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	f.targetRead(cur)
-	good, ts := f.good, f.goodTS
+	good, ts := f.good, f.goodTS.time()
 	opp := f.opposite()
 	if good == nil || f.state == StateDisabled {
 		return nil // nothing yet, or disabled
@@ -538,11 +558,11 @@ func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 		// Both: the other direction's change wins, and that flow writes
 		// it, when it is newer by more than the clock skew, or, within
 		// the skew, when it was received last (as in accept).
-		if d := opp.goodTS.Sub(ts); d > ms.tol || d >= -ms.tol && opp.goodSeq > f.goodSeq {
+		if d := opp.goodTS.sub(f.goodTS); d > ms.tol || d >= -ms.tol && opp.goodSeq > f.goodSeq {
 			return nil
 		}
 	}
-	if f.hold.marked {
+	if f.marked {
 		return f.heldDV(cur) // held past max_hold: never as a live value
 	}
 	curGood := cur != nil && isGood(cur.Status)
@@ -588,8 +608,8 @@ func (f *flow) reconcileWith(cur *ua.DataValue, takeover bool) *ua.DataValue {
 	}
 	sameStatus := curGood && isGood(status) || cur != nil && cur.Status == status
 	if sameStatus && cur.Value != nil && variantEqual(cur.Value, good) {
-		if ts.After(f.writtenTS) {
-			f.written, f.writtenTS = good, ts
+		if f.goodTS.after(f.writtenTS) {
+			f.written, f.writtenTS = good, f.goodTS
 		}
 		return nil
 	}
@@ -616,17 +636,17 @@ func (f *flow) observe(s FlowState) {
 	ms := f.ms
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	v, ts := s.Value, s.SourceTS
-	if s.StatusKnown && !f.srcLive && (f.statusPeer || !f.statusKnown || !ts.Before(f.statusTS)) {
+	v, ts := s.Value, toStamp(s.SourceTS)
+	if s.StatusKnown && !f.srcLive && (f.statusPeer || !f.statusKnown || !ts.before(f.statusTS)) {
 		f.srcStatus, f.statusTS, f.statusKnown, f.statusPeer = s.Status, ts, true, true
 	}
-	if ts.After(f.writtenTS) || f.writtenTS.Sub(ts) > ms.tol {
+	if ts.after(f.writtenTS) || f.writtenTS.sub(ts) > ms.tol {
 		f.written, f.writtenTS = v, ts
 	}
 	// The active streams in its source session's order: a value older
 	// than the cache beyond the clock skew means the source's clock
 	// stepped back, and the peer's value is the newer one.
-	if f.good == nil || ts.After(f.goodTS) || f.goodTS.Sub(ts) > ms.tol {
+	if f.good == nil || ts.after(f.goodTS) || f.goodTS.sub(ts) > ms.tol {
 		ms.seq++
 		f.good, f.goodTS, f.goodSeq, f.goodPeer = v, ts, ms.seq, true
 	}
@@ -638,7 +658,7 @@ func (f *flow) wrote(dv *ua.DataValue) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
 	// One Write per node is in flight: they settle in the order sent.
-	f.written, f.writtenTS = dv.Value, dv.SourceTimestamp
+	f.written, f.writtenTS = dv.Value, toStamp(dv.SourceTimestamp)
 	if f.state == StateBad && dv.Value != nil {
 		f.setState(StateOK, "")
 	}
@@ -679,7 +699,7 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	defer f.ms.mu.Unlock()
 	// A new session: its order starts afresh, and the cache is from an
 	// earlier one.
-	f.sessSeen, f.sessTS, f.srcLive = false, time.Time{}, false
+	f.sessSeen, f.sessTS, f.srcLive = false, 0, false
 	if err != nil {
 		f.srcID = nil
 		if f.state != StateDisabled {
@@ -709,13 +729,13 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
 	if err != nil {
-		f.dstID = nil
+		f.dstID.Store(nil)
 		if f.state != StateDisabled {
 			f.quarantine(sideTarget, "target: "+err.Error())
 		}
 		return false
 	}
-	f.dstID = nid
+	f.dstID.Store(nid)
 	f.typeKnown = false // read on every session
 	f.unverified = true // a new session: what the target holds is read again
 	return true
@@ -815,7 +835,7 @@ func (f *flow) node(dst bool) *ua.NodeID {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
 	if dst {
-		return f.dstID
+		return f.dstID.Load()
 	}
 	return f.srcID
 }
@@ -854,7 +874,7 @@ func (ms *mstate) appendStatus(out []MappingStatus) []MappingStatus {
 		}
 		out = append(out, MappingStatus{ID: ms.m.ID, Index: ms.index, Reverse: f.reverse,
 			From: f.from.name, To: f.to.name, State: f.state, Reason: f.reason,
-			Value: f.good, SourceTS: f.goodTS, Status: f.srcStatus, Written: f.written, WrittenTS: f.writtenTS,
+			Value: f.good, SourceTS: f.goodTS.time(), Status: f.srcStatus, Written: f.written, WrittenTS: f.writtenTS.time(),
 			HeldSince: f.heldSince()})
 	}
 	return out
@@ -889,7 +909,7 @@ func (f *flow) setTransform(tr *transform, dst valueType) {
 	if f.lastSrc == nil {
 		return
 	}
-	if f.good == nil || !f.lastSrcTS.Before(f.goodTS) {
+	if f.good == nil || !f.lastSrcTS.before(f.goodTS) {
 		out, err := tr.apply(f.lastSrc)
 		if err != nil {
 			f.setState(StateBad, err.Error())
@@ -910,7 +930,13 @@ func (f *flow) setEURange(span float64, ok bool) {
 	if !ok {
 		span = 0
 	}
-	f.eu = span
+	if span <= 0 && f.pct == nil {
+		return
+	}
+	if f.pct == nil {
+		f.pct = new(pctBand)
+	}
+	f.pct.eu = span
 	f.setBand()
 }
 
@@ -918,20 +944,26 @@ func (f *flow) setEURange(span float64, ok bool) {
 func (f *flow) euSpan() float64 {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	return f.eu
+	if f.pct == nil {
+		return 0
+	}
+	return f.pct.eu
 }
 
 // setBand derives the flow's deadband transform from f.tr and the
 // EURange. Caller holds ms.mu.
 func (f *flow) setBand() {
-	f.band = nil
+	if f.pct == nil {
+		return
+	}
+	f.pct.band = nil
 	db := f.ms.m.Deadband
-	if f.tr == nil || f.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
+	if f.tr == nil || f.pct.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
 		return
 	}
 	b := *f.tr
-	b.deadband, b.dbAbs = true, db.Value/100*f.eu
-	f.band = &b
+	b.deadband, b.dbAbs = true, db.Value/100*f.pct.eu
+	f.pct.band = &b
 }
 
 // resolveSrc and resolveDst turn the flow's node strings (from the
@@ -1006,7 +1038,7 @@ func (f *flow) addEcho(v *ua.Variant, ts time.Time) {
 	if f.echoes == nil {
 		f.echoes = new([4]echo)
 	}
-	if f.nEcho == len(f.echoes) {
+	if int(f.nEcho) == len(f.echoes) {
 		copy(f.echoes[:], f.echoes[1:])
 		f.nEcho--
 	}
@@ -1025,12 +1057,12 @@ func (f *flow) takeEcho(v *ua.Variant, ts time.Time) bool {
 		return false
 	}
 	hit := -1
-	for i := f.nEcho - 1; i >= 0 && hit < 0; i-- {
+	for i := int(f.nEcho) - 1; i >= 0 && hit < 0; i-- {
 		if f.echoes[i].ts.Equal(ts) && variantEqual(f.echoes[i].v, v) {
 			hit = i
 		}
 	}
-	for i := f.nEcho - 1; i >= 0 && hit < 0; i-- {
+	for i := int(f.nEcho) - 1; i >= 0 && hit < 0; i-- {
 		if time.Since(f.echoes[i].at) < echoWindow && variantEqual(f.echoes[i].v, v) {
 			hit = i
 		}
@@ -1039,10 +1071,10 @@ func (f *flow) takeEcho(v *ua.Variant, ts time.Time) bool {
 		return false
 	}
 	n := copy(f.echoes[:], f.echoes[hit+1:f.nEcho])
-	for j := n; j < f.nEcho; j++ {
+	for j := n; j < int(f.nEcho); j++ {
 		f.echoes[j] = echo{}
 	}
-	f.nEcho = n
+	f.nEcho = uint8(n)
 	return true
 }
 

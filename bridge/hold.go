@@ -35,10 +35,9 @@ type holdState struct {
 	max time.Duration
 	// since is when the current hold began: the first Bad/Uncertain
 	// value, or the source server seen unreachable (zero: not held).
-	since time.Time
-	// marked: the last good value has been marked (and, while active,
-	// queued) with UncertainLastUsableValue for this hold.
-	marked bool
+	// (Whether the hold marked the value is flow.marked: a bool beside
+	// the flow's others takes no padding.)
+	since stamp
 }
 
 // holdStatus is the status written with a held value past max_hold.
@@ -47,8 +46,8 @@ var holdStatus = ua.StatusUncertainLastUsableValue
 // holdBegin records that the flow's source reported a Bad or Uncertain
 // value at now. Caller holds ms.mu.
 func (f *flow) holdBegin(now time.Time) {
-	if f.hold.since.IsZero() {
-		f.hold.since = now
+	if f.hold.since.isZero() {
+		f.hold.since = toStamp(now)
 	}
 }
 
@@ -56,9 +55,9 @@ func (f *flow) holdBegin(now time.Time) {
 // whether the target was marked Uncertain and so needs the Good value
 // even if it did not change. Caller holds ms.mu.
 func (f *flow) holdEnd() (wasMarked bool) {
-	wasMarked = f.hold.marked
+	wasMarked = f.marked
 	// Field by field: max is immutable and read without the lock.
-	f.hold.since, f.hold.marked = time.Time{}, false
+	f.hold.since, f.marked = 0, false
 	return wasMarked
 }
 
@@ -76,7 +75,7 @@ func (f *flow) heldDV(cur *ua.DataValue) *ua.DataValue {
 // its own source timestamp. Caller holds ms.mu.
 func (f *flow) markedDV() *ua.DataValue {
 	return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp,
-		Value: f.good, Status: holdStatus, SourceTimestamp: f.goodTS}
+		Value: f.good, Status: holdStatus, SourceTimestamp: f.goodTS.time()}
 }
 
 // holdBad is what reconcileWith writes for an on_bad hold flow whose
@@ -88,12 +87,12 @@ func (f *flow) markedDV() *ua.DataValue {
 // from the source replaces it even if unchanged. Caller holds ms.mu.
 func (f *flow) holdBad(cur *ua.DataValue) *ua.DataValue {
 	if cur != nil && cur.Value != nil && variantEqual(cur.Value, f.good) {
-		if f.goodTS.After(f.writtenTS) {
+		if f.goodTS.after(f.writtenTS) {
 			f.written, f.writtenTS = f.good, f.goodTS
 		}
 		return nil
 	}
-	f.hold.marked = true
+	f.marked = true
 	return f.markedDV()
 }
 
@@ -109,7 +108,7 @@ func (f *flow) takeHeldReport() (FlowState, bool) {
 		return FlowState{}, false
 	}
 	f.heldReport = false
-	return FlowState{MappingID: f.ms.m.ID, Reverse: f.reverse, Value: f.good, SourceTS: f.statusTS,
+	return FlowState{MappingID: f.ms.m.ID, Reverse: f.reverse, Value: f.good, SourceTS: f.statusTS.time(),
 		Status: f.srcStatus, StatusKnown: true, Held: true}, true
 }
 
@@ -129,15 +128,15 @@ func (f *flow) holdCheck(now, srcDown time.Time, queueing *atomic.Bool) *ua.Data
 	}
 	badSource := f.state == StateHeld
 	if !badSource && srcDown.IsZero() {
-		if !f.hold.marked {
-			f.hold.since = time.Time{} // a short outage that ended
+		if !f.marked {
+			f.hold.since = 0 // a short outage that ended
 		}
 		return nil
 	}
-	if !srcDown.IsZero() && (f.hold.since.IsZero() || srcDown.Before(f.hold.since)) {
-		f.hold.since = srcDown
+	if down := toStamp(srcDown); !down.isZero() && (f.hold.since.isZero() || down.before(f.hold.since)) {
+		f.hold.since = down
 	}
-	if f.hold.marked || f.good == nil || now.Sub(f.hold.since) < f.hold.max {
+	if f.marked || f.good == nil || toStamp(now).sub(f.hold.since) < f.hold.max {
 		return nil
 	}
 	if badSource && srcDown.IsZero() && ms.m.OnBad == mapping.WriteStatus {
@@ -148,7 +147,7 @@ func (f *flow) holdCheck(now, srcDown time.Time, queueing *atomic.Bool) *ua.Data
 	if !srcDown.IsZero() {
 		cause = "source unreachable"
 	}
-	f.hold.marked = true
+	f.marked = true
 	f.setState(StateHeld, fmt.Sprintf("%s; held past max_hold %s: last usable value marked Uncertain", cause, f.hold.max))
 	if queueing == nil || !queueing.Load() {
 		return nil
@@ -162,7 +161,7 @@ func (f *flow) heldSince() time.Time {
 	if f.state != StateHeld {
 		return time.Time{}
 	}
-	return f.hold.since
+	return f.hold.since.time()
 }
 
 // holdTick is holdWatch's period for the shortest max_hold: a tenth of

@@ -20,18 +20,19 @@ type queuedValue struct {
 
 // slot is the pending state of one destination node.
 type slot struct {
-	dv       *ua.DataValue // newest value not yet sent (nil: none)
-	queued   bool          // slot index is in the queue
-	inflight bool          // a Write for this node is outstanding
+	dv *ua.DataValue // newest value not yet sent (nil: none)
+	// nid and nidSize cache the encoded size of the node id last used.
+	nid *ua.NodeID
+	// f is the flow that writes this node (nil: removed by a live
+	// config change; the slot is never used again).
+	f       *flow
+	nidSize int32
+	queued  bool // slot index is in the queue
+	// inflight: a Write for this node is outstanding.
+	inflight bool
 	// held: the gate opened and the reconcile has not compared this
 	// node yet; its value waits (hold, release).
 	held bool
-	// nid and nidSize cache the encoded size of the node id last used.
-	nid     *ua.NodeID
-	nidSize int
-	// f is the flow that writes this node (nil: removed by a live
-	// config change; the slot is never used again).
-	f *flow
 }
 
 // writer sends values to one server: newest value per node, batched into
@@ -277,9 +278,9 @@ func (w *writer) take(max int, lim writeLimits) ([]queuedValue, []*ua.NodeID) {
 			continue
 		}
 		if s.nid != id {
-			s.nid, s.nidSize = id, nodeIDSize(id)
+			s.nid, s.nidSize = id, int32(nodeIDSize(id))
 		}
-		size := s.nidSize + dataValueSize(s.dv)
+		size := int(s.nidSize) + dataValueSize(s.dv)
 		if code := lim.check(s.dv, size); code != ua.StatusGood {
 			s.queued = false
 			w.refuse(i, s.dv, code, size, lim)

@@ -164,7 +164,10 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	dst := harness.Start(b, "simserver", "--vars", strconv.Itoa(n), "--type", "Double", "--journal", journal)
 	defer src.Kill()
 	defer dst.Kill()
-	runtime.GC()
+	// The baseline without what an earlier run of this process freed
+	// but the runtime kept: that memory would be reused before RSS grows,
+	// and the run after a large one would look smaller than it is.
+	debug.FreeOSMemory()
 	heap0, rss0 := heapInUse(), rss()
 	startProf := startProfile(b, "start", kind, n, rate)
 	self0, src0, dst0 := cpuTime(), procCPU(src.Pid()), procCPU(dst.Pid())

@@ -745,7 +745,7 @@ func (c *conn) resolveTargets(ctx context.Context, s *session, flows []*flow) er
 func (c *conn) subscribe(ctx context.Context, s *session, notes chan *opcua.PublishNotificationData) (map[time.Duration]*opcua.Subscription, error) {
 	byInterval := map[time.Duration][]*flow{}
 	for _, f := range c.readFlows() {
-		if f.monitorable() != nil {
+		if f.monitorable() {
 			byInterval[f.publishing] = append(byInterval[f.publishing], f)
 		}
 	}

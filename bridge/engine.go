@@ -231,15 +231,14 @@ func (e *Engine) build(cfg *mapping.Config, i int, byName map[string]*conn, tab 
 	if _, err := mapping.ParseNodeID(m.Target.Node); err != nil {
 		return nil, fmt.Errorf("%w: mapping %s target: %w", ErrConfig, m.ID, err)
 	}
-	ms := &mstate{index: i, m: m, tol: e.settings().ClockSkew}
+	ms := &mstate{index: i, m: m, tol: e.settings().ClockSkew, maxHold: cfg.MaxHold(m)}
 	base := uint32(len(tab.flows))
 	tab.flows = append(tab.flows, nil, nil)
 	eff := cfg.Effective(m)
 	mk := func(reverse bool) *flow {
 		f := &flow{handle: base + b2u(reverse), ms: ms, reverse: reverse,
 			from: src, to: dst,
-			sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval,
-			hold: holdState{max: cfg.MaxHold(m)}}
+			sampling: eff.SamplingInterval, queueSize: eff.QueueSize, publishing: eff.PublishingInterval}
 		if reverse {
 			f.from, f.to = dst, src
 		}

@@ -112,16 +112,15 @@ func (v verdict) String() string {
 // writer of the target's (wrote, writeRefused), a session supervisor
 // (resolution, monitoring) and the role loop (reconcileWith).
 type flow struct {
-	// The fields fill four cache lines (256 B, a size class: a flow
-	// exists per mapping and direction) and each line holds one of the
-	// immutable fields warmFlows reads to bring it in: wslot, publishing,
-	// sampling, handle. TestFlowLayout checks both. Timestamps are
-	// stamps (8 B), the percent deadband is out of line.
+	// The fields fit the 224-byte size class (a flow exists per mapping
+	// and direction). warmFlows reads the immutable ones at offsets no
+	// more than a cache line apart, from the first byte to the last, so
+	// that every line a flow spans is brought in (224 is not a multiple
+	// of 64: a flow may start mid-line). TestFlowLayout checks both.
+	// Timestamps are stamps (8 B); what few flows need is out of line.
 	ms   *mstate
 	from *conn
 	to   *conn
-	// wslot is this flow's slot in the destination writer.
-	wslot int
 
 	// Mutable, guarded by ms.mu (dstID: also read without it):
 	tr *transform
@@ -136,7 +135,6 @@ type flow struct {
 	// publishing interval of the monitored item's subscription (sampling
 	// and queueSize below; immutable).
 	publishing time.Duration
-	srcID      *ua.NodeID // resolved on the source server's current session
 	// dstID is the target node resolved on the destination's current
 	// session; written under ms.mu, read without it by the writer.
 	dstID atomic.Pointer[ua.NodeID]
@@ -148,22 +146,22 @@ type flow struct {
 	// whatever the two servers' clocks say.
 	goodSeq uint64
 	srcSeq  uint64
-	// clock is the last clock anomaly (StateClock; nil: none yet).
-	clock *clockNote
 	// tgtCur is the target's value read while its session came up, while
 	// no good value was cached yet (firstwrite.go).
 	tgtCur *seenValue
+	// rare is what few flows need: a clock anomaly, a percent deadband
+	// on the source's EURange (nil: neither yet).
+	rare *flowRare
 
 	// sampling interval of the monitored item (immutable).
 	sampling time.Duration
-	// pct is the percent deadband on the source's EURange (nil: none;
-	// setEURange).
-	pct    *pctBand
-	reason string
+	reason   string
 
 	lastSrcTS stamp
 	goodTS    stamp
 	writtenTS stamp
+	// wslot is this flow's slot in the destination writer.
+	wslot int
 	// Ordering (see accept). sessTS is the timestamp of the last value
 	// of the source's current session (sessSeen: there was one).
 	sessTS stamp
@@ -173,9 +171,7 @@ type flow struct {
 	// hold is the max_hold state (hold.go).
 	hold holdState
 
-	handle    uint32
-	queueSize uint32 // of the monitored item
-	state     State
+	state State
 	// srcStatus is the source's status as this node knows it, part of
 	// the cached value: a status change is a change (deadband or not),
 	// and a reconcile never writes Good over a Bad source. It is the
@@ -185,7 +181,6 @@ type flow struct {
 	// statusPeer). statusKnown: there was one (unknown counts as Good for
 	// a change, never for writing over a Bad target).
 	srcStatus ua.StatusCode
-	dstType   valueType
 
 	reverse     bool
 	typeKnown   bool
@@ -220,23 +215,44 @@ type flow struct {
 	// (hold.go).
 	marked bool
 	nEcho  uint8
+	// srcOK: the source node resolved on the source server's current
+	// session, in namespace srcNS; node(false) builds its id again from
+	// the config's string (a resolved id kept would cost ~60 B a flow,
+	// and is needed only when monitored items are created or the
+	// sources read).
+	srcOK bool
+	srcNS uint16
+
+	handle    uint32
+	queueSize uint32 // of the monitored item
 }
 
-// pctBand is a flow's percent deadband taken of its source's EURange:
-// eu is the span of the EURange, the range of a percent deadband without
-// scaling (readEURanges); band is f.tr with that deadband (nil: f.tr's
-// own applies).
-type pctBand struct {
-	eu   float64
-	band *transform
+// flowRare is what few flows need, out of line: the last clock anomaly
+// (StateClock; clockAt zero: none yet), and the percent deadband on the
+// source's EURange: eu is the span of the EURange, the range of a
+// percent deadband without scaling (readEURanges); band is f.tr with
+// that deadband (nil: f.tr's own applies).
+type flowRare struct {
+	clockAt  time.Time
+	clockWhy string
+	eu       float64
+	band     *transform
+}
+
+// rarely returns f.rare, allocated if need be. Caller holds ms.mu.
+func (f *flow) rarely() *flowRare {
+	if f.rare == nil {
+		f.rare = new(flowRare)
+	}
+	return f.rare
 }
 
 // warmAhead is how many values of a notification the router warms
 // (warmFlows) before it hands them to their flows.
 const warmAhead = 64
 
-// warmFlows reads, for each value of items, an immutable word in each
-// cache line of its flow and one beside its mapping state's lock, and
+// warmFlows reads, for each value of items, immutable words spread over
+// its flow (see flow) and one beside its mapping state's lock, and
 // returns something of them (so that the loads are kept; ms.index is
 // not one of them: a live change moves it; the mapping itself is not
 // read on the value path).
@@ -251,19 +267,12 @@ func warmFlows(flows []*flow, items []*ua.MonitoredItemNotification) uintptr {
 	for _, item := range items {
 		if h := int(item.ClientHandle); h < len(flows) {
 			if f := flows[h]; f != nil {
-				x += uintptr(f.wslot) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.handle) +
-					uintptr(unsafe.Pointer(f.ms.fwd))
+				x += uintptr(unsafe.Pointer(f.ms)) + uintptr(f.publishing) + uintptr(f.sampling) + uintptr(f.wslot) +
+					uintptr(f.handle) + uintptr(f.queueSize) + uintptr(unsafe.Pointer(f.ms.fwd))
 			}
 		}
 	}
 	return x
-}
-
-// clockNote is a flow's last clock anomaly: its receive time and
-// description. Kept out of line: most flows never see one.
-type clockNote struct {
-	at  time.Time
-	why string
 }
 
 // mstate is the engine's state of one mapping: its one or two flows and
@@ -282,6 +291,9 @@ type mstate struct {
 	// seq numbers the values the mapping accepted, in the order it
 	// accepted them (the receive order).
 	seq uint64
+	// maxHold is the mapping's effective max_hold (0: off; immutable;
+	// hold.go).
+	maxHold time.Duration
 }
 
 // both reports whether the mapping is bidirectional.
@@ -449,8 +461,8 @@ func (f *flow) acceptOwned(dv *ua.DataValue, now time.Time, queueing *atomic.Boo
 		return nil, nil, vNoTargetType
 	}
 	db := f.tr
-	if f.pct != nil && f.pct.band != nil {
-		db = f.pct.band
+	if f.rare != nil && f.rare.band != nil {
+		db = f.rare.band
 	}
 	// A target marked Uncertain (max_hold) gets this Good value even if
 	// it did not change.
@@ -505,10 +517,8 @@ func (f *flow) checkClock(ts stamp, now time.Time) {
 
 // clockAnomaly records a clock anomaly seen at now. Caller holds ms.mu.
 func (f *flow) clockAnomaly(now time.Time, why string) {
-	if f.clock == nil {
-		f.clock = new(clockNote)
-	}
-	f.clock.at, f.clock.why = now, why
+	r := f.rarely()
+	r.clockAt, r.clockWhy = now, why
 }
 
 // settle sets the state of a flow whose source delivered a good value at
@@ -521,8 +531,8 @@ func (f *flow) settle(now time.Time) {
 	default:
 		return
 	}
-	if f.clock != nil && now.Sub(f.clock.at) < clockHold {
-		f.setState(StateClock, f.clock.why)
+	if r := f.rare; r != nil && !r.clockAt.IsZero() && now.Sub(r.clockAt) < clockHold {
+		f.setState(StateClock, r.clockWhy)
 		return
 	}
 	f.setState(StateOK, "")
@@ -701,13 +711,13 @@ func (f *flow) sourceResolved(nid *ua.NodeID, err error) {
 	// earlier one.
 	f.sessSeen, f.sessTS, f.srcLive = false, 0, false
 	if err != nil {
-		f.srcID = nil
+		f.srcOK = false
 		if f.state != StateDisabled {
 			f.quarantine(sideSource, "source: "+err.Error())
 		}
 		return
 	}
-	f.srcID = nid
+	f.srcOK, f.srcNS = true, nid.Namespace()
 }
 
 // sourceLost records that the source server's session ended: a flow
@@ -748,10 +758,11 @@ func (f *flow) targetUnreadable(code ua.StatusCode) {
 	f.quarantine(sideTarget, "target: "+statusName(code))
 }
 
-// targetTyped installs the transform for the target's type vt (err: no
-// transform can serve it, the flow is bad). A target quarantine ends; a
-// raw value kept meanwhile is converted.
-func (f *flow) targetTyped(tr *transform, vt valueType, err error) {
+// targetTyped installs the transform tr for the target's type (made
+// for it: the type itself is not kept; err: no transform can serve it,
+// the flow is bad). A target quarantine ends; a raw value kept
+// meanwhile is converted.
+func (f *flow) targetTyped(tr *transform, _ valueType, err error) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
 	if err != nil {
@@ -761,7 +772,7 @@ func (f *flow) targetTyped(tr *transform, vt valueType, err error) {
 	if f.state == StateQuarantined && f.qside == sideTarget {
 		f.setState(StatePending, "")
 	}
-	f.setTransform(tr, vt)
+	f.setTransform(tr)
 }
 
 // monitored records the outcome of creating the source's monitored item.
@@ -818,15 +829,12 @@ func (ms *mstate) setClockSkew(tol time.Duration) {
 	ms.tol = tol
 }
 
-// monitorable returns the source node to monitor (nil: unresolved or
-// disabled).
-func (f *flow) monitorable() *ua.NodeID {
+// monitorable reports whether the flow's source node is to be
+// monitored: resolved and not disabled.
+func (f *flow) monitorable() bool {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if f.state == StateDisabled {
-		return nil
-	}
-	return f.srcID
+	return f.state != StateDisabled && f.srcOK
 }
 
 // node returns the source (dst false) or target node resolved on the
@@ -837,7 +845,19 @@ func (f *flow) node(dst bool) *ua.NodeID {
 	if dst {
 		return f.dstID.Load()
 	}
-	return f.srcID
+	if !f.srcOK {
+		return nil
+	}
+	// Validated by New, resolved in srcNS by sourceResolved: no error.
+	n, err := mapping.ParseNodeID(f.srcStr())
+	if err != nil {
+		return nil
+	}
+	nid, err := n.ResolveIndex(f.srcNS)
+	if err != nil {
+		return nil
+	}
+	return nid
 }
 
 // quarantinedOn returns the side the flow is quarantined on (sideNone:
@@ -894,7 +914,7 @@ func (ms *mstate) countStates(n *[len(stateNames)]int) {
 	}
 }
 
-// setTransform installs the transform for the destination type dst and
+// setTransform installs the transform for the destination's type and
 // converts a raw value that arrived before the type was known. Caller
 // holds ms.mu.
 //
@@ -903,8 +923,8 @@ func (ms *mstate) countStates(n *[len(stateNames)]int) {
 // way the flow is resolved once a source value has arrived — a source
 // that never changes must not keep it pending (a pending flow keeps a
 // standby from READY).
-func (f *flow) setTransform(tr *transform, dst valueType) {
-	f.tr, f.dstType, f.typeKnown = tr, dst, true
+func (f *flow) setTransform(tr *transform) {
+	f.tr, f.typeKnown = tr, true
 	f.setBand()
 	if f.lastSrc == nil {
 		return
@@ -930,13 +950,10 @@ func (f *flow) setEURange(span float64, ok bool) {
 	if !ok {
 		span = 0
 	}
-	if span <= 0 && f.pct == nil {
+	if span <= 0 && f.rare == nil {
 		return
 	}
-	if f.pct == nil {
-		f.pct = new(pctBand)
-	}
-	f.pct.eu = span
+	f.rarely().eu = span
 	f.setBand()
 }
 
@@ -944,26 +961,27 @@ func (f *flow) setEURange(span float64, ok bool) {
 func (f *flow) euSpan() float64 {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if f.pct == nil {
+	if f.rare == nil {
 		return 0
 	}
-	return f.pct.eu
+	return f.rare.eu
 }
 
 // setBand derives the flow's deadband transform from f.tr and the
 // EURange. Caller holds ms.mu.
 func (f *flow) setBand() {
-	if f.pct == nil {
+	r := f.rare
+	if r == nil {
 		return
 	}
-	f.pct.band = nil
+	r.band = nil
 	db := f.ms.m.Deadband
-	if f.tr == nil || f.pct.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
+	if f.tr == nil || r.eu <= 0 || db == nil || db.Type != mapping.DeadbandPercent || f.ms.m.Scaling != nil {
 		return
 	}
 	b := *f.tr
-	b.deadband, b.dbAbs = true, db.Value/100*f.pct.eu
-	f.pct.band = &b
+	b.deadband, b.dbAbs = true, db.Value/100*r.eu
+	r.band = &b
 }
 
 // resolveSrc and resolveDst turn the flow's node strings (from the

@@ -31,8 +31,7 @@ import (
 // holdState is a flow's max_hold state. Guarded by the mapping's lock,
 // except max (immutable after New).
 type holdState struct {
-	// max is the effective max_hold (0: off).
-	max time.Duration
+	// (The effective max_hold is the mapping's: mstate.maxHold.)
 	// since is when the current hold began: the first Bad/Uncertain
 	// value, or the source server seen unreachable (zero: not held).
 	// (Whether the hold marked the value is flow.marked: a bool beside
@@ -56,7 +55,6 @@ func (f *flow) holdBegin(now time.Time) {
 // even if it did not change. Caller holds ms.mu.
 func (f *flow) holdEnd() (wasMarked bool) {
 	wasMarked = f.marked
-	// Field by field: max is immutable and read without the lock.
 	f.hold.since, f.marked = 0, false
 	return wasMarked
 }
@@ -136,7 +134,7 @@ func (f *flow) holdCheck(now, srcDown time.Time, queueing *atomic.Bool) *ua.Data
 	if down := toStamp(srcDown); !down.isZero() && (f.hold.since.isZero() || down.before(f.hold.since)) {
 		f.hold.since = down
 	}
-	if f.marked || f.good == nil || toStamp(now).sub(f.hold.since) < f.hold.max {
+	if f.marked || f.good == nil || toStamp(now).sub(f.hold.since) < f.ms.maxHold {
 		return nil
 	}
 	if badSource && srcDown.IsZero() && ms.m.OnBad == mapping.WriteStatus {
@@ -148,7 +146,7 @@ func (f *flow) holdCheck(now, srcDown time.Time, queueing *atomic.Bool) *ua.Data
 		cause = "source unreachable"
 	}
 	f.marked = true
-	f.setState(StateHeld, fmt.Sprintf("%s; held past max_hold %s: last usable value marked Uncertain", cause, f.hold.max))
+	f.setState(StateHeld, fmt.Sprintf("%s; held past max_hold %s: last usable value marked Uncertain", cause, f.ms.maxHold))
 	if queueing == nil || !queueing.Load() {
 		return nil
 	}
@@ -173,12 +171,12 @@ func holdTick(shortest time.Duration) time.Duration {
 // holdFlows returns the flows of tab with a max_hold, and the shortest.
 func holdFlows(tab *flowTable) (flows []*flow, shortest time.Duration) {
 	for _, f := range tab.flows {
-		if f == nil || f.hold.max == 0 {
+		if f == nil || f.ms.maxHold == 0 {
 			continue
 		}
 		flows = append(flows, f)
-		if shortest == 0 || f.hold.max < shortest {
-			shortest = f.hold.max
+		if shortest == 0 || f.ms.maxHold < shortest {
+			shortest = f.ms.maxHold
 		}
 	}
 	return flows, shortest

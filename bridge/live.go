@@ -637,7 +637,7 @@ func (c *conn) liveSources(ctx context.Context, s *session, subs map[time.Durati
 		}
 		byInterval := map[time.Duration][]*flow{}
 		for _, f := range add {
-			if f.monitorable() != nil {
+			if f.monitorable() {
 				byInterval[f.publishing] = append(byInterval[f.publishing], f)
 			}
 		}

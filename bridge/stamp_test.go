@@ -7,27 +7,38 @@ import (
 	"unsafe"
 )
 
-// TestFlowLayout: a flow fits the 256-byte size class (a flow exists per
-// mapping and direction: the next class is 288 B, the one it had before
-// 384), and each of its four cache lines holds one of the immutable
-// fields warmFlows reads, so that the router warms the whole flow.
+// TestFlowLayout: a flow fits the 224-byte size class (a flow exists per
+// mapping and direction: the next class is 240 B; it had 384 before),
+// and the immutable fields warmFlows reads run from its first byte to
+// its last no more than a cache line apart, so that they bring in every
+// line a flow spans wherever it starts.
 func TestFlowLayout(t *testing.T) {
 	var f flow
-	if n := unsafe.Sizeof(f); n > 256 {
-		t.Errorf("flow is %d bytes, more than 256", n)
+	size := unsafe.Sizeof(f)
+	if size > 224 {
+		t.Errorf("flow is %d bytes, more than 224", size)
 	}
-	lines := map[uintptr]string{}
-	for name, off := range map[string]uintptr{"wslot": unsafe.Offsetof(f.wslot), "publishing": unsafe.Offsetof(f.publishing),
-		"sampling": unsafe.Offsetof(f.sampling), "handle": unsafe.Offsetof(f.handle)} {
-		if other, ok := lines[off/64]; ok {
-			t.Errorf("warmed fields %s and %s share cache line %d", name, other, off/64)
-		}
-		lines[off/64] = name
+	warmed := []struct {
+		name     string
+		off, len uintptr
+	}{
+		{"ms", unsafe.Offsetof(f.ms), unsafe.Sizeof(f.ms)},
+		{"publishing", unsafe.Offsetof(f.publishing), unsafe.Sizeof(f.publishing)},
+		{"sampling", unsafe.Offsetof(f.sampling), unsafe.Sizeof(f.sampling)},
+		{"wslot", unsafe.Offsetof(f.wslot), unsafe.Sizeof(f.wslot)},
+		{"handle", unsafe.Offsetof(f.handle), unsafe.Sizeof(f.handle)},
+		{"queueSize", unsafe.Offsetof(f.queueSize), unsafe.Sizeof(f.queueSize)},
 	}
-	for l := uintptr(0); l < (unsafe.Sizeof(f)+63)/64; l++ {
-		if _, ok := lines[l]; !ok {
-			t.Errorf("cache line %d of a flow holds none of the fields warmFlows reads", l)
+	if warmed[0].off != 0 {
+		t.Errorf("the first field warmed is at offset %d, not 0", warmed[0].off)
+	}
+	for i := 1; i < len(warmed); i++ {
+		if d := warmed[i].off - warmed[i-1].off; warmed[i].off < warmed[i-1].off || d > 64 {
+			t.Errorf("warmed fields %s and %s are %d bytes apart (at most 64, in order)", warmed[i-1].name, warmed[i].name, int(d))
 		}
+	}
+	if last := warmed[len(warmed)-1]; last.off+last.len < size {
+		t.Errorf("the last field warmed (%s) ends at %d, the flow at %d", last.name, last.off+last.len, size)
 	}
 }
 

@@ -225,7 +225,20 @@ func (n NodeID) Resolve(namespaces []string) (*ua.NodeID, error) {
 		return nil, fmt.Errorf("%w: %q is not in the server's NamespaceArray (%d entries)",
 			ErrNamespaceUnknown, n.NamespaceURI, len(namespaces))
 	}
-	ns := uint16(idx)
+	return n.ResolveIndex(uint16(idx))
+}
+
+// ResolveIndex is Resolve with the index ns of n's namespace URI in the
+// server's NamespaceArray already looked up (ignored for an index form,
+// returned as is). It lets a caller keep the two bytes of the index
+// rather than the resolved NodeID.
+func (n NodeID) ResolveIndex(ns uint16) (*ua.NodeID, error) {
+	if n.ID == nil {
+		return nil, fmt.Errorf("%w: empty node id", ErrInvalidNodeID)
+	}
+	if n.NamespaceURI == "" {
+		return n.ID, nil
+	}
 	switch n.ID.Type() {
 	case ua.NodeIDTypeTwoByte, ua.NodeIDTypeFourByte, ua.NodeIDTypeNumeric:
 		return newNumericNodeID(ns, n.ID.IntID()), nil

@@ -93,7 +93,8 @@ func BenchmarkTake(b *testing.B) {
 	for it := 0; it < b.N; it++ {
 		w.enqueue(vals)
 		for {
-			batch, _ := w.take(500, lim)
+			wb := w.take(500, lim)
+			batch := wb.vals
 			if len(batch) == 0 {
 				break
 			}

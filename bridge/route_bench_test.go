@@ -133,14 +133,18 @@ func benchValuePath(b *testing.B, n int) {
 	for it := 0; it < b.N; it++ {
 		r.route(nb.round(it, n))
 		for {
-			vals, ids := w.take(batch, writeLimits{})
+			wb := w.take(batch, writeLimits{})
+			vals := wb.vals
 			if len(vals) == 0 {
+				w.bufs.Put(wb)
 				break
 			}
-			if req := writeRequest(vals, ids, false); len(req.NodesToWrite) != len(vals) {
+			if req := wb.request(false); len(req.NodesToWrite) != len(vals) {
 				b.Fatal("short request")
 			}
 			w.settle(vals, results[:len(vals)], nil)
+			wb.reset()
+			w.bufs.Put(wb)
 		}
 	}
 	b.StopTimer()

@@ -248,6 +248,15 @@ func runWorkload(b *testing.B, kind string, n int, rate float64) result {
 	}
 	runtime.GC()
 	heap1, rss1 := heapInUse(), rss()
+	{
+		// What RSS holds beyond the heap in use: free pages the runtime
+		// keeps (the GC's headroom, or a start-up peak not yet returned).
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		b.Logf("%s: heap idle kept %.0f B/map, heap sys %.0f MB, next GC %.0f MB, stacks %.0f MB, other sys %.0f MB", kind,
+			float64(m.HeapIdle-m.HeapReleased)/float64(n), float64(m.HeapSys)/1e6, float64(m.NextGC)/1e6,
+			float64(m.StackSys)/1e6, float64(m.Sys-m.HeapSys-m.StackSys)/1e6)
+	}
 	if dir := os.Getenv("BENCH_HEAPPROFILE"); dir != "" {
 		// What the relay or the engine holds in the window (allocations
 		// sampled from the start of the run: see BenchmarkMirror).

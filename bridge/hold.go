@@ -28,14 +28,13 @@ import (
 // is the only goroutine that marks, accept and reconcileWith (flow.go)
 // read and clear it.
 
-// holdState is a flow's max_hold state. Guarded by the mapping's lock,
-// except max (immutable after New).
+// holdState is a flow's max_hold state, guarded by the mapping's lock.
+// (The effective max_hold is the mapping's, mstate.maxHold; whether the
+// hold marked the value is flow.marked: a bool beside the flow's others
+// takes no padding.)
 type holdState struct {
-	// (The effective max_hold is the mapping's: mstate.maxHold.)
 	// since is when the current hold began: the first Bad/Uncertain
 	// value, or the source server seen unreachable (zero: not held).
-	// (Whether the hold marked the value is flow.marked: a bool beside
-	// the flow's others takes no padding.)
 	since stamp
 }
 

@@ -168,6 +168,11 @@ func TestResolve(t *testing.T) {
 			if want, err := ua.ParseNodeID(tt.want); err != nil || !want.Equal(id) {
 				t.Errorf("gopcua parses %s as %v (%v)", tt.want, want, err)
 			}
+			// Its namespace index alone gives it back (the engine keeps
+			// the index, not the id: ResolveIndex).
+			if again, err := n.ResolveIndex(id.Namespace()); err != nil || !again.Equal(id) {
+				t.Errorf("ResolveIndex(%d) = %v, %v; want %s", id.Namespace(), again, err, id)
+			}
 		})
 	}
 	if _, err := (NodeID{}).Resolve(ns); !errors.Is(err, ErrInvalidNodeID) {

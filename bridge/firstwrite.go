@@ -31,12 +31,24 @@ type seenValue struct {
 	at time.Time
 }
 
+// verifyState is whether a flow's target has been read since its session
+// came up.
+type verifyState uint8
+
+const (
+	verified   verifyState = iota
+	unverified             // not read yet: accept queues nothing
+	// unverifiedDropped: not read yet, and the writer dropped a value
+	// pending from before the session (writeNode).
+	unverifiedDropped
+)
+
 // holdFirstWrite reports whether accept must not queue out (with source
 // timestamp ts) although the engine is active: the target is unverified
 // (the reconcile that follows writes what differs), or out is the value
 // the target was read holding (recorded as written). Caller holds ms.mu.
 func (f *flow) holdFirstWrite(out *ua.Variant, ts stamp) bool {
-	if f.unverified {
+	if f.verify != verified {
 		return true
 	}
 	cur := f.tgtCur
@@ -58,7 +70,7 @@ func (f *flow) holdFirstWrite(out *ua.Variant, ts stamp) bool {
 // cur is kept for the first accepted value to be compared with. Caller
 // holds ms.mu.
 func (f *flow) targetRead(cur *ua.DataValue) {
-	f.unverified, f.pendDropped = false, false
+	f.verify = verified
 	f.tgtCur = nil
 	if f.good == nil && cur != nil && isGood(cur.Status) && cur.Value != nil {
 		f.tgtCur = &seenValue{v: cur.Value, at: time.Now()}
@@ -78,8 +90,8 @@ func (f *flow) targetRead(cur *ua.DataValue) {
 func (f *flow) writeNode() (id *ua.NodeID, stale bool) {
 	f.ms.mu.Lock()
 	defer f.ms.mu.Unlock()
-	if f.unverified {
-		f.pendDropped = true
+	if f.verify != verified {
+		f.verify = unverifiedDropped
 		return nil, true
 	}
 	return f.dstID.Load(), false
@@ -91,8 +103,8 @@ func (f *flow) writeNode() (id *ua.NodeID, stale bool) {
 // It takes ms.mu.
 func (f *flow) targetUnread() {
 	f.ms.mu.Lock()
-	dropped := f.pendDropped
-	f.unverified, f.pendDropped = false, false
+	dropped := f.verify == unverifiedDropped
+	f.verify = verified
 	f.tgtCur = nil
 	f.ms.mu.Unlock()
 	if dropped {

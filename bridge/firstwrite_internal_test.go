@@ -44,7 +44,7 @@ func TestFirstWriteDroppedValueUnread(t *testing.T) {
 		}
 		to.w.enqueue([]queuedValue{{0, out}}) // pending: the target's server is down
 		f.targetResolved(nid, nil)            // its new session: unverified
-		if batch, _ := to.w.take(10, writeLimits{}); len(batch) != 0 {
+		if batch := to.w.take(10, writeLimits{}).vals; len(batch) != 0 {
 			t.Fatalf("the pending value was sent before the resync compared the target: %v", batch)
 		}
 		if readFails {
@@ -52,7 +52,8 @@ func TestFirstWriteDroppedValueUnread(t *testing.T) {
 		} else if w := f.reconcileWith(&ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(2.5)}, false); w != nil {
 			t.Fatalf("a target holding the value is written again: %v", w)
 		}
-		batch, ids := to.w.take(10, writeLimits{})
+		wb := to.w.take(10, writeLimits{})
+		batch, ids := wb.vals, wb.ids
 		switch {
 		case readFails && (len(batch) != 1 || batch[0].dv.Value.Value() != 2.5 || ids[0] != nid):
 			t.Errorf("after a failed read: %v to %v, want the cache (2.5) once", batch, ids)

@@ -204,12 +204,10 @@ type flow struct {
 	// goodPeer says the cached good value came from the peer stream
 	// (observe).
 	goodPeer bool
-	// unverified: the target's current value has not been read since its
-	// session came up (firstwrite.go).
-	unverified bool
-	// pendDropped: a value pending for the target was dropped while it
-	// was unverified (firstwrite.go).
-	pendDropped bool
+	// verify: whether the target's current value has been read since its
+	// session came up, and a value pending for it was dropped meanwhile
+	// (firstwrite.go; one byte: the flow stays in its 224 B size class).
+	verify verifyState
 	// marked: the last good value has been marked (and, while active,
 	// queued) with UncertainLastUsableValue for the current hold
 	// (hold.go).
@@ -747,7 +745,7 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 	}
 	f.dstID.Store(nid)
 	f.typeKnown = false // read on every session
-	f.unverified = true // a new session: what the target holds is read again
+	f.verify = unverified // a new session: what the target holds is read again
 	return true
 }
 

@@ -744,7 +744,7 @@ func (f *flow) targetResolved(nid *ua.NodeID, err error) (needType bool) {
 		return false
 	}
 	f.dstID.Store(nid)
-	f.typeKnown = false // read on every session
+	f.typeKnown = false   // read on every session
 	f.verify = unverified // a new session: what the target holds is read again
 	return true
 }

@@ -208,6 +208,19 @@ func (e *Engine) holdWatch(ctx context.Context) {
 			if len(flows) > 0 {
 				t = time.NewTicker(holdTick(shortest))
 			}
+			// A live change may have removed servers: forget them (one
+			// leaves the list after its flows retired, so at the next
+			// change at the latest).
+			live := map[*conn]bool{}
+			for _, c := range e.connList() {
+				live[c] = true
+			}
+			for c := range downSince {
+				if !live[c] {
+					delete(downSince, c)
+				}
+			}
+			clear(out)
 		}
 		var tick <-chan time.Time
 		if t != nil {

@@ -38,9 +38,6 @@ type verifyState uint8
 const (
 	verified   verifyState = iota
 	unverified             // not read yet: accept queues nothing
-	// unverifiedDropped: not read yet, and the writer dropped a value
-	// pending from before the session (writeNode).
-	unverifiedDropped
 )
 
 // holdFirstWrite reports whether accept must not queue out (with source
@@ -77,39 +74,11 @@ func (f *flow) targetRead(cur *ua.DataValue) {
 	}
 }
 
-// writeNode returns the target node the writer sends the flow's pending
-// value to (nil: not resolved on the target's session), or stale: the
-// target is unverified, and the value, queued before the target's
-// session was rebuilt (during an outage, or a Write the lost session
-// failed), is dropped. The resync that reads the target writes the
-// cached value, never older than the dropped one, if the target differs
-// (sent at once, the dropped value raced with that read: a target that
-// already held it was written, and one read before the Write landed was
-// written twice); if the read fails, targetUnread writes the cache
-// without comparing. Called by the writer under its lock; it takes ms.mu.
-func (f *flow) writeNode() (id *ua.NodeID, stale bool) {
-	f.ms.mu.Lock()
-	defer f.ms.mu.Unlock()
-	if f.verify != verified {
-		f.verify = unverifiedDropped
-		return nil, true
-	}
-	return f.dstID.Load(), false
-}
-
 // targetUnread ends an unverified state whose read failed: the flow then
-// writes without comparing, never not at all; a value writeNode dropped
-// is written (the cache, as reconcileWith has it for a target not read).
-// It takes ms.mu.
+// writes without comparing, never not at all. It takes ms.mu.
 func (f *flow) targetUnread() {
 	f.ms.mu.Lock()
-	dropped := f.verify == unverifiedDropped
+	defer f.ms.mu.Unlock()
 	f.verify = verified
 	f.tgtCur = nil
-	f.ms.mu.Unlock()
-	if dropped {
-		if dv := f.reconcileWith(nil, false); dv != nil {
-			f.to.w.enqueue([]queuedValue{{f.wslot, dv}})
-		}
-	}
 }

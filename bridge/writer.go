@@ -277,13 +277,7 @@ func (w *writer) take(max int, lim writeLimits) (b *wbuf) {
 			s.queued = false // a held value is queued again by release
 			continue
 		}
-		id, stale := s.f.writeNode()
-		if stale {
-			// Queued before the target's session was rebuilt: the resync
-			// compares the cache instead (firstwrite.go).
-			s.queued, s.dv = false, nil
-			continue
-		}
+		id := s.f.dstID.Load() // without the flow's lock: a lock per value less
 		if id == nil {
 			// Not resolved on this session (quarantined): keep the value
 			// for the resync after it resolves.

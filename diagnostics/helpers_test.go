@@ -139,8 +139,15 @@ func testEngine(t *testing.T, n int) (*bridge.Engine, *simserver.Server, *simser
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = e.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	var last string // what the wait saw last, logged if it fails
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testEngine: last seen: %s", last)
+		}
+	})
 	harness.Eventually(t, 45*time.Second, "engine: sessions up, ServiceLevel read, every mapping settled, notifications received and values written", func() bool {
 		st := e.Stats()
+		last = fmt.Sprintf("states %v, servers %+v", st.States, st.Servers)
 		var writes, notes uint64
 		for _, s := range st.Servers {
 			if s.State != bridge.Connected || s.ServiceLevel < 0 {

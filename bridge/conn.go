@@ -578,9 +578,10 @@ const sourcesWaitMax = 10 * time.Second
 // tgtCurMaxAge. And on a small host the sources' subscription, which
 // every mapping waits for, has the CPU to itself instead of sharing it
 // with the targets' reads and writes. A source that is down or up is
-// not waited for, nor one still dialling (an unreachable or blackholed
-// source would otherwise hold every target's resync for the dial
-// timeout): only one whose session's socket is open (building).
+// not waited for; one still dialling only for sourcesDialWait (an
+// unreachable or blackholed source would otherwise hold every target's
+// resync for its connect timeout), one building a session on an open
+// socket up to sourcesWaitMax.
 func (c *conn) awaitSources(ctx context.Context) {
 	srcs := map[*conn]bool{}
 	for _, f := range c.writeFlows() {
@@ -590,14 +591,19 @@ func (c *conn) awaitSources(ctx context.Context) {
 	}
 	t := time.NewTimer(sourcesWaitMax)
 	defer t.Stop()
+	dialEnd := time.Now().Add(sourcesDialWait)
+	tick := time.NewTicker(sourcesDialWait / 20) // the socket opening is not signalled
+	defer tick.Stop()
 	for src := range srcs {
 		for {
 			changed := src.stateChanged()
-			if !src.building() {
+			dialling := !src.building() && ConnState(src.state.Load()) == Connecting
+			if !src.building() && (!dialling || time.Now().After(dialEnd)) {
 				break
 			}
 			select {
 			case <-changed:
+			case <-tick.C:
 			case <-t.C:
 				return
 			case <-ctx.Done():
@@ -606,6 +612,11 @@ func (c *conn) awaitSources(ctx context.Context) {
 		}
 	}
 }
+
+// sourcesDialWait bounds how long a resync waits for a source still
+// dialling (a reachable server answers the dial in milliseconds; an
+// unreachable one would hold every target for its connect timeout).
+const sourcesDialWait = time.Second
 
 // building reports whether c is building a session on an open socket:
 // connecting, with its session (or, for a redundant set, a member's)

@@ -34,9 +34,10 @@ func (e *Engine) startConn(c *conn) {
 	r := &connRun{stop: stop}
 	c.run = r
 	r.wg.Add(2)
-	e.runWG.Add(2)
-	go func() { defer e.runWG.Done(); defer r.wg.Done(); c.supervise(ctx) }()
-	go func() { defer e.runWG.Done(); defer r.wg.Done(); c.w.run(ctx) }()
+	runWG := e.runWG // read here, under runMu: Run clears the field when it ends
+	runWG.Add(2)
+	go func() { defer runWG.Done(); defer r.wg.Done(); c.supervise(ctx) }()
+	go func() { defer runWG.Done(); defer r.wg.Done(); c.w.run(ctx) }()
 }
 
 // stopConn stops c's supervisor and writer and returns once they have

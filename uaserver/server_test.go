@@ -545,8 +545,11 @@ func TestSubscriberVanishesUnderLoad(t *testing.T) {
 		col := newCollector(t)
 		c := connect(t, s.Endpoint())
 		ctx := testCtx(t)
+		// A lifetime of 3 s: short enough that the cut subscription ends
+		// soon, long enough that a starved host's Publish requests (queued
+		// behind the 1,000-item CreateMonitoredItems) keep it alive first.
 		sub, err := c.Subscribe(ctx, &opcua.SubscriptionParameters{Interval: 20 * time.Millisecond,
-			LifetimeCount: 30, MaxKeepAliveCount: 10}, col.ch)
+			LifetimeCount: 150, MaxKeepAliveCount: 10}, col.ch)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,12 @@ type pkg struct {
 	failures []string        // names of failed tests, in order
 }
 
+// timed is a top-level test and the seconds it took.
+type timed struct {
+	name string
+	secs float64
+}
+
 // skip is one skipped test.
 type skip struct {
 	pkg, test, reason string
@@ -52,7 +58,8 @@ type summary struct {
 	order    []string
 	build    map[string]*strings.Builder // build output by import path
 	skips    []skip
-	failed   []string // "pkg Test" or "pkg (why)"
+	failed   []string // "pkg Test" or "pkg (why)", and the failure's last message lines
+	slow     []timed  // top-level tests that ended, with their time
 	noTests  []string
 	passed   int
 	nFailed  int
@@ -149,22 +156,31 @@ func (s *summary) event(ev event) {
 			b.WriteString(ev.Output)
 		}
 	case "pass":
+		s.timed(p, ev)
 		delete(p.running, ev.Test)
 		delete(p.outputs, ev.Test)
 		p.passed++
 		s.passed++
 	case "fail":
+		s.timed(p, ev)
 		delete(p.running, ev.Test)
 		p.failed++
 		s.nFailed++
 		p.failures = append(p.failures, ev.Test)
-		s.failed = append(s.failed, short(p.name)+" "+ev.Test)
+		s.failed = append(s.failed, short(p.name)+" "+ev.Test+failReason(p.outputs[ev.Test]))
 	case "skip":
 		delete(p.running, ev.Test)
 		p.skipped++
 		s.nSkipped++
 		s.skips = append(s.skips, skip{short(p.name), ev.Test, skipReason(p.outputs[ev.Test])})
 		delete(p.outputs, ev.Test)
+	}
+}
+
+// timed records a top-level test's time (not a fuzz target's).
+func (s *summary) timed(p *pkg, ev event) {
+	if !strings.Contains(ev.Test, "/") && !strings.HasPrefix(ev.Test, "Fuzz") {
+		s.slow = append(s.slow, timed{short(p.name) + " " + ev.Test, ev.Elapsed})
 	}
 }
 
@@ -293,6 +309,17 @@ func (s *summary) finish() bool {
 			s.printf("  %s\n", f)
 		}
 	}
+	if len(s.slow) > 0 {
+		sort.SliceStable(s.slow, func(i, j int) bool { return s.slow[i].secs > s.slow[j].secs })
+		s.printf("\nslowest tests:")
+		for i, t := range s.slow[:min(12, len(s.slow))] {
+			if i%3 == 0 {
+				s.printf("\n ")
+			}
+			s.printf(" %s %.0fs;", t.name, t.secs)
+		}
+		s.printf("\n")
+	}
 	s.printf("\ntook %s\n", s.now().Sub(s.started).Round(time.Second))
 	// The closing line, alone, in the form CI reads.
 	s.printf("%d passed, %d failed, %d skipped\n", s.passed, s.nFailed, s.nSkipped)
@@ -329,6 +356,35 @@ func skipReason(out *strings.Builder) string {
 		r = r[:300] + "…"
 	}
 	return r
+}
+
+// failReason is the last two file:line lines of a failed test's output
+// that are not log lines of a logger (zap's logger.go): usually the
+// t.Fatal or t.Error that failed it, for the closing list, so that a
+// cut-off CI log still says why. Each on its own indented line.
+func failReason(out *strings.Builder) string {
+	if out == nil {
+		return ""
+	}
+	var last []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if !location.MatchString(l) || strings.Contains(l, "logger.go:") {
+			continue
+		}
+		l = strings.TrimSpace(l)
+		if len(l) > 300 {
+			l = l[:300] + "…"
+		}
+		last = append(last, l)
+		if len(last) > 2 {
+			last = last[1:]
+		}
+	}
+	var b strings.Builder
+	for _, l := range last {
+		b.WriteString("\n      " + l)
+	}
+	return b.String()
 }
 
 func indent(b *strings.Builder) string {

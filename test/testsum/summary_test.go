@@ -73,7 +73,7 @@ func TestSummary(t *testing.T) {
 		if got := lastLine(out); got != "2 passed, 1 failed, 1 skipped" {
 			t.Errorf("closing line %q\n%s", got, out)
 		}
-		for _, want := range []string{"FAIL  ", "before the failure", "the fixture fails on purpose", "failed (1):\n  test/testsum/testdata/fixture TestFails\n"} {
+		for _, want := range []string{"FAIL  ", "before the failure", "the fixture fails on purpose", "failed (1):\n  test/testsum/testdata/fixture TestFails\n      fixture_test.go:21: before the failure\n      fixture_test.go:22: the fixture fails on purpose\n", "slowest tests:"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
